@@ -1,0 +1,480 @@
+//! The channel: a cheap handle that calls pick through.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use croupier::{
+    BackoffConfig, Balancer, BalancerConfig, CallOutcome, Code, ConnectivityState, Pick,
+    PickRequest, PolicyConfig, ResolutionConfig, Status, SubchannelId, SubchannelInfo, Target,
+    TargetError,
+};
+use futures_lite::future;
+
+use crate::connector::Connector;
+use crate::driver::{Driver, Input};
+use crate::resolver::{global_resolvers, ResolveNow, Resolver, ResolverContext, ResolverRegistry};
+use crate::runtime::{Runtime, Task};
+use crate::shared::Shared;
+
+/// Why a channel could not be built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The target is malformed, or names a scheme with no registered resolver.
+    Target(TargetError),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::Target(error) => write!(f, "cannot build a channel: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BuildError::Target(error) => Some(error),
+        }
+    }
+}
+
+impl From<TargetError> for BuildError {
+    fn from(error: TargetError) -> Self {
+        BuildError::Target(error)
+    }
+}
+
+/// Builds a [`Channel`]: the target, the policy, backoff, resolvers, the connector, the seed.
+pub struct ChannelBuilder<C> {
+    target: String,
+    runtime: Arc<dyn Runtime>,
+    connector: C,
+    config: BalancerConfig,
+    resolvers: ResolverRegistry,
+    default_port: u16,
+    seed: Option<u64>,
+}
+
+impl<C> fmt::Debug for ChannelBuilder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelBuilder")
+            .field("target", &self.target)
+            .field("config", &self.config)
+            .field("resolvers", &self.resolvers)
+            .field("default_port", &self.default_port)
+            .field("seed", &self.seed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Connector> ChannelBuilder<C> {
+    /// A builder for `target` on `runtime` with `connector`. Runtime adapters wrap this with their
+    /// own runtime and default connector.
+    pub fn new(target: impl Into<String>, runtime: Arc<dyn Runtime>, connector: C) -> Self {
+        ChannelBuilder {
+            target: target.into(),
+            runtime,
+            connector,
+            config: BalancerConfig::default(),
+            resolvers: ResolverRegistry::new(),
+            default_port: croupier::target::DEFAULT_PORT,
+            seed: None,
+        }
+    }
+
+    /// The load-balancing policy (default: pick_first).
+    pub fn policy(mut self, policy: PolicyConfig) -> Self {
+        self.config.policy = policy;
+        self
+    }
+
+    /// Makes `policy` choosable by name in resolver updates.
+    pub fn register_policy(mut self, policy: PolicyConfig) -> Self {
+        self.config.policies.push(policy);
+        self
+    }
+
+    /// Connection backoff (default: gRPC's).
+    pub fn backoff(mut self, backoff: BackoffConfig) -> Self {
+        self.config.backoff = backoff;
+        self
+    }
+
+    /// When to ask the resolver again (default: on request at most every 5 s, and every 30 s).
+    pub fn resolution(mut self, resolution: ResolutionConfig) -> Self {
+        self.config.resolution = resolution;
+        self
+    }
+
+    /// The port for targets that name none (default 443, as gRPC).
+    pub fn default_port(mut self, port: u16) -> Self {
+        self.default_port = port;
+        self
+    }
+
+    /// Registers a resolver for `scheme` for this channel only (on top of the process-wide ones).
+    pub fn resolver(mut self, scheme: &str, resolver: impl Resolver) -> Self {
+        self.resolvers.register(scheme, resolver);
+        self
+    }
+
+    /// The seed of every random choice the core makes (default: a random one). Two channels with
+    /// the same seed and the same events make the same choices.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Replaces the connector.
+    pub fn connector<D: Connector>(self, connector: D) -> ChannelBuilder<D> {
+        ChannelBuilder {
+            target: self.target,
+            runtime: self.runtime,
+            connector,
+            config: self.config,
+            resolvers: self.resolvers,
+            default_port: self.default_port,
+            seed: self.seed,
+        }
+    }
+
+    /// Parses the target, starts its resolver and the channel's driver task, and returns the
+    /// channel. Must run inside the runtime the builder was made for.
+    pub fn build(self) -> Result<Channel<C::Connection>, BuildError> {
+        let mut resolvers = global_resolvers();
+        resolvers.extend(&self.resolvers);
+        let target = Target::parse(&self.target, |scheme| resolvers.contains(scheme))?;
+        let resolver =
+            resolvers
+                .get(target.scheme())
+                .ok_or_else(|| TargetError::UnknownScheme {
+                    target: self.target.clone(),
+                    scheme: target.scheme().to_owned(),
+                })?;
+        let seed = self.seed.unwrap_or_else(random_seed);
+        let now = self.runtime.now();
+        let balancer = Balancer::new(self.config, seed, now);
+        let shared = Arc::new(Shared::new());
+        let (inbox, inbox_rx) = async_channel::unbounded();
+        let resolve_now = Arc::new(ResolveNow::default());
+        let context = ResolverContext::new(
+            inbox.clone(),
+            Arc::clone(&resolve_now),
+            Arc::clone(&self.runtime),
+            self.default_port,
+        );
+        let mut driver = Driver::new(
+            balancer,
+            Arc::clone(&self.runtime),
+            Arc::new(self.connector),
+            Arc::clone(&shared),
+            inbox_rx,
+            resolve_now,
+        );
+        driver.resolver = Some(Task::spawn(
+            &self.runtime,
+            resolver.resolve(&target, context),
+        ));
+        self.runtime.spawn(Box::pin(driver.run()));
+        Ok(Channel {
+            handle: Arc::new(Handle {
+                shared,
+                inbox,
+                runtime: self.runtime,
+                target,
+            }),
+        })
+    }
+}
+
+fn random_seed() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0x5eed);
+    hasher.finish()
+}
+
+/// The part of a channel its clones share; dropping the last one stops the driver.
+struct Handle<T> {
+    shared: Arc<Shared<T>>,
+    inbox: async_channel::Sender<Input>,
+    runtime: Arc<dyn Runtime>,
+    target: Target,
+}
+
+impl<T> Drop for Handle<T> {
+    fn drop(&mut self) {
+        // The driver sees the inbox close, drops every connection and task, and ends.
+        self.inbox.close();
+    }
+}
+
+/// A load-balanced channel to the backends a target names. Clone it freely: clones share one
+/// driver, and dropping the last one closes every connection.
+pub struct Channel<T> {
+    handle: Arc<Handle<T>>,
+}
+
+impl<T> Clone for Channel<T> {
+    fn clone(&self) -> Self {
+        Channel {
+            handle: Arc::clone(&self.handle),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Channel<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel")
+            .field("target", &self.handle.target.to_string())
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+/// How a pick may wait.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PickOptions {
+    wait_for_ready: bool,
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+}
+
+impl PickOptions {
+    /// Fail fast in TRANSIENT_FAILURE, wait without limit while connecting.
+    pub fn new() -> Self {
+        PickOptions::default()
+    }
+
+    /// Wait through TRANSIENT_FAILURE too, until a backend is ready or the deadline passes.
+    pub fn wait_for_ready(mut self, wait: bool) -> Self {
+        self.wait_for_ready = wait;
+        self
+    }
+
+    /// Give up `timeout` after the pick starts.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Give up at `deadline`.
+    pub fn deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    fn effective_deadline(&self, now: Instant) -> Option<Instant> {
+        let from_timeout = self.timeout.and_then(|t| now.checked_add(t));
+        match (self.deadline, from_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// A picked connection and the guard that reports the call's end.
+#[derive(Debug)]
+pub struct Picked<T> {
+    /// The connection to send the call on.
+    pub connection: T,
+    /// Report the call's outcome through it (dropping it reports `CANCELLED`).
+    pub call: CallGuard,
+}
+
+/// Reports a call's outcome and latency to the channel when the call ends.
+#[must_use = "dropping the guard at once reports the call as cancelled"]
+pub struct CallGuard {
+    inbox: async_channel::Sender<Input>,
+    subchannel: SubchannelId,
+    started: Instant,
+    runtime: Arc<dyn Runtime>,
+    done: bool,
+}
+
+impl fmt::Debug for CallGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallGuard")
+            .field("subchannel", &self.subchannel)
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CallGuard {
+    /// The subchannel the call went to.
+    pub fn subchannel(&self) -> SubchannelId {
+        self.subchannel
+    }
+
+    /// The call succeeded.
+    pub fn success(self) {
+        self.finish(Code::Ok);
+    }
+
+    /// The call ended with `code`.
+    pub fn finish(mut self, code: Code) {
+        self.report(code);
+    }
+
+    fn report(&mut self, code: Code) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let latency = self.runtime.now().saturating_duration_since(self.started);
+        let _ = self.inbox.try_send(Input::CallEnded(
+            self.subchannel,
+            CallOutcome::new(code, latency),
+        ));
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.report(Code::Cancelled);
+    }
+}
+
+impl<T: Clone> Channel<T> {
+    /// Picks a connection for one call, waiting while the channel connects. Fails at once in
+    /// TRANSIENT_FAILURE with the error that names the failed addresses.
+    pub async fn pick(&self, request: &PickRequest<'_>) -> Result<Picked<T>, Status> {
+        self.pick_with(request, PickOptions::new()).await
+    }
+
+    /// Picks a connection for one call, as `options` say.
+    pub async fn pick_with(
+        &self,
+        request: &PickRequest<'_>,
+        options: PickOptions,
+    ) -> Result<Picked<T>, Status> {
+        let handle = &*self.handle;
+        let started = handle.runtime.now();
+        let deadline = options.effective_deadline(started);
+        let mut sleep = None;
+        let mut last_failure: Option<Status> = None;
+        loop {
+            let listener = handle.shared.listen();
+            let snapshot = handle.shared.load();
+            if handle.shared.is_closed() {
+                return Err(Status::unavailable("the channel is closed"));
+            }
+            match snapshot.picker.pick(request) {
+                Pick::Ready(subchannel) => {
+                    if let Some(connection) = snapshot.connections.get(&subchannel) {
+                        return Ok(Picked {
+                            connection: connection.clone(),
+                            call: CallGuard {
+                                inbox: handle.inbox.clone(),
+                                subchannel,
+                                started,
+                                runtime: Arc::clone(&handle.runtime),
+                                done: false,
+                            },
+                        });
+                    }
+                    // Its connection just went away: wait for the picker that knows it.
+                }
+                Pick::Queue if handle.shared.first_to_ask_exit_idle() => {
+                    let _ = handle.inbox.try_send(Input::ExitIdle);
+                }
+                Pick::Fail(status) => {
+                    if !options.wait_for_ready {
+                        return Err(status);
+                    }
+                    last_failure = Some(status);
+                }
+                Pick::Drop(status) => return Err(status),
+                _ => {}
+            }
+            let Some(deadline) = deadline else {
+                listener.await;
+                continue;
+            };
+            let sleep = sleep.get_or_insert_with(|| handle.runtime.sleep_until(deadline));
+            let timed_out = future::or(
+                async {
+                    listener.await;
+                    false
+                },
+                async {
+                    sleep.await;
+                    true
+                },
+            )
+            .await;
+            if timed_out {
+                let snapshot = handle.shared.load();
+                return Err(deadline_exceeded(
+                    handle.runtime.now().saturating_duration_since(started),
+                    snapshot.state,
+                    last_failure.as_ref(),
+                    snapshot.last_error.as_deref(),
+                ));
+            }
+        }
+    }
+}
+
+impl<T> Channel<T> {
+    /// The channel's connectivity state.
+    pub fn state(&self) -> ConnectivityState {
+        self.handle.shared.load().state
+    }
+
+    /// Waits until the state differs from `from`, and returns the new state.
+    pub async fn state_changed(&self, from: ConnectivityState) -> ConnectivityState {
+        loop {
+            let listener = self.handle.shared.listen();
+            let state = self.state();
+            if state != from {
+                return state;
+            }
+            listener.await;
+        }
+    }
+
+    /// Starts connecting now if the channel is IDLE, instead of at the first call.
+    pub fn connect(&self) {
+        let _ = self.handle.inbox.try_send(Input::ExitIdle);
+    }
+
+    /// A snapshot of every subchannel: address, state, last error.
+    pub async fn subchannels(&self) -> Vec<SubchannelInfo> {
+        let (reply, answer) = async_channel::bounded(1);
+        if self
+            .handle
+            .inbox
+            .try_send(Input::Subchannels(reply))
+            .is_err()
+        {
+            return Vec::new();
+        }
+        answer.recv().await.unwrap_or_default()
+    }
+
+    /// The parsed target.
+    pub fn target(&self) -> &Target {
+        &self.handle.target
+    }
+}
+
+fn deadline_exceeded(
+    waited: Duration,
+    state: ConnectivityState,
+    failure: Option<&Status>,
+    last_error: Option<&str>,
+) -> Status {
+    let mut message = format!(
+        "deadline exceeded after {waited:.3?} waiting for a ready backend (channel {state})"
+    );
+    if let Some(failure) = failure {
+        message.push_str(&format!("; last failure: {}", failure.message()));
+    } else if let Some(error) = last_error {
+        message.push_str(&format!("; last connection error: {error}"));
+    }
+    Status::new(Code::DeadlineExceeded, message)
+}

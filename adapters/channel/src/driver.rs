@@ -1,0 +1,320 @@
+//! The driver: one task per channel that owns the core's `Balancer`, carries out its actions and
+//! feeds it what happens. It makes no decision of its own.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use croupier::{
+    Action, Address, Balancer, CallOutcome, ConnectionEvent, ConnectionId, ConnectivityState,
+    Picker, ResolverError, ResolverUpdate, SubchannelId, SubchannelInfo,
+};
+use futures_lite::future;
+
+use crate::connector::{Connected, Connector};
+use crate::resolver::ResolveNow;
+use crate::runtime::{BoxFuture, Runtime, Task};
+use crate::shared::{Shared, Snapshot};
+
+/// What the driver hears from handles, guards and the resolver.
+#[derive(Debug)]
+pub(crate) enum Input {
+    Resolved(ResolverUpdate),
+    ResolverFailed(ResolverError),
+    CallEnded(SubchannelId, CallOutcome),
+    ExitIdle,
+    Subchannels(async_channel::Sender<Vec<SubchannelInfo>>),
+}
+
+/// What connection tasks report.
+enum ConnectionReport<T> {
+    Established(ConnectionId, T),
+    Failed(ConnectionId, String),
+    Closed(ConnectionId, String),
+}
+
+/// Both ends of the channel connection tasks report on.
+type Reports<T> = (
+    async_channel::Sender<ConnectionReport<T>>,
+    async_channel::Receiver<ConnectionReport<T>>,
+);
+
+/// Why the driver woke up.
+enum Wake<T> {
+    Input(Option<Input>),
+    Connection(ConnectionReport<T>),
+    Timer,
+}
+
+pub(crate) struct Driver<C: Connector> {
+    pub(crate) balancer: Balancer,
+    pub(crate) runtime: Arc<dyn Runtime>,
+    pub(crate) connector: Arc<C>,
+    pub(crate) shared: Arc<Shared<C::Connection>>,
+    pub(crate) inbox: async_channel::Receiver<Input>,
+    pub(crate) resolve_now: Arc<ResolveNow>,
+    pub(crate) resolver: Option<Task>,
+    reports: Reports<C::Connection>,
+    /// Connection attempts (and the watchers of the connections they made), by subchannel.
+    tasks: HashMap<SubchannelId, (ConnectionId, Address, Task)>,
+    /// Established connections, by subchannel.
+    connections: HashMap<SubchannelId, (ConnectionId, C::Connection)>,
+    connections_changed: bool,
+    picker: Option<Arc<dyn Picker>>,
+    state: Option<ConnectivityState>,
+    last_error: Option<Arc<str>>,
+}
+
+impl<C: Connector> Driver<C> {
+    pub(crate) fn new(
+        balancer: Balancer,
+        runtime: Arc<dyn Runtime>,
+        connector: Arc<C>,
+        shared: Arc<Shared<C::Connection>>,
+        inbox: async_channel::Receiver<Input>,
+        resolve_now: Arc<ResolveNow>,
+    ) -> Self {
+        Driver {
+            balancer,
+            runtime,
+            connector,
+            shared,
+            inbox,
+            resolve_now,
+            resolver: None,
+            reports: async_channel::unbounded(),
+            tasks: HashMap::new(),
+            connections: HashMap::new(),
+            connections_changed: false,
+            picker: None,
+            state: None,
+            last_error: None,
+        }
+    }
+
+    /// Runs until every handle to the channel is gone, then drops every connection and task.
+    pub(crate) async fn run(mut self) {
+        let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
+        loop {
+            self.perform_actions();
+            self.publish();
+            let deadline = self.balancer.poll_timeout();
+            if timer.as_ref().map(|(at, _)| Some(*at)) != Some(deadline) {
+                timer = deadline.map(|at| (at, self.runtime.sleep_until(at)));
+            }
+            let wake = {
+                let inbox = async { Wake::Input(self.inbox.recv().await.ok()) };
+                let reports = async {
+                    match self.reports.1.recv().await {
+                        Ok(report) => Wake::Connection(report),
+                        Err(_) => future::pending().await,
+                    }
+                };
+                let sleep = async {
+                    match timer.as_mut() {
+                        Some((_, sleep)) => {
+                            sleep.await;
+                            Wake::Timer
+                        }
+                        None => future::pending().await,
+                    }
+                };
+                future::or(inbox, future::or(reports, sleep)).await
+            };
+            let now = self.runtime.now();
+            match wake {
+                Wake::Input(None) => break,
+                Wake::Input(Some(input)) => self.handle_input(input, now),
+                Wake::Connection(report) => self.handle_report(report, now),
+                Wake::Timer => {
+                    timer = None;
+                    self.balancer.handle_timeout(now);
+                }
+            }
+            // Take whatever else is already waiting, so a burst becomes one picker update.
+            while let Ok(report) = self.reports.1.try_recv() {
+                self.handle_report(report, now);
+            }
+            loop {
+                match self.inbox.try_recv() {
+                    Ok(input) => self.handle_input(input, now),
+                    Err(async_channel::TryRecvError::Empty) => break,
+                    Err(async_channel::TryRecvError::Closed) => return self.shutdown(),
+                }
+            }
+        }
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.resolver = None;
+        self.tasks.clear();
+        self.connections.clear();
+        self.shared.close();
+    }
+
+    fn handle_input(&mut self, input: Input, now: Instant) {
+        match input {
+            Input::Resolved(update) => self.balancer.handle_resolver_update(update, now),
+            Input::ResolverFailed(error) => self.balancer.handle_resolver_error(error, now),
+            Input::CallEnded(subchannel, outcome) => {
+                self.balancer.handle_call_outcome(subchannel, outcome, now)
+            }
+            Input::ExitIdle => self.balancer.exit_idle(now),
+            Input::Subchannels(reply) => {
+                let _ = reply.try_send(self.balancer.subchannels());
+            }
+        }
+    }
+
+    fn is_current(&self, connection: ConnectionId) -> bool {
+        self.tasks
+            .get(&connection.subchannel())
+            .is_some_and(|(current, _, _)| *current == connection)
+    }
+
+    fn handle_report(&mut self, report: ConnectionReport<C::Connection>, now: Instant) {
+        match report {
+            ConnectionReport::Established(connection, established) => {
+                if !self.is_current(connection) {
+                    return; // an attempt the core has given up on: drop what it made
+                }
+                self.connections
+                    .insert(connection.subchannel(), (connection, established));
+                self.connections_changed = true;
+                self.balancer
+                    .handle_connection_event(connection, ConnectionEvent::Connected, now);
+            }
+            ConnectionReport::Failed(connection, reason) => {
+                if !self.is_current(connection) {
+                    return;
+                }
+                let reason = self.describe(connection, &reason);
+                self.tasks.remove(&connection.subchannel());
+                self.balancer.handle_connection_event(
+                    connection,
+                    ConnectionEvent::Failed(reason),
+                    now,
+                );
+            }
+            ConnectionReport::Closed(connection, reason) => {
+                if !self.is_current(connection) {
+                    return;
+                }
+                let reason = self.describe(connection, &reason);
+                self.tasks.remove(&connection.subchannel());
+                if self.connections.remove(&connection.subchannel()).is_some() {
+                    self.connections_changed = true;
+                }
+                self.balancer.handle_connection_event(
+                    connection,
+                    ConnectionEvent::Closed(reason),
+                    now,
+                );
+            }
+        }
+    }
+
+    /// Remembers `reason` as the channel's last connection error, naming the address.
+    fn describe(&mut self, connection: ConnectionId, reason: &str) -> String {
+        if let Some((_, address, _)) = self.tasks.get(&connection.subchannel()) {
+            self.last_error = Some(format!("{address}: {reason}").into());
+        }
+        reason.to_owned()
+    }
+
+    fn perform_actions(&mut self) {
+        while let Some(action) = self.balancer.poll_action() {
+            match action {
+                Action::Connect {
+                    connection,
+                    address,
+                    ..
+                } => self.connect(connection, address),
+                Action::Disconnect { connection } => {
+                    let subchannel = connection.subchannel();
+                    if self.is_current(connection) {
+                        self.tasks.remove(&subchannel);
+                    }
+                    if self
+                        .connections
+                        .get(&subchannel)
+                        .is_some_and(|(current, _)| *current == connection)
+                    {
+                        self.connections.remove(&subchannel);
+                        self.connections_changed = true;
+                    }
+                }
+                Action::Shutdown { subchannel } => {
+                    self.tasks.remove(&subchannel);
+                    if self.connections.remove(&subchannel).is_some() {
+                        self.connections_changed = true;
+                    }
+                }
+                Action::ResolveNow => self.resolve_now.request(),
+                Action::StateChanged(state) => self.state = Some(state),
+                Action::UpdatePicker(picker) => self.picker = Some(picker),
+                _ => {}
+            }
+        }
+    }
+
+    fn connect(&mut self, connection: ConnectionId, address: Address) {
+        let attempt = self.connector.connect(&address);
+        let reports = self.reports.0.clone();
+        let task = Task::spawn(&self.runtime, async move {
+            match attempt.await {
+                Ok(Connected {
+                    connection: established,
+                    closed,
+                }) => {
+                    if reports
+                        .send(ConnectionReport::Established(connection, established))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    let reason = closed.await;
+                    let _ = reports
+                        .send(ConnectionReport::Closed(connection, reason))
+                        .await;
+                }
+                Err(error) => {
+                    let _ = reports
+                        .send(ConnectionReport::Failed(connection, error.to_string()))
+                        .await;
+                }
+            }
+        });
+        self.tasks
+            .insert(connection.subchannel(), (connection, address, task));
+    }
+
+    /// Publishes a new snapshot if the picker, the state or the connections changed.
+    fn publish(&mut self) {
+        let picker = self.picker.take();
+        let state = self.state.take();
+        if picker.is_none() && state.is_none() && !self.connections_changed {
+            return;
+        }
+        let previous = self.shared.snapshot();
+        let connections = if std::mem::take(&mut self.connections_changed) {
+            Arc::new(
+                self.connections
+                    .iter()
+                    .map(|(id, (_, connection))| (*id, connection.clone()))
+                    .collect(),
+            )
+        } else {
+            Arc::clone(&previous.connections)
+        };
+        self.shared.publish(Snapshot {
+            generation: previous.generation + 1,
+            picker: picker.unwrap_or_else(|| Arc::clone(&previous.picker)),
+            connections,
+            state: state.unwrap_or(previous.state),
+            last_error: self.last_error.clone(),
+        });
+    }
+}

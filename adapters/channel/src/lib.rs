@@ -1,0 +1,40 @@
+//! # croupier-channel
+//!
+//! The runtime-agnostic half of croupier's adapters: a [`Channel`] that drives the sans-IO core
+//! ([`croupier::Balancer`]) from one background task, with resolvers registered by scheme,
+//! connectors that make connections of your type, and picks that wait, fail fast or time out as
+//! gRPC's do.
+//!
+//! It needs three things from a runtime (spawning, sleeping, DNS lookups: the [`Runtime`] trait)
+//! and nothing else, so the tokio and async-std adapters share every line of it. Application code
+//! normally uses an adapter crate (`croupier-tokio`, `croupier-async-std`), which re-exports
+//! what is here with its runtime filled in.
+//!
+//! ## How it works
+//!
+//! - One driver task per channel owns the `Balancer`. It carries out the core's actions (start a
+//!   connection attempt, drop one, ask the resolver again), feeds back what happens (connected,
+//!   failed, closed, call ended, resolver results), and sleeps until the core's next timer.
+//! - The driver publishes each new picker together with the connections it may name, in one
+//!   atomically swapped snapshot; a pick reads it without a lock.
+//! - A pick that has to wait (the picker said queue, or wait-for-ready in TRANSIENT_FAILURE) sleeps
+//!   until the next snapshot or its deadline; it is never lost.
+//! - Dropping the last [`Channel`] handle stops the driver, which drops every connection, attempt
+//!   and resolver task.
+
+#![forbid(unsafe_code)]
+
+mod channel;
+mod connector;
+mod driver;
+mod resolver;
+mod runtime;
+mod shared;
+
+pub use channel::{BuildError, CallGuard, Channel, ChannelBuilder, PickOptions, Picked};
+pub use connector::{Connected, Connector};
+pub use resolver::{
+    global_resolvers, register_resolver, Resolver, ResolverContext, ResolverRegistry,
+    StaticResolver,
+};
+pub use runtime::{BoxFuture, Runtime};

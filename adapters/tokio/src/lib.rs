@@ -1,0 +1,62 @@
+//! # croupier-tokio
+//!
+//! Client-side load balancing for tokio programs: a load-balanced [`Channel`] to the backends a
+//! target names, with croupier's sans-IO core making every decision and tokio doing the I/O
+//! (sockets, timers, DNS).
+//!
+//! ```no_run
+//! use croupier::{PickRequest, PolicyConfig};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let channel = croupier_tokio::builder("dns:///localhost:50051")
+//!     .policy(PolicyConfig::round_robin())
+//!     .build()?;
+//! let picked = channel.pick(&PickRequest::new()).await?;
+//! let mut stream = picked.connection.lock().await;
+//! stream.write_all(b"ping").await?;
+//! let mut reply = [0u8; 4];
+//! stream.read_exact(&mut reply).await?;
+//! picked.call.success();
+//! # Ok(()) }
+//! ```
+//!
+//! Resolvers are registered by scheme, for the whole process with [`register_resolver`] (as
+//! gRPC's `resolver.Register`) or per channel with [`ChannelBuilder::resolver`]. Built in: `dns`
+//! (looked up again when a connection is lost, after errors with backoff, and every 30 s),
+//! `passthrough`, `ipv4`, `ipv6`, `unix`, `unix-abstract`.
+//!
+//! The default connector ([`StreamConnector`]) opens TCP (with `TCP_NODELAY`) or unix-domain
+//! streams; implement [`Connector`] for TLS, HTTP/2 or any other transport.
+
+#![forbid(unsafe_code)]
+
+mod connector;
+mod runtime;
+
+pub use connector::{SharedStream, Stream, StreamConnector, StreamGuard};
+pub use croupier_channel::{
+    global_resolvers, register_resolver, BoxFuture, BuildError, CallGuard, Channel, ChannelBuilder,
+    Connected, Connector, PickOptions, Picked, Resolver, ResolverContext, ResolverRegistry,
+    Runtime, StaticResolver,
+};
+pub use runtime::TokioRuntime;
+
+/// A builder for a channel to `target`, on the current tokio runtime, with the default
+/// [`StreamConnector`]. Call [`ChannelBuilder::build`] inside the runtime.
+///
+/// # Panics
+///
+/// Outside a tokio runtime.
+pub fn builder(target: impl Into<String>) -> ChannelBuilder<StreamConnector> {
+    ChannelBuilder::new(
+        target,
+        std::sync::Arc::new(TokioRuntime::current()),
+        StreamConnector::new(),
+    )
+}
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,210 @@
+//! Addresses and endpoints: what a resolver produces and a policy connects to.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// One place a connection can be made to.
+///
+/// The core never opens anything itself; an address is handed back to the adapter in
+/// [`Action::Connect`](crate::Action::Connect) and the adapter's connector decides what it means.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Address {
+    /// An IP socket address (`127.0.0.1:50051`, `[::1]:443`).
+    Socket(SocketAddr),
+    /// A unix-domain socket path (`unix:/run/app.sock`).
+    Unix(PathBuf),
+    /// A Linux abstract unix-domain socket name (`unix-abstract:name`), without the leading NUL.
+    UnixAbstract(String),
+    /// Anything else, passed through to the connector untouched: a `host:port` that
+    /// `passthrough:///` did not resolve, or a custom connector's own notation.
+    Opaque(Arc<str>),
+}
+
+impl Address {
+    /// The IP family of a socket address: `Some(true)` for IPv6, `Some(false)` for IPv4, `None` for
+    /// other kinds of address.
+    pub fn is_ipv6(&self) -> Option<bool> {
+        match self {
+            Address::Socket(addr) => Some(addr.is_ipv6()),
+            _ => None,
+        }
+    }
+}
+
+impl From<SocketAddr> for Address {
+    fn from(addr: SocketAddr) -> Self {
+        Address::Socket(addr)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Socket(addr) => write!(f, "{addr}"),
+            Address::Unix(path) => write!(f, "unix:{}", path.display()),
+            Address::UnixAbstract(name) => write!(f, "unix-abstract:{name}"),
+            Address::Opaque(text) => f.write_str(text),
+        }
+    }
+}
+
+/// Facts a resolver attaches to an endpoint, read by policies.
+///
+/// `weight` is used by weighted policies (1 when the resolver says nothing); `labels` are free-form
+/// `key = value` pairs a custom policy may read (a zone, a canary flag, ...).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Attributes {
+    weight: u32,
+    labels: Vec<(Arc<str>, Arc<str>)>,
+}
+
+impl Default for Attributes {
+    fn default() -> Self {
+        Attributes {
+            weight: 1,
+            labels: Vec::new(),
+        }
+    }
+}
+
+impl Attributes {
+    /// The endpoint's static weight, at least 1.
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// Sets the static weight; a weight of 0 is stored as 1 (every endpoint gets some traffic).
+    pub fn set_weight(&mut self, weight: u32) {
+        self.weight = weight.max(1);
+    }
+
+    /// The value of label `key`, if set.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| &**k == key)
+            .map(|(_, v)| &**v)
+    }
+
+    /// Sets label `key` to `value`, replacing an earlier value.
+    pub fn set_label(&mut self, key: &str, value: &str) {
+        match self.labels.iter_mut().find(|(k, _)| &**k == key) {
+            Some(slot) => slot.1 = value.into(),
+            None => self.labels.push((key.into(), value.into())),
+        }
+    }
+
+    /// All labels, in the order they were first set.
+    pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.labels.iter().map(|(k, v)| (&**k, &**v))
+    }
+}
+
+/// One logical backend: one or more addresses that reach the same server (say its IPv4 and IPv6
+/// addresses), plus attributes.
+///
+/// Policies that balance across backends (round_robin and its kin) treat an endpoint as one unit and
+/// connect to the first of its addresses that answers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    addresses: Vec<Address>,
+    attributes: Attributes,
+}
+
+impl Endpoint {
+    /// An endpoint with one address and default attributes.
+    pub fn new(address: impl Into<Address>) -> Self {
+        Endpoint {
+            addresses: vec![address.into()],
+            attributes: Attributes::default(),
+        }
+    }
+
+    /// An endpoint with several addresses, tried in order. An endpoint with no address is kept but
+    /// can never connect; policies report it as failed.
+    pub fn with_addresses(addresses: impl IntoIterator<Item = Address>) -> Self {
+        Endpoint {
+            addresses: addresses.into_iter().collect(),
+            attributes: Attributes::default(),
+        }
+    }
+
+    /// Sets the static weight (see [`Attributes::set_weight`]).
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.attributes.set_weight(weight);
+        self
+    }
+
+    /// Sets a label (see [`Attributes::set_label`]).
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.attributes.set_label(key, value);
+        self
+    }
+
+    /// The endpoint's addresses, in preference order.
+    pub fn addresses(&self) -> &[Address] {
+        &self.addresses
+    }
+
+    /// The endpoint's attributes.
+    pub fn attributes(&self) -> &Attributes {
+        &self.attributes
+    }
+
+    /// The endpoint's attributes, to change them.
+    pub fn attributes_mut(&mut self) -> &mut Attributes {
+        &mut self.attributes
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.addresses.as_slice() {
+            [] => f.write_str("(no address)"),
+            [one] => write!(f, "{one}"),
+            many => {
+                f.write_str("[")?;
+                for (i, address) in many.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{address}")?;
+                }
+                f.write_str("]")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_zero_becomes_one() {
+        let e = Endpoint::new("10.0.0.1:80".parse::<SocketAddr>().unwrap()).weight(0);
+        assert_eq!(e.attributes().weight(), 1);
+    }
+
+    #[test]
+    fn labels_replace_earlier_values() {
+        let e = Endpoint::new(Address::Opaque("a".into()))
+            .label("zone", "a")
+            .label("zone", "b");
+        assert_eq!(e.attributes().label("zone"), Some("b"));
+        assert_eq!(e.attributes().labels().count(), 1);
+        assert_eq!(e.attributes().label("missing"), None);
+    }
+
+    #[test]
+    fn display_names_every_address() {
+        let e = Endpoint::with_addresses([
+            Address::Socket("127.0.0.1:1".parse().unwrap()),
+            Address::Unix("/tmp/s".into()),
+        ]);
+        assert_eq!(e.to_string(), "[127.0.0.1:1, unix:/tmp/s]");
+    }
+}

@@ -1,0 +1,534 @@
+//! The balancer: the whole client-side load-balancing state machine of one channel.
+//!
+//! It ties the layers below together the way gRPC-Go's `ClientConn` does: it takes the resolver's
+//! results, runs the policy, keeps the subchannels with their backoff and deadlines, and publishes
+//! the policy's pickers. It does no I/O: every input comes with the time it happened at, and
+//! everything it wants done is queued as an [`Action`].
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::address::{Address, Endpoint};
+use crate::backoff::BackoffConfig;
+use crate::call::CallOutcome;
+use crate::picker::{Picker, QueuePicker};
+use crate::policy::{Controller, Policy, PolicyConfig, SubchannelUpdate};
+use crate::resolution::{Resolution, ResolutionConfig};
+use crate::resolver::{PolicyChoice, ResolverError, ResolverUpdate};
+use crate::rng::Rng;
+use crate::status::ConnectivityState;
+use crate::subchannel::{
+    ConnectionEvent, ConnectionId, Effect, IdMap, Subchannel, SubchannelId, SubchannelInfo,
+};
+
+/// Something the balancer wants the adapter to do, or to know.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+#[must_use = "every action must be carried out or the channel stalls"]
+pub enum Action {
+    /// Open a connection to `address`, and report how it went with
+    /// [`Balancer::handle_connection_event`] and `connection`. The core fails the attempt itself
+    /// at `deadline` (and then asks for a [`Action::Disconnect`]); an adapter may also give up then.
+    Connect {
+        /// The attempt; report its events with this id.
+        connection: ConnectionId,
+        /// Where to connect.
+        address: Address,
+        /// When the core will count the attempt as failed.
+        deadline: Instant,
+    },
+    /// Drop the attempt or connection `connection` (it timed out, or the policy is done with it).
+    /// The subchannel lives on and may connect again later.
+    Disconnect {
+        /// The attempt or connection to drop.
+        connection: ConnectionId,
+    },
+    /// The subchannel is gone for good: drop whatever it holds and forget it. Sent exactly once per
+    /// removed subchannel.
+    Shutdown {
+        /// The removed subchannel.
+        subchannel: SubchannelId,
+    },
+    /// Ask the resolver for fresh results (already rate-limited: act on every one).
+    ResolveNow,
+    /// The channel's connectivity state changed.
+    StateChanged(ConnectivityState),
+    /// A new picker: from now on, picks use it (waiting calls should pick again).
+    UpdatePicker(Arc<dyn Picker>),
+}
+
+/// A balancer's configuration: the policy, the backoff, the re-resolution schedule.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct BalancerConfig {
+    /// The policy used until a resolver chooses another (default: pick_first).
+    pub policy: PolicyConfig,
+    /// Further policies a resolver may choose by name, besides the built-in ones.
+    pub policies: Vec<PolicyConfig>,
+    /// Connection backoff for every subchannel.
+    pub backoff: BackoffConfig,
+    /// When to ask the resolver again.
+    pub resolution: ResolutionConfig,
+}
+
+impl BalancerConfig {
+    /// Sets the policy.
+    pub fn policy(mut self, policy: PolicyConfig) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Makes `policy` choosable by name in resolver updates.
+    pub fn register_policy(mut self, policy: PolicyConfig) -> Self {
+        self.policies.push(policy);
+        self
+    }
+
+    /// Sets the connection backoff.
+    pub fn backoff(mut self, backoff: BackoffConfig) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Sets the re-resolution schedule.
+    pub fn resolution(mut self, resolution: ResolutionConfig) -> Self {
+        self.resolution = resolution;
+        self
+    }
+
+    /// The policy a resolver's choice names, configured with its parameters.
+    fn lookup(&self, choice: &PolicyChoice) -> Result<PolicyConfig, String> {
+        let builtins = [PolicyConfig::pick_first(), PolicyConfig::round_robin()];
+        let known = std::iter::once(&self.policy)
+            .chain(&self.policies)
+            .chain(builtins.iter());
+        let mut names = Vec::new();
+        for policy in known {
+            if policy.name() == choice.name() {
+                return policy.with_params(choice.params());
+            }
+            names.push(policy.name().to_owned());
+        }
+        names.sort();
+        names.dedup();
+        Err(format!(
+            "unknown load-balancing policy {:?} (known: {})",
+            choice.name(),
+            names.join(", ")
+        ))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    Subchannel(SubchannelId),
+    Policy(u64),
+    Resolution,
+}
+
+/// Everything but the policy: what the policy's [`Controller`] works on.
+struct Core {
+    now: Instant,
+    config: BalancerConfig,
+    rng: Rng,
+    subchannels: IdMap<Subchannel>,
+    next_id: u64,
+    actions: VecDeque<Action>,
+    /// Subchannel state changes not yet told to the policy, in order.
+    updates: VecDeque<(SubchannelId, SubchannelUpdate)>,
+    timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    state: ConnectivityState,
+    picker: Arc<dyn Picker>,
+    /// A picker was published since actions were last queued for it.
+    published: bool,
+    resolution: Resolution,
+}
+
+/// The balancer of one channel: resolver results and connection events in, actions and pickers
+/// out. See the [crate documentation](crate) for the loop that drives it.
+pub struct Balancer {
+    policy: Box<dyn Policy>,
+    /// The resolver's choice the current policy was built from, if any.
+    choice: Option<PolicyChoice>,
+    /// The last update applied, to spot repeats.
+    last_update: Option<(Vec<Endpoint>, Option<PolicyChoice>)>,
+    core: Core,
+}
+
+impl fmt::Debug for Balancer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Balancer")
+            .field("state", &self.core.state)
+            .field("policy", &self.policy)
+            .field("subchannels", &self.core.subchannels.len())
+            .field("pending_actions", &self.core.actions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Balancer {
+    /// A balancer in CONNECTING (waiting for the resolver), whose every random choice comes from
+    /// `seed`.
+    pub fn new(config: BalancerConfig, seed: u64, now: Instant) -> Self {
+        let policy = config.policy.build();
+        let resolution = Resolution::new(config.resolution.clone());
+        Balancer {
+            policy,
+            choice: None,
+            last_update: None,
+            core: Core {
+                now,
+                config,
+                rng: Rng::new(seed),
+                subchannels: IdMap::default(),
+                next_id: 1,
+                actions: VecDeque::new(),
+                updates: VecDeque::new(),
+                timers: BinaryHeap::new(),
+                state: ConnectivityState::Connecting,
+                picker: Arc::new(QueuePicker),
+                published: false,
+                resolution,
+            },
+        }
+    }
+
+    /// The channel's connectivity state.
+    pub fn state(&self) -> ConnectivityState {
+        self.core.state
+    }
+
+    /// The newest picker (also announced by [`Action::UpdatePicker`]).
+    pub fn picker(&self) -> Arc<dyn Picker> {
+        Arc::clone(&self.core.picker)
+    }
+
+    /// The next action to carry out. Drain it after every `handle_*` call, until `None`.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.core.actions.pop_front()
+    }
+
+    /// When [`Balancer::handle_timeout`] should next be called, if ever. Ask again after every
+    /// `handle_*` call: inputs move it.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        while let Some(Reverse((at, key))) = self.core.timers.peek().copied() {
+            let live = match key {
+                TimerKey::Subchannel(id) => self
+                    .core
+                    .subchannels
+                    .get(&id)
+                    .is_some_and(|sc| sc.deadline() == Some(at)),
+                TimerKey::Policy(_) => true,
+                TimerKey::Resolution => self.core.resolution.due() == Some(at),
+            };
+            if live {
+                return Some(at);
+            }
+            self.core.timers.pop();
+        }
+        None
+    }
+
+    /// Every subchannel, in creation order.
+    pub fn subchannels(&self) -> Vec<SubchannelInfo> {
+        let mut all: Vec<SubchannelInfo> = self
+            .core
+            .subchannels
+            .values()
+            .map(Subchannel::info)
+            .collect();
+        all.sort_by_key(|info| info.id);
+        all
+    }
+
+    /// The state of one subchannel, `None` once it is removed.
+    pub fn subchannel_state(&self, subchannel: SubchannelId) -> Option<ConnectivityState> {
+        self.core
+            .subchannels
+            .get(&subchannel)
+            .map(Subchannel::state)
+    }
+
+    /// The resolver produced `update`. Applying the same update again changes nothing.
+    pub fn handle_resolver_update(&mut self, update: ResolverUpdate, now: Instant) {
+        self.core.advance(now);
+        let ResolverUpdate { endpoints, policy } = update;
+        let repeat = self
+            .last_update
+            .as_ref()
+            .is_some_and(|(e, p)| *e == endpoints && *p == policy);
+        if repeat {
+            self.core.resolution.on_success(now, &mut self.core.rng);
+            self.core.schedule_resolution();
+            return;
+        }
+        if let Some(choice) = &policy {
+            if self.choice.as_ref() != Some(choice) {
+                match self.core.config.lookup(choice) {
+                    Ok(config) => self.switch_policy(config, choice.clone()),
+                    Err(reason) => {
+                        let error = ResolverError::new(format!(
+                            "the resolver chose a policy that cannot be used: {reason}"
+                        ));
+                        self.handle_resolver_error(error, now);
+                        return;
+                    }
+                }
+            }
+        }
+        if endpoints.is_empty() {
+            self.core.resolution.on_failure(now, &mut self.core.rng);
+        } else {
+            self.core.resolution.on_success(now, &mut self.core.rng);
+        }
+        self.core.schedule_resolution();
+        self.policy.resolver_update(&endpoints, &mut self.core);
+        self.last_update = Some((endpoints, policy));
+        self.settle();
+    }
+
+    /// The resolver failed. The endpoints already known stay in use; with none, calls fail with
+    /// `error`. A retry is planned with backoff.
+    pub fn handle_resolver_error(&mut self, error: ResolverError, now: Instant) {
+        self.core.advance(now);
+        self.core.resolution.on_failure(now, &mut self.core.rng);
+        self.core.schedule_resolution();
+        self.policy.resolver_error(&error, &mut self.core);
+        self.settle();
+    }
+
+    /// The adapter reports what happened to `connection`. Reports about attempts the core has
+    /// given up on, or about removed subchannels, are ignored.
+    pub fn handle_connection_event(
+        &mut self,
+        connection: ConnectionId,
+        event: ConnectionEvent,
+        now: Instant,
+    ) {
+        self.core.advance(now);
+        let id = connection.subchannel();
+        if let Some(subchannel) = self.core.subchannels.get_mut(&id) {
+            if subchannel.on_event(connection, event, self.core.now) == Effect::Changed {
+                self.core.subchannel_changed(id);
+            }
+        }
+        self.settle();
+    }
+
+    /// A call that a pick sent to `subchannel` ended.
+    pub fn handle_call_outcome(
+        &mut self,
+        subchannel: SubchannelId,
+        outcome: CallOutcome,
+        now: Instant,
+    ) {
+        self.core.advance(now);
+        if self.core.subchannels.contains_key(&subchannel) {
+            self.policy
+                .call_finished(subchannel, &outcome, &mut self.core);
+            self.settle();
+        }
+    }
+
+    /// A call is waiting (a pick returned [`Pick::Queue`](crate::Pick::Queue)): an IDLE policy
+    /// starts connecting. Cheap to call when nothing is idle.
+    pub fn exit_idle(&mut self, now: Instant) {
+        self.core.advance(now);
+        self.policy.exit_idle(&mut self.core);
+        self.settle();
+    }
+
+    /// Runs the timers that are due at `now` (see [`Balancer::poll_timeout`]).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.core.advance(now);
+        let mut due = Vec::new();
+        while let Some(Reverse((at, key))) = self.core.timers.peek().copied() {
+            if at > self.core.now {
+                break;
+            }
+            self.core.timers.pop();
+            due.push(key);
+        }
+        for key in due {
+            match key {
+                TimerKey::Subchannel(id) => {
+                    let Some(subchannel) = self.core.subchannels.get_mut(&id) else {
+                        continue;
+                    };
+                    let attempt = subchannel.connection();
+                    match subchannel.on_timeout(self.core.now) {
+                        Effect::None => {}
+                        Effect::Changed => self.core.subchannel_changed(id),
+                        Effect::ChangedAndDisconnect => {
+                            self.core.actions.push_back(Action::Disconnect {
+                                connection: attempt,
+                            });
+                            self.core.subchannel_changed(id);
+                        }
+                    }
+                }
+                TimerKey::Policy(token) => self.policy.timer(token, &mut self.core),
+                TimerKey::Resolution => {
+                    if self
+                        .core
+                        .resolution
+                        .on_timeout(self.core.now, &mut self.core.rng)
+                    {
+                        self.core.actions.push_back(Action::ResolveNow);
+                        self.core.schedule_resolution();
+                    }
+                }
+            }
+            self.settle();
+        }
+    }
+
+    fn switch_policy(&mut self, config: PolicyConfig, choice: PolicyChoice) {
+        let mut ids: Vec<SubchannelId> = self.core.subchannels.keys().copied().collect();
+        ids.sort();
+        for id in ids {
+            self.core.remove_subchannel(id);
+        }
+        self.core.updates.clear();
+        self.policy = config.build();
+        self.choice = Some(choice);
+    }
+
+    /// Tells the policy every queued subchannel change, then queues the picker actions.
+    fn settle(&mut self) {
+        while let Some((id, update)) = self.core.updates.pop_front() {
+            if self.core.subchannels.contains_key(&id) {
+                self.policy.subchannel_update(id, &update, &mut self.core);
+            }
+        }
+        if std::mem::take(&mut self.core.published) {
+            self.core
+                .actions
+                .push_back(Action::UpdatePicker(Arc::clone(&self.core.picker)));
+        }
+    }
+}
+
+impl Core {
+    fn advance(&mut self, now: Instant) {
+        // Time never runs backwards inside the core, whatever the caller passes.
+        self.now = self.now.max(now);
+    }
+
+    fn schedule_resolution(&mut self) {
+        if let Some(at) = self.resolution.due() {
+            self.timers.push(Reverse((at, TimerKey::Resolution)));
+        }
+    }
+
+    fn schedule_subchannel(&mut self, id: SubchannelId) {
+        if let Some(at) = self.subchannels.get(&id).and_then(Subchannel::deadline) {
+            self.timers.push(Reverse((at, TimerKey::Subchannel(id))));
+        }
+    }
+
+    /// Queues the policy's view of a subchannel change, and its consequences (a backoff that is
+    /// already over ends at once; a new deadline gets a timer).
+    fn subchannel_changed(&mut self, id: SubchannelId) {
+        let Some(subchannel) = self.subchannels.get_mut(&id) else {
+            return;
+        };
+        self.updates.push_back((
+            id,
+            SubchannelUpdate {
+                state: subchannel.state(),
+                error: subchannel.last_error().cloned(),
+            },
+        ));
+        if subchannel.finish_backoff(self.now) {
+            self.updates.push_back((
+                id,
+                SubchannelUpdate {
+                    state: ConnectivityState::Idle,
+                    error: None,
+                },
+            ));
+        }
+        self.schedule_subchannel(id);
+    }
+}
+
+impl Controller for Core {
+    fn now(&self) -> Instant {
+        self.now
+    }
+
+    fn create_subchannel(&mut self, address: &Address) -> SubchannelId {
+        let id = SubchannelId::from_u64(self.next_id);
+        self.next_id += 1;
+        self.subchannels
+            .insert(id, Subchannel::new(id, address.clone()));
+        id
+    }
+
+    fn connect(&mut self, id: SubchannelId) {
+        let Some(subchannel) = self.subchannels.get_mut(&id) else {
+            return;
+        };
+        if let Some((connection, deadline)) =
+            subchannel.connect(&self.config.backoff, self.now, &mut self.rng)
+        {
+            self.actions.push_back(Action::Connect {
+                connection,
+                address: subchannel.address().clone(),
+                deadline,
+            });
+            self.updates.push_back((
+                id,
+                SubchannelUpdate {
+                    state: ConnectivityState::Connecting,
+                    error: None,
+                },
+            ));
+            self.schedule_subchannel(id);
+        }
+    }
+
+    fn remove_subchannel(&mut self, id: SubchannelId) {
+        if let Some(mut subchannel) = self.subchannels.remove(&id) {
+            subchannel.shutdown();
+            self.actions.push_back(Action::Shutdown { subchannel: id });
+        }
+    }
+
+    fn subchannel_state(&self, id: SubchannelId) -> Option<ConnectivityState> {
+        self.subchannels.get(&id).map(Subchannel::state)
+    }
+
+    fn publish(&mut self, state: ConnectivityState, picker: Arc<dyn Picker>) {
+        let state = match state {
+            // A channel is never SHUTDOWN while it runs; treat it as failed.
+            ConnectivityState::Shutdown => ConnectivityState::TransientFailure,
+            other => other,
+        };
+        if state != self.state {
+            self.state = state;
+            self.actions.push_back(Action::StateChanged(state));
+        }
+        self.picker = picker;
+        self.published = true;
+    }
+
+    fn request_resolution(&mut self) {
+        if self.resolution.request(self.now) {
+            self.actions.push_back(Action::ResolveNow);
+        }
+        self.schedule_resolution();
+    }
+
+    fn set_timer(&mut self, at: Instant, token: u64) {
+        self.timers.push(Reverse((at, TimerKey::Policy(token))));
+    }
+
+    fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+}

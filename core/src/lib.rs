@@ -1,0 +1,115 @@
+//! # croupier
+//!
+//! Client-side load balancing for RPC clients, built the gRPC way (resolver -> balancer ->
+//! subchannels -> picker), as a **sans-IO** state machine.
+//!
+//! This crate does no I/O at all: no sockets, no clock reads, no threads, no async, no global
+//! state. Resolver results, connection events and the current time go in; connect, disconnect and
+//! re-resolve requests, timer deadlines and pickers come out. Every random choice comes from a
+//! seed, so the same inputs at the same instants give the same outputs, byte for byte. That makes
+//! the core exactly testable, fuzzable, and runnable in simulated time; runtime adapters
+//! (`croupier-tokio`, ...) perform what it asks on real sockets.
+//!
+//! ## The run loop
+//!
+//! An adapter drives a [`Balancer`] like this:
+//!
+//! 1. Feed each input with the time it happened: [`Balancer::handle_resolver_update`],
+//!    [`Balancer::handle_resolver_error`], [`Balancer::handle_connection_event`],
+//!    [`Balancer::handle_call_outcome`], [`Balancer::exit_idle`].
+//! 2. Drain [`Balancer::poll_action`] until `None`, carrying out each [`Action`]: open or drop a
+//!    connection, ask the resolver again, publish a new picker.
+//! 3. Ask [`Balancer::poll_timeout`] when to wake up; at that instant call
+//!    [`Balancer::handle_timeout`], then drain actions again.
+//! 4. Calls pick from the newest [`Picker`] (`Send + Sync`, shared by `Arc`) without touching the
+//!    balancer: [`Pick::Ready`] names the subchannel to use, [`Pick::Queue`] means wait for the next
+//!    picker, [`Pick::Fail`] and [`Pick::Drop`] carry the error.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use croupier::{
+//!     Action, Balancer, BalancerConfig, ConnectionEvent, ConnectivityState, Endpoint, Pick,
+//!     PickRequest, PolicyConfig, ResolverUpdate,
+//! };
+//!
+//! let start = Instant::now(); // an adapter reads the clock; the core never does
+//! let config = BalancerConfig::default().policy(PolicyConfig::round_robin());
+//! let mut balancer = Balancer::new(config, 42, start);
+//!
+//! // 1. The resolver found two backends.
+//! let backends = ["127.0.0.1:50051", "127.0.0.1:50052"];
+//! let update = ResolverUpdate::new(backends.map(|a| Endpoint::new(a.parse::<std::net::SocketAddr>().unwrap())));
+//! balancer.handle_resolver_update(update, start);
+//!
+//! // 2. It asks for a connection to each; pretend both succeed 5 ms later.
+//! let mut attempts = Vec::new();
+//! while let Some(action) = balancer.poll_action() {
+//!     if let Action::Connect { connection, .. } = action {
+//!         attempts.push(connection);
+//!     }
+//! }
+//! assert_eq!(attempts.len(), 2);
+//! let later = start + Duration::from_millis(5);
+//! for connection in attempts {
+//!     balancer.handle_connection_event(connection, ConnectionEvent::Connected, later);
+//! }
+//! while let Some(_action) = balancer.poll_action() {}
+//! assert_eq!(balancer.state(), ConnectivityState::Ready);
+//!
+//! // 3. Picks alternate between the two READY subchannels.
+//! let picker = balancer.picker();
+//! let first = picker.pick(&PickRequest::new());
+//! let second = picker.pick(&PickRequest::new());
+//! assert!(matches!(first, Pick::Ready(_)));
+//! assert_ne!(first, second);
+//!
+//! // 4. Time is an input too: nothing is due yet but the next resolver refresh.
+//! assert!(balancer.poll_timeout().is_some());
+//! ```
+//!
+//! ## Layers
+//!
+//! From the bottom up, each module depending only on those before it: [`target`] (parsing
+//! `scheme://authority/endpoint`), addresses and endpoints, the seeded generator, connection
+//! backoff, resolver results, subchannels, pickers, [`policy`] (the [`Policy`] trait and the
+//! built-in policies), and the [`Balancer`] on top.
+//!
+//! ## Where croupier differs from gRPC on purpose
+//!
+//! - A jittered backoff wait never exceeds the configured maximum (gRPC allows 1.2 x the max).
+//! - Besides re-resolving on request, the balancer asks the resolver again periodically (30 s,
+//!   jittered) so scale-ups are found; see [`ResolutionConfig`].
+//! - A resolver that names an unknown policy is treated as a resolver error (as gRPC treats an
+//!   invalid service config), so the mistake is visible in failing calls, not silently ignored.
+//! - Switching policy removes the old policy's subchannels at once (gRPC keeps the old policy
+//!   serving until the new one is READY).
+
+#![forbid(unsafe_code)]
+
+mod address;
+mod backoff;
+mod balancer;
+mod call;
+mod picker;
+pub mod policy;
+mod resolution;
+mod resolver;
+mod rng;
+mod status;
+mod subchannel;
+pub mod target;
+
+pub use address::{Address, Attributes, Endpoint};
+pub use backoff::BackoffConfig;
+pub use balancer::{Action, Balancer, BalancerConfig};
+pub use call::CallOutcome;
+pub use picker::{
+    FailPicker, Pick, PickRequest, Picker, QueuePicker, RoundRobinPicker, SinglePicker,
+};
+pub use policy::{Controller, Policy, PolicyBuilder, PolicyConfig, SubchannelUpdate};
+pub use resolution::ResolutionConfig;
+pub use resolver::{PolicyChoice, ResolverError, ResolverUpdate};
+pub use rng::Rng;
+pub use status::{Code, ConnectivityState, Status};
+pub use subchannel::{ConnectionEvent, ConnectionId, SubchannelId, SubchannelInfo};
+pub use target::{Target, TargetError};

@@ -1,0 +1,236 @@
+//! Pickers: the immutable snapshots that every call asks which subchannel to use.
+//!
+//! A policy publishes a new picker whenever its view changes; adapters share the newest one with
+//! every task (`Arc<dyn Picker>`), and each call asks it once. A pick never blocks, never allocates
+//! and never takes a lock: it answers from the snapshot, plus atomics where a policy needs them.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use http::{HeaderMap, Uri};
+
+use crate::status::Status;
+use crate::subchannel::SubchannelId;
+
+/// What a pick may look at: the call's URI (its path names the method), its headers, and a hash a
+/// caller may supply for affinity. Build one per call; it borrows, so it costs nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PickRequest<'a> {
+    uri: Option<&'a Uri>,
+    headers: Option<&'a HeaderMap>,
+    hash: Option<u64>,
+}
+
+impl<'a> PickRequest<'a> {
+    /// A request with nothing to look at: fine for policies that ignore the call.
+    pub fn new() -> Self {
+        PickRequest::default()
+    }
+
+    /// A request for an HTTP call (for gRPC: `/package.Service/Method` and the metadata).
+    pub fn from_parts(parts: &'a http::request::Parts) -> Self {
+        PickRequest {
+            uri: Some(&parts.uri),
+            headers: Some(&parts.headers),
+            hash: None,
+        }
+    }
+
+    /// Sets the URI.
+    pub fn with_uri(mut self, uri: &'a Uri) -> Self {
+        self.uri = Some(uri);
+        self
+    }
+
+    /// Sets the headers.
+    pub fn with_headers(mut self, headers: &'a HeaderMap) -> Self {
+        self.headers = Some(headers);
+        self
+    }
+
+    /// Sets an explicit hash (for hash-based policies: the same hash, the same backend).
+    pub fn with_hash(mut self, hash: u64) -> Self {
+        self.hash = Some(hash);
+        self
+    }
+
+    /// The call's URI, if given.
+    pub fn uri(&self) -> Option<&'a Uri> {
+        self.uri
+    }
+
+    /// The call's path (`/package.Service/Method`), if a URI was given.
+    pub fn path(&self) -> Option<&'a str> {
+        self.uri.map(Uri::path)
+    }
+
+    /// The call's headers, if given.
+    pub fn headers(&self) -> Option<&'a HeaderMap> {
+        self.headers
+    }
+
+    /// The explicit hash, if given.
+    pub fn hash(&self) -> Option<u64> {
+        self.hash
+    }
+}
+
+/// A picker's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Pick {
+    /// Send the call on this subchannel (READY when the picker was made). If the adapter finds it
+    /// no longer connected, it picks again from the newest picker.
+    Ready(SubchannelId),
+    /// No answer yet: wait for the next picker (or the call's deadline).
+    Queue,
+    /// No backend can take the call now. A call that asked to wait for ready waits for the next
+    /// picker instead; any other call fails with this status.
+    Fail(Status),
+    /// Fail the call with this status, even if it asked to wait for ready.
+    Drop(Status),
+}
+
+/// A snapshot that answers picks. Policies implement it; adapters call it from many threads at once.
+pub trait Picker: Send + Sync + fmt::Debug {
+    /// Chooses for one call. Must not block, allocate, or lock.
+    fn pick(&self, request: &PickRequest<'_>) -> Pick;
+}
+
+/// A picker that queues every call: published while a policy has no answer yet.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct QueuePicker;
+
+impl Picker for QueuePicker {
+    fn pick(&self, _: &PickRequest<'_>) -> Pick {
+        Pick::Queue
+    }
+}
+
+/// A picker that fails every call with one status: published in TRANSIENT_FAILURE.
+#[derive(Clone, Debug)]
+pub struct FailPicker {
+    status: Status,
+}
+
+impl FailPicker {
+    /// A picker that fails with `status`.
+    pub fn new(status: Status) -> Self {
+        FailPicker { status }
+    }
+
+    /// The status every pick fails with.
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+}
+
+impl Picker for FailPicker {
+    fn pick(&self, _: &PickRequest<'_>) -> Pick {
+        Pick::Fail(self.status.clone())
+    }
+}
+
+/// A picker that sends every call to one subchannel (pick_first's READY picker).
+#[derive(Clone, Copy, Debug)]
+pub struct SinglePicker {
+    subchannel: SubchannelId,
+}
+
+impl SinglePicker {
+    /// A picker that always answers `subchannel`.
+    pub fn new(subchannel: SubchannelId) -> Self {
+        SinglePicker { subchannel }
+    }
+}
+
+impl Picker for SinglePicker {
+    fn pick(&self, _: &PickRequest<'_>) -> Pick {
+        Pick::Ready(self.subchannel)
+    }
+}
+
+/// A picker that cycles over a fixed list of subchannels, one step per pick, from a chosen start.
+///
+/// The counter is one relaxed atomic add: threads picking at once each get a distinct step.
+#[derive(Debug)]
+pub struct RoundRobinPicker {
+    ready: Box<[SubchannelId]>,
+    next: AtomicUsize,
+}
+
+impl RoundRobinPicker {
+    /// A picker over `ready` (which must not be empty for picks to succeed; an empty list queues),
+    /// whose first pick is `ready[start % len]`.
+    pub fn new(ready: impl Into<Box<[SubchannelId]>>, start: usize) -> Self {
+        RoundRobinPicker {
+            ready: ready.into(),
+            next: AtomicUsize::new(start),
+        }
+    }
+
+    /// The subchannels it cycles over.
+    pub fn subchannels(&self) -> &[SubchannelId] {
+        &self.ready
+    }
+}
+
+impl Picker for RoundRobinPicker {
+    fn pick(&self, _: &PickRequest<'_>) -> Pick {
+        let len = self.ready.len();
+        if len == 0 {
+            return Pick::Queue;
+        }
+        let step = self.next.fetch_add(1, Ordering::Relaxed);
+        Pick::Ready(self.ready[step % len])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: u64) -> Vec<SubchannelId> {
+        (1..=n).map(SubchannelId::from_u64).collect()
+    }
+
+    #[test]
+    fn round_robin_picker_cycles_from_its_start() {
+        let picker = RoundRobinPicker::new(ids(3), 4);
+        let got: Vec<_> = (0..6).map(|_| picker.pick(&PickRequest::new())).collect();
+        let want: Vec<_> = [2, 3, 1, 2, 3, 1]
+            .into_iter()
+            .map(|i| Pick::Ready(SubchannelId::from_u64(i)))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn empty_round_robin_picker_queues() {
+        let picker = RoundRobinPicker::new(Vec::new(), 0);
+        assert_eq!(picker.pick(&PickRequest::new()), Pick::Queue);
+    }
+
+    #[test]
+    fn fail_picker_returns_its_status() {
+        let picker = FailPicker::new(Status::unavailable("down"));
+        assert_eq!(
+            picker.pick(&PickRequest::new()),
+            Pick::Fail(Status::unavailable("down"))
+        );
+    }
+
+    #[test]
+    fn request_from_parts_exposes_path_and_headers() {
+        let (parts, ()) = http::Request::builder()
+            .uri("http://x/pkg.Svc/Method")
+            .header("user", "alice")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let request = PickRequest::from_parts(&parts).with_hash(9);
+        assert_eq!(request.path(), Some("/pkg.Svc/Method"));
+        assert_eq!(request.headers().unwrap()["user"], "alice");
+        assert_eq!(request.hash(), Some(9));
+    }
+}

@@ -1,0 +1,214 @@
+//! Load-balancing policies: the trait every policy implements, built-in or a user's own.
+//!
+//! A policy sees the resolver's endpoints and its subchannels' states, and through a [`Controller`]
+//! creates, connects and removes subchannels, sets timers, asks for re-resolution and publishes
+//! pickers. It never sees the adapter, the clock or the network: the balancer feeds it and carries
+//! out what it asks, in order, so a policy is as deterministic as the core.
+//!
+//! Calls into a policy are never re-entrant: a state change caused by a controller call (say
+//! `connect` moving a subchannel to CONNECTING) reaches the policy afterwards, through
+//! [`Policy::subchannel_update`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::address::{Address, Endpoint};
+use crate::call::CallOutcome;
+use crate::picker::Picker;
+use crate::resolver::ResolverError;
+use crate::rng::Rng;
+use crate::status::ConnectivityState;
+use crate::subchannel::SubchannelId;
+
+pub mod pick_first;
+pub mod round_robin;
+
+pub use pick_first::PickFirstConfig;
+pub use round_robin::RoundRobinConfig;
+
+/// A subchannel's new state, as the policy is told of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubchannelUpdate {
+    /// The state it moved to.
+    pub state: ConnectivityState,
+    /// Why its last attempt failed or its connection ended, if one did.
+    pub error: Option<Arc<str>>,
+}
+
+/// What a policy may ask of the balancer that runs it.
+pub trait Controller {
+    /// The time of the input being handled.
+    fn now(&self) -> Instant;
+
+    /// Creates an IDLE subchannel for `address`. It connects only when [`Controller::connect`] asks.
+    fn create_subchannel(&mut self, address: &Address) -> SubchannelId;
+
+    /// Asks an IDLE subchannel to connect. Ignored in any other state (a subchannel in backoff goes
+    /// IDLE when its backoff ends, and the policy is told).
+    fn connect(&mut self, subchannel: SubchannelId);
+
+    /// Removes a subchannel for good; the adapter drops its connection. Unknown handles are ignored.
+    fn remove_subchannel(&mut self, subchannel: SubchannelId);
+
+    /// The current state of a subchannel, `None` for an unknown or removed one.
+    fn subchannel_state(&self, subchannel: SubchannelId) -> Option<ConnectivityState>;
+
+    /// Publishes the policy's state and the picker that goes with it.
+    fn publish(&mut self, state: ConnectivityState, picker: Arc<dyn Picker>);
+
+    /// Asks the resolver for a fresh answer (rate-limited by the balancer).
+    fn request_resolution(&mut self);
+
+    /// Asks for [`Policy::timer`] with `token` at `at` (or at the first timeout handled after it).
+    fn set_timer(&mut self, at: Instant, token: u64);
+
+    /// The seeded random generator: the only randomness a policy should use.
+    fn rng(&mut self) -> &mut Rng;
+}
+
+/// A load-balancing policy. Built-in policies implement it exactly as a user's own does.
+pub trait Policy: Send + fmt::Debug {
+    /// The resolver produced `endpoints` (possibly none: then fail calls with an error that says so).
+    fn resolver_update(&mut self, endpoints: &[Endpoint], ctl: &mut dyn Controller);
+
+    /// The resolver failed. Keep using the endpoints already known; with none, fail calls with it.
+    fn resolver_error(&mut self, error: &ResolverError, ctl: &mut dyn Controller);
+
+    /// A subchannel this policy created changed state.
+    fn subchannel_update(
+        &mut self,
+        subchannel: SubchannelId,
+        update: &SubchannelUpdate,
+        ctl: &mut dyn Controller,
+    );
+
+    /// A call queued while the policy was IDLE: start connecting. Also called by users who want a
+    /// channel connected before its first call.
+    fn exit_idle(&mut self, ctl: &mut dyn Controller) {
+        let _ = ctl;
+    }
+
+    /// A timer set with [`Controller::set_timer`] fired.
+    fn timer(&mut self, token: u64, ctl: &mut dyn Controller) {
+        let _ = (token, ctl);
+    }
+
+    /// A call routed to `subchannel` ended.
+    fn call_finished(
+        &mut self,
+        subchannel: SubchannelId,
+        outcome: &CallOutcome,
+        ctl: &mut dyn Controller,
+    ) {
+        let _ = (subchannel, outcome, ctl);
+    }
+}
+
+/// Makes policies of one kind: a policy's name plus its settings.
+pub trait PolicyBuilder: Send + Sync + fmt::Debug {
+    /// The name resolvers choose it by (`pick_first`, `round_robin`, ...).
+    fn name(&self) -> &str;
+
+    /// A fresh policy with these settings.
+    fn build(&self) -> Box<dyn Policy>;
+
+    /// The same kind of policy with settings from a resolver's
+    /// [`PolicyChoice`](crate::PolicyChoice). Policies with no settings accept only an empty list.
+    /// `params` is never empty: an empty list keeps the configured policy as it is.
+    fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, String> {
+        let keys: Vec<&str> = params.iter().map(|(key, _)| key.as_str()).collect();
+        Err(format!(
+            "policy {} takes no parameters, got {}",
+            self.name(),
+            keys.join(", ")
+        ))
+    }
+}
+
+/// A policy and its settings, cheap to clone: what a balancer is configured with.
+#[derive(Clone, Debug)]
+pub struct PolicyConfig(Arc<dyn PolicyBuilder>);
+
+impl PolicyConfig {
+    /// A user's own policy.
+    pub fn new(builder: impl PolicyBuilder + 'static) -> Self {
+        PolicyConfig(Arc::new(builder))
+    }
+
+    /// pick_first with default settings: one connection, to the first address that answers.
+    pub fn pick_first() -> Self {
+        PolicyConfig::new(PickFirstConfig::default())
+    }
+
+    /// round_robin: a connection to every endpoint, calls spread evenly over the READY ones.
+    pub fn round_robin() -> Self {
+        PolicyConfig::new(RoundRobinConfig::default())
+    }
+
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    /// The builder.
+    pub fn builder(&self) -> &dyn PolicyBuilder {
+        &*self.0
+    }
+
+    pub(crate) fn build(&self) -> Box<dyn Policy> {
+        self.0.build()
+    }
+
+    /// This policy with `params` applied, or why they do not fit.
+    pub fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, String> {
+        if params.is_empty() {
+            Ok(self.clone())
+        } else {
+            self.0.with_params(params)
+        }
+    }
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig::pick_first()
+    }
+}
+
+/// Reads a boolean parameter value (`true`/`false`), naming the key when it is neither.
+pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(format!(
+            "parameter {key} must be true or false, got {other:?}"
+        )),
+    }
+}
+
+/// Formats `address: error` pairs into one message, at most `limit` of them, saying how many more.
+pub(crate) fn describe_failures<'a>(
+    failures: impl Iterator<Item = (&'a Address, Option<&'a str>)>,
+    limit: usize,
+) -> String {
+    let mut out = String::new();
+    let mut total = 0usize;
+    for (address, error) in failures {
+        total += 1;
+        if total > limit {
+            continue;
+        }
+        if total > 1 {
+            out.push_str("; ");
+        }
+        out.push_str(&address.to_string());
+        out.push_str(": ");
+        out.push_str(error.unwrap_or("not tried yet"));
+    }
+    if total > limit {
+        out.push_str(&format!("; and {} more", total - limit));
+    }
+    out
+}

@@ -1,0 +1,316 @@
+//! Subchannels: one logical connection to one address, with gRPC's states and connection backoff.
+//!
+//! A subchannel is created by a policy, connected when the policy asks, and removed when the policy
+//! is done with it. In between it moves through gRPC's states:
+//!
+//! ```text
+//! IDLE --connect--> CONNECTING --connected--> READY --closed--> IDLE
+//!                        |                                    (backoff reset)
+//!                        +--failed / timed out--> TRANSIENT_FAILURE --backoff over--> IDLE
+//! any state --removed--> SHUTDOWN (final)
+//! ```
+//!
+//! As in gRPC-Go and gRPC C-core, a subchannel whose backoff is over goes back to IDLE and the
+//! policy decides whether to connect it again, so reconnection policy stays in one place.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::address::Address;
+use crate::backoff::{Backoff, BackoffConfig};
+use crate::rng::Rng;
+use crate::status::ConnectivityState;
+
+/// A handle to a subchannel. Handles are never reused within a balancer: a removed subchannel's
+/// handle stays meaningless forever, and an event that names it is ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubchannelId(u64);
+
+impl SubchannelId {
+    /// The handle's number, unique within its balancer (for logs and maps).
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    pub(crate) fn from_u64(value: u64) -> Self {
+        SubchannelId(value)
+    }
+}
+
+impl fmt::Display for SubchannelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "subchannel#{}", self.0)
+    }
+}
+
+/// One connection attempt of a subchannel and, when it succeeds, the connection it made.
+///
+/// The adapter reports every event of that attempt or connection with this id. An event whose id is
+/// not the subchannel's current attempt (it was timed out, cancelled, or superseded) is ignored, so
+/// an adapter never has to worry about late reports racing the core's own decisions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId {
+    subchannel: SubchannelId,
+    attempt: u32,
+}
+
+impl ConnectionId {
+    /// The subchannel the connection belongs to.
+    pub fn subchannel(self) -> SubchannelId {
+        self.subchannel
+    }
+
+    /// The attempt's number within its subchannel, counting from 1.
+    pub fn attempt(self) -> u32 {
+        self.attempt
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/attempt#{}", self.subchannel, self.attempt)
+    }
+}
+
+/// What happened to a connection attempt or an established connection, as the adapter reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionEvent {
+    /// The attempt succeeded: the connection can carry calls.
+    Connected,
+    /// The attempt failed; the message says why (`connection refused`, a TLS error, ...).
+    Failed(String),
+    /// An established connection ended (closed by the peer, reset, GOAWAY); the message says how.
+    Closed(String),
+}
+
+/// A snapshot of one subchannel, for observability.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubchannelInfo {
+    /// The handle.
+    pub id: SubchannelId,
+    /// The address it connects to.
+    pub address: Address,
+    /// Its current state.
+    pub state: ConnectivityState,
+    /// Why its last attempt failed or its last connection ended, if one did.
+    pub last_error: Option<Arc<str>>,
+}
+
+/// What the balancer must do after a subchannel changed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// Nothing changed.
+    None,
+    /// The state changed; tell the policy.
+    Changed,
+    /// The state changed and the adapter must drop what it holds for the subchannel.
+    ChangedAndDisconnect,
+}
+
+/// The core's record of one subchannel.
+#[derive(Debug)]
+pub(crate) struct Subchannel {
+    id: SubchannelId,
+    address: Address,
+    state: ConnectivityState,
+    backoff: Backoff,
+    attempt: u32,
+    /// While CONNECTING: when the attempt counts as failed.
+    connect_deadline: Option<Instant>,
+    /// The end of the current backoff: no attempt may start before it.
+    retry_at: Option<Instant>,
+    /// When the current attempt started.
+    started: Option<Instant>,
+    last_error: Option<Arc<str>>,
+}
+
+impl Subchannel {
+    pub(crate) fn new(id: SubchannelId, address: Address) -> Self {
+        Subchannel {
+            id,
+            address,
+            state: ConnectivityState::Idle,
+            backoff: Backoff::new(),
+            attempt: 0,
+            connect_deadline: None,
+            retry_at: None,
+            started: None,
+            last_error: None,
+        }
+    }
+
+    pub(crate) fn address(&self) -> &Address {
+        &self.address
+    }
+
+    pub(crate) fn state(&self) -> ConnectivityState {
+        self.state
+    }
+
+    pub(crate) fn last_error(&self) -> Option<&Arc<str>> {
+        self.last_error.as_ref()
+    }
+
+    pub(crate) fn info(&self) -> SubchannelInfo {
+        SubchannelInfo {
+            id: self.id,
+            address: self.address.clone(),
+            state: self.state,
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    /// The current (or last) attempt.
+    pub(crate) fn connection(&self) -> ConnectionId {
+        ConnectionId {
+            subchannel: self.id,
+            attempt: self.attempt,
+        }
+    }
+
+    /// The next instant at which [`Subchannel::on_timeout`] has something to do.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self.state {
+            ConnectivityState::Connecting => self.connect_deadline,
+            ConnectivityState::TransientFailure => self.retry_at,
+            _ => None,
+        }
+    }
+
+    /// Starts an attempt if the subchannel is IDLE; returns the attempt and its deadline.
+    pub(crate) fn connect(
+        &mut self,
+        config: &BackoffConfig,
+        now: Instant,
+        rng: &mut Rng,
+    ) -> Option<(ConnectionId, Instant)> {
+        if self.state != ConnectivityState::Idle {
+            return None;
+        }
+        let times = self.backoff.start_attempt(config, now, rng);
+        self.attempt = self.attempt.wrapping_add(1);
+        self.state = ConnectivityState::Connecting;
+        self.connect_deadline = Some(times.connect_deadline);
+        self.retry_at = Some(times.retry_at);
+        self.started = Some(now);
+        Some((self.connection(), times.connect_deadline))
+    }
+
+    /// Applies an adapter's report about `connection`.
+    pub(crate) fn on_event(
+        &mut self,
+        connection: ConnectionId,
+        event: ConnectionEvent,
+        now: Instant,
+    ) -> Effect {
+        if connection != self.connection() {
+            return Effect::None;
+        }
+        match (self.state, event) {
+            (ConnectivityState::Connecting, ConnectionEvent::Connected) => {
+                self.state = ConnectivityState::Ready;
+                self.connect_deadline = None;
+                self.retry_at = None;
+                self.backoff.reset();
+                Effect::Changed
+            }
+            (
+                ConnectivityState::Connecting,
+                ConnectionEvent::Failed(reason) | ConnectionEvent::Closed(reason),
+            ) => {
+                self.fail(reason.into(), now);
+                Effect::Changed
+            }
+            (
+                ConnectivityState::Ready,
+                ConnectionEvent::Closed(reason) | ConnectionEvent::Failed(reason),
+            ) => {
+                self.last_error = Some(reason.into());
+                self.state = ConnectivityState::Idle;
+                Effect::Changed
+            }
+            _ => Effect::None,
+        }
+    }
+
+    fn fail(&mut self, reason: Arc<str>, now: Instant) {
+        self.last_error = Some(reason);
+        self.connect_deadline = None;
+        self.state = ConnectivityState::TransientFailure;
+        if self.retry_at.map_or(true, |at| at <= now) {
+            // The backoff already ran out while the attempt was in flight: the policy sees the
+            // failure now and the subchannel is idle again at once (see `finish_backoff`).
+            self.retry_at = Some(now);
+        }
+    }
+
+    /// After a failure whose backoff is already over, moves TRANSIENT_FAILURE -> IDLE.
+    pub(crate) fn finish_backoff(&mut self, now: Instant) -> bool {
+        if self.state == ConnectivityState::TransientFailure
+            && self.retry_at.is_some_and(|at| at <= now)
+        {
+            self.state = ConnectivityState::Idle;
+            self.retry_at = None;
+            return true;
+        }
+        false
+    }
+
+    /// Acts on the subchannel's own timers: an attempt past its deadline fails, a finished backoff
+    /// returns to IDLE.
+    pub(crate) fn on_timeout(&mut self, now: Instant) -> Effect {
+        match self.state {
+            ConnectivityState::Connecting if self.connect_deadline.is_some_and(|at| at <= now) => {
+                let waited = now.saturating_duration_since(self.started.unwrap_or(now));
+                let message = format!(
+                    "connection attempt to {} timed out after {:.3?}",
+                    self.address, waited
+                );
+                self.fail(message.into(), now);
+                Effect::ChangedAndDisconnect
+            }
+            ConnectivityState::TransientFailure => {
+                if self.finish_backoff(now) {
+                    Effect::Changed
+                } else {
+                    Effect::None
+                }
+            }
+            _ => Effect::None,
+        }
+    }
+
+    /// Removes the subchannel for good.
+    pub(crate) fn shutdown(&mut self) {
+        self.state = ConnectivityState::Shutdown;
+        self.connect_deadline = None;
+        self.retry_at = None;
+    }
+}
+
+/// A hasher for maps keyed by [`SubchannelId`]: ids are already unique integers, so one multiply
+/// spreads them well, and unlike std's default hasher it reads no OS randomness.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0 ^ value).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A map keyed by subchannel handle.
+pub(crate) type IdMap<V> =
+    std::collections::HashMap<SubchannelId, V, std::hash::BuildHasherDefault<IdHasher>>;

@@ -1,0 +1,1 @@
+//! Runnable examples of croupier: see the `[[example]]` entries in this crate's manifest.
