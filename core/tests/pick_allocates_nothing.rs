@@ -1,0 +1,75 @@
+//! A pick allocates nothing: counted with a global allocator that tallies every allocation.
+
+#![allow(unsafe_code)] // a GlobalAlloc is unsafe to implement; it only forwards to the system's
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use croupier::{Pick, PickRequest, PolicyConfig};
+
+mod support;
+use support::*;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+struct Counting;
+
+// SAFETY: every method forwards to `System` unchanged; the counter is a thread-local cell.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations_during(f: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+#[test]
+fn picks_from_every_built_in_picker_allocate_nothing() {
+    for policy in [PolicyConfig::pick_first(), PolicyConfig::round_robin()] {
+        let mut h = Harness::new(policy, 1);
+        let ports: Vec<u16> = (1..=64).collect();
+        h.resolve(update(&ports));
+        for address in connects(&h.seen.clone()) {
+            h.connected(&address);
+        }
+        // READY: the single or round-robin picker.
+        let picker = h.picker();
+        let request = PickRequest::new().with_hash(7);
+        let count = allocations_during(|| {
+            for _ in 0..10_000 {
+                assert!(matches!(picker.pick(&request), Pick::Ready(_)));
+            }
+        });
+        assert_eq!(count, 0, "READY picks allocated");
+    }
+    // TRANSIENT_FAILURE: the failing picker hands out a shared status.
+    let mut h = Harness::new(PolicyConfig::round_robin(), 1);
+    h.resolve(update(&[1]));
+    h.failed(&addr(1));
+    let picker = h.picker();
+    let count = allocations_during(|| {
+        for _ in 0..10_000 {
+            assert!(matches!(picker.pick(&PickRequest::new()), Pick::Fail(_)));
+        }
+    });
+    assert_eq!(count, 0, "failing picks allocated");
+}
