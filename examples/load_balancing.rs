@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use croupier::{Endpoint, PickRequest, PolicyConfig, ResolverUpdate, Target};
-use croupier_echo::{echo, EchoServer};
+use croupier_echo::{tokio_io::echo, EchoServer};
 use croupier_tokio::{BoxFuture, Channel, PickOptions, Resolver, ResolverContext, SharedStream};
 
 const EXAMPLE_SCHEME: &str = "example";

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use croupier::PickRequest;
-use croupier_echo::{echo, EchoServer};
+use croupier_echo::{tokio_io::echo, EchoServer};
 use croupier_tokio::PickOptions;
 
 async fn call(target: &str) -> Result<String, String> {

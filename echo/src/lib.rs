@@ -1,68 +1,136 @@
 //! The echo protocol of croupier's examples and tests, and echo servers on loopback.
 //!
-//! The echo protocol is a length-prefixed frame each way: a 4-byte big-endian length, then the
-//! payload. A server answers each request frame with `"<payload> (from <its address>)"`, which is
-//! what the seed's example prints, and counts the connections it accepts and sees close.
+//! The protocol is one length-prefixed frame each way: a 4-byte big-endian length, then the
+//! payload. A server answers each request with `"<payload> (from <its address>)"` (what the
+//! load-balancing examples print) and counts the connections it accepts and sees end.
+//!
+//! Servers run on a thread of their own (with `async-io`), so they serve tokio, async-std and smol
+//! clients alike. Client helpers exist for futures-io streams ([`futures_io`]) and, with the `tokio`
+//! feature, for tokio streams (`tokio_io`).
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use async_net::{TcpListener, TcpStream};
+use futures_lite::future;
 
 /// The largest frame either side accepts (1 MiB).
 pub const MAX_FRAME: usize = 1 << 20;
 
-/// Writes one frame.
-pub async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, payload: &[u8]) -> io::Result<()> {
+/// The bytes of one frame carrying `payload`.
+pub fn frame(payload: &[u8]) -> io::Result<Vec<u8>> {
     let length = u32::try_from(payload.len())
         .ok()
         .filter(|&n| n as usize <= MAX_FRAME)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-    let mut frame = BytesMut::with_capacity(4 + payload.len());
-    frame.put_u32(length);
-    frame.put_slice(payload);
-    writer.write_all(&frame).await?;
-    writer.flush().await
+    let mut bytes = Vec::with_capacity(4 + payload.len());
+    bytes.extend_from_slice(&length.to_be_bytes());
+    bytes.extend_from_slice(payload);
+    Ok(bytes)
 }
 
-/// Reads one frame; `Ok(None)` at a clean end of stream before a frame starts.
-pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> io::Result<Option<Bytes>> {
-    let mut header = [0u8; 4];
-    match reader.read_exact(&mut header).await {
-        Ok(_) => {}
-        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(error) => return Err(error),
-    }
-    let length = (&header[..]).get_u32() as usize;
+/// The payload length a frame header announces.
+pub fn payload_length(header: [u8; 4]) -> io::Result<usize> {
+    let length = u32::from_be_bytes(header) as usize;
     if length > MAX_FRAME {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "frame too large",
         ));
     }
-    let mut payload = vec![0u8; length];
-    reader.read_exact(&mut payload).await?;
-    Ok(Some(Bytes::from(payload)))
+    Ok(length)
 }
 
-/// Sends `payload` and reads the reply, as one echo call.
-pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    payload: &str,
-) -> io::Result<String> {
-    write_frame(stream, payload.as_bytes()).await?;
-    match read_frame(stream).await? {
-        Some(reply) => String::from_utf8(reply.to_vec())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "reply is not UTF-8")),
-        None => Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the server closed the connection before replying",
-        )),
+fn reply_text(reply: Vec<u8>) -> io::Result<String> {
+    String::from_utf8(reply)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "reply is not UTF-8"))
+}
+
+fn no_reply() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the server closed the connection before replying",
+    )
+}
+
+/// The protocol over futures-io streams (async-std, smol, async-net).
+pub mod futures_io {
+    use std::io;
+
+    use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+    /// Writes one frame.
+    pub async fn write_frame<W: AsyncWrite + Unpin>(
+        writer: &mut W,
+        payload: &[u8],
+    ) -> io::Result<()> {
+        writer.write_all(&super::frame(payload)?).await?;
+        writer.flush().await
+    }
+
+    /// Reads one frame; `Ok(None)` at a clean end of stream before a frame starts.
+    pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> io::Result<Option<Vec<u8>>> {
+        let mut header = [0u8; 4];
+        match reader.read_exact(&mut header).await {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(error) => return Err(error),
+        }
+        let mut payload = vec![0u8; super::payload_length(header)?];
+        reader.read_exact(&mut payload).await?;
+        Ok(Some(payload))
+    }
+
+    /// One echo call: sends `payload`, returns the reply.
+    pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(
+        stream: &mut S,
+        payload: &str,
+    ) -> io::Result<String> {
+        write_frame(stream, payload.as_bytes()).await?;
+        let reply = read_frame(stream).await?.ok_or_else(super::no_reply)?;
+        super::reply_text(reply)
+    }
+}
+
+/// The protocol over tokio streams.
+#[cfg(feature = "tokio")]
+pub mod tokio_io {
+    use std::io;
+
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+    /// Writes one frame.
+    pub async fn write_frame<W: AsyncWrite + Unpin>(
+        writer: &mut W,
+        payload: &[u8],
+    ) -> io::Result<()> {
+        writer.write_all(&super::frame(payload)?).await?;
+        writer.flush().await
+    }
+
+    /// Reads one frame; `Ok(None)` at a clean end of stream before a frame starts.
+    pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> io::Result<Option<Vec<u8>>> {
+        let mut header = [0u8; 4];
+        match reader.read_exact(&mut header).await {
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(error) => return Err(error),
+        }
+        let mut payload = vec![0u8; super::payload_length(header)?];
+        reader.read_exact(&mut payload).await?;
+        Ok(Some(payload))
+    }
+
+    /// One echo call: sends `payload`, returns the reply.
+    pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(
+        stream: &mut S,
+        payload: &str,
+    ) -> io::Result<String> {
+        write_frame(stream, payload.as_bytes()).await?;
+        let reply = read_frame(stream).await?.ok_or_else(super::no_reply)?;
+        super::reply_text(reply)
     }
 }
 
@@ -96,13 +164,14 @@ impl Stats {
     }
 }
 
-/// An echo server on a loopback port, running on the current tokio runtime until stopped or
-/// dropped. Stopping closes its listener and every connection it holds.
+/// An echo server on a loopback port, serving on a thread of its own until stopped or dropped.
+/// Stopping closes its listener and every connection it holds.
 #[derive(Debug)]
 pub struct EchoServer {
     address: SocketAddr,
     stats: Arc<Stats>,
-    stop: watch::Sender<bool>,
+    stop: async_channel::Sender<()>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl EchoServer {
@@ -113,15 +182,30 @@ impl EchoServer {
 
     /// Starts a server on `address` (a loopback address).
     pub async fn start_on(address: SocketAddr) -> io::Result<EchoServer> {
-        let listener = TcpListener::bind(address).await?;
+        let listener = StdListener::bind(address)?;
         let address = listener.local_addr()?;
+        let listener = TcpListener::try_from(listener)?;
         let stats = Arc::new(Stats::default());
-        let (stop, stopped) = watch::channel(false);
-        tokio::spawn(serve(listener, Arc::clone(&stats), stopped));
+        let (stop, stopped) = async_channel::bounded::<()>(1);
+        let counters = Arc::clone(&stats);
+        let thread = std::thread::Builder::new()
+            .name(format!("echo-server-{address}"))
+            .spawn(move || {
+                let executor = async_executor::LocalExecutor::new();
+                let name = address.to_string();
+                future::block_on(executor.run(future::or(
+                    async {
+                        let _ = stopped.recv().await;
+                    },
+                    accept(&executor, listener, name, counters),
+                )));
+                // Dropping the executor drops every connection task, closing their sockets.
+            })?;
         Ok(EchoServer {
             address,
             stats,
             stop,
+            thread: std::sync::Mutex::new(Some(thread)),
         })
     }
 
@@ -140,9 +224,18 @@ impl EchoServer {
         &self.stats
     }
 
-    /// Stops listening and closes every connection.
+    /// Stops listening and closes every connection; when it returns, the port is free and every
+    /// connection has been closed on the server's side.
     pub fn stop(&self) {
-        let _ = self.stop.send(true);
+        self.stop.close();
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -152,55 +245,41 @@ impl Drop for EchoServer {
     }
 }
 
-async fn serve(listener: TcpListener, stats: Arc<Stats>, mut stopped: watch::Receiver<bool>) {
-    let name = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    loop {
-        tokio::select! {
-            () = stop_signal(&mut stopped) => return,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                stats.accepted.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(connection(stream, name.clone(), Arc::clone(&stats), stopped.clone()));
-            }
-        }
-    }
-}
-
-async fn connection(
-    mut stream: tokio::net::TcpStream,
+async fn accept(
+    executor: &async_executor::LocalExecutor<'_>,
+    listener: TcpListener,
     name: String,
     stats: Arc<Stats>,
-    mut stopped: watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
     loop {
-        tokio::select! {
-            () = stop_signal(&mut stopped) => break,
-            frame = read_frame(&mut stream) => {
-                let Ok(Some(request)) = frame else { break };
-                let reply = format!("{} (from {name})", String::from_utf8_lossy(&request));
-                stats.calls.fetch_add(1, Ordering::SeqCst);
-                if write_frame(&mut stream, reply.as_bytes()).await.is_err() {
-                    break;
-                }
-            }
-        }
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        stats.accepted.fetch_add(1, Ordering::SeqCst);
+        let tally = Tally(Arc::clone(&stats));
+        executor.spawn(serve(stream, name.clone(), tally)).detach();
     }
-    drop(stream);
-    stats.closed.fetch_add(1, Ordering::SeqCst);
 }
 
-/// Completes once the server is told to stop (or its handle is gone).
-async fn stop_signal(stopped: &mut watch::Receiver<bool>) {
-    loop {
-        if *stopped.borrow_and_update() {
-            return;
-        }
-        if stopped.changed().await.is_err() {
-            return;
+/// Counts a connection as closed when its task ends, however it ends.
+struct Tally(Arc<Stats>);
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        self.0.closed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+async fn serve(mut stream: TcpStream, name: String, tally: Tally) {
+    let _ = stream.set_nodelay(true);
+    while let Ok(Some(request)) = futures_io::read_frame(&mut stream).await {
+        let reply = format!("{} (from {name})", String::from_utf8_lossy(&request));
+        tally.0.calls.fetch_add(1, Ordering::SeqCst);
+        if futures_io::write_frame(&mut stream, reply.as_bytes())
+            .await
+            .is_err()
+        {
+            break;
         }
     }
 }

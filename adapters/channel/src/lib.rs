@@ -30,6 +30,7 @@ mod driver;
 mod resolver;
 mod runtime;
 mod shared;
+mod stream;
 
 pub use channel::{BuildError, CallGuard, Channel, ChannelBuilder, PickOptions, Picked};
 pub use connector::{Connected, Connector};
@@ -38,3 +39,4 @@ pub use resolver::{
     StaticResolver,
 };
 pub use runtime::{BoxFuture, Runtime};
+pub use stream::{PeerWatch, SharedStream, StreamGuard};

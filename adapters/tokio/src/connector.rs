@@ -1,20 +1,22 @@
 //! The default connector: TCP (with `TCP_NODELAY`) for IP addresses and `host:port` names, and
 //! unix-domain sockets for `unix:` and `unix-abstract:` addresses.
 
-use std::fmt;
 use std::future::Future;
 use std::io;
-use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use croupier::Address;
-use croupier_channel::{Connected, Connector};
+use croupier_channel::{Connected, Connector, PeerWatch};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{Mutex, MutexGuard, Notify};
+
+/// A stream shared by the calls sent on it; [`SharedStream::lock`](croupier_channel::SharedStream::lock)
+/// it for a call.
+pub type SharedStream = croupier_channel::SharedStream<Stream>;
+
+/// Exclusive use of a [`SharedStream`]; derefs to the [`Stream`].
+pub type StreamGuard<'a> = croupier_channel::StreamGuard<'a, Stream>;
 
 /// Connects to every kind of address croupier's built-in resolvers produce.
 #[derive(Clone, Copy, Debug, Default)]
@@ -83,17 +85,16 @@ pub enum Stream {
     Unix(tokio::net::UnixStream),
 }
 
-impl Stream {
-    async fn ready(&self, interest: Interest) -> io::Result<tokio::io::Ready> {
+impl PeerWatch for Stream {
+    async fn readable(&self) -> io::Result<()> {
         match self {
-            Stream::Tcp(s) => s.ready(interest).await,
+            Stream::Tcp(s) => s.ready(Interest::READABLE).await.map(drop),
             #[cfg(unix)]
-            Stream::Unix(s) => s.ready(interest).await,
+            Stream::Unix(s) => s.ready(Interest::READABLE).await.map(drop),
         }
     }
 
-    /// Looks at the next byte without taking it: `Ok(0)` means the peer closed the stream, and
-    /// `WouldBlock` that nothing is there (which also clears a stale readiness).
+    /// `WouldBlock` also clears tokio's stale readiness, so the next wait really waits.
     fn try_peek(&self) -> io::Result<usize> {
         let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
         match self {
@@ -149,106 +150,5 @@ impl AsyncWrite for Stream {
             #[cfg(unix)]
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
         }
-    }
-}
-
-/// A stream shared by the calls a channel sends on it, one call at a time: [`SharedStream::lock`]
-/// it for a call's request and response.
-///
-/// While no call holds it, the channel watches it, so a connection the peer closes is noticed at
-/// once and taken out of rotation before any call is sent to it.
-#[derive(Clone)]
-pub struct SharedStream {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    stream: Mutex<Stream>,
-    /// Wakes the watcher when a call wants the stream.
-    wanted: Notify,
-    /// Calls waiting for the stream.
-    waiting: AtomicUsize,
-}
-
-impl fmt::Debug for SharedStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedStream")
-            .field("waiting", &self.inner.waiting.load(Ordering::Relaxed))
-            .finish_non_exhaustive()
-    }
-}
-
-impl SharedStream {
-    /// Wraps `stream`.
-    pub fn new(stream: Stream) -> Self {
-        SharedStream {
-            inner: Arc::new(Inner {
-                stream: Mutex::new(stream),
-                wanted: Notify::new(),
-                waiting: AtomicUsize::new(0),
-            }),
-        }
-    }
-
-    /// Waits for exclusive use of the stream (calls are served in order).
-    pub async fn lock(&self) -> StreamGuard<'_> {
-        self.inner.waiting.fetch_add(1, Ordering::SeqCst);
-        self.inner.wanted.notify_one();
-        let guard = self.inner.stream.lock().await;
-        self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
-        StreamGuard { guard }
-    }
-
-    /// Completes, with a reason, when the peer has closed the connection or it failed. Watches only
-    /// while no call holds the stream; a call that finds the stream dead reports that itself.
-    async fn closed(self) -> String {
-        loop {
-            let guard = self.inner.stream.lock().await;
-            if self.inner.waiting.load(Ordering::SeqCst) > 0 {
-                drop(guard);
-                tokio::task::yield_now().await;
-                continue;
-            }
-            tokio::select! {
-                ready = guard.ready(Interest::READABLE) => match ready {
-                    Ok(ready) if ready.is_read_closed() => {
-                        return "the peer closed the connection".to_owned();
-                    }
-                    Ok(_) => match guard.try_peek() {
-                        Ok(0) => return "the peer closed the connection".to_owned(),
-                        Ok(_) => {
-                            // Bytes wait for a call to read them: step aside until one wants the
-                            // stream.
-                            drop(guard);
-                            self.inner.wanted.notified().await;
-                        }
-                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(error) => return format!("connection failed: {error}"),
-                    },
-                    Err(error) => return format!("connection failed: {error}"),
-                },
-                () = self.inner.wanted.notified() => drop(guard),
-            }
-        }
-    }
-}
-
-/// Exclusive use of a [`SharedStream`]; derefs to the [`Stream`].
-#[derive(Debug)]
-pub struct StreamGuard<'a> {
-    guard: MutexGuard<'a, Stream>,
-}
-
-impl Deref for StreamGuard<'_> {
-    type Target = Stream;
-
-    fn deref(&self) -> &Stream {
-        &self.guard
-    }
-}
-
-impl DerefMut for StreamGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Stream {
-        &mut self.guard
     }
 }

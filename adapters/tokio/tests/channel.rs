@@ -10,7 +10,7 @@ use croupier::{
     BackoffConfig, Code, ConnectivityState, Endpoint, PickRequest, PolicyConfig, ResolverUpdate,
     Target,
 };
-use croupier_echo::{echo, EchoServer};
+use croupier_echo::{tokio_io::echo, EchoServer};
 use croupier_tokio::{BuildError, Channel, PickOptions, ResolverContext, SharedStream};
 
 const PATIENCE: Duration = Duration::from_secs(10);
