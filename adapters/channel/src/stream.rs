@@ -15,14 +15,11 @@ use async_lock::{Mutex, MutexGuard};
 use event_listener::Event;
 use futures_lite::future;
 
-/// What the watcher needs from a socket: wait for it to be readable, and look without reading.
+/// What the watcher needs from a socket: a look at what comes next, without taking it.
 pub trait PeerWatch: Send + Sync + 'static {
-    /// Completes when the socket has bytes to read, has been closed by the peer, or failed.
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
-
-    /// Looks at the next byte without taking it: `Ok(0)` when the peer closed the stream,
-    /// `Ok(n)` when bytes wait, `Err(WouldBlock)` when nothing is there.
-    fn try_peek(&self) -> io::Result<usize>;
+    /// Waits until the stream has a byte to read or has ended, and says which without consuming
+    /// anything: `Ok(0)` when the peer closed the stream, `Ok(n)` when bytes wait to be read.
+    fn peek(&self) -> impl Future<Output = io::Result<usize>> + Send;
 }
 
 /// A stream shared by the calls a channel sends on it: [`SharedStream::lock`] it for one call's
@@ -103,27 +100,23 @@ impl<S: PeerWatch> SharedStream<S> {
             if self.inner.waiting.load(Ordering::SeqCst) > 0 {
                 continue;
             }
-            let readable = future::or(async { Some(guard.readable().await) }, async {
+            let peeked = future::or(async { Some(guard.peek().await) }, async {
                 wanted.await;
                 None
             })
             .await;
-            match readable {
+            match peeked {
                 None => {} // a call wants the stream: release it
-                Some(Err(error)) => return format!("connection failed: {error}"),
-                Some(Ok(())) => match guard.try_peek() {
-                    Ok(0) => return "the peer closed the connection".to_owned(),
-                    Ok(_) => {
-                        // Bytes wait for a call to read them: step aside until one wants them.
-                        let wanted = self.inner.wanted.listen();
-                        drop(guard);
-                        if self.inner.waiting.load(Ordering::SeqCst) == 0 {
-                            wanted.await;
-                        }
+                Some(Ok(0)) => return "the peer closed the connection".to_owned(),
+                Some(Ok(_)) => {
+                    // Bytes wait for a call to read them: step aside until one wants them.
+                    let wanted = self.inner.wanted.listen();
+                    drop(guard);
+                    if self.inner.waiting.load(Ordering::SeqCst) == 0 {
+                        wanted.await;
                     }
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(error) => return format!("connection failed: {error}"),
-                },
+                }
+                Some(Err(error)) => return format!("connection failed: {error}"),
             }
         }
     }

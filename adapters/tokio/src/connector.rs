@@ -85,16 +85,17 @@ pub enum Stream {
     Unix(tokio::net::UnixStream),
 }
 
-impl PeerWatch for Stream {
-    async fn readable(&self) -> io::Result<()> {
+impl Stream {
+    async fn ready(&self, interest: Interest) -> io::Result<tokio::io::Ready> {
         match self {
-            Stream::Tcp(s) => s.ready(Interest::READABLE).await.map(drop),
+            Stream::Tcp(s) => s.ready(interest).await,
             #[cfg(unix)]
-            Stream::Unix(s) => s.ready(Interest::READABLE).await.map(drop),
+            Stream::Unix(s) => s.ready(interest).await,
         }
     }
 
-    /// `WouldBlock` also clears tokio's stale readiness, so the next wait really waits.
+    /// Looks at the next byte without taking it; `WouldBlock` also clears tokio's stale
+    /// readiness, so the next wait really waits.
     fn try_peek(&self) -> io::Result<usize> {
         let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
         match self {
@@ -105,6 +106,18 @@ impl PeerWatch for Stream {
             Stream::Unix(s) => s.try_io(Interest::READABLE, || {
                 socket2::SockRef::from(s).peek(&mut byte)
             }),
+        }
+    }
+}
+
+impl PeerWatch for Stream {
+    async fn peek(&self) -> io::Result<usize> {
+        loop {
+            self.ready(Interest::READABLE).await?;
+            match self.try_peek() {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
         }
     }
 }
