@@ -244,6 +244,17 @@ impl Balancer {
         all
     }
 
+    /// Every live subchannel's handle and state, in no particular order (cheaper than
+    /// [`Balancer::subchannels`]: nothing is copied or sorted).
+    pub fn subchannel_states(
+        &self,
+    ) -> impl Iterator<Item = (SubchannelId, ConnectivityState)> + '_ {
+        self.core
+            .subchannels
+            .iter()
+            .map(|(id, subchannel)| (*id, subchannel.state()))
+    }
+
     /// The state of one subchannel, `None` once it is removed.
     pub fn subchannel_state(&self, subchannel: SubchannelId) -> Option<ConnectivityState> {
         self.core

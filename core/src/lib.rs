@@ -98,6 +98,8 @@ mod rng;
 mod status;
 mod subchannel;
 pub mod target;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use address::{Address, Attributes, Endpoint};
 pub use backoff::BackoffConfig;

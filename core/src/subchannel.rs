@@ -239,7 +239,7 @@ impl Subchannel {
         self.last_error = Some(reason);
         self.connect_deadline = None;
         self.state = ConnectivityState::TransientFailure;
-        if self.retry_at.map_or(true, |at| at <= now) {
+        if self.retry_at.is_none_or(|at| at <= now) {
             // The backoff already ran out while the attempt was in flight: the policy sees the
             // failure now and the subchannel is idle again at once (see `finish_backoff`).
             self.retry_at = Some(now);
