@@ -58,6 +58,8 @@ async fn call_unary_echo(channel: &Channel<SharedStream>, message: &str) -> Resu
             Ok(())
         }
         Err(error) => {
+            // The connection itself failed: take it out of rotation now.
+            picked.connection.mark_broken(error.to_string());
             picked.call.finish(croupier::Code::Unavailable);
             Err(format!("the call failed: {error}"))
         }

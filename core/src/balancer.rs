@@ -201,6 +201,12 @@ impl Balancer {
         self.core.state
     }
 
+    /// Whether the current policy learns from call outcomes: if not, an adapter may skip
+    /// [`Balancer::handle_call_outcome`] (it would do nothing). Can change when the policy does.
+    pub fn wants_call_outcomes(&self) -> bool {
+        self.policy.wants_call_outcomes()
+    }
+
     /// The newest picker (also announced by [`Action::UpdatePicker`]).
     pub fn picker(&self) -> Arc<dyn Picker> {
         Arc::clone(&self.core.picker)

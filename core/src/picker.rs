@@ -5,7 +5,7 @@
 //! and never takes a lock: it answers from the snapshot, plus atomics where a policy needs them.
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use http::{HeaderMap, Uri};
 
@@ -152,20 +152,45 @@ impl Picker for SinglePicker {
 
 /// A picker that cycles over a fixed list of subchannels, one step per pick, from a chosen start.
 ///
-/// The counter is one relaxed atomic add: threads picking at once each get a distinct step.
+/// The counter is one relaxed atomic add: threads picking at once each get a distinct step. The
+/// step is reduced to an index with two multiplications instead of a division (Lemire's
+/// "faster remainder by direct computation"); the 32-bit counter wraps every 2^32 picks, which
+/// shifts the cycle once, harmlessly.
 #[derive(Debug)]
 pub struct RoundRobinPicker {
     ready: Box<[SubchannelId]>,
-    next: AtomicUsize,
+    next: AtomicU32,
+    /// `u64::MAX / len + 1`: the reciprocal the remainder is computed with.
+    reciprocal: u64,
+}
+
+/// `step % len` for `len` in `1..=u32::MAX`, given `reciprocal = u64::MAX / len + 1`.
+#[inline]
+fn fast_remainder(step: u32, len: u32, reciprocal: u64) -> u32 {
+    let low = reciprocal.wrapping_mul(u64::from(step));
+    ((u128::from(low) * u128::from(len)) >> 64) as u32
 }
 
 impl RoundRobinPicker {
     /// A picker over `ready` (which must not be empty for picks to succeed; an empty list queues),
     /// whose first pick is `ready[start % len]`.
     pub fn new(ready: impl Into<Box<[SubchannelId]>>, start: usize) -> Self {
+        let mut ready: Box<[SubchannelId]> = ready.into();
+        if ready.len() > u32::MAX as usize {
+            // Four billion READY subchannels will not happen; keep the arithmetic exact anyway.
+            ready = ready[..u32::MAX as usize].into();
+        }
+        let len = ready.len() as u64;
+        let reciprocal = u64::MAX.checked_div(len).map_or(0, |q| q.wrapping_add(1));
+        let start = if len == 0 {
+            0
+        } else {
+            (start as u64 % len) as u32
+        };
         RoundRobinPicker {
-            ready: ready.into(),
-            next: AtomicUsize::new(start),
+            ready,
+            next: AtomicU32::new(start),
+            reciprocal,
         }
     }
 
@@ -182,7 +207,11 @@ impl Picker for RoundRobinPicker {
             return Pick::Queue;
         }
         let step = self.next.fetch_add(1, Ordering::Relaxed);
-        Pick::Ready(self.ready[step % len])
+        let index = fast_remainder(step, len as u32, self.reciprocal) as usize;
+        match self.ready.get(index) {
+            Some(&subchannel) => Pick::Ready(subchannel),
+            None => Pick::Queue, // unreachable: the remainder is below len
+        }
     }
 }
 
@@ -203,6 +232,29 @@ mod tests {
             .map(|i| Pick::Ready(SubchannelId::from_u64(i)))
             .collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn fast_remainder_matches_the_remainder() {
+        let mut rng = crate::rng::Rng::new(5);
+        for len in (1..200u32).chain([255, 256, 1000, 4096, 10_000, 65_537, u32::MAX]) {
+            let reciprocal = (u64::MAX / u64::from(len)).wrapping_add(1);
+            for _ in 0..200 {
+                let step = rng.next_u64() as u32;
+                assert_eq!(
+                    fast_remainder(step, len, reciprocal),
+                    step % len,
+                    "{step} % {len}"
+                );
+            }
+            for step in [0, 1, len - 1, len, u32::MAX] {
+                assert_eq!(
+                    fast_remainder(step, len, reciprocal),
+                    step % len,
+                    "{step} % {len}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -124,41 +124,58 @@ impl fmt::Display for Code {
 
 /// A status error: a code and a message saying what failed and why.
 ///
-/// Cloning is cheap (the message is shared), so pickers hand out clones without allocating.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// Cloning is cheap (one shared allocation behind a thin pointer), so pickers hand out clones
+/// without allocating, and a [`Pick`](crate::Pick) stays two words wide.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Status {
+    inner: Arc<StatusInner>,
+}
+
+#[derive(PartialEq, Eq, Hash)]
+struct StatusInner {
     code: Code,
-    message: Arc<str>,
+    message: Box<str>,
+}
+
+impl fmt::Debug for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Status")
+            .field("code", &self.inner.code)
+            .field("message", &self.inner.message)
+            .finish()
+    }
 }
 
 impl Status {
     /// A status with any code.
-    pub fn new(code: Code, message: impl Into<Arc<str>>) -> Self {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
         Status {
-            code,
-            message: message.into(),
+            inner: Arc::new(StatusInner {
+                code,
+                message: message.into().into_boxed_str(),
+            }),
         }
     }
 
     /// An `UNAVAILABLE` status: no backend can take the call now.
-    pub fn unavailable(message: impl Into<Arc<str>>) -> Self {
+    pub fn unavailable(message: impl Into<String>) -> Self {
         Status::new(Code::Unavailable, message)
     }
 
     /// The code.
     pub fn code(&self) -> Code {
-        self.code
+        self.inner.code
     }
 
     /// The message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.inner.message
     }
 }
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
+        write!(f, "{}: {}", self.inner.code, self.inner.message)
     }
 }
 
@@ -174,6 +191,15 @@ mod tests {
             assert_eq!(u32::from(Code::from_value(v).value()), v);
         }
         assert_eq!(Code::from_value(99), Code::Unknown);
+    }
+
+    #[test]
+    fn a_pick_result_is_two_words() {
+        assert_eq!(std::mem::size_of::<Status>(), std::mem::size_of::<usize>());
+        assert_eq!(
+            std::mem::size_of::<crate::Pick>(),
+            2 * std::mem::size_of::<usize>()
+        );
     }
 
     #[test]

@@ -33,14 +33,20 @@ impl StreamConnector {
 impl Connector for StreamConnector {
     type Connection = SharedStream;
 
+    fn is_broken(connection: &SharedStream) -> bool {
+        connection.is_broken()
+    }
+
     fn connect(
         &self,
         address: &Address,
     ) -> impl Future<Output = io::Result<Connected<SharedStream>>> + Send + 'static {
         let address = address.clone();
         async move {
-            let shared = SharedStream::new(open(&address).await?);
-            let closed = shared.clone().closed();
+            let stream = open(&address).await?;
+            let peer = stream.watch_handle()?;
+            let shared = SharedStream::new(stream);
+            let closed = shared.watch(peer);
             Ok(Connected::new(shared, closed))
         }
     }
@@ -82,6 +88,19 @@ pub enum Stream {
     /// A unix-domain connection.
     #[cfg(unix)]
     Unix(async_io::Async<std::os::unix::net::UnixStream>),
+}
+
+impl Stream {
+    /// A second handle to the same socket, for the watcher.
+    fn watch_handle(&self) -> io::Result<Stream> {
+        match self {
+            Stream::Tcp(stream) => Ok(Stream::Tcp(stream.clone())),
+            #[cfg(unix)]
+            Stream::Unix(stream) => Ok(Stream::Unix(async_io::Async::new(
+                stream.get_ref().try_clone()?,
+            )?)),
+        }
+    }
 }
 
 impl PeerWatch for Stream {

@@ -20,7 +20,11 @@ impl Adapter for AsyncStd {
     fn echo<'a>(connection: &'a Conn<Self>, message: &'a str) -> BoxFuture<'a, io::Result<String>> {
         Box::pin(async move {
             let mut stream = connection.lock().await;
-            echo(&mut *stream, message).await
+            let reply = echo(&mut *stream, message).await;
+            if let Err(error) = &reply {
+                connection.mark_broken(error.to_string());
+            }
+            reply
         })
     }
 

@@ -158,7 +158,7 @@ impl<C: Connector> ChannelBuilder<C> {
         let seed = self.seed.unwrap_or_else(random_seed);
         let now = self.runtime.now();
         let balancer = Balancer::new(self.config, seed, now);
-        let shared = Arc::new(Shared::new());
+        let shared = Arc::new(Shared::new(C::is_broken));
         let (inbox, inbox_rx) = async_channel::unbounded();
         let resolve_now = Arc::new(ResolveNow::default());
         let context = ResolverContext::new(
@@ -364,7 +364,11 @@ impl<T: Clone> Channel<T> {
             }
             match snapshot.picker.pick(request) {
                 Pick::Ready(subchannel) => {
-                    if let Some(connection) = snapshot.connections.get(&subchannel) {
+                    let connection = snapshot
+                        .connections
+                        .get(&subchannel)
+                        .filter(|connection| !(handle.shared.is_broken)(connection));
+                    if let Some(connection) = connection {
                         return Ok(Picked {
                             connection: connection.clone(),
                             call: CallGuard {
@@ -372,11 +376,13 @@ impl<T: Clone> Channel<T> {
                                 subchannel,
                                 started,
                                 runtime: Arc::clone(&handle.runtime),
-                                done: false,
+                                // Nothing to report to a policy that ignores outcomes.
+                                done: !snapshot.wants_outcomes,
                             },
                         });
                     }
-                    // Its connection just went away: wait for the picker that knows it.
+                    // Its connection just went away, or a call found it dead: wait for the
+                    // picker that knows it.
                 }
                 Pick::Queue if handle.shared.first_to_ask_exit_idle() => {
                     let _ = handle.inbox.try_send(Input::ExitIdle);

@@ -57,4 +57,11 @@ pub trait Connector: Send + Sync + 'static {
         &self,
         address: &Address,
     ) -> impl Future<Output = io::Result<Connected<Self::Connection>>> + Send + 'static;
+
+    /// Whether a call already found `connection` dead. A pick that lands on such a connection
+    /// waits for the next picker (which will no longer offer it) instead of sending the call.
+    fn is_broken(connection: &Self::Connection) -> bool {
+        let _ = connection;
+        false
+    }
 }

@@ -295,10 +295,15 @@ impl<C: Connector> Driver<C> {
     fn publish(&mut self) {
         let picker = self.picker.take();
         let state = self.state.take();
-        if picker.is_none() && state.is_none() && !self.connections_changed {
+        let wants_outcomes = self.balancer.wants_call_outcomes();
+        let previous = self.shared.snapshot();
+        if picker.is_none()
+            && state.is_none()
+            && !self.connections_changed
+            && wants_outcomes == previous.wants_outcomes
+        {
             return;
         }
-        let previous = self.shared.snapshot();
         let connections = if std::mem::take(&mut self.connections_changed) {
             Arc::new(
                 self.connections
@@ -315,6 +320,7 @@ impl<C: Connector> Driver<C> {
             connections,
             state: state.unwrap_or(previous.state),
             last_error: self.last_error.clone(),
+            wants_outcomes,
         });
     }
 }

@@ -17,6 +17,8 @@ pub(crate) struct Snapshot<T> {
     pub(crate) state: ConnectivityState,
     /// The last connection error the channel saw, with its address.
     pub(crate) last_error: Option<Arc<str>>,
+    /// Whether the policy wants call outcomes reported.
+    pub(crate) wants_outcomes: bool,
 }
 
 pub(crate) struct Shared<T> {
@@ -26,10 +28,12 @@ pub(crate) struct Shared<T> {
     /// Set once a call asked the driver to leave IDLE for the current generation.
     exit_idle_asked: AtomicBool,
     closed: AtomicBool,
+    /// The connector's test for a connection a call found dead.
+    pub(crate) is_broken: fn(&T) -> bool,
 }
 
 impl<T> Shared<T> {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(is_broken: fn(&T) -> bool) -> Self {
         Shared {
             snapshot: ArcSwap::from_pointee(Snapshot {
                 generation: 0,
@@ -37,10 +41,12 @@ impl<T> Shared<T> {
                 connections: Arc::new(HashMap::new()),
                 state: ConnectivityState::Connecting,
                 last_error: None,
+                wants_outcomes: true,
             }),
             changed: Event::new(),
             exit_idle_asked: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            is_broken,
         }
     }
 
@@ -82,6 +88,7 @@ impl<T> Shared<T> {
             connections: Arc::new(HashMap::new()),
             state: ConnectivityState::Shutdown,
             last_error: None,
+            wants_outcomes: false,
         });
     }
 

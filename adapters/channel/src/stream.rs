@@ -2,41 +2,46 @@
 //! connection the peer closes is noticed at once (not when the next call fails on it).
 //!
 //! Each runtime adapter implements [`PeerWatch`] for its socket types; the locking and watching
-//! logic lives here, once.
+//! logic lives here, once. The watcher never holds the stream: it peeks through a second handle
+//! to the same socket (a clone or a duplicated descriptor) while no call is using it, so calls
+//! never wait for it.
 
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_lock::{Mutex, MutexGuard};
 use event_listener::Event;
 use futures_lite::future;
 
-/// What the watcher needs from a socket: a look at what comes next, without taking it.
+/// A second handle to a connection's socket, for the watcher: a look at what comes next,
+/// without taking it.
 pub trait PeerWatch: Send + Sync + 'static {
-    /// Waits until the stream has a byte to read or has ended, and says which without consuming
+    /// Waits until the socket has a byte to read or has ended, and says which without consuming
     /// anything: `Ok(0)` when the peer closed the stream, `Ok(n)` when bytes wait to be read.
     fn peek(&self) -> impl Future<Output = io::Result<usize>> + Send;
 }
 
 /// A stream shared by the calls a channel sends on it: [`SharedStream::lock`] it for one call's
-/// request and response. While no call holds it, it is watched, and [`SharedStream::closed`]
-/// completes as soon as the peer closes it.
+/// request and response. [`SharedStream::watch`] gives the future that completes when the peer
+/// closes it.
 pub struct SharedStream<S> {
     inner: Arc<Inner<S>>,
 }
 
 struct Inner<S> {
     stream: Mutex<S>,
-    /// Notified when a call starts waiting for the stream.
+    /// Calls holding or waiting for the stream.
+    active: AtomicUsize,
+    /// Notified when a call starts wanting the stream.
     wanted: Event,
     /// Notified when a call releases the stream.
     released: Event,
-    /// Calls waiting for the stream.
-    waiting: AtomicUsize,
+    /// Set when a call found the connection dead.
+    broken: OnceLock<String>,
 }
 
 impl<S> Clone for SharedStream<S> {
@@ -50,73 +55,94 @@ impl<S> Clone for SharedStream<S> {
 impl<S> fmt::Debug for SharedStream<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SharedStream")
-            .field("waiting", &self.inner.waiting.load(Ordering::Relaxed))
+            .field("active", &self.inner.active.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
 
-impl<S: PeerWatch> SharedStream<S> {
+impl<S: Send + 'static> SharedStream<S> {
     /// Wraps `stream`.
     pub fn new(stream: S) -> Self {
         SharedStream {
             inner: Arc::new(Inner {
                 stream: Mutex::new(stream),
+                active: AtomicUsize::new(0),
                 wanted: Event::new(),
                 released: Event::new(),
-                waiting: AtomicUsize::new(0),
+                broken: OnceLock::new(),
             }),
         }
     }
 
     /// Waits for exclusive use of the stream.
     pub async fn lock(&self) -> StreamGuard<'_, S> {
-        self.inner.waiting.fetch_add(1, Ordering::SeqCst);
+        self.inner.active.fetch_add(1, Ordering::SeqCst);
         self.inner.wanted.notify(usize::MAX);
         let guard = self.inner.stream.lock().await;
-        self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
         StreamGuard {
             guard: Some(guard),
+            active: &self.inner.active,
             released: &self.inner.released,
         }
     }
 
-    /// Completes, with a reason, when the peer has closed the stream or it failed. It watches
-    /// only while no call holds the stream; a call that finds it dead reports that itself.
-    pub async fn closed(self) -> String {
-        loop {
-            // Let waiting calls go first.
+    /// Tells the channel that a call found this connection dead (its write failed, or the peer
+    /// closed it mid-call): the connection is taken out of rotation at once, before more calls
+    /// are sent to it. Call it on I/O errors that are about the connection, not the call.
+    pub fn mark_broken(&self, reason: impl Into<String>) {
+        let _ = self.inner.broken.set(reason.into());
+        self.inner.wanted.notify(usize::MAX);
+        self.inner.released.notify(usize::MAX);
+    }
+
+    /// Whether [`SharedStream::mark_broken`] was called.
+    pub fn is_broken(&self) -> bool {
+        self.inner.broken.get().is_some()
+    }
+
+    /// A future that completes, with a reason, when the peer has closed the connection or it
+    /// failed, as `peer` (a second handle to the same socket) sees it. It looks only while no
+    /// call uses the stream: a call reads its own response, and finds a dead stream itself.
+    pub fn watch<W: PeerWatch>(&self, peer: W) -> impl Future<Output = String> + Send + 'static
+    where
+        S: Sync,
+    {
+        let inner = Arc::clone(&self.inner);
+        async move {
             loop {
-                let released = self.inner.released.listen();
-                if self.inner.waiting.load(Ordering::SeqCst) == 0 {
-                    break;
-                }
-                released.await;
-            }
-            let guard = self.inner.stream.lock().await;
-            if self.inner.waiting.load(Ordering::SeqCst) > 0 {
-                continue;
-            }
-            let wanted = self.inner.wanted.listen();
-            if self.inner.waiting.load(Ordering::SeqCst) > 0 {
-                continue;
-            }
-            let peeked = future::or(async { Some(guard.peek().await) }, async {
-                wanted.await;
-                None
-            })
-            .await;
-            match peeked {
-                None => {} // a call wants the stream: release it
-                Some(Ok(0)) => return "the peer closed the connection".to_owned(),
-                Some(Ok(_)) => {
-                    // Bytes wait for a call to read them: step aside until one wants them.
-                    let wanted = self.inner.wanted.listen();
-                    drop(guard);
-                    if self.inner.waiting.load(Ordering::SeqCst) == 0 {
-                        wanted.await;
+                // Let calls finish first (unless one found the connection dead).
+                loop {
+                    let released = inner.released.listen();
+                    if let Some(reason) = inner.broken.get() {
+                        return reason.clone();
                     }
+                    if inner.active.load(Ordering::SeqCst) == 0 {
+                        break;
+                    }
+                    released.await;
                 }
-                Some(Err(error)) => return format!("connection failed: {error}"),
+                let wanted = inner.wanted.listen();
+                if inner.active.load(Ordering::SeqCst) > 0 || inner.broken.get().is_some() {
+                    continue;
+                }
+                let peeked = future::or(async { Some(peer.peek().await) }, async {
+                    wanted.await;
+                    None
+                })
+                .await;
+                match peeked {
+                    None => {} // a call started: let it run
+                    Some(Ok(0)) => return "the peer closed the connection".to_owned(),
+                    Some(Ok(_)) => {
+                        // Bytes came while no call ran (or just as one started): they are the
+                        // next call's to read; look again once one has run.
+                        let wanted = inner.wanted.listen();
+                        if inner.active.load(Ordering::SeqCst) == 0 {
+                            wanted.await;
+                        }
+                    }
+                    Some(Err(error)) => return format!("connection failed: {error}"),
+                }
             }
         }
     }
@@ -125,6 +151,7 @@ impl<S: PeerWatch> SharedStream<S> {
 /// Exclusive use of a [`SharedStream`]; derefs to the stream.
 pub struct StreamGuard<'a, S> {
     guard: Option<MutexGuard<'a, S>>,
+    active: &'a AtomicUsize,
     released: &'a Event,
 }
 
@@ -151,6 +178,7 @@ impl<S> DerefMut for StreamGuard<'_, S> {
 impl<S> Drop for StreamGuard<'_, S> {
     fn drop(&mut self) {
         drop(self.guard.take());
+        self.active.fetch_sub(1, Ordering::SeqCst);
         self.released.notify(usize::MAX);
     }
 }

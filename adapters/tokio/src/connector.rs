@@ -34,15 +34,19 @@ impl StreamConnector {
 impl Connector for StreamConnector {
     type Connection = SharedStream;
 
+    fn is_broken(connection: &SharedStream) -> bool {
+        connection.is_broken()
+    }
+
     fn connect(
         &self,
         address: &Address,
     ) -> impl Future<Output = io::Result<Connected<SharedStream>>> + Send + 'static {
         let address = address.clone();
         async move {
-            let stream = open(&address).await?;
+            let (stream, peer) = open(&address).await?.with_watch_handle()?;
             let shared = SharedStream::new(stream);
-            let closed = shared.clone().closed();
+            let closed = shared.watch(peer);
             Ok(Connected::new(shared, closed))
         }
     }
@@ -86,6 +90,30 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// The stream and a second handle to its socket (a duplicated descriptor, registered on its
+    /// own) for the watcher.
+    fn with_watch_handle(self) -> io::Result<(Stream, Stream)> {
+        match self {
+            Stream::Tcp(stream) => {
+                let std = stream.into_std()?;
+                let peer = std.try_clone()?;
+                Ok((
+                    Stream::Tcp(TcpStream::from_std(std)?),
+                    Stream::Tcp(TcpStream::from_std(peer)?),
+                ))
+            }
+            #[cfg(unix)]
+            Stream::Unix(stream) => {
+                let std = stream.into_std()?;
+                let peer = std.try_clone()?;
+                Ok((
+                    Stream::Unix(tokio::net::UnixStream::from_std(std)?),
+                    Stream::Unix(tokio::net::UnixStream::from_std(peer)?),
+                ))
+            }
+        }
+    }
+
     async fn ready(&self, interest: Interest) -> io::Result<tokio::io::Ready> {
         match self {
             Stream::Tcp(s) => s.ready(interest).await,

@@ -95,6 +95,13 @@ pub trait Policy: Send + fmt::Debug {
         let _ = (token, ctl);
     }
 
+    /// Whether this policy learns from call outcomes ([`Policy::call_finished`]). Adapters skip
+    /// reporting outcomes to a policy that does not, which saves a message per call. The default
+    /// is `true`; return `false` only if `call_finished` does nothing.
+    fn wants_call_outcomes(&self) -> bool {
+        true
+    }
+
     /// A call routed to `subchannel` ended.
     fn call_finished(
         &mut self,

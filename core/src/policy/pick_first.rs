@@ -481,6 +481,10 @@ impl PickFirst {
 }
 
 impl Policy for PickFirst {
+    fn wants_call_outcomes(&self) -> bool {
+        false
+    }
+
     fn resolver_update(&mut self, endpoints: &[Endpoint], ctl: &mut dyn Controller) {
         self.resolved = true;
         let mut endpoints: Vec<&Endpoint> = endpoints.iter().collect();

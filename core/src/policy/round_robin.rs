@@ -248,6 +248,10 @@ impl RoundRobin {
 }
 
 impl Policy for RoundRobin {
+    fn wants_call_outcomes(&self) -> bool {
+        false
+    }
+
     fn resolver_update(&mut self, endpoints: &[Endpoint], ctl: &mut dyn Controller) {
         self.resolver_error = None;
         let mut wanted: BTreeMap<&[Address], ()> = BTreeMap::new();

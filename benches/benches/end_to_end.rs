@@ -1,0 +1,144 @@
+//! Echo calls on loopback through a croupier channel (round_robin over two servers) against the
+//! same calls on direct TCP connections to the same two servers, alternating: same payload, same
+//! servers, one call at a time.
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use croupier::{PickRequest, PolicyConfig};
+use croupier_echo::{tokio_io::echo, EchoServer};
+
+const PAYLOAD: &str = "this is examples/load_balancing";
+
+fn end_to_end(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let (servers, channel, mut direct) = runtime.block_on(async {
+        let servers = [
+            EchoServer::start(0).await.expect("a free port"),
+            EchoServer::start(0).await.expect("a free port"),
+        ];
+        let target = format!("ipv4:{},{}", servers[0].address(), servers[1].address());
+        let channel = croupier_tokio::builder(target)
+            .policy(PolicyConfig::round_robin())
+            .build()
+            .expect("a channel");
+        // Wait until both backends are READY, so every measured call is a steady-state call.
+        for _ in 0..1_000 {
+            let ready = channel
+                .subchannels()
+                .await
+                .iter()
+                .filter(|s| s.state == croupier::ConnectivityState::Ready)
+                .count();
+            if ready == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut direct = Vec::new();
+        for server in &servers {
+            let stream = tokio::net::TcpStream::connect(server.address())
+                .await
+                .expect("a direct connection");
+            stream.set_nodelay(true).expect("nodelay");
+            direct.push(stream);
+        }
+        (servers, channel, direct)
+    });
+
+    let mut group = c.benchmark_group("end_to_end");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20);
+    group.bench_function("direct", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters {
+                    let stream = &mut direct[i as usize % 2];
+                    echo(stream, PAYLOAD).await.expect("a reply");
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("croupier_round_robin", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let request = PickRequest::new();
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let picked = channel.pick(&request).await.expect("a pick");
+                    let mut stream = picked.connection.lock().await;
+                    echo(&mut *stream, PAYLOAD).await.expect("a reply");
+                    drop(stream);
+                    picked.call.success();
+                }
+                start.elapsed()
+            })
+        })
+    });
+    // The same channel, with connections whose end is not watched: what the watcher costs.
+    let unwatched = runtime.block_on(async {
+        let target = format!("ipv4:{},{}", servers[0].address(), servers[1].address());
+        let channel = croupier_tokio::builder(target)
+            .policy(PolicyConfig::round_robin())
+            .connector(Unwatched)
+            .build()
+            .expect("a channel");
+        channel.pick(&PickRequest::new()).await.expect("a pick");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        channel
+    });
+    group.bench_function("croupier_round_robin_unwatched", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let request = PickRequest::new();
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let picked = unwatched.pick(&request).await.expect("a pick");
+                    let mut stream = picked.connection.lock().await;
+                    echo(&mut *stream, PAYLOAD).await.expect("a reply");
+                    drop(stream);
+                    picked.call.success();
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+    drop(servers);
+}
+
+criterion_group!(benches, end_to_end);
+criterion_main!(benches);
+
+/// TCP connections whose end is not watched.
+struct Unwatched;
+
+impl croupier_tokio::Connector for Unwatched {
+    type Connection = croupier_tokio::SharedStream;
+
+    fn connect(
+        &self,
+        address: &croupier::Address,
+    ) -> impl std::future::Future<
+        Output = std::io::Result<croupier_tokio::Connected<Self::Connection>>,
+    > + Send
+           + 'static {
+        let croupier::Address::Socket(address) = address.clone() else {
+            panic!("socket addresses only");
+        };
+        async move {
+            let stream = tokio::net::TcpStream::connect(address).await?;
+            stream.set_nodelay(true)?;
+            let shared = croupier_tokio::SharedStream::new(croupier_tokio::Stream::Tcp(stream));
+            Ok(croupier_tokio::Connected::unobserved(shared))
+        }
+    }
+}

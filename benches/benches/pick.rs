@@ -1,0 +1,110 @@
+//! One pick from a published picker, per policy and endpoint count, beside the floor (an atomic
+//! counter over a slice) and tower's p2c balancer over always-ready no-op services.
+
+use std::convert::Infallible;
+use std::future::{ready, Ready};
+use std::hint::black_box;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use croupier::{PickRequest, PolicyConfig, SubchannelId};
+use croupier_benches::{ready_picker, Floor, SIZES};
+use tower::discover::ServiceList;
+use tower::load::Constant;
+use tower::Service;
+
+/// A service that is always ready and answers at once.
+#[derive(Clone, Copy)]
+struct Noop;
+
+impl Service<u32> for Noop {
+    type Response = u32;
+    type Error = Infallible;
+    type Future = Ready<Result<u32, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: u32) -> Self::Future {
+        ready(Ok(request))
+    }
+}
+
+fn policies() -> Vec<PolicyConfig> {
+    vec![PolicyConfig::pick_first(), PolicyConfig::round_robin()]
+}
+
+fn pick(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pick");
+    group
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .sample_size(30);
+    for &n in &SIZES {
+        let (round_robin, _) = ready_picker(PolicyConfig::round_robin(), n);
+        let ids: Vec<SubchannelId> = round_robin.lb.subchannels().iter().map(|s| s.id).collect();
+        let floor = Floor::new(ids);
+        group.bench_with_input(BenchmarkId::new("floor", n), &n, |b, _| {
+            b.iter(|| black_box(floor.pick()))
+        });
+        for policy in policies() {
+            let name = policy.name().to_owned();
+            let (_harness, picker) = ready_picker(policy, n);
+            let request = PickRequest::new();
+            group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+                b.iter(|| black_box(picker.pick(black_box(&request))))
+            });
+        }
+        let services: Vec<_> = (0..n).map(|_| Constant::new(Noop, 1u32)).collect();
+        let mut balance = tower::balance::p2c::Balance::new(ServiceList::new(services));
+        let mut cx = Context::from_waker(Waker::noop());
+        group.bench_with_input(BenchmarkId::new("tower_p2c", n), &n, |b, _| {
+            b.iter(|| {
+                let _ = balance.poll_ready(&mut cx);
+                black_box(balance.call(black_box(7)))
+            })
+        });
+    }
+    group.finish();
+}
+
+/// The same round-robin picker shared by two threads picking at once, against one thread.
+fn pick_contended(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pick_contended");
+    group
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .sample_size(20);
+    let (_harness, picker) = ready_picker(PolicyConfig::round_robin(), 1_000);
+    for threads in [1usize, 2] {
+        group.bench_with_input(
+            BenchmarkId::new("round_robin_1000", threads),
+            &threads,
+            |b, &threads| {
+                b.iter_custom(|iters| {
+                    let per_thread = iters / threads as u64;
+                    let start = std::time::Instant::now();
+                    std::thread::scope(|scope| {
+                        for _ in 0..threads {
+                            let picker = &picker;
+                            scope.spawn(move || {
+                                let request = PickRequest::new();
+                                for _ in 0..per_thread {
+                                    black_box(picker.pick(black_box(&request)));
+                                }
+                            });
+                        }
+                    });
+                    // Time per pick of the whole machine: total time over all picks made.
+                    start.elapsed() / threads as u32
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pick, pick_contended);
+criterion_main!(benches);

@@ -1,0 +1,63 @@
+//! Shared set-up for croupier's benchmarks: balancers with N READY endpoints, and the floor
+//! that any picker is measured against.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use croupier::testing::{addr, Harness};
+use croupier::{Endpoint, Picker, PolicyConfig, ResolverUpdate, SubchannelId};
+
+/// The endpoint counts every pick benchmark runs at.
+pub const SIZES: [usize; 5] = [2, 16, 256, 1_000, 10_000];
+
+/// `n` endpoints on distinct loopback ports.
+pub fn endpoints(n: usize) -> Vec<Endpoint> {
+    (0..n).map(|i| Endpoint::new(addr(port(i)))).collect()
+}
+
+/// A distinct port for endpoint `i` (10,000 endpoints fit below 65,535).
+pub fn port(i: usize) -> u16 {
+    1_024 + (i % 60_000) as u16
+}
+
+/// A balancer with `policy` whose `n` endpoints are all connected, and its picker.
+pub fn ready_picker(policy: PolicyConfig, n: usize) -> (Harness, Arc<dyn Picker>) {
+    let mut harness = Harness::new(policy, 42);
+    harness.resolve(ResolverUpdate::new(endpoints(n)));
+    // Connect whatever the policy asks for, until it asks for nothing more.
+    for _ in 0..4 {
+        let attempts: Vec<_> = harness.attempts.values().map(|(c, _)| *c).collect();
+        if attempts.is_empty() {
+            break;
+        }
+        for connection in attempts {
+            harness.report(connection, croupier::ConnectionEvent::Connected);
+        }
+    }
+    let picker = harness.picker();
+    (harness, picker)
+}
+
+/// The least any picker can cost: a relaxed atomic counter over a slice, hand-written.
+#[derive(Debug)]
+pub struct Floor {
+    items: Box<[SubchannelId]>,
+    next: AtomicUsize,
+}
+
+impl Floor {
+    /// A floor over the subchannels of a READY round-robin picker's size.
+    pub fn new(items: Vec<SubchannelId>) -> Self {
+        Floor {
+            items: items.into_boxed_slice(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// One pick.
+    #[inline]
+    pub fn pick(&self) -> SubchannelId {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        self.items[i % self.items.len()]
+    }
+}
