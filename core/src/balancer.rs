@@ -105,6 +105,9 @@ impl BalancerConfig {
         let known = std::iter::once(&self.policy)
             .chain(&self.policies)
             .chain(builtins.iter());
+        // And every built-in the policy module lists (ring_hash, outlier_detection, ...).
+        let listed = crate::policy::builtins();
+        let known = known.chain(listed.iter());
         let mut names = Vec::new();
         for policy in known {
             if policy.name() == choice.name() {

@@ -73,3 +73,70 @@ fn picks_from_every_built_in_picker_allocate_nothing() {
     });
     assert_eq!(count, 0, "failing picks allocated");
 }
+
+#[test]
+fn ring_hash_picks_allocate_nothing() {
+    let config = croupier::policy::RingHashConfig::default()
+        .request_hash_header("user-id")
+        .expect("a valid header");
+    let mut h = Harness::new(PolicyConfig::new(config), 1);
+    let ports: Vec<u16> = (1..=16).collect();
+    h.resolve(update(&ports));
+    connect_everything(&mut h);
+    let picker = h.picker();
+    let mut one = http::HeaderMap::new();
+    one.insert("user-id", http::HeaderValue::from_static("alice"));
+    let mut two = one.clone();
+    two.append("user-id", http::HeaderValue::from_static("bob"));
+    let requests = [
+        PickRequest::new().with_hash(7),
+        PickRequest::new().with_headers(&one),
+        PickRequest::new().with_headers(&two),
+        PickRequest::new(), // a random hash
+    ];
+    let count = allocations_during(|| {
+        for i in 0..10_000 {
+            let request = &requests[i % requests.len()];
+            assert!(matches!(picker.pick(request), Pick::Ready(_)));
+        }
+    });
+    assert_eq!(count, 0, "READY ring_hash picks allocated");
+    // IDLE endpoints: a pick flags one and queues, without allocating.
+    let mut h = Harness::new(PolicyConfig::ring_hash(), 1);
+    h.resolve(update(&ports));
+    let picker = h.picker();
+    let count = allocations_during(|| {
+        for hash in 0..10_000u64 {
+            let request = PickRequest::new().with_hash(hash.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            assert_eq!(picker.pick(&request), Pick::Queue);
+        }
+    });
+    assert_eq!(count, 0, "queued ring_hash picks allocated");
+    // Every endpoint failed: the failure names the hashed endpoint's error, shared.
+    let mut h = Harness::new(PolicyConfig::ring_hash(), 1);
+    h.resolve(update(&[1, 2]));
+    for _ in 0..4 {
+        connect_everything_failing(&mut h);
+    }
+    assert_eq!(h.state(), croupier::ConnectivityState::TransientFailure);
+    let picker = h.picker();
+    let count = allocations_during(|| {
+        for hash in 0..10_000u64 {
+            let request = PickRequest::new().with_hash(hash.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            assert!(matches!(picker.pick(&request), Pick::Fail(_)));
+        }
+    });
+    assert_eq!(count, 0, "failing ring_hash picks allocated");
+}
+
+/// Asks for every IDLE endpoint and fails every attempt.
+fn connect_everything_failing(h: &mut Harness) {
+    for hash in spread_hashes(64) {
+        let _ = h.picker().pick(&PickRequest::new().with_hash(hash));
+    }
+    h.exit_idle();
+    let attempts: Vec<_> = h.attempts.values().map(|(_, a)| a.clone()).collect();
+    for address in attempts {
+        h.failed(&address);
+    }
+}

@@ -21,10 +21,17 @@ use crate::rng::Rng;
 use crate::status::ConnectivityState;
 use crate::subchannel::SubchannelId;
 
+pub mod outlier_detection;
 pub mod pick_first;
+pub mod ring_hash;
 pub mod round_robin;
 
+pub use outlier_detection::{
+    FailurePercentageEjection, OutlierDetectionConfig, SuccessRateEjection,
+};
 pub use pick_first::PickFirstConfig;
+pub use pick_first::PickFirstList;
+pub use ring_hash::{RingHashConfig, RingHashConfigError};
 pub use round_robin::RoundRobinConfig;
 
 /// A subchannel's new state, as the policy is told of it.
@@ -154,6 +161,18 @@ impl PolicyConfig {
         PolicyConfig::new(RoundRobinConfig::default())
     }
 
+    /// ring_hash with default settings: consistent hashing, so calls with the same hash (or the
+    /// same value of a configured header) reach the same endpoint; see [`RingHashConfig`].
+    pub fn ring_hash() -> Self {
+        PolicyConfig::new(RingHashConfig::default())
+    }
+
+    /// outlier_detection around `child`: endpoints that fail much more than their peers are
+    /// ejected for a while; see [`OutlierDetectionConfig`].
+    pub fn outlier_detection(child: PolicyConfig) -> Self {
+        PolicyConfig::new(OutlierDetectionConfig::new(child))
+    }
+
     /// The policy's name.
     pub fn name(&self) -> &str {
         self.0.name()
@@ -182,6 +201,18 @@ impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig::pick_first()
     }
+}
+
+/// Every built-in policy with its default settings: what a resolver may choose by name, and what
+/// a wrapping policy's `child_policy` parameter may name. (outlier_detection's default child is
+/// round_robin.)
+pub(crate) fn builtins() -> Vec<PolicyConfig> {
+    vec![
+        PolicyConfig::pick_first(),
+        PolicyConfig::round_robin(),
+        PolicyConfig::ring_hash(),
+        PolicyConfig::outlier_detection(PolicyConfig::round_robin()),
+    ]
 }
 
 /// Reads a boolean parameter value (`true`/`false`), naming the key when it is neither.

@@ -113,12 +113,31 @@ struct Entry {
     error: Option<Arc<str>>,
 }
 
-/// Walks one address list the pick_first way and holds on to the first connection that works.
+/// Walks one address list the pick_first way and holds on to the first connection that works:
+/// the engine of pick_first, and of every policy that connects its endpoints one by one
+/// (round_robin and ring_hash run one per endpoint; so can a policy of your own).
 ///
-/// It reports no picker of its own: its owner reads [`PickFirstList::state`] and
-/// [`PickFirstList::ready_subchannel`] after every call that returned `true` (something changed).
+/// It publishes no picker and keeps no map of its own: its owner feeds it every
+/// [`Policy`] input that concerns it and, after every call that returned `true` (something
+/// changed), reads [`PickFirstList::state`] and [`PickFirstList::ready_subchannel`] to build its
+/// picker.
+///
+/// - [`PickFirstList::set_addresses`] gives it the endpoint's addresses. The first call starts
+///   connecting (a list never given addresses is IDLE and connects nothing, so an owner that
+///   connects lazily, as ring_hash does, gives the addresses when it first needs the endpoint);
+///   later calls keep a READY address's connection, and keep an IDLE list idle.
+/// - [`PickFirstList::subchannel_update`] takes every subchannel update; it returns `false` for a
+///   subchannel that is not its own, so an owner with few lists may offer each update to all.
+/// - [`PickFirstList::on_timer`] takes the timers whose token carries its tag in the high 32 bits
+///   (`token >> 32 == tag`); it sets them through [`Controller::set_timer`] for happy eyeballs.
+/// - When the READY connection is lost the list goes IDLE; [`PickFirstList::exit_idle`]
+///   reconnects it (round_robin does so at once, pick_first at the next queued call).
+/// - [`PickFirstList::shutdown`] removes its subchannels when the endpoint goes away.
+///
+/// Like pick_first, it reports TRANSIENT_FAILURE once every address failed, stays there
+/// ("sticky") until one is READY, and retries each address as its backoff ends.
 #[derive(Debug)]
-pub(crate) struct PickFirstList {
+pub struct PickFirstList {
     entries: Vec<Entry>,
     selected: Option<usize>,
     state: ConnectivityState,
@@ -136,7 +155,10 @@ pub(crate) struct PickFirstList {
 }
 
 impl PickFirstList {
-    pub(crate) fn new(timer_tag: u32, happy_eyeballs_delay: Duration) -> Self {
+    /// An empty, IDLE list. `timer_tag` goes in the high 32 bits of its timer tokens, so an owner
+    /// of several lists can route [`Policy::timer`] calls; `happy_eyeballs_delay` is how long an
+    /// attempt runs before the next address starts beside it.
+    pub fn new(timer_tag: u32, happy_eyeballs_delay: Duration) -> Self {
         PickFirstList {
             entries: Vec::new(),
             selected: None,
@@ -150,20 +172,23 @@ impl PickFirstList {
         }
     }
 
-    pub(crate) fn state(&self) -> ConnectivityState {
+    /// The list's state: IDLE, CONNECTING, READY or (sticky) TRANSIENT_FAILURE.
+    pub fn state(&self) -> ConnectivityState {
         self.state
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    /// Whether the list holds no address (never given any, or given none).
+    pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
-    pub(crate) fn ready_subchannel(&self) -> Option<SubchannelId> {
+    /// The connected subchannel, while the list is READY.
+    pub fn ready_subchannel(&self) -> Option<SubchannelId> {
         self.selected.and_then(|i| self.entries[i].subchannel)
     }
 
     /// Every address with its last error, for failure messages.
-    pub(crate) fn failures(&self) -> impl Iterator<Item = (&Address, Option<&str>)> {
+    pub fn failures(&self) -> impl Iterator<Item = (&Address, Option<&str>)> {
         self.entries
             .iter()
             .map(|entry| (&entry.address, entry.error.as_deref()))
@@ -171,11 +196,7 @@ impl PickFirstList {
 
     /// Replaces the address list. Keeps a READY connection whose address is still listed.
     /// Returns whether the state or the chosen subchannel changed.
-    pub(crate) fn set_addresses(
-        &mut self,
-        addresses: Vec<Address>,
-        ctl: &mut dyn Controller,
-    ) -> bool {
+    pub fn set_addresses(&mut self, addresses: Vec<Address>, ctl: &mut dyn Controller) -> bool {
         let addresses = dedup(addresses);
         if !self.fresh
             && self.entries.len() == addresses.len()
@@ -244,7 +265,7 @@ impl PickFirstList {
     }
 
     /// Removes every subchannel; the list is left empty and IDLE.
-    pub(crate) fn shutdown(&mut self, ctl: &mut dyn Controller) {
+    pub fn shutdown(&mut self, ctl: &mut dyn Controller) {
         self.remove_all(ctl);
         self.entries.clear();
         self.state = ConnectivityState::Idle;
@@ -252,7 +273,7 @@ impl PickFirstList {
     }
 
     /// Starts a pass if the list is IDLE. Returns whether the state changed.
-    pub(crate) fn exit_idle(&mut self, ctl: &mut dyn Controller) -> bool {
+    pub fn exit_idle(&mut self, ctl: &mut dyn Controller) -> bool {
         if self.state != ConnectivityState::Idle || self.entries.is_empty() {
             return false;
         }
@@ -314,7 +335,7 @@ impl PickFirstList {
     }
 
     /// A happy eyeballs timer fired. Returns whether the state changed.
-    pub(crate) fn on_timer(&mut self, token: u64, ctl: &mut dyn Controller) -> bool {
+    pub fn on_timer(&mut self, token: u64, ctl: &mut dyn Controller) -> bool {
         if token as u32 != self.timer_seq || !self.in_pass || self.selected.is_some() {
             return false;
         }
@@ -325,7 +346,7 @@ impl PickFirstList {
 
     /// A subchannel's state changed. Returns whether the list's state, its READY subchannel or its
     /// failure message changed.
-    pub(crate) fn subchannel_update(
+    pub fn subchannel_update(
         &mut self,
         id: SubchannelId,
         update: &SubchannelUpdate,
@@ -355,6 +376,16 @@ impl PickFirstList {
                 self.state = ConnectivityState::Ready;
                 true
             }
+            // The connection was lost. (The core moves a READY subchannel only to IDLE; a wrapping
+            // policy may show it as TRANSIENT_FAILURE, as outlier detection does when it ejects.)
+            ConnectivityState::Idle | ConnectivityState::TransientFailure
+                if self.selected == Some(index) =>
+            {
+                self.selected = None;
+                self.state = ConnectivityState::Idle;
+                ctl.request_resolution();
+                true
+            }
             ConnectivityState::TransientFailure => {
                 if self.in_pass {
                     let before = self.state;
@@ -365,12 +396,6 @@ impl PickFirstList {
                 self.state == ConnectivityState::TransientFailure
             }
             ConnectivityState::Idle => {
-                if self.selected == Some(index) {
-                    self.selected = None;
-                    self.state = ConnectivityState::Idle;
-                    ctl.request_resolution();
-                    return true;
-                }
                 if !self.in_pass && self.state == ConnectivityState::TransientFailure {
                     ctl.connect(id);
                 }
@@ -381,7 +406,7 @@ impl PickFirstList {
     }
 
     /// The message calls fail with in TRANSIENT_FAILURE.
-    pub(crate) fn failure_message(&self) -> String {
+    pub fn failure_message(&self) -> String {
         if self.entries.is_empty() {
             return "the resolver returned no addresses".to_owned();
         }
