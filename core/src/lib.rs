@@ -90,6 +90,7 @@ mod address;
 mod backoff;
 mod balancer;
 mod call;
+mod hasher;
 mod picker;
 pub mod policy;
 mod resolution;

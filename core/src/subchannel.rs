@@ -290,27 +290,5 @@ impl Subchannel {
     }
 }
 
-/// A hasher for maps keyed by [`SubchannelId`]: ids are already unique integers, so one multiply
-/// spreads them well, and unlike std's default hasher it reads no OS randomness.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        self.0 = (self.0 ^ value).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
 /// A map keyed by subchannel handle.
-pub(crate) type IdMap<V> =
-    std::collections::HashMap<SubchannelId, V, std::hash::BuildHasherDefault<IdHasher>>;
+pub(crate) type IdMap<V> = crate::hasher::FastMap<SubchannelId, V>;

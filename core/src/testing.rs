@@ -85,6 +85,9 @@ pub struct Harness {
     pub seen: Vec<Seen>,
     /// How many addresses the latest non-empty update named: the bound on live subchannels.
     pub bound: usize,
+    /// Whether the policy may hide a READY subchannel (outlier detection ejects some): then a
+    /// READY subchannel does not make the channel READY.
+    pub hides_ready: bool,
 }
 
 impl Harness {
@@ -108,6 +111,7 @@ impl Harness {
             history: Vec::new(),
             seen: Vec::new(),
             bound: 0,
+            hides_ready: false,
         }
     }
 
@@ -206,10 +210,15 @@ impl Harness {
             any_ready |= state == ConnectivityState::Ready;
             assert!(!self.shut.contains(&id), "{id} is shut down but alive");
         }
-        assert_eq!(
-            any_ready,
-            self.lb.state() == ConnectivityState::Ready,
-            "channel state {} does not match its subchannels {:?}",
+        let ready = self.lb.state() == ConnectivityState::Ready;
+        assert!(
+            any_ready || !ready,
+            "the channel is READY with no READY subchannel: {:?}",
+            self.lb.subchannels()
+        );
+        assert!(
+            ready || !any_ready || self.hides_ready,
+            "a subchannel is READY but the channel is {}: {:?}",
             self.lb.state(),
             self.lb.subchannels()
         );
@@ -523,6 +532,9 @@ pub fn builtin_policies() -> Vec<PolicyConfig> {
         PolicyConfig::pick_first(),
         PolicyConfig::new(crate::policy::PickFirstConfig::default().shuffle_address_list(true)),
         PolicyConfig::round_robin(),
+        PolicyConfig::ring_hash(),
+        PolicyConfig::outlier_detection(PolicyConfig::round_robin()),
+        PolicyConfig::outlier_detection(PolicyConfig::pick_first()),
     ]
 }
 
@@ -544,7 +556,11 @@ impl Scenario {
     pub fn run(&self) -> Harness {
         let policies = builtin_policies();
         let policy = policies[usize::from(self.policy) % policies.len()].clone();
-        let mut harness = run(policy, self.seed, &self.steps);
+        let mut harness = Harness::new(policy.clone(), self.seed);
+        harness.hides_ready = policy.name() == "outlier_detection";
+        for step in &self.steps {
+            harness.apply(step);
+        }
         harness.recover();
         harness
     }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::address::{Address, Endpoint};
 use crate::backoff::later;
+use crate::hasher::FastSet;
 use crate::picker::{FailPicker, Picker, QueuePicker, SinglePicker};
 use crate::policy::{
     describe_failures, parse_bool, Controller, Policy, PolicyBuilder, PolicyConfig,
@@ -302,9 +303,12 @@ impl PickFirstList {
                 // Still backing off from an earlier failure: it counts as failed in this pass.
                 _ => continue,
             }
-            self.timer_seq = self.timer_seq.wrapping_add(1);
-            let token = (u64::from(self.timer_tag) << 32) | u64::from(self.timer_seq);
-            ctl.set_timer(later(ctl.now(), self.happy_eyeballs_delay), token);
+            if self.next < self.entries.len() {
+                // Happy eyeballs: start the next address beside this one if it takes too long.
+                self.timer_seq = self.timer_seq.wrapping_add(1);
+                let token = (u64::from(self.timer_tag) << 32) | u64::from(self.timer_seq);
+                ctl.set_timer(later(ctl.now(), self.happy_eyeballs_delay), token);
+            }
             return;
         }
         self.end_pass_if_done(ctl);
@@ -434,16 +438,32 @@ fn dedup(addresses: Vec<Address>) -> Vec<Address> {
     if addresses.len() < 2 {
         return addresses;
     }
-    let mut seen = std::collections::BTreeSet::new();
-    addresses
-        .into_iter()
-        .filter(|address| seen.insert(address.clone()))
-        .collect()
+    let mut seen = FastSet::default();
+    seen.reserve(addresses.len());
+    let unique = addresses.iter().all(|address| seen.insert(address));
+    if unique {
+        return addresses;
+    }
+    seen.clear();
+    let mut kept = Vec::with_capacity(addresses.len());
+    for address in &addresses {
+        if seen.insert(address) {
+            kept.push(address.clone());
+        }
+    }
+    kept
 }
 
 /// Orders addresses by alternating IP families, starting with the first address's family
 /// (RFC 8305 section 4; non-IP addresses form a family of their own).
 pub(crate) fn interleave_families(addresses: Vec<Address>) -> Vec<Address> {
+    let first = addresses.first().map(Address::is_ipv6);
+    if addresses
+        .iter()
+        .all(|address| Some(address.is_ipv6()) == first)
+    {
+        return addresses; // one family: nothing to interleave
+    }
     let mut families: Vec<(Option<bool>, std::collections::VecDeque<Address>)> = Vec::new();
     for address in addresses {
         let family = address.is_ipv6();

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::address::{Address, Endpoint};
+use crate::hasher::{FastMap, FastSet};
 use crate::picker::{FailPicker, Picker, QueuePicker, RoundRobinPicker};
 use crate::policy::pick_first::{PickFirstList, DEFAULT_HAPPY_EYEBALLS_DELAY};
 use crate::policy::{describe_failures, Controller, Policy, PolicyBuilder, SubchannelUpdate};
@@ -44,7 +45,7 @@ impl PolicyBuilder for RoundRobinConfig {
 /// One endpoint and the list that connects it.
 #[derive(Debug)]
 struct Child {
-    addresses: Vec<Address>,
+    addresses: Arc<[Address]>,
     list: PickFirstList,
     /// The state last counted in [`Counts`].
     counted: ConnectivityState,
@@ -88,8 +89,9 @@ impl Counts {
 #[derive(Debug, Default)]
 pub(crate) struct RoundRobin {
     /// Children by key; keys grow, so iteration follows creation order (deterministic).
-    children: BTreeMap<u32, Child>,
-    by_addresses: BTreeMap<Vec<Address>, u32>,
+    /// Boxed, so the map moves pointers rather than whole lists as it grows.
+    children: BTreeMap<u32, Box<Child>>,
+    by_addresses: FastMap<Arc<[Address]>, u32>,
     by_subchannel: IdMap<u32>,
     next_key: u32,
     counts: Counts,
@@ -198,7 +200,7 @@ impl RoundRobin {
             };
             child.list.shutdown(&mut child_ctl);
             self.counts.add(child.counted, -1);
-            self.by_addresses.remove(&child.addresses);
+            self.by_addresses.remove(&*child.addresses);
             self.dirty = true;
         }
     }
@@ -254,42 +256,47 @@ impl Policy for RoundRobin {
 
     fn resolver_update(&mut self, endpoints: &[Endpoint], ctl: &mut dyn Controller) {
         self.resolver_error = None;
-        let mut wanted: BTreeMap<&[Address], ()> = BTreeMap::new();
+        let mut wanted: FastSet<&[Address]> = FastSet::default();
         let mut fresh = Vec::new();
         for endpoint in endpoints {
             let addresses = endpoint.addresses();
-            if wanted.insert(addresses, ()).is_some() {
+            if !wanted.insert(addresses) {
                 continue; // the same endpoint twice: one child
             }
             if !self.by_addresses.contains_key(addresses) {
-                fresh.push(addresses.to_vec());
+                fresh.push(addresses);
             }
         }
         let gone: Vec<u32> = self
             .children
             .iter()
-            .filter(|(_, child)| !wanted.contains_key(child.addresses.as_slice()))
+            .filter(|(_, child)| !wanted.contains(&*child.addresses))
             .map(|(key, _)| *key)
             .collect();
         for key in gone {
             self.remove_child(key, ctl);
         }
+        self.by_addresses.reserve(fresh.len());
+        self.by_subchannel.reserve(fresh.len());
         for addresses in fresh {
             let key = self.next_key;
             self.next_key = self.next_key.wrapping_add(1);
-            self.by_addresses.insert(addresses.clone(), key);
+            let shared: Arc<[Address]> = Arc::from(addresses);
+            self.by_addresses.insert(Arc::clone(&shared), key);
             self.children.insert(
                 key,
-                Child {
-                    addresses: addresses.clone(),
+                Box::new(Child {
+                    addresses: shared,
                     list: PickFirstList::new(key, DEFAULT_HAPPY_EYEBALLS_DELAY),
                     counted: ConnectivityState::Idle,
                     ready: None,
-                },
+                }),
             );
             self.counts.add(ConnectivityState::Idle, 1);
             self.dirty = true;
-            self.with_child(key, ctl, |list, ctl| list.set_addresses(addresses, ctl));
+            self.with_child(key, ctl, |list, ctl| {
+                list.set_addresses(addresses.to_vec(), ctl)
+            });
         }
         if self.children.is_empty() {
             self.dirty = true;
