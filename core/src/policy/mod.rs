@@ -21,6 +21,7 @@ use crate::rng::Rng;
 use crate::status::ConnectivityState;
 use crate::subchannel::SubchannelId;
 
+mod child;
 pub mod outlier_detection;
 pub mod pick_first;
 pub mod ring_hash;

@@ -40,14 +40,13 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::address::{Address, Endpoint};
-use crate::picker::{FailPicker, Picker};
+use crate::picker::FailPicker;
+use crate::policy::child::ChildController;
 use crate::policy::pick_first::{PickFirstList, DEFAULT_HAPPY_EYEBALLS_DELAY};
 use crate::policy::{Controller, Policy, SubchannelUpdate};
 use crate::resolver::ResolverError;
-use crate::rng::Rng;
 use crate::status::{ConnectivityState, Status};
 use crate::subchannel::{IdMap, SubchannelId};
 
@@ -129,54 +128,6 @@ pub(crate) struct RingHash {
     resolver_error: Option<ResolverError>,
     /// The child that last went TRANSIENT_FAILURE: the proactive connection moves on from it.
     last_failed: Option<u32>,
-}
-
-/// The controller a child sees: it records which child owns each subchannel it creates.
-struct ChildController<'a> {
-    inner: &'a mut dyn Controller,
-    owners: &'a mut IdMap<u32>,
-    key: u32,
-}
-
-impl Controller for ChildController<'_> {
-    fn now(&self) -> Instant {
-        self.inner.now()
-    }
-
-    fn create_subchannel(&mut self, address: &Address) -> SubchannelId {
-        let id = self.inner.create_subchannel(address);
-        self.owners.insert(id, self.key);
-        id
-    }
-
-    fn connect(&mut self, subchannel: SubchannelId) {
-        self.inner.connect(subchannel);
-    }
-
-    fn remove_subchannel(&mut self, subchannel: SubchannelId) {
-        self.owners.remove(&subchannel);
-        self.inner.remove_subchannel(subchannel);
-    }
-
-    fn subchannel_state(&self, subchannel: SubchannelId) -> Option<ConnectivityState> {
-        self.inner.subchannel_state(subchannel)
-    }
-
-    fn publish(&mut self, _: ConnectivityState, _: Arc<dyn Picker>) {
-        // Children report through their state; the parent publishes.
-    }
-
-    fn request_resolution(&mut self) {
-        self.inner.request_resolution();
-    }
-
-    fn set_timer(&mut self, at: Instant, token: u64) {
-        self.inner.set_timer(at, token);
-    }
-
-    fn rng(&mut self) -> &mut Rng {
-        self.inner.rng()
-    }
 }
 
 /// The key an endpoint is placed on the ring by: its `hash_key` label, else its first address.

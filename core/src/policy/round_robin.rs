@@ -12,15 +12,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::address::{Address, Endpoint};
 use crate::hasher::{FastMap, FastSet};
 use crate::picker::{FailPicker, Picker, QueuePicker, RoundRobinPicker};
+use crate::policy::child::ChildController;
 use crate::policy::pick_first::{PickFirstList, DEFAULT_HAPPY_EYEBALLS_DELAY};
 use crate::policy::{describe_failures, Controller, Policy, PolicyBuilder, SubchannelUpdate};
 use crate::resolver::ResolverError;
-use crate::rng::Rng;
 use crate::status::{ConnectivityState, Status};
 use crate::subchannel::{IdMap, SubchannelId};
 
@@ -99,54 +98,6 @@ pub(crate) struct RoundRobin {
     dirty: bool,
     published: Option<ConnectivityState>,
     resolver_error: Option<ResolverError>,
-}
-
-/// The controller a child sees: it records which child owns each subchannel it creates.
-struct ChildController<'a> {
-    inner: &'a mut dyn Controller,
-    owners: &'a mut IdMap<u32>,
-    key: u32,
-}
-
-impl Controller for ChildController<'_> {
-    fn now(&self) -> Instant {
-        self.inner.now()
-    }
-
-    fn create_subchannel(&mut self, address: &Address) -> SubchannelId {
-        let id = self.inner.create_subchannel(address);
-        self.owners.insert(id, self.key);
-        id
-    }
-
-    fn connect(&mut self, subchannel: SubchannelId) {
-        self.inner.connect(subchannel);
-    }
-
-    fn remove_subchannel(&mut self, subchannel: SubchannelId) {
-        self.owners.remove(&subchannel);
-        self.inner.remove_subchannel(subchannel);
-    }
-
-    fn subchannel_state(&self, subchannel: SubchannelId) -> Option<ConnectivityState> {
-        self.inner.subchannel_state(subchannel)
-    }
-
-    fn publish(&mut self, _: ConnectivityState, _: Arc<dyn Picker>) {
-        // Children report through their state; the parent publishes.
-    }
-
-    fn request_resolution(&mut self) {
-        self.inner.request_resolution();
-    }
-
-    fn set_timer(&mut self, at: Instant, token: u64) {
-        self.inner.set_timer(at, token);
-    }
-
-    fn rng(&mut self) -> &mut Rng {
-        self.inner.rng()
-    }
 }
 
 impl RoundRobin {

@@ -1,0 +1,64 @@
+//! The controller a multi-endpoint policy hands each endpoint's `PickFirstList`: it forwards
+//! everything to the real controller and records which endpoint owns each subchannel, so the
+//! policy can route subchannel updates back to the right list.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::address::Address;
+use crate::picker::Picker;
+use crate::policy::Controller;
+use crate::rng::Rng;
+use crate::status::ConnectivityState;
+use crate::subchannel::{IdMap, SubchannelId};
+
+/// The controller one child (endpoint) sees.
+pub(crate) struct ChildController<'a> {
+    /// The policy's own controller.
+    pub(crate) inner: &'a mut dyn Controller,
+    /// Which child owns each subchannel.
+    pub(crate) owners: &'a mut IdMap<u32>,
+    /// This child's key.
+    pub(crate) key: u32,
+}
+
+impl Controller for ChildController<'_> {
+    fn now(&self) -> Instant {
+        self.inner.now()
+    }
+
+    fn create_subchannel(&mut self, address: &Address) -> SubchannelId {
+        let id = self.inner.create_subchannel(address);
+        self.owners.insert(id, self.key);
+        id
+    }
+
+    fn connect(&mut self, subchannel: SubchannelId) {
+        self.inner.connect(subchannel);
+    }
+
+    fn remove_subchannel(&mut self, subchannel: SubchannelId) {
+        self.owners.remove(&subchannel);
+        self.inner.remove_subchannel(subchannel);
+    }
+
+    fn subchannel_state(&self, subchannel: SubchannelId) -> Option<ConnectivityState> {
+        self.inner.subchannel_state(subchannel)
+    }
+
+    fn publish(&mut self, _: ConnectivityState, _: Arc<dyn Picker>) {
+        // Children report through their state; the parent publishes.
+    }
+
+    fn request_resolution(&mut self) {
+        self.inner.request_resolution();
+    }
+
+    fn set_timer(&mut self, at: Instant, token: u64) {
+        self.inner.set_timer(at, token);
+    }
+
+    fn rng(&mut self) -> &mut Rng {
+        self.inner.rng()
+    }
+}
