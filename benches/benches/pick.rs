@@ -32,8 +32,16 @@ impl Service<u32> for Noop {
     }
 }
 
-fn policies() -> Vec<PolicyConfig> {
-    vec![PolicyConfig::pick_first(), PolicyConfig::round_robin()]
+fn policies() -> Vec<(&'static str, PolicyConfig)> {
+    vec![
+        ("pick_first", PolicyConfig::pick_first()),
+        ("round_robin", PolicyConfig::round_robin()),
+        ("ring_hash", PolicyConfig::ring_hash()),
+        (
+            "outlier_detection(round_robin)",
+            PolicyConfig::outlier_detection(PolicyConfig::round_robin()),
+        ),
+    ]
 }
 
 fn pick(c: &mut Criterion) {
@@ -49,8 +57,7 @@ fn pick(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("floor", n), &n, |b, _| {
             b.iter(|| black_box(floor.pick()))
         });
-        for policy in policies() {
-            let name = policy.name().to_owned();
+        for (name, policy) in policies() {
             let (_harness, picker) = ready_picker(policy, n);
             let request = PickRequest::new();
             group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {

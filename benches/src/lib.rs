@@ -24,8 +24,15 @@ pub fn port(i: usize) -> u16 {
 pub fn ready_picker(policy: PolicyConfig, n: usize) -> (Harness, Arc<dyn Picker>) {
     let mut harness = Harness::new(policy, 42);
     harness.resolve(ResolverUpdate::new(endpoints(n)));
-    // Connect whatever the policy asks for, until it asks for nothing more.
-    for _ in 0..4 {
+    // Connect whatever the policy asks for, until it asks for nothing more. Policies that
+    // connect lazily (ring_hash) connect what picks land on: pick all over the hash space first.
+    for _ in 0..64 {
+        let picker = harness.picker();
+        for i in 0..(4 * n as u64).min(40_000) {
+            let hash = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            picker.pick(&croupier::PickRequest::new().with_hash(hash));
+        }
+        harness.exit_idle();
         let attempts: Vec<_> = harness.attempts.values().map(|(c, _)| *c).collect();
         if attempts.is_empty() {
             break;

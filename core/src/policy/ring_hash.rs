@@ -290,7 +290,7 @@ impl RingHash {
         }
         let endpoints = self.children.len();
         // Slot i is placement[i], the endpoint ring entries with `slot == i` belong to.
-        let slots = self
+        let slots: Box<[Slot]> = self
             .placement
             .iter()
             .map(|(_, _, key)| match self.children.get(key) {
@@ -314,7 +314,9 @@ impl RingHash {
                 },
             })
             .collect();
+        let any_ready = slots.iter().any(|slot| slot.ready.is_some());
         let picker = RingHashPicker {
+            any_ready,
             ring: Arc::clone(&self.ring),
             slots,
             header: self.config.hash_header().cloned(),

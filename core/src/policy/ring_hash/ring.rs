@@ -92,6 +92,9 @@ pub(super) struct RingHashPicker {
     pub(super) random: AtomicU64,
     /// For an empty ring, or a failed endpoint with no message.
     pub(super) fallback: Status,
+    /// Whether any endpoint is READY: if none is, a random hash's walk stops once it has flagged
+    /// an endpoint, instead of going round the whole ring looking for one.
+    pub(super) any_ready: bool,
 }
 
 const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -145,6 +148,9 @@ impl Picker for RingHashPicker {
                         return Pick::Queue;
                     }
                     // A76: a random hash flags one endpoint, then looks on for a READY one.
+                    if !self.any_ready {
+                        return Pick::Queue;
+                    }
                     flagged = true;
                 }
                 (ConnectivityState::Connecting | ConnectivityState::Ready, _) => {
