@@ -104,6 +104,10 @@ impl Stream {
 }
 
 impl PeerWatch for Stream {
+    async fn settle(&self) {
+        async_io::Timer::after(croupier_channel::SETTLE).await;
+    }
+
     async fn peek(&self) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.peek(&mut [0u8; 1]).await,

@@ -39,4 +39,4 @@ pub use resolver::{
     StaticResolver,
 };
 pub use runtime::{BoxFuture, Runtime};
-pub use stream::{PeerWatch, SharedStream, StreamGuard};
+pub use stream::{PeerWatch, SharedStream, StreamGuard, SETTLE};

@@ -23,7 +23,19 @@ pub trait PeerWatch: Send + Sync + 'static {
     /// Waits until the socket has a byte to read or has ended, and says which without consuming
     /// anything: `Ok(0)` when the peer closed the stream, `Ok(n)` when bytes wait to be read.
     fn peek(&self) -> impl Future<Output = io::Result<usize>> + Send;
+
+    /// How long the watcher lets a busy stream settle before it watches again (a short sleep on
+    /// the runtime's timer). While calls keep coming, the watcher wakes once per settling period
+    /// instead of twice per call; a stream that goes quiet is watched again after at most this
+    /// long. The default does not wait.
+    fn settle(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
+
+/// How long adapters' watchers let a busy stream settle: a closed peer is noticed at most this
+/// long after the last call, and at once on a stream that was already quiet.
+pub const SETTLE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// A stream shared by the calls a channel sends on it: [`SharedStream::lock`] it for one call's
 /// request and response. [`SharedStream::watch`] gives the future that completes when the peer
@@ -36,6 +48,8 @@ struct Inner<S> {
     stream: Mutex<S>,
     /// Calls holding or waiting for the stream.
     active: AtomicUsize,
+    /// Calls started so far (to tell a quiet stream from a busy one).
+    started: AtomicUsize,
     /// Notified when a call starts wanting the stream.
     wanted: Event,
     /// Notified when a call releases the stream.
@@ -67,6 +81,7 @@ impl<S: Send + 'static> SharedStream<S> {
             inner: Arc::new(Inner {
                 stream: Mutex::new(stream),
                 active: AtomicUsize::new(0),
+                started: AtomicUsize::new(0),
                 wanted: Event::new(),
                 released: Event::new(),
                 broken: OnceLock::new(),
@@ -77,6 +92,7 @@ impl<S: Send + 'static> SharedStream<S> {
     /// Waits for exclusive use of the stream.
     pub async fn lock(&self) -> StreamGuard<'_, S> {
         self.inner.active.fetch_add(1, Ordering::SeqCst);
+        self.inner.started.fetch_add(1, Ordering::Relaxed);
         self.inner.wanted.notify(usize::MAX);
         let guard = self.inner.stream.lock().await;
         StreamGuard {
@@ -120,6 +136,17 @@ impl<S: Send + 'static> SharedStream<S> {
                         break;
                     }
                     released.await;
+                }
+                // Let a burst of calls pass: one timer per settling period, not wakes per call.
+                loop {
+                    let started = inner.started.load(Ordering::Relaxed);
+                    peer.settle().await;
+                    if inner.broken.get().is_some()
+                        || (inner.active.load(Ordering::SeqCst) == 0
+                            && inner.started.load(Ordering::Relaxed) == started)
+                    {
+                        break;
+                    }
                 }
                 let wanted = inner.wanted.listen();
                 if inner.active.load(Ordering::SeqCst) > 0 || inner.broken.get().is_some() {

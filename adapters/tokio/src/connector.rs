@@ -139,6 +139,10 @@ impl Stream {
 }
 
 impl PeerWatch for Stream {
+    async fn settle(&self) {
+        tokio::time::sleep(croupier_channel::SETTLE).await;
+    }
+
     async fn peek(&self) -> io::Result<usize> {
         loop {
             self.ready(Interest::READABLE).await?;
