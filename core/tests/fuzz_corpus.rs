@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use arbitrary::{Arbitrary, Unstructured};
-use croupier::testing::{check_policy_choice, check_target, Scenario};
+use croupier::testing::{
+    check_policy_choice, check_request_hash, check_target, request_hash_fixture, Scenario,
+};
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -53,4 +55,28 @@ fn policy_params_corpus_replays_cleanly() {
             check_policy_choice(&name, &params);
         }
     }
+}
+
+#[test]
+fn request_hash_corpus_replays_cleanly() {
+    let fixture = request_hash_fixture();
+    for (_, bytes) in corpus("request_hash") {
+        let decoded = <(String, Vec<Vec<u8>>)>::arbitrary_take_rest(Unstructured::new(&bytes));
+        if let Ok((name, values)) = decoded {
+            check_request_hash(&fixture, &name, &values);
+        }
+    }
+}
+
+#[test]
+fn the_request_hash_fixture_is_ready() {
+    let fixture = request_hash_fixture();
+    assert_eq!(fixture.state(), croupier::ConnectivityState::Ready);
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-user", http::HeaderValue::from_static("alice"));
+    let request = croupier::PickRequest::new().with_headers(&headers);
+    assert!(matches!(
+        fixture.picker().pick(&request),
+        croupier::Pick::Ready(_)
+    ));
 }
