@@ -74,6 +74,13 @@
 //! backoff, resolver results, subchannels, pickers, [`policy`] (the [`Policy`] trait and the
 //! built-in policies), and the [`Balancer`] on top.
 //!
+//! ## Features
+//!
+//! - `testing`: the module `croupier::testing`, a simulated adapter that drives a
+//!   balancer in virtual time and checks the core's invariants after every step, for your own
+//!   policies' tests.
+//! - `arbitrary`: lets fuzzers generate the simulated adapter's inputs.
+//!
 //! ## Where croupier differs from gRPC on purpose
 //!
 //! - A jittered backoff wait never exceeds the configured maximum (gRPC allows 1.2 x the max).
