@@ -36,6 +36,8 @@ fn policies() -> Vec<(&'static str, PolicyConfig)> {
     vec![
         ("pick_first", PolicyConfig::pick_first()),
         ("round_robin", PolicyConfig::round_robin()),
+        ("random", PolicyConfig::random()),
+        ("least_request", PolicyConfig::least_request()),
         ("ring_hash", PolicyConfig::ring_hash()),
         (
             "outlier_detection(round_robin)",

@@ -115,3 +115,39 @@ mod tests {
         assert_eq!(items, (0..50).collect::<Vec<_>>());
     }
 }
+
+/// A lock-free stream of random numbers for pickers shared by many threads: an atomic counter
+/// advanced by a constant per draw, each value mixed (SplitMix64). Seeded from an [`Rng`], so it
+/// is as deterministic as the order of the draws.
+#[derive(Debug)]
+pub(crate) struct AtomicRng {
+    state: std::sync::atomic::AtomicU64,
+}
+
+impl AtomicRng {
+    const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    pub(crate) fn new(seed: u64) -> Self {
+        AtomicRng {
+            state: std::sync::atomic::AtomicU64::new(seed),
+        }
+    }
+
+    /// The next 64 random bits.
+    #[inline]
+    pub(crate) fn next_u64(&self) -> u64 {
+        let step = self
+            .state
+            .fetch_add(Self::GAMMA, std::sync::atomic::Ordering::Relaxed);
+        let mut z = step.wrapping_add(Self::GAMMA);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A uniform-enough index below `len` (multiply-shift; `len` must be non-zero).
+    #[inline]
+    pub(crate) fn index(&self, len: usize) -> usize {
+        ((u128::from(self.next_u64()) * len as u128) >> 64) as usize
+    }
+}

@@ -88,6 +88,9 @@ pub struct Harness {
     /// Whether the policy may hide a READY subchannel (outlier detection ejects some): then a
     /// READY subchannel does not make the channel READY.
     pub hides_ready: bool,
+    /// Whether the invariant checks' probe picks report their outcomes (see
+    /// [`Harness::check_invariants`]); off by default, so call-counting tests count only theirs.
+    pub report_probes: bool,
 }
 
 impl Harness {
@@ -112,6 +115,7 @@ impl Harness {
             seen: Vec::new(),
             bound: 0,
             hides_ready: false,
+            report_probes: false,
         }
     }
 
@@ -127,6 +131,10 @@ impl Harness {
             out.push(self.perform(action));
         }
         self.check_invariants();
+        // Reporting the probes' outcomes may itself have asked for something.
+        while let Some(action) = self.lb.poll_action() {
+            out.push(self.perform(action));
+        }
         self.seen.extend(out.iter().cloned());
         out
     }
@@ -193,8 +201,13 @@ impl Harness {
     }
 
     /// Checks what must hold between inputs; panics naming the broken invariant.
-    pub fn check_invariants(&self) {
+    ///
+    /// Its probe picks are calls like any other: with [`Harness::report_probes`] set (for
+    /// policies that count calls, like least_request), each probe's outcome is reported at once,
+    /// as a real adapter's call guard would.
+    pub fn check_invariants(&mut self) {
         let picker = self.lb.picker();
+        let mut probes = Vec::new();
         for hash in [0, 1, u64::MAX / 3, u64::MAX] {
             if let Pick::Ready(id) = picker.pick(&PickRequest::new().with_hash(hash)) {
                 assert_eq!(
@@ -202,6 +215,13 @@ impl Harness {
                     Some(ConnectivityState::Ready),
                     "picked {id}, which is not READY"
                 );
+                probes.push(id);
+            }
+        }
+        if self.report_probes {
+            for id in probes {
+                self.lb
+                    .handle_call_outcome(id, CallOutcome::ok(Duration::ZERO), self.now);
             }
         }
         let (mut alive, mut any_ready) = (0, false);
@@ -532,6 +552,8 @@ pub fn builtin_policies() -> Vec<PolicyConfig> {
         PolicyConfig::pick_first(),
         PolicyConfig::new(crate::policy::PickFirstConfig::default().shuffle_address_list(true)),
         PolicyConfig::round_robin(),
+        PolicyConfig::random(),
+        PolicyConfig::least_request(),
         PolicyConfig::ring_hash(),
         PolicyConfig::outlier_detection(PolicyConfig::round_robin()),
         PolicyConfig::outlier_detection(PolicyConfig::pick_first()),
@@ -558,6 +580,7 @@ impl Scenario {
         let policy = policies[usize::from(self.policy) % policies.len()].clone();
         let mut harness = Harness::new(policy.clone(), self.seed);
         harness.hides_ready = policy.name() == "outlier_detection";
+        harness.report_probes = policy.name() == "least_request";
         for step in &self.steps {
             harness.apply(step);
         }

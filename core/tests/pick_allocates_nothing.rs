@@ -44,7 +44,12 @@ fn allocations_during(f: impl FnOnce()) -> usize {
 
 #[test]
 fn picks_from_every_built_in_picker_allocate_nothing() {
-    for policy in [PolicyConfig::pick_first(), PolicyConfig::round_robin()] {
+    for policy in [
+        PolicyConfig::pick_first(),
+        PolicyConfig::round_robin(),
+        PolicyConfig::random(),
+        PolicyConfig::least_request(),
+    ] {
         let mut h = Harness::new(policy, 1);
         let ports: Vec<u16> = (1..=64).collect();
         h.resolve(update(&ports));

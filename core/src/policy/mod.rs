@@ -22,16 +22,20 @@ use crate::status::ConnectivityState;
 use crate::subchannel::SubchannelId;
 
 mod child;
+pub mod least_request;
 pub mod outlier_detection;
 pub mod pick_first;
+pub mod random;
 pub mod ring_hash;
 pub mod round_robin;
 
+pub use least_request::LeastRequestConfig;
 pub use outlier_detection::{
     FailurePercentageEjection, OutlierDetectionConfig, SuccessRateEjection,
 };
 pub use pick_first::PickFirstConfig;
 pub use pick_first::PickFirstList;
+pub use random::RandomConfig;
 pub use ring_hash::{RingHashConfig, RingHashConfigError};
 pub use round_robin::RoundRobinConfig;
 
@@ -162,6 +166,16 @@ impl PolicyConfig {
         PolicyConfig::new(RoundRobinConfig::default())
     }
 
+    /// random: every call to a READY endpoint drawn uniformly.
+    pub fn random() -> Self {
+        PolicyConfig::new(RandomConfig::default())
+    }
+
+    /// least_request (gRFC A48): the least loaded of two random READY endpoints.
+    pub fn least_request() -> Self {
+        PolicyConfig::new(LeastRequestConfig::default())
+    }
+
     /// ring_hash with default settings: consistent hashing, so calls with the same hash (or the
     /// same value of a configured header) reach the same endpoint; see [`RingHashConfig`].
     pub fn ring_hash() -> Self {
@@ -211,6 +225,8 @@ pub(crate) fn builtins() -> Vec<PolicyConfig> {
     vec![
         PolicyConfig::pick_first(),
         PolicyConfig::round_robin(),
+        PolicyConfig::random(),
+        PolicyConfig::least_request(),
         PolicyConfig::ring_hash(),
         PolicyConfig::outlier_detection(PolicyConfig::round_robin()),
     ]

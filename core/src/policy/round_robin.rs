@@ -11,13 +11,17 @@
 //! TRANSIENT_FAILURE, gRFC A61), so the channel does not flap through CONNECTING while it retries.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use crate::address::{Address, Endpoint};
+use crate::call::CallOutcome;
 use crate::hasher::{FastMap, FastSet};
 use crate::picker::{FailPicker, Picker, QueuePicker, RoundRobinPicker};
 use crate::policy::child::ChildController;
+use crate::policy::least_request::{self, LeastRequestPicker};
 use crate::policy::pick_first::{PickFirstList, DEFAULT_HAPPY_EYEBALLS_DELAY};
+use crate::policy::random::RandomPicker;
 use crate::policy::{describe_failures, Controller, Policy, PolicyBuilder, SubchannelUpdate};
 use crate::resolver::ResolverError;
 use crate::status::{ConnectivityState, Status};
@@ -39,6 +43,19 @@ impl PolicyBuilder for RoundRobinConfig {
     fn build(&self) -> Box<dyn Policy> {
         Box::new(RoundRobin::default())
     }
+}
+
+/// How the READY endpoints share the calls: the one thing round_robin, random and least_request
+/// do differently (they connect and aggregate endpoints alike).
+#[derive(Debug, Default)]
+pub(crate) enum Spread {
+    /// In turn, from a random start.
+    #[default]
+    RoundRobin,
+    /// Uniformly at random.
+    Random,
+    /// The least loaded of this many random choices (least_request).
+    LeastRequest(usize),
 }
 
 /// One endpoint and the list that connects it.
@@ -98,9 +115,20 @@ pub(crate) struct RoundRobin {
     dirty: bool,
     published: Option<ConnectivityState>,
     resolver_error: Option<ResolverError>,
+    spread: Spread,
+    /// least_request's outstanding calls per READY subchannel, kept across pickers.
+    outstanding: IdMap<Arc<AtomicUsize>>,
 }
 
 impl RoundRobin {
+    /// A policy that connects every endpoint and spreads calls as `spread` says.
+    pub(crate) fn with_spread(spread: Spread) -> Self {
+        RoundRobin {
+            spread,
+            ..RoundRobin::default()
+        }
+    }
+
     /// Runs `f` on child `key` with its own controller, then brings the counts and the picker's
     /// inputs up to date (and reconnects the child if it went IDLE).
     fn with_child(
@@ -170,8 +198,23 @@ impl RoundRobin {
                     .values()
                     .filter_map(|child| child.ready)
                     .collect();
-                let start = ctl.rng().index(ready.len());
-                Arc::new(RoundRobinPicker::new(ready, start))
+                match self.spread {
+                    Spread::RoundRobin => {
+                        let start = ctl.rng().index(ready.len());
+                        Arc::new(RoundRobinPicker::new(ready, start))
+                    }
+                    Spread::Random => Arc::new(RandomPicker::new(ready, ctl.rng().next_u64())),
+                    Spread::LeastRequest(choices) => {
+                        let live: FastSet<SubchannelId> = ready.iter().copied().collect();
+                        self.outstanding.retain(|id, _| live.contains(id));
+                        let loaded = ready
+                            .iter()
+                            .map(|id| (*id, Arc::clone(self.outstanding.entry(*id).or_default())))
+                            .collect();
+                        let seed = ctl.rng().next_u64();
+                        Arc::new(LeastRequestPicker::new(loaded, choices, seed))
+                    }
+                }
             }
             ConnectivityState::TransientFailure => {
                 Arc::new(FailPicker::new(Status::unavailable(self.failure_message())))
@@ -202,7 +245,13 @@ impl RoundRobin {
 
 impl Policy for RoundRobin {
     fn wants_call_outcomes(&self) -> bool {
-        false
+        matches!(self.spread, Spread::LeastRequest(_))
+    }
+
+    fn call_finished(&mut self, subchannel: SubchannelId, _: &CallOutcome, _: &mut dyn Controller) {
+        if let Some(counter) = self.outstanding.get(&subchannel) {
+            least_request::call_ended(counter);
+        }
     }
 
     fn resolver_update(&mut self, endpoints: &[Endpoint], ctl: &mut dyn Controller) {

@@ -1,0 +1,114 @@
+//! least_request (gRFC A48): sample `choice_count` READY endpoints at random (with
+//! replacement) and send the call to the one with the fewest calls outstanding.
+//!
+//! Outstanding counts are atomics shared by the picker and the policy: a pick adds one, the call's
+//! outcome (whatever its status) takes one away. Endpoints are connected and aggregated exactly as
+//! round_robin does.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::picker::{Pick, PickRequest, Picker};
+use crate::policy::round_robin::{RoundRobin, Spread};
+use crate::policy::{Policy, PolicyBuilder, PolicyConfig};
+use crate::rng::AtomicRng;
+use crate::subchannel::SubchannelId;
+
+/// Settings of least_request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LeastRequestConfig {
+    /// How many endpoints each pick compares (A48: default 2, at least 2, at most 10).
+    pub choice_count: u32,
+}
+
+impl Default for LeastRequestConfig {
+    fn default() -> Self {
+        LeastRequestConfig { choice_count: 2 }
+    }
+}
+
+impl LeastRequestConfig {
+    /// Sets [`LeastRequestConfig::choice_count`] (clamped to 2..=10 when used).
+    pub fn choice_count(mut self, count: u32) -> Self {
+        self.choice_count = count;
+        self
+    }
+}
+
+impl PolicyBuilder for LeastRequestConfig {
+    fn name(&self) -> &str {
+        "least_request"
+    }
+
+    fn build(&self) -> Box<dyn Policy> {
+        let choices = self.choice_count.clamp(2, 10) as usize;
+        Box::new(RoundRobin::with_spread(Spread::LeastRequest(choices)))
+    }
+
+    fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, String> {
+        let mut config = self.clone();
+        for (key, value) in params {
+            match key.as_str() {
+                "choice_count" | "choiceCount" => {
+                    config.choice_count = value.parse().map_err(|_| {
+                        format!("parameter {key} must be a whole number, got {value:?}")
+                    })?;
+                }
+                other => {
+                    return Err(format!(
+                        "policy least_request has no parameter {other:?} (known: choice_count)"
+                    ))
+                }
+            }
+        }
+        Ok(PolicyConfig::new(config))
+    }
+}
+
+/// A READY subchannel with its count of outstanding calls.
+pub(crate) type Loaded = (SubchannelId, Arc<AtomicUsize>);
+
+/// Picks the least loaded of `choices` random READY subchannels.
+#[derive(Debug)]
+pub(crate) struct LeastRequestPicker {
+    ready: Box<[Loaded]>,
+    choices: usize,
+    rng: AtomicRng,
+}
+
+impl LeastRequestPicker {
+    pub(crate) fn new(ready: Vec<Loaded>, choices: usize, seed: u64) -> Self {
+        LeastRequestPicker {
+            ready: ready.into_boxed_slice(),
+            choices,
+            rng: AtomicRng::new(seed),
+        }
+    }
+}
+
+impl Picker for LeastRequestPicker {
+    fn pick(&self, _: &PickRequest<'_>) -> Pick {
+        let len = self.ready.len();
+        if len == 0 {
+            return Pick::Queue;
+        }
+        let mut best = &self.ready[self.rng.index(len)];
+        let mut best_load = best.1.load(Ordering::Relaxed);
+        for _ in 1..self.choices {
+            let candidate = &self.ready[self.rng.index(len)];
+            let load = candidate.1.load(Ordering::Relaxed);
+            if load < best_load {
+                best = candidate;
+                best_load = load;
+            }
+        }
+        best.1.fetch_add(1, Ordering::Relaxed);
+        Pick::Ready(best.0)
+    }
+}
+
+/// One call on a subchannel ended: its outstanding count drops, never below zero.
+pub(crate) fn call_ended(counter: &AtomicUsize) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+}
