@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::address::{Address, Endpoint};
 use crate::call::CallOutcome;
@@ -20,8 +21,10 @@ use crate::hasher::{FastMap, FastSet};
 use crate::picker::{FailPicker, Picker, QueuePicker, RoundRobinPicker};
 use crate::policy::child::ChildController;
 use crate::policy::least_request::{self, LeastRequestPicker};
+use crate::policy::p2c_ewma::Ewma;
 use crate::policy::pick_first::{PickFirstList, DEFAULT_HAPPY_EYEBALLS_DELAY};
 use crate::policy::random::RandomPicker;
+use crate::policy::weighted_round_robin::{WeightedEntry, Weights};
 use crate::policy::{describe_failures, Controller, Policy, PolicyBuilder, SubchannelUpdate};
 use crate::resolver::ResolverError;
 use crate::status::{ConnectivityState, Status};
@@ -29,6 +32,11 @@ use crate::subchannel::{IdMap, SubchannelId};
 
 /// How many failed addresses an error message names before it says "and N more".
 const ERRORS_SHOWN: usize = 8;
+
+/// The timer tag of the spread's own timer (weight updates, latency decay). Children's tags are
+/// their keys, which never take this value.
+const SPREAD_TAG: u32 = u32::MAX;
+const SPREAD_TIMER: u64 = (SPREAD_TAG as u64) << 32;
 
 /// Settings of round_robin (it has none yet).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,8 +53,8 @@ impl PolicyBuilder for RoundRobinConfig {
     }
 }
 
-/// How the READY endpoints share the calls: the one thing round_robin, random and least_request
-/// do differently (they connect and aggregate endpoints alike).
+/// How the READY endpoints share the calls: the one thing round_robin, random, least_request,
+/// weighted_round_robin and p2c_ewma do differently (they connect and aggregate endpoints alike).
 #[derive(Debug, Default)]
 pub(crate) enum Spread {
     /// In turn, from a random start.
@@ -56,6 +64,21 @@ pub(crate) enum Spread {
     Random,
     /// The least loaded of this many random choices (least_request).
     LeastRequest(usize),
+    /// In turn, in proportion to weights (weighted_round_robin).
+    Weighted(Box<Weights>),
+    /// The cheaper of two by latency estimate and calls in flight (p2c_ewma).
+    PeakEwma(Box<Ewma>),
+}
+
+impl Spread {
+    /// How often the spread's timer should fire at `now`, if it needs one now.
+    fn tick_period(&self, now: Instant) -> Option<std::time::Duration> {
+        match self {
+            Spread::Weighted(weights) if weights.ticking(now) => Some(weights.period()),
+            Spread::PeakEwma(ewma) if ewma.ticking() => Some(ewma.period()),
+            _ => None,
+        }
+    }
 }
 
 /// One endpoint and the list that connects it.
@@ -67,6 +90,8 @@ struct Child {
     counted: ConnectivityState,
     /// The READY subchannel last put in the picker.
     ready: Option<SubchannelId>,
+    /// The static weight the resolver gave.
+    weight: u32,
 }
 
 /// How many children are in each state.
@@ -118,6 +143,8 @@ pub(crate) struct RoundRobin {
     spread: Spread,
     /// least_request's outstanding calls per READY subchannel, kept across pickers.
     outstanding: IdMap<Arc<AtomicUsize>>,
+    /// The spread's timer is set.
+    ticking: bool,
 }
 
 impl RoundRobin {
@@ -161,6 +188,9 @@ impl RoundRobin {
             .ready_subchannel()
             .filter(|_| state == ConnectivityState::Ready);
         if ready != child.ready {
+            if let (Some(_), Spread::Weighted(weights)) = (ready, &mut self.spread) {
+                weights.ready_again(key);
+            }
             child.ready = ready;
             self.dirty = true;
         }
@@ -180,6 +210,9 @@ impl RoundRobin {
             child.list.shutdown(&mut child_ctl);
             self.counts.add(child.counted, -1);
             self.by_addresses.remove(&*child.addresses);
+            if let Spread::Weighted(weights) = &mut self.spread {
+                weights.remove(key);
+            }
             self.dirty = true;
         }
     }
@@ -193,27 +226,17 @@ impl RoundRobin {
         self.published = Some(state);
         let picker: Arc<dyn Picker> = match state {
             ConnectivityState::Ready => {
-                let ready: Vec<SubchannelId> = self
-                    .children
-                    .values()
-                    .filter_map(|child| child.ready)
-                    .collect();
-                match self.spread {
-                    Spread::RoundRobin => {
-                        let start = ctl.rng().index(ready.len());
-                        Arc::new(RoundRobinPicker::new(ready, start))
-                    }
-                    Spread::Random => Arc::new(RandomPicker::new(ready, ctl.rng().next_u64())),
-                    Spread::LeastRequest(choices) => {
-                        let live: FastSet<SubchannelId> = ready.iter().copied().collect();
-                        self.outstanding.retain(|id, _| live.contains(id));
-                        let loaded = ready
-                            .iter()
-                            .map(|id| (*id, Arc::clone(self.outstanding.entry(*id).or_default())))
-                            .collect();
-                        let seed = ctl.rng().next_u64();
-                        Arc::new(LeastRequestPicker::new(loaded, choices, seed))
-                    }
+                if let Spread::Weighted(weights) = &mut self.spread {
+                    let ready = weighted_entries(&self.children);
+                    let start = ctl.rng().next_u64() as u32;
+                    Arc::new(weights.picker(&ready, ctl.now(), start))
+                } else {
+                    let ready: Vec<SubchannelId> = self
+                        .children
+                        .values()
+                        .filter_map(|child| child.ready)
+                        .collect();
+                    self.unweighted_picker(ready, ctl)
                 }
             }
             ConnectivityState::TransientFailure => {
@@ -222,6 +245,62 @@ impl RoundRobin {
             _ => Arc::new(QueuePicker),
         };
         ctl.publish(state, picker);
+    }
+
+    /// The picker over `ready` for the spreads without weights.
+    fn unweighted_picker(
+        &mut self,
+        ready: Vec<SubchannelId>,
+        ctl: &mut dyn Controller,
+    ) -> Arc<dyn Picker> {
+        match &mut self.spread {
+            Spread::RoundRobin | Spread::Weighted(_) => {
+                let start = ctl.rng().index(ready.len());
+                Arc::new(RoundRobinPicker::new(ready, start))
+            }
+            Spread::Random => Arc::new(RandomPicker::new(ready, ctl.rng().next_u64())),
+            Spread::LeastRequest(choices) => {
+                let live: FastSet<SubchannelId> = ready.iter().copied().collect();
+                self.outstanding.retain(|id, _| live.contains(id));
+                let loaded = ready
+                    .iter()
+                    .map(|id| (*id, Arc::clone(self.outstanding.entry(*id).or_default())))
+                    .collect();
+                let seed = ctl.rng().next_u64();
+                Arc::new(LeastRequestPicker::new(loaded, *choices, seed))
+            }
+            Spread::PeakEwma(ewma) => {
+                let seed = ctl.rng().next_u64();
+                Arc::new(ewma.picker(&ready, ctl.now(), seed))
+            }
+        }
+    }
+
+    /// Sets the spread's timer if it needs one and none is set.
+    fn arm_spread_timer(&mut self, ctl: &mut dyn Controller) {
+        if self.ticking {
+            return;
+        }
+        if let Some(period) = self.spread.tick_period(ctl.now()) {
+            self.ticking = true;
+            ctl.set_timer(crate::backoff::later(ctl.now(), period), SPREAD_TIMER);
+        }
+    }
+
+    /// The spread's timer fired: weights are recomputed, or latency estimates decay.
+    fn spread_tick(&mut self, ctl: &mut dyn Controller) {
+        self.ticking = false;
+        let now = ctl.now();
+        match &mut self.spread {
+            Spread::Weighted(weights) => {
+                let ready = self.published == Some(ConnectivityState::Ready);
+                self.dirty |= ready && weights.changed(&weighted_entries(&self.children), now);
+            }
+            Spread::PeakEwma(ewma) => ewma.tick(now),
+            _ => {}
+        }
+        self.publish_if_dirty(ctl);
+        self.arm_spread_timer(ctl);
     }
 
     fn failure_message(&self) -> String {
@@ -243,28 +322,64 @@ impl RoundRobin {
     }
 }
 
+/// The READY children as the weighted picker is built from them.
+fn weighted_entries(children: &BTreeMap<u32, Box<Child>>) -> Vec<WeightedEntry> {
+    children
+        .iter()
+        .filter_map(|(key, child)| child.ready.map(|id| (*key, id, child.weight)))
+        .collect()
+}
+
 impl Policy for RoundRobin {
     fn wants_call_outcomes(&self) -> bool {
-        matches!(self.spread, Spread::LeastRequest(_))
+        !matches!(self.spread, Spread::RoundRobin | Spread::Random)
     }
 
-    fn call_finished(&mut self, subchannel: SubchannelId, _: &CallOutcome, _: &mut dyn Controller) {
-        if let Some(counter) = self.outstanding.get(&subchannel) {
-            least_request::call_ended(counter);
+    fn call_finished(
+        &mut self,
+        subchannel: SubchannelId,
+        outcome: &CallOutcome,
+        ctl: &mut dyn Controller,
+    ) {
+        match &mut self.spread {
+            Spread::LeastRequest(_) => {
+                if let Some(counter) = self.outstanding.get(&subchannel) {
+                    least_request::call_ended(counter);
+                }
+            }
+            Spread::Weighted(weights) => {
+                if let Some(&key) = self.by_subchannel.get(&subchannel) {
+                    weights.call_finished(key, outcome, ctl.now());
+                }
+            }
+            Spread::PeakEwma(ewma) => ewma.call_finished(subchannel, outcome, ctl.now()),
+            Spread::RoundRobin | Spread::Random => return,
         }
+        self.arm_spread_timer(ctl);
     }
 
     fn resolver_update(&mut self, endpoints: &[Endpoint], ctl: &mut dyn Controller) {
         self.resolver_error = None;
         let mut wanted: FastSet<&[Address]> = FastSet::default();
         let mut fresh = Vec::new();
+        let weighted = matches!(self.spread, Spread::Weighted(_));
         for endpoint in endpoints {
             let addresses = endpoint.addresses();
             if !wanted.insert(addresses) {
                 continue; // the same endpoint twice: one child
             }
-            if !self.by_addresses.contains_key(addresses) {
-                fresh.push(addresses);
+            match self.by_addresses.get(addresses) {
+                None => fresh.push((addresses, endpoint.attributes().weight())),
+                Some(key) if weighted => {
+                    let weight = endpoint.attributes().weight();
+                    if let Some(child) = self.children.get_mut(key) {
+                        if child.weight != weight {
+                            child.weight = weight;
+                            self.dirty |= child.ready.is_some();
+                        }
+                    }
+                }
+                Some(_) => {}
             }
         }
         let gone: Vec<u32> = self
@@ -278,7 +393,10 @@ impl Policy for RoundRobin {
         }
         self.by_addresses.reserve(fresh.len());
         self.by_subchannel.reserve(fresh.len());
-        for addresses in fresh {
+        for (addresses, weight) in fresh {
+            if self.next_key == SPREAD_TAG {
+                self.next_key = 0;
+            }
             let key = self.next_key;
             self.next_key = self.next_key.wrapping_add(1);
             let shared: Arc<[Address]> = Arc::from(addresses);
@@ -290,6 +408,7 @@ impl Policy for RoundRobin {
                     list: PickFirstList::new(key, DEFAULT_HAPPY_EYEBALLS_DELAY),
                     counted: ConnectivityState::Idle,
                     ready: None,
+                    weight,
                 }),
             );
             self.counts.add(ConnectivityState::Idle, 1);
@@ -328,6 +447,10 @@ impl Policy for RoundRobin {
     }
 
     fn timer(&mut self, token: u64, ctl: &mut dyn Controller) {
+        if token == SPREAD_TIMER {
+            self.spread_tick(ctl);
+            return;
+        }
         let key = (token >> 32) as u32;
         self.with_child(key, ctl, |list, ctl| list.on_timer(token, ctl));
         self.publish_if_dirty(ctl);
