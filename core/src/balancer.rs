@@ -489,6 +489,14 @@ impl Controller for Core {
         id
     }
 
+    fn reserve_subchannels(&mut self, additional: usize) {
+        self.subchannels.reserve(additional);
+        // Each new subchannel typically brings a connect action, a deadline and an update.
+        self.actions.reserve(additional);
+        self.updates.reserve(additional);
+        self.timers.reserve(additional);
+    }
+
     fn connect(&mut self, id: SubchannelId) {
         let Some(subchannel) = self.subchannels.get_mut(&id) else {
             return;
@@ -508,7 +516,10 @@ impl Controller for Core {
                     error: None,
                 },
             ));
-            self.schedule_subchannel(id);
+            // The attempt's deadline is the subchannel's next one.
+            debug_assert_eq!(subchannel.deadline(), Some(deadline));
+            self.timers
+                .push(Reverse((deadline, TimerKey::Subchannel(id))));
         }
     }
 

@@ -291,4 +291,4 @@ impl Subchannel {
 }
 
 /// A map keyed by subchannel handle.
-pub(crate) type IdMap<V> = crate::hasher::FastMap<SubchannelId, V>;
+pub(crate) type IdMap<V> = crate::hasher::SequentialMap<SubchannelId, V>;

@@ -33,6 +33,11 @@ impl Controller for ChildController<'_> {
         id
     }
 
+    fn reserve_subchannels(&mut self, additional: usize) {
+        self.owners.reserve(additional);
+        self.inner.reserve_subchannels(additional);
+    }
+
     fn connect(&mut self, subchannel: SubchannelId) {
         self.inner.connect(subchannel);
     }

@@ -61,6 +61,13 @@ pub trait Controller {
     /// Creates an IDLE subchannel for `address`. It connects only when [`Controller::connect`] asks.
     fn create_subchannel(&mut self, address: &Address) -> SubchannelId;
 
+    /// A hint that about `additional` subchannels are about to be created (and connected), so
+    /// room for them is made at once rather than as they come. Optional; the default does
+    /// nothing.
+    fn reserve_subchannels(&mut self, additional: usize) {
+        let _ = additional;
+    }
+
     /// Asks an IDLE subchannel to connect. Ignored in any other state (a subchannel in backoff goes
     /// IDLE when its backoff ends, and the policy is told).
     fn connect(&mut self, subchannel: SubchannelId);

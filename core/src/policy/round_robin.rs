@@ -10,14 +10,14 @@
 //! TRANSIENT_FAILURE. An endpoint that failed counts as failed until it is READY again ("sticky"
 //! TRANSIENT_FAILURE, gRFC A61), so the channel does not flap through CONNECTING while it retries.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::address::{Address, Endpoint};
 use crate::call::CallOutcome;
-use crate::hasher::{FastMap, FastSet};
+use crate::hasher::{FastMap, FastSet, SequentialMap};
 use crate::picker::{FailPicker, Picker, QueuePicker, RoundRobinPicker};
 use crate::policy::child::ChildController;
 use crate::policy::least_request::{self, LeastRequestPicker};
@@ -81,10 +81,58 @@ impl Spread {
     }
 }
 
+/// An endpoint's addresses as a map key. Nearly every endpoint has one address, which is kept
+/// inline: creating a child then allocates nothing for its key.
+#[derive(Clone, Debug)]
+enum EndpointKey {
+    One(Address),
+    Many(Arc<[Address]>),
+}
+
+impl EndpointKey {
+    fn new(addresses: &[Address]) -> Self {
+        match addresses {
+            [one] => EndpointKey::One(one.clone()),
+            many => EndpointKey::Many(Arc::from(many)),
+        }
+    }
+
+    fn as_slice(&self) -> &[Address] {
+        match self {
+            EndpointKey::One(one) => std::slice::from_ref(one),
+            EndpointKey::Many(many) => many,
+        }
+    }
+}
+
+// Hashed and compared as the address slice it stands for, so maps keyed by it can be searched
+// with a borrowed `&[Address]`.
+impl std::hash::Hash for EndpointKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
+    }
+}
+
+impl PartialEq for EndpointKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for EndpointKey {}
+
+impl std::borrow::Borrow<[Address]> for EndpointKey {
+    fn borrow(&self) -> &[Address] {
+        self.as_slice()
+    }
+}
+
 /// One endpoint and the list that connects it.
 #[derive(Debug)]
 struct Child {
-    addresses: Arc<[Address]>,
+    addresses: EndpointKey,
+    /// The last resolver update that listed it.
+    listed: u64,
     list: PickFirstList,
     /// The state last counted in [`Counts`].
     counted: ConnectivityState,
@@ -129,10 +177,11 @@ impl Counts {
 /// The round_robin policy.
 #[derive(Debug, Default)]
 pub(crate) struct RoundRobin {
-    /// Children by key; keys grow, so iteration follows creation order (deterministic).
-    /// Boxed, so the map moves pointers rather than whole lists as it grows.
-    children: BTreeMap<u32, Box<Child>>,
-    by_addresses: FastMap<Arc<[Address]>, u32>,
+    /// Children by key (the map's hasher is deterministic, and so is its order).
+    children: SequentialMap<u32, Child>,
+    by_addresses: FastMap<EndpointKey, u32>,
+    /// How many resolver updates were applied (children listed by the last have it as `listed`).
+    updates: u64,
     by_subchannel: IdMap<u32>,
     next_key: u32,
     counts: Counts,
@@ -209,7 +258,7 @@ impl RoundRobin {
             };
             child.list.shutdown(&mut child_ctl);
             self.counts.add(child.counted, -1);
-            self.by_addresses.remove(&*child.addresses);
+            self.by_addresses.remove(child.addresses.as_slice());
             if let Spread::Weighted(weights) = &mut self.spread {
                 weights.remove(key);
             }
@@ -323,7 +372,7 @@ impl RoundRobin {
 }
 
 /// The READY children as the weighted picker is built from them.
-fn weighted_entries(children: &BTreeMap<u32, Box<Child>>) -> Vec<WeightedEntry> {
+fn weighted_entries(children: &SequentialMap<u32, Child>) -> Vec<WeightedEntry> {
     children
         .iter()
         .filter_map(|(key, child)| child.ready.map(|id| (*key, id, child.weight)))
@@ -360,62 +409,79 @@ impl Policy for RoundRobin {
 
     fn resolver_update(&mut self, endpoints: &[Endpoint], ctl: &mut dyn Controller) {
         self.resolver_error = None;
-        let mut wanted: FastSet<&[Address]> = FastSet::default();
-        let mut fresh = Vec::new();
+        self.updates += 1;
+        let update = self.updates;
+        // Known endpoints are marked as listed; the others are new (or repeats of new ones).
+        let mut fresh: Vec<&Endpoint> = Vec::new();
+        let mut listed = 0usize;
         let weighted = matches!(self.spread, Spread::Weighted(_));
-        for endpoint in endpoints {
-            let addresses = endpoint.addresses();
-            if !wanted.insert(addresses) {
-                continue; // the same endpoint twice: one child
+        let known: &[Endpoint] = if self.children.is_empty() {
+            fresh.extend(endpoints); // nothing known: no need to look
+            &[]
+        } else {
+            endpoints
+        };
+        for endpoint in known {
+            let Some(key) = self.by_addresses.get(endpoint.addresses()) else {
+                fresh.push(endpoint);
+                continue;
+            };
+            let Some(child) = self.children.get_mut(key) else {
+                continue;
+            };
+            if child.listed == update {
+                continue; // the same endpoint twice: the first one counts
             }
-            match self.by_addresses.get(addresses) {
-                None => fresh.push((addresses, endpoint.attributes().weight())),
-                Some(key) if weighted => {
-                    let weight = endpoint.attributes().weight();
-                    if let Some(child) = self.children.get_mut(key) {
-                        if child.weight != weight {
-                            child.weight = weight;
-                            self.dirty |= child.ready.is_some();
-                        }
-                    }
-                }
-                Some(_) => {}
+            child.listed = update;
+            listed += 1;
+            let weight = endpoint.attributes().weight();
+            if weighted && child.weight != weight {
+                child.weight = weight;
+                self.dirty |= child.ready.is_some();
             }
         }
-        let gone: Vec<u32> = self
-            .children
-            .iter()
-            .filter(|(_, child)| !wanted.contains(&*child.addresses))
-            .map(|(key, _)| *key)
-            .collect();
-        for key in gone {
-            self.remove_child(key, ctl);
+        if listed < self.children.len() {
+            let mut gone: Vec<u32> = self
+                .children
+                .iter()
+                .filter(|(_, child)| child.listed != update)
+                .map(|(key, _)| *key)
+                .collect();
+            gone.sort_unstable(); // oldest first, whatever the map's order
+            for key in gone {
+                self.remove_child(key, ctl);
+            }
         }
+        ctl.reserve_subchannels(fresh.len());
+        self.children.reserve(fresh.len());
         self.by_addresses.reserve(fresh.len());
         self.by_subchannel.reserve(fresh.len());
-        for (addresses, weight) in fresh {
+        for endpoint in fresh {
+            let addresses = endpoint.addresses();
             if self.next_key == SPREAD_TAG {
                 self.next_key = 0;
             }
             let key = self.next_key;
+            let addresses_key = EndpointKey::new(addresses);
+            match self.by_addresses.entry(addresses_key.clone()) {
+                Entry::Occupied(_) => continue, // a repeat of an endpoint created just now
+                Entry::Vacant(vacant) => vacant.insert(key),
+            };
             self.next_key = self.next_key.wrapping_add(1);
-            let shared: Arc<[Address]> = Arc::from(addresses);
-            self.by_addresses.insert(Arc::clone(&shared), key);
             self.children.insert(
                 key,
-                Box::new(Child {
-                    addresses: shared,
+                Child {
+                    addresses: addresses_key,
+                    listed: update,
                     list: PickFirstList::new(key, DEFAULT_HAPPY_EYEBALLS_DELAY),
                     counted: ConnectivityState::Idle,
                     ready: None,
-                    weight,
-                }),
+                    weight: endpoint.attributes().weight(),
+                },
             );
             self.counts.add(ConnectivityState::Idle, 1);
             self.dirty = true;
-            self.with_child(key, ctl, |list, ctl| {
-                list.set_addresses(addresses.to_vec(), ctl)
-            });
+            self.with_child(key, ctl, |list, ctl| list.set_address_slice(addresses, ctl));
         }
         if self.children.is_empty() {
             self.dirty = true;
