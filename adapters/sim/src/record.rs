@@ -81,6 +81,10 @@ pub struct Timeline {
     /// `p99[backend][bucket]`: p99 latency in milliseconds of successful calls to the backend
     /// issued in that bucket (`None` with fewer than 20 calls).
     pub p99: Vec<Vec<Option<f64>>>,
+    /// `mean[bucket]`: mean latency in milliseconds of successful calls issued in that bucket,
+    /// over all backends (`None` if there were none). Successive buckets are nearly independent
+    /// samples, which gives the standard error of a run's mean (batch means).
+    pub mean: Vec<Option<f64>>,
 }
 
 fn nanos(n: u64) -> Duration {
@@ -218,6 +222,17 @@ impl Recorder {
                     .collect()
             })
             .collect();
+        let buckets = self.sent.first().map_or(0, Vec::len);
+        let mean = (0..buckets)
+            .map(|bucket| {
+                let cells = self.bucket_latencies.iter().filter_map(|s| s.get(bucket));
+                let (count, sum) = cells.fold((0u64, 0u128), |(n, sum), cell| {
+                    let total: u128 = cell.iter().map(|&l| u128::from(l)).sum();
+                    (n + cell.len() as u64, sum + total)
+                });
+                (count > 0).then(|| sum as f64 / count as f64 / 1e6)
+            })
+            .collect();
         let completed = self.latencies.len() as u64;
         RunResult {
             router: router.to_owned(),
@@ -233,6 +248,7 @@ impl Recorder {
                 bucket: self.bucket,
                 rate,
                 p99,
+                mean,
             },
             latencies: self.latencies,
         }
