@@ -1,6 +1,8 @@
 //! Compares every policy in a built-in scenario: prints the table and draws the picture.
 //!
-//! `cargo run --release -p croupier-sim --example simulate -- S2 [--out DIR]`, or `all`.
+//! `cargo run --release -p croupier-sim --example simulate -- S2 [--out DIR] [--threads N]`, or
+//! `all` for every scenario. Runs are independent, so they go on as many threads as the machine
+//! has unless told otherwise; the figures do not depend on it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +13,7 @@ use croupier_sim::{builtin_routers, compare, draw, Scenario, ScenarioName, DEFAU
 fn main() -> ExitCode {
     let mut names = Vec::new();
     let mut out = PathBuf::from(".");
+    let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -18,6 +21,13 @@ fn main() -> ExitCode {
                 Some(dir) => out = PathBuf::from(dir),
                 None => {
                     eprintln!("--out needs a directory");
+                    return ExitCode::FAILURE;
+                }
+            },
+            "--threads" => match args.next().and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) if n > 0 => threads = n,
+                _ => {
+                    eprintln!("--threads needs a number above 0");
                     return ExitCode::FAILURE;
                 }
             },
@@ -37,7 +47,6 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let routers = builtin_routers();
     let started = Instant::now();
     for name in names {
@@ -54,7 +63,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "{} policies x {} seeds, wall time {:.1} s on {threads} threads",
+        "{} routers x {} seeds, wall time {:.1} s on {threads} threads",
         routers.len(),
         DEFAULT_SEEDS.len(),
         started.elapsed().as_secs_f64()

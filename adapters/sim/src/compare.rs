@@ -3,7 +3,7 @@
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
-use crate::record::{RunResult, Timeline};
+use crate::record::{Recovery, RunResult, Timeline};
 use crate::router::Router;
 use crate::scenario::{FleetEvent, Scenario};
 use crate::sim::simulate;
@@ -33,8 +33,11 @@ pub struct Row {
     pub unfinished: u64,
     /// Each backend's share of the calls.
     pub shares: Vec<f64>,
-    /// Time from the first restart to the restarted backend's first call, if the scenario has one.
-    pub back_in_service: Option<Duration>,
+    /// After the scenario's first restart, if it has one: until the restarted backend's first
+    /// call ([`Duration::MAX`] for never).
+    pub first_call_back: Option<Duration>,
+    /// After the scenario's first restart: until every client sent it a call again.
+    pub every_client_back: Option<Duration>,
 }
 
 /// A scenario's results for several routers.
@@ -67,7 +70,18 @@ pub fn summarize(runs: &[RunResult]) -> Option<Row> {
     let pick = |f: &dyn Fn(&RunResult) -> Duration| median(runs.iter().map(f).collect());
     let backends = first.calls_per_backend.len();
     let shares = runs.iter().map(RunResult::shares).collect::<Vec<_>>();
-    let has_restart = !first.back_in_service.is_empty();
+    let has_restart = !first.recoveries.is_empty();
+    let recovery = |f: &dyn Fn(&Recovery) -> Option<Duration>| {
+        if !has_restart {
+            return None;
+        }
+        // A backend never back counts as the longest possible wait.
+        median(
+            runs.iter()
+                .map(|r| r.recoveries.first().and_then(f).unwrap_or(Duration::MAX))
+                .collect(),
+        )
+    };
     Some(Row {
         router: first.router.clone(),
         reference: first.reference,
@@ -80,16 +94,8 @@ pub fn summarize(runs: &[RunResult]) -> Option<Row> {
         shares: (0..backends)
             .map(|b| median_f64(shares.iter().map(|s| s[b]).collect()))
             .collect(),
-        back_in_service: if has_restart {
-            // A backend never back in service counts as the whole run.
-            median(
-                runs.iter()
-                    .map(|r| r.back_in_service[0].unwrap_or(Duration::MAX))
-                    .collect(),
-            )
-        } else {
-            None
-        },
+        first_call_back: recovery(&|r| r.first_call),
+        every_client_back: recovery(&|r| r.every_client),
     })
 }
 
@@ -187,8 +193,8 @@ impl fmt::Display for Comparison {
             String::from("| policy | mean | p50 | p99 | p99.9 | failed | unfinished |");
         let mut rule = String::from("|---|---:|---:|---:|---:|---:|---:|");
         if restarts {
-            header.push_str(" back in service |");
-            rule.push_str("---:|");
+            header.push_str(" first call back | all clients back |");
+            rule.push_str("---:|---:|");
         }
         header.push_str(" share per backend, % (b0 b1 ...) |");
         rule.push_str("---|");
@@ -206,8 +212,9 @@ impl fmt::Display for Comparison {
                 row.unfinished
             );
             if restarts {
-                let text = row.back_in_service.map_or("-".to_owned(), ms);
-                let _ = write!(line, " {text} |");
+                let first = row.first_call_back.map_or("-".to_owned(), ms);
+                let every = row.every_client_back.map_or("-".to_owned(), ms);
+                let _ = write!(line, " {first} | {every} |");
             }
             let shares: Vec<String> = row
                 .shares

@@ -46,7 +46,7 @@ mod sim;
 pub use compare::{compare, summarize, Comparison, Row, DEFAULT_SEEDS};
 pub use dist::ServiceTime;
 pub use plot::{draw, PlotError};
-pub use record::{RunResult, Timeline};
+pub use record::{Recovery, RunResult, Timeline};
 pub use router::{builtin_routers, router_named, Router};
 pub use scenario::{BackendSpec, ConnectSpec, FleetEvent, Scenario, ScenarioName, UnknownScenario};
 pub use sim::{backend_address, simulate, LoadReport, BASE_PORT};

@@ -25,9 +25,8 @@ pub struct RunResult {
     pub unfinished: u64,
     /// Counted calls sent to each backend.
     pub calls_per_backend: Vec<u64>,
-    /// For each restart in the scenario: how long until the restarted backend got a call again
-    /// (`None`: never, within the run).
-    pub back_in_service: Vec<Option<Duration>>,
+    /// For each restart in the scenario, how long the restarted backend took to get calls again.
+    pub recoveries: Vec<Recovery>,
     /// Per-backend request rates and p99 latencies over time.
     pub timeline: Timeline,
     /// Successful counted latencies in nanoseconds, sorted.
@@ -68,6 +67,16 @@ impl RunResult {
             })
             .collect()
     }
+}
+
+/// How long after its restart a backend was back in use (`None`: not within the run).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recovery {
+    /// Until the first call reached it from any client.
+    pub first_call: Option<Duration>,
+    /// Until every client had sent it a call: each client's balancer had reconnected.
+    pub every_client: Option<Duration>,
 }
 
 /// Per-backend series over time, in buckets of equal width.
@@ -114,12 +123,14 @@ pub(crate) struct Recorder {
     calls_per_backend: Vec<u64>,
     sent: Vec<Vec<u64>>,
     bucket_latencies: Vec<Vec<Vec<u64>>>,
-    /// (backend, restart time, first call after it).
-    restarts: Vec<(usize, Duration, Option<Duration>)>,
+    clients: usize,
+    /// (backend, restart time, each client's first call after it).
+    restarts: Vec<(usize, Duration, Vec<Option<Duration>>)>,
 }
 
 impl Recorder {
     pub(crate) fn new(
+        clients: usize,
         backends: usize,
         warmup: Duration,
         end: Duration,
@@ -138,6 +149,7 @@ impl Recorder {
             calls_per_backend: vec![0; backends],
             sent: vec![vec![0; buckets]; backends],
             bucket_latencies: vec![vec![Vec::new(); buckets]; backends],
+            clients,
             restarts: Vec::new(),
         }
     }
@@ -157,10 +169,10 @@ impl Recorder {
     }
 
     pub(crate) fn restarted(&mut self, backend: usize, at: Duration) {
-        self.restarts.push((backend, at, None));
+        self.restarts.push((backend, at, vec![None; self.clients]));
     }
 
-    pub(crate) fn sent(&mut self, backend: usize, issued: Duration, now: Duration) {
+    pub(crate) fn sent(&mut self, client: usize, backend: usize, issued: Duration, now: Duration) {
         if self.counted(issued) {
             if let Some(n) = self.calls_per_backend.get_mut(backend) {
                 *n += 1;
@@ -170,8 +182,8 @@ impl Recorder {
         if let Some(n) = self.sent.get_mut(backend).and_then(|s| s.get_mut(bucket)) {
             *n += 1;
         }
-        for (b, at, first) in &mut self.restarts {
-            if *b == backend && first.is_none() {
+        for (b, at, firsts) in &mut self.restarts {
+            if let Some(first @ None) = firsts.get_mut(client).filter(|_| *b == backend) {
                 *first = Some(now.saturating_sub(*at));
             }
         }
@@ -243,7 +255,18 @@ impl Recorder {
             failed: self.failed,
             unfinished: self.issued.saturating_sub(completed + self.failed),
             calls_per_backend: self.calls_per_backend,
-            back_in_service: self.restarts.iter().map(|r| r.2).collect(),
+            recoveries: self
+                .restarts
+                .iter()
+                .map(|(_, _, firsts)| Recovery {
+                    first_call: firsts.iter().flatten().min().copied(),
+                    every_client: firsts
+                        .iter()
+                        .copied()
+                        .collect::<Option<Vec<Duration>>>()
+                        .and_then(|all| all.into_iter().max()),
+                })
+                .collect(),
             timeline: Timeline {
                 bucket: self.bucket,
                 rate,

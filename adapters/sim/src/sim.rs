@@ -257,6 +257,7 @@ impl<'s> Sim<'s> {
             calls: Vec::new(),
             addresses,
             recorder: Recorder::new(
+                clients_n,
                 scenario.backends.len(),
                 scenario.warmup,
                 end,
@@ -444,8 +445,8 @@ impl<'s> Sim<'s> {
         c.epoch = epoch;
         c.subchannel = subchannel;
         c.picked = self.now;
-        let issued = c.issued;
-        self.recorder.sent(backend, issued, self.now);
+        let (client, issued) = (c.client, c.issued);
+        self.recorder.sent(client, backend, issued, self.now);
         self.schedule(self.now + link, Event::Deliver { call });
     }
 

@@ -134,7 +134,7 @@ fn the_same_seed_gives_the_same_run_bit_for_bit() {
         assert_eq!(a.latencies(), b.latencies(), "{}", policy.label());
         assert_eq!(a.calls_per_backend, b.calls_per_backend);
         assert_eq!((a.failed, a.unfinished), (b.failed, b.unfinished));
-        assert_eq!(a.back_in_service, b.back_in_service);
+        assert_eq!(a.recoveries, b.recoveries);
         assert_eq!(a.timeline.rate, b.timeline.rate);
         let c = simulate(&scenario, &policy, 8);
         assert_ne!(a.latencies(), c.latencies(), "{}", policy.label());
@@ -162,8 +162,13 @@ fn a_crash_fails_the_calls_it_holds_and_the_balancer_routes_around_it() {
     // No call reaches backend 0 while it is down (10 s to 15 s), calls do again afterwards.
     let rate = &run.timeline.rate[0];
     assert!(rate[11..15].iter().all(|&r| r == 0.0), "{rate:?}");
-    let back = run.back_in_service[0].expect("back in service");
-    assert!(back < Duration::from_secs(5), "{back:?}");
+    let recovery = run.recoveries[0];
+    let (first, every) = (recovery.first_call.unwrap(), recovery.every_client.unwrap());
+    // Clients reconnect when their backoff (1 s, 1.6 s, 2.56 s, 4.1 s, ... +-20%) next ends.
+    assert!(
+        first <= every && every < Duration::from_secs(7),
+        "{recovery:?}"
+    );
     assert!(rate[22..29].iter().all(|&r| r > 200.0), "{rate:?}");
 }
 
