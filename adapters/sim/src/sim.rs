@@ -38,7 +38,7 @@ pub fn backend_address(index: usize) -> Address {
 
 /// A backend's load as it could report it with each response (utilization and rate, as ORCA
 /// reports do). Nothing consumes it yet: when call outcomes can carry load reports for
-/// weighted_round_robin, [`Sim::respond`] is where it is handed to the balancer.
+/// weighted_round_robin, `Sim::respond` is where it is handed to the balancer.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LoadReport {
     /// Busy slots over all slots, when the response left the backend.
