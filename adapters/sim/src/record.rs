@@ -137,8 +137,9 @@ impl Recorder {
         horizon: Duration,
         bucket: Duration,
     ) -> Self {
-        let bucket = bucket.max(Duration::from_millis(1));
-        let buckets = (horizon.as_nanos() / bucket.as_nanos()) as usize + 1;
+        // At most 100,000 buckets, whatever the scenario asks.
+        let bucket = bucket.max(Duration::from_millis(1)).max(horizon / 100_000);
+        let buckets = usize::try_from(horizon.as_nanos() / bucket.as_nanos()).unwrap_or(0) + 1;
         Recorder {
             warmup,
             end,
@@ -159,7 +160,7 @@ impl Recorder {
     }
 
     fn bucket_of(&self, at: Duration) -> usize {
-        (at.as_nanos() / self.bucket.as_nanos()) as usize
+        usize::try_from(at.as_nanos() / self.bucket.as_nanos()).unwrap_or(usize::MAX)
     }
 
     pub(crate) fn issued(&mut self, at: Duration) {

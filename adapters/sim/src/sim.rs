@@ -24,6 +24,9 @@ pub const BASE_PORT: u16 = 10_000;
 /// How long the simulated resolver takes to answer a re-resolution request.
 const RESOLVE_DELAY: Duration = Duration::from_millis(1);
 
+/// The longest run simulated, whatever a scenario asks: a million seconds (11.6 days).
+const MAX_DURATION: Duration = Duration::from_secs(1_000_000);
+
 /// How many times one input may re-run the waiting calls against successive pickers.
 const MAX_RETRY_ROUNDS: usize = 16;
 
@@ -57,6 +60,16 @@ pub fn simulate(scenario: &Scenario, router: &Router, seed: u64) -> RunResult {
 }
 
 type CallId = usize;
+
+/// `x` seconds as a duration; anything negative, not a number, or beyond a million seconds is
+/// clamped, so no scenario's numbers can make the conversion panic.
+fn seconds(x: f64) -> Duration {
+    if x.is_finite() && x > 0.0 {
+        Duration::from_secs_f64(x.min(1e6))
+    } else {
+        Duration::ZERO
+    }
+}
 
 #[derive(Debug)]
 enum Event {
@@ -185,6 +198,8 @@ struct Sim<'s> {
     backends: Vec<Backend>,
     clients: Vec<Client>,
     calls: Vec<Call>,
+    /// Calls issued and not yet answered (or failed).
+    pending: usize,
     addresses: BTreeMap<Address, usize>,
     recorder: Recorder,
 }
@@ -195,7 +210,11 @@ impl<'s> Sim<'s> {
         let origin = Instant::now();
         let mut master = Rng::new(seed);
         let clients_n = scenario.clients.max(1);
-        let rate = scenario.rate.max(0.0) / clients_n as f64;
+        let rate = if scenario.rate.is_finite() {
+            scenario.rate.max(0.0) / clients_n as f64
+        } else {
+            0.0
+        };
         let clients = (0..clients_n)
             .map(|_| {
                 let lb_seed = master.next_u64();
@@ -240,8 +259,8 @@ impl<'s> Sim<'s> {
         let addresses = (0..scenario.backends.len())
             .map(|i| (backend_address(i), i))
             .collect();
-        let end = scenario.duration;
-        let horizon = end + scenario.grace;
+        let end = scenario.duration.min(MAX_DURATION);
+        let horizon = end.saturating_add(scenario.grace.min(MAX_DURATION));
         Sim {
             scenario,
             router,
@@ -255,6 +274,7 @@ impl<'s> Sim<'s> {
             backends,
             clients,
             calls: Vec::new(),
+            pending: 0,
             addresses,
             recorder: Recorder::new(
                 clients_n,
@@ -268,7 +288,12 @@ impl<'s> Sim<'s> {
     }
 
     fn at(&self, offset: Duration) -> Instant {
-        self.origin + offset
+        // Past what an Instant can hold, time stops (the core ignores time running backwards).
+        self.origin.checked_add(offset).unwrap_or(self.origin)
+    }
+
+    fn after(&mut self, delay: Duration, event: Event) {
+        self.schedule(self.now.saturating_add(delay), event);
     }
 
     fn schedule(&mut self, at: Duration, event: Event) {
@@ -292,7 +317,9 @@ impl<'s> Sim<'s> {
             self.schedule(at, Event::Fleet { index });
         }
         while let Some(Reverse(next)) = self.events.pop() {
-            if next.at > self.horizon {
+            // Past the horizon, or past the last call once every call is answered: only the
+            // balancers' timers would be left, and they cannot change a figure.
+            if next.at > self.horizon || (next.at >= self.end && self.pending == 0) {
                 break;
             }
             self.now = next.at;
@@ -334,7 +361,7 @@ impl<'s> Sim<'s> {
             return;
         }
         let gap = exponential(1.0 / rate, &mut self.clients[client].arrivals);
-        let at = self.now + Duration::from_secs_f64(gap.min(1e6));
+        let at = self.now.saturating_add(seconds(gap));
         if at < self.end {
             self.schedule(at, Event::Arrival { client });
         }
@@ -358,6 +385,7 @@ impl<'s> Sim<'s> {
             load: LoadReport::default(),
         });
         self.recorder.issued(self.now);
+        self.pending += 1;
         self.schedule_arrival(client);
         if self.clients[client].lb.is_some() {
             if self.pick(call) {
@@ -398,6 +426,7 @@ impl<'s> Sim<'s> {
     }
 
     fn fail_now(&mut self, call: CallId) {
+        self.pending = self.pending.saturating_sub(1);
         self.calls[call].ok = false;
         let issued = self.calls[call].issued;
         self.recorder.failed(issued);
@@ -447,7 +476,7 @@ impl<'s> Sim<'s> {
         c.picked = self.now;
         let (client, issued) = (c.client, c.issued);
         self.recorder.sent(client, backend, issued, self.now);
-        self.schedule(self.now + link, Event::Deliver { call });
+        self.after(link, Event::Deliver { call });
     }
 
     fn deliver(&mut self, call: CallId) {
@@ -457,7 +486,7 @@ impl<'s> Sim<'s> {
             // The connection it travelled on died with the backend.
             self.calls[call].ok = false;
             let link = b.link;
-            self.schedule(self.now + link, Event::Respond { call });
+            self.after(link, Event::Respond { call });
         } else if b.serving.len() < b.slots {
             self.start_service(backend, call);
         } else {
@@ -470,7 +499,7 @@ impl<'s> Sim<'s> {
         b.serving.push(call);
         let time = self.calls[call].work * b.current_mean();
         let epoch = b.epoch;
-        let at = self.now + Duration::from_secs_f64(time.clamp(0.0, 1e6));
+        let at = self.now.saturating_add(seconds(time));
         self.schedule(
             at,
             Event::Served {
@@ -504,7 +533,7 @@ impl<'s> Sim<'s> {
         let c = &mut self.calls[call];
         c.ok = true;
         c.load = load;
-        self.schedule(self.now + link, Event::Respond { call });
+        self.after(link, Event::Respond { call });
         if let Some(next) = next {
             self.start_service(backend, next);
         }
@@ -514,6 +543,7 @@ impl<'s> Sim<'s> {
         let c = &self.calls[call];
         let (client, issued, ok, backend) = (c.client, c.issued, c.ok, c.backend);
         let latency = self.now.saturating_sub(issued);
+        self.pending = self.pending.saturating_sub(1);
         if ok {
             self.recorder.succeeded(backend, issued, latency);
         } else {
@@ -598,7 +628,7 @@ impl<'s> Sim<'s> {
                     self.clients[client].conns.remove(&subchannel);
                 }
                 Action::ResolveNow => {
-                    self.schedule(self.now + RESOLVE_DELAY, Event::Resolve { client });
+                    self.after(RESOLVE_DELAY, Event::Resolve { client });
                 }
                 Action::UpdatePicker(picker) => {
                     self.clients[client].picker = Some(picker);
@@ -613,8 +643,8 @@ impl<'s> Sim<'s> {
     fn start_connect(&mut self, client: usize, connection: ConnectionId, address: &Address) {
         let Some(&backend) = self.addresses.get(address) else {
             // Not a backend of this fleet: the attempt fails after the usual setup time.
-            self.schedule(
-                self.now + self.scenario.connect.setup,
+            self.after(
+                self.scenario.connect.setup,
                 Event::ConnectDone { client, connection },
             );
             return;
@@ -627,9 +657,9 @@ impl<'s> Sim<'s> {
                 established: false,
             },
         );
-        let round_trip = self.backends[backend].link * 2;
-        self.schedule(
-            self.now + self.scenario.connect.setup + round_trip,
+        let round_trip = self.backends[backend].link.saturating_mul(2);
+        self.after(
+            self.scenario.connect.setup.saturating_add(round_trip),
             Event::ConnectDone { client, connection },
         );
     }
@@ -765,7 +795,7 @@ impl<'s> Sim<'s> {
         let lost: Vec<CallId> = b.serving.drain(..).chain(b.queue.drain(..)).collect();
         for call in lost {
             self.calls[call].ok = false;
-            self.schedule(self.now + link, Event::Respond { call });
+            self.after(link, Event::Respond { call });
         }
         let reason = format!("connection reset by {}", backend_address(backend));
         for client in 0..self.clients.len() {

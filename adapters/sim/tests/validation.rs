@@ -267,3 +267,53 @@ fn lognormal_service_and_link_delays_add_up_at_low_load() {
         "{median_ms}"
     );
 }
+
+#[test]
+fn degenerate_scenarios_run_without_panicking() {
+    let secs = Duration::from_secs;
+    let base = Scenario::uniform(2, 1, Duration::from_millis(10), 0.5, secs(3));
+    let mut cases = Vec::new();
+    let mut none = base.clone();
+    none.backends.clear();
+    cases.push(none);
+    for rate in [0.0, -5.0, f64::NAN, f64::INFINITY] {
+        let mut s = base.clone();
+        s.rate = rate;
+        cases.push(s);
+    }
+    let mut odd = base.clone();
+    odd.clients = 0;
+    odd.bucket = Duration::ZERO;
+    odd.backends[0].slots = 0;
+    odd.backends[1].mean_service = Duration::ZERO;
+    odd.service = ServiceTime::LogNormal { sigma: f64::NAN };
+    odd.connect.failure_probability = f64::NAN;
+    odd.events = vec![
+        (secs(1), FleetEvent::Crash { backend: 7 }),
+        (
+            secs(1),
+            FleetEvent::Slowdown {
+                backend: 0,
+                factor: f64::NAN,
+            },
+        ),
+        (secs(1), FleetEvent::Remove { backend: 0 }),
+        (secs(1), FleetEvent::Remove { backend: 1 }),
+        (secs(2), FleetEvent::Restart { backend: 1 }),
+        (secs(2), FleetEvent::Add { backend: 99 }),
+        (Duration::MAX, FleetEvent::Crash { backend: 0 }),
+    ];
+    cases.push(odd);
+    let mut far = base.clone();
+    far.rate = 0.5;
+    far.backends[0].link_delay = Duration::MAX;
+    far.grace = Duration::MAX;
+    far.duration = secs(60);
+    cases.push(far);
+    for scenario in cases {
+        for router in croupier_sim::builtin_routers() {
+            let run = simulate(&scenario, &router, 1);
+            assert!(run.completed + run.failed + run.unfinished <= run.issued);
+        }
+    }
+}
