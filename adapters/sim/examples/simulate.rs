@@ -62,8 +62,9 @@ fn main() -> ExitCode {
             }
         }
     }
+    let plural = if threads == 1 { "" } else { "s" };
     println!(
-        "{} routers x {} seeds, wall time {:.1} s on {threads} threads",
+        "{} routers x {} seeds, wall time {:.1} s on {threads} thread{plural}",
         routers.len(),
         DEFAULT_SEEDS.len(),
         started.elapsed().as_secs_f64()

@@ -31,8 +31,9 @@
 //! assert_eq!(again.latencies(), least_request.latencies());
 //! ```
 //!
-//! [`compare`] runs every router of [`builtin_routers`] over several seeds and prints as a
-//! table; [`draw`] draws per-backend request rates and p99 latencies over time as an SVG.
+//! [`compare`] runs routers (all of them: [`builtin_routers`]) over several seeds and gives the
+//! medians, printed as a Markdown table by its `Display`; [`draw`] draws each router's
+//! per-backend request rate and p99 latency over time as an SVG.
 //! `cargo run --release -p croupier-sim --example simulate -- S2` does both.
 
 mod compare;
