@@ -50,6 +50,10 @@ fn colour(backend: usize) -> RGBColor {
     }
 }
 
+fn mark_style() -> ShapeStyle {
+    RGBColor(150, 150, 150).stroke_width(1)
+}
+
 fn width(backend: usize) -> u32 {
     if backend == 0 {
         3
@@ -77,7 +81,7 @@ pub fn draw(comparison: &Comparison, path: &Path) -> Result<(), PlotError> {
         .draw_text(
             &format!(
                 "seed {}; left: calls sent per second to each backend; right: p99 latency (ms, \
-                 log scale) of calls to each backend, per {} ms; backend 0 thick red",
+                 log scale) of calls to each backend, per {} ms; backend 0 thick red; grey: the events",
                 comparison.seeds.first().copied().unwrap_or(0),
                 scenario.bucket.as_millis()
             ),
@@ -85,14 +89,22 @@ pub fn draw(comparison: &Comparison, path: &Path) -> Result<(), PlotError> {
             (10, 32),
         )
         .map_err(error)?;
+    // The scenario's events (a slowdown, a crash, a restart, ...), as vertical lines.
+    let mut marks: Vec<f64> = scenario
+        .events
+        .iter()
+        .map(|(at, _)| at.as_secs_f64())
+        .filter(|&at| at < scenario.duration.as_secs_f64())
+        .collect();
+    marks.dedup();
     let areas = body.split_evenly((rows as usize, 2));
     for (index, (label, timeline)) in comparison.timelines.iter().enumerate() {
         let (Some(left), Some(right)) = (areas.get(2 * index), areas.get(2 * index + 1)) else {
             break;
         };
         let buckets = drawn(timeline, scenario.duration);
-        draw_rates(left, label, timeline, buckets)?;
-        draw_p99(right, label, timeline, buckets)?;
+        draw_rates(left, label, timeline, buckets, &marks)?;
+        draw_p99(right, label, timeline, buckets, &marks)?;
     }
     root.present().map_err(error)
 }
@@ -114,6 +126,7 @@ fn draw_rates<DB: DrawingBackend>(
     label: &str,
     timeline: &Timeline,
     buckets: usize,
+    marks: &[f64],
 ) -> Result<(), PlotError> {
     let span = buckets as f64 * timeline.bucket.as_secs_f64();
     let top = timeline
@@ -139,6 +152,11 @@ fn draw_rates<DB: DrawingBackend>(
         .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(error)?;
+    for &at in marks {
+        chart
+            .draw_series(LineSeries::new([(at, 0.0), (at, top)], mark_style()))
+            .map_err(error)?;
+    }
     // Backend 0 last, so it is drawn on top.
     for backend in (0..timeline.rate.len()).rev() {
         let points = timeline.rate[backend]
@@ -159,6 +177,7 @@ fn draw_p99<DB: DrawingBackend>(
     label: &str,
     timeline: &Timeline,
     buckets: usize,
+    marks: &[f64],
 ) -> Result<(), PlotError> {
     let span = buckets as f64 * timeline.bucket.as_secs_f64();
     let values = timeline
@@ -195,6 +214,11 @@ fn draw_p99<DB: DrawingBackend>(
         })
         .draw()
         .map_err(error)?;
+    for &at in marks {
+        chart
+            .draw_series(LineSeries::new([(at, low), (at, high)], mark_style()))
+            .map_err(error)?;
+    }
     for backend in (0..timeline.p99.len()).rev() {
         let style = colour(backend).stroke_width(width(backend));
         // A bucket with too few calls leaves a gap: draw each unbroken stretch on its own.
