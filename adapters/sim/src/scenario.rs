@@ -15,7 +15,8 @@ pub struct BackendSpec {
     pub slots: usize,
     /// Mean service time of one call (before any slowdown).
     pub mean_service: Duration,
-    /// One-way network delay between each client and this backend (requests and responses).
+    /// One-way network delay between each client and this backend (requests, responses and
+    /// connection set-up); see also [`Scenario::client_delays`].
     pub link_delay: Duration,
     /// Whether the resolver lists it from the start (a backend added later starts unlisted).
     pub listed: bool,
@@ -104,6 +105,9 @@ pub struct Scenario {
     pub service: ServiceTime,
     /// How many clients, each with its own balancer, share the load equally.
     pub clients: usize,
+    /// Extra one-way delay on every link of client `i` (`client_delays[i]`, added to each
+    /// backend's own `link_delay`); clients not listed have none.
+    pub client_delays: Vec<Duration>,
     /// Calls per second offered by all clients together (a Poisson process).
     pub rate: f64,
     /// Calls are issued from 0 until this time.
@@ -132,6 +136,7 @@ impl Scenario {
             backends,
             service: ServiceTime::Exponential,
             clients: 4,
+            client_delays: Vec::new(),
             rate: load * capacity,
             duration,
             warmup: Duration::from_secs(1),

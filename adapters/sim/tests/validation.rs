@@ -317,3 +317,36 @@ fn degenerate_scenarios_run_without_panicking() {
         }
     }
 }
+
+#[test]
+fn each_link_adds_its_clients_delay_both_ways() {
+    // Two clients, one 20 ms further from the backend than the other; no queueing.
+    let mut scenario = Scenario::uniform(
+        1,
+        100,
+        Duration::from_millis(10),
+        0.01,
+        Duration::from_secs(21),
+    );
+    scenario.backends[0].link_delay = Duration::from_millis(5);
+    scenario.clients = 2;
+    scenario.client_delays = vec![Duration::ZERO, Duration::from_millis(20)];
+    scenario.rate = 100.0;
+    let run = simulate(
+        &scenario,
+        &router("round_robin", PolicyConfig::round_robin()),
+        4,
+    );
+    // Round trips of 10 ms and 50 ms, half the calls each, plus 10 ms of service on average.
+    let mean_ms = run.mean().as_secs_f64() * 1e3;
+    assert!((mean_ms - 40.0).abs() < 2.0, "{mean_ms}");
+    assert!(run.quantile(0.0) >= Duration::from_millis(10));
+    // About half the calls took at least the far client's 50 ms round trip.
+    let far = run
+        .latencies()
+        .iter()
+        .filter(|&&ns| ns >= 50_000_000)
+        .count() as f64;
+    let share = far / run.latencies().len() as f64;
+    assert!((share - 0.5).abs() < 0.05, "{share}");
+}

@@ -98,7 +98,7 @@ impl Sim<'_> {
                 established: false,
             },
         );
-        let round_trip = self.backends[backend].link.saturating_mul(2);
+        let round_trip = self.link(client, backend).saturating_mul(2);
         self.after(
             self.scenario.connect.setup.saturating_add(round_trip),
             Event::ConnectDone { client, connection },

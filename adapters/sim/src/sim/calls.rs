@@ -121,7 +121,6 @@ impl Sim<'_> {
 
     fn send(&mut self, call: CallId, backend: usize, subchannel: Option<SubchannelId>) {
         let epoch = self.backends[backend].epoch;
-        let link = self.backends[backend].link;
         let c = &mut self.calls[call];
         c.backend = backend;
         c.epoch = epoch;
@@ -129,7 +128,7 @@ impl Sim<'_> {
         c.picked = self.now;
         let (client, issued) = (c.client, c.issued);
         self.recorder.sent(client, backend, issued, self.now);
-        self.after(link, Event::Deliver { call });
+        self.after(self.link(client, backend), Event::Deliver { call });
     }
 
     pub(super) fn respond(&mut self, call: CallId) {

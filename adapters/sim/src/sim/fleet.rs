@@ -12,13 +12,18 @@ impl Sim<'_> {
         if !b.up || b.epoch != self.calls[call].epoch {
             // The connection it travelled on died with the backend.
             self.calls[call].ok = false;
-            let link = b.link;
-            self.after(link, Event::Respond { call });
+            self.send_back(call);
         } else if b.serving.len() < b.slots {
             self.start_service(backend, call);
         } else {
             b.queue.push_back(call);
         }
+    }
+
+    /// The response (or the news of a failure) travels back over the call's link.
+    fn send_back(&mut self, call: CallId) {
+        let delay = self.link(self.calls[call].client, self.calls[call].backend);
+        self.after(delay, Event::Respond { call });
     }
 
     fn start_service(&mut self, backend: usize, call: CallId) {
@@ -55,12 +60,11 @@ impl Sim<'_> {
                 0.0
             },
         };
-        let link = b.link;
         let next = b.queue.pop_front();
         let c = &mut self.calls[call];
         c.ok = true;
         c.load = load;
-        self.after(link, Event::Respond { call });
+        self.send_back(call);
         if let Some(next) = next {
             self.start_service(backend, next);
         }
@@ -114,11 +118,10 @@ impl Sim<'_> {
         }
         b.up = false;
         b.epoch += 1;
-        let link = b.link;
         let lost: Vec<CallId> = b.serving.drain(..).chain(b.queue.drain(..)).collect();
         for call in lost {
             self.calls[call].ok = false;
-            self.after(link, Event::Respond { call });
+            self.send_back(call);
         }
         let reason = format!("connection reset by {}", backend_address(backend));
         for client in 0..self.clients.len() {

@@ -287,6 +287,15 @@ impl<'s> Sim<'s> {
         }
     }
 
+    /// The one-way delay between `client` and `backend`.
+    fn link(&self, client: usize, backend: usize) -> Duration {
+        let extra = self.scenario.client_delays.get(client).copied();
+        self.backends
+            .get(backend)
+            .map_or(Duration::ZERO, |b| b.link)
+            .saturating_add(extra.unwrap_or(Duration::ZERO))
+    }
+
     fn at(&self, offset: Duration) -> Instant {
         // Past what an Instant can hold, time stops (the core ignores time running backwards).
         self.origin.checked_add(offset).unwrap_or(self.origin)
