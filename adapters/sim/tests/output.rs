@@ -68,6 +68,10 @@ fn the_picture_is_an_svg_with_a_chart_pair_per_router() {
     let path = std::env::temp_dir().join(format!("croupier-sim-test-{}.svg", std::process::id()));
     draw(&comparison, &path).expect("drawn");
     let svg = std::fs::read_to_string(&path).expect("written");
+    // The same runs draw the same picture, byte for byte.
+    let again = compare(&scenario, &routers, &[1], 1);
+    draw(&again, &path).expect("drawn");
+    assert_eq!(std::fs::read_to_string(&path).expect("written"), svg);
     let _ = std::fs::remove_file(&path);
     assert!(svg.starts_with("<svg"), "{}", &svg[..100.min(svg.len())]);
     assert!(svg.trim_end().ends_with("</svg>"));
