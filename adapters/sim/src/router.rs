@@ -55,6 +55,15 @@ pub fn builtin_routers() -> Vec<Router> {
         Router::policy("round_robin", PolicyConfig::round_robin()),
         Router::policy("random", PolicyConfig::random()),
         Router::policy("least_request", PolicyConfig::least_request()),
+        Router::policy("weighted_round_robin", PolicyConfig::weighted_round_robin()),
+        Router::policy(
+            "weighted_round_robin(blackout 1 s)",
+            PolicyConfig::new(
+                croupier::policy::WeightedRoundRobinConfig::default()
+                    .blackout_period(std::time::Duration::from_secs(1)),
+            ),
+        ),
+        Router::policy("p2c_ewma", PolicyConfig::p2c_ewma()),
         Router::policy("ring_hash", PolicyConfig::ring_hash()),
         Router::policy(
             "outlier_detection(round_robin)",

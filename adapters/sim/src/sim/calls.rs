@@ -144,14 +144,19 @@ impl Sim<'_> {
         let (Some(subchannel), picked) = (c.subchannel, c.picked) else {
             return;
         };
-        // Here a load report (`self.calls[call].load`) would go along once the core takes one.
+        let load = c.load;
         let now = self.at(self.now);
         let Some(lb) = self.clients[client].lb.as_mut() else {
             return;
         };
         if lb.wants_call_outcomes() {
             let code = if ok { Code::Ok } else { Code::Unavailable };
-            let outcome = CallOutcome::new(code, self.now.saturating_sub(picked));
+            let mut outcome = CallOutcome::new(code, self.now.saturating_sub(picked));
+            if ok && load.qps > 0.0 {
+                // The backend's load report rides on its response (weighted_round_robin).
+                let report = croupier::LoadReport::new(load.qps, load.utilization);
+                outcome = outcome.with_load(report);
+            }
             lb.handle_call_outcome(subchannel, outcome, now);
             self.settle(client);
         }

@@ -2,7 +2,7 @@
 
 use croupier::{ConnectionEvent, ConnectionId};
 
-use super::{backend_address, seconds, CallId, Event, LoadReport, Sim};
+use super::{backend_address, seconds, CallId, Event, LoadMeter, Sim};
 use crate::scenario::FleetEvent;
 
 impl Sim<'_> {
@@ -28,6 +28,7 @@ impl Sim<'_> {
 
     fn start_service(&mut self, backend: usize, call: CallId) {
         let b = &mut self.backends[backend];
+        b.meter.account(self.now, b.serving.len(), b.slots);
         b.serving.push(call);
         let time = self.calls[call].work * b.current_mean();
         let epoch = b.epoch;
@@ -47,19 +48,12 @@ impl Sim<'_> {
         if b.epoch != epoch {
             return;
         }
+        b.meter.account(self.now, b.serving.len(), b.slots);
         if let Some(position) = b.serving.iter().position(|&c| c == call) {
             b.serving.swap_remove(position);
         }
-        b.finished += 1;
-        let alive = self.now.saturating_sub(b.started).as_secs_f64();
-        let load = LoadReport {
-            utilization: b.serving.len() as f64 / b.slots as f64,
-            qps: if alive > 0.0 {
-                b.finished as f64 / alive
-            } else {
-                0.0
-            },
-        };
+        b.meter.finished += 1;
+        let load = b.meter.report;
         let next = b.queue.pop_front();
         let c = &mut self.calls[call];
         c.ok = true;
@@ -89,8 +83,7 @@ impl Sim<'_> {
                 if let Some(b) = self.backends.get_mut(backend) {
                     if !b.up {
                         b.up = true;
-                        b.started = self.now;
-                        b.finished = 0;
+                        b.meter = LoadMeter::restart(self.now);
                         self.recorder.restarted(backend, self.now);
                     }
                 }
@@ -116,6 +109,7 @@ impl Sim<'_> {
         if !b.up {
             return;
         }
+        b.meter.account(self.now, b.serving.len(), b.slots);
         b.up = false;
         b.epoch += 1;
         let lost: Vec<CallId> = b.serving.drain(..).chain(b.queue.drain(..)).collect();

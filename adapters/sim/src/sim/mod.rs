@@ -39,15 +39,83 @@ pub fn backend_address(index: usize) -> Address {
     Address::Socket(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
-/// A backend's load as it could report it with each response (utilization and rate, as ORCA
-/// reports do). Nothing consumes it yet: when call outcomes can carry load reports for
-/// weighted_round_robin, `Sim::respond` is where it is handed to the balancer.
+/// A backend's load as it reports it with each response (utilization and rate, as ORCA reports
+/// do), over its last whole second. `Sim::respond` hands it to the balancer with the call's
+/// outcome, where weighted_round_robin turns it into a weight.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LoadReport {
-    /// Busy slots over all slots, when the response left the backend.
+    /// The share of slot-time that was busy.
     pub utilization: f64,
-    /// Calls the backend finished since it started, per second of its life so far.
+    /// Calls finished, per second.
     pub qps: f64,
+}
+
+/// How long a backend measures before its load report changes.
+const REPORT_WINDOW: Duration = Duration::from_secs(1);
+
+/// A backend's measurement of its own load: busy slot-time and calls finished, per window of
+/// [`REPORT_WINDOW`], as a server computing its figures once per reporting interval would.
+#[derive(Debug, Default)]
+struct LoadMeter {
+    window_start: Duration,
+    last_change: Duration,
+    busy_slot_seconds: f64,
+    finished: u64,
+    report: LoadReport,
+}
+
+impl LoadMeter {
+    /// Counts the time since the last change with `serving` slots busy, closing every window
+    /// that ended by `now`.
+    fn account(&mut self, now: Duration, serving: usize, slots: usize) {
+        let window = REPORT_WINDOW.as_secs_f64();
+        // A long quiet spell: only the last whole window before `now` matters.
+        if now.saturating_sub(self.window_start) > REPORT_WINDOW * 2 {
+            let end = self.window_start + REPORT_WINDOW;
+            self.busy_slot_seconds +=
+                serving as f64 * end.saturating_sub(self.last_change).as_secs_f64();
+            self.close(window, slots);
+            let behind =
+                now.saturating_sub(self.window_start).as_nanos() % REPORT_WINDOW.as_nanos();
+            let start = now.saturating_sub(Duration::from_nanos(behind as u64));
+            self.busy_slot_seconds = serving as f64 * window;
+            self.window_start = start.saturating_sub(REPORT_WINDOW);
+            self.last_change = start;
+            self.close(window, slots);
+            self.window_start = start;
+            self.last_change = start;
+        }
+        loop {
+            let end = self.window_start + REPORT_WINDOW;
+            let upto = now.min(end);
+            self.busy_slot_seconds +=
+                serving as f64 * upto.saturating_sub(self.last_change).as_secs_f64();
+            self.last_change = upto;
+            if now < end {
+                break;
+            }
+            self.close(window, slots);
+            self.window_start = end;
+        }
+    }
+
+    fn close(&mut self, window: f64, slots: usize) {
+        self.report = LoadReport {
+            utilization: self.busy_slot_seconds / (slots.max(1) as f64 * window),
+            qps: self.finished as f64 / window,
+        };
+        self.busy_slot_seconds = 0.0;
+        self.finished = 0;
+    }
+
+    /// A fresh meter for a backend (re)started at `now`: nothing to report yet.
+    fn restart(now: Duration) -> Self {
+        LoadMeter {
+            window_start: now,
+            last_change: now,
+            ..LoadMeter::default()
+        }
+    }
 }
 
 /// Runs `scenario` once with `router` and `seed`. The same arguments give the same result, bit
@@ -146,8 +214,7 @@ struct Backend {
     listed: bool,
     /// Bumped at each crash: what was in flight before belongs to a dead incarnation.
     epoch: u64,
-    started: Duration,
-    finished: u64,
+    meter: LoadMeter,
     queue: VecDeque<CallId>,
     serving: Vec<CallId>,
 }
@@ -250,8 +317,7 @@ impl<'s> Sim<'s> {
                 up: true,
                 listed: spec.listed,
                 epoch: 0,
-                started: Duration::ZERO,
-                finished: 0,
+                meter: LoadMeter::default(),
                 queue: VecDeque::new(),
                 serving: Vec::new(),
             })
