@@ -103,6 +103,7 @@ pub mod policy;
 mod resolution;
 mod resolver;
 mod rng;
+mod slab;
 mod status;
 mod subchannel;
 pub mod target;
