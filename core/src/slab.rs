@@ -44,6 +44,22 @@ impl<T> Slab<T> {
         self.len
     }
 
+    /// Whether it holds none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The key of the value in slot `index`, if one is there.
+    pub(crate) fn key_at(&self, index: u32) -> Option<SlabKey> {
+        match self.slots.get(index as usize) {
+            Some(Slot::Occupied { generation, .. }) => Some(SlabKey {
+                index,
+                generation: *generation,
+            }),
+            _ => None,
+        }
+    }
+
     /// Makes room for `additional` more values without reallocating.
     pub(crate) fn reserve(&mut self, additional: usize) {
         let new_slots = additional.saturating_sub(self.free.len());
@@ -195,5 +211,9 @@ mod tests {
         slab.remove(keys[3]);
         assert_eq!(slab.values().copied().collect::<Vec<_>>(), vec![0, 2, 4]);
         assert_eq!(slab.len(), 3);
+        assert!(!slab.is_empty());
+        assert_eq!(slab.key_at(2), Some(keys[2]));
+        assert_eq!(slab.key_at(1), None);
+        assert_eq!(slab.key_at(9), None);
     }
 }

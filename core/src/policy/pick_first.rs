@@ -176,6 +176,14 @@ impl PickFirstList {
         }
     }
 
+    /// The same list with its timer sequence starting at `base`. An owner that reuses a timer
+    /// tag for a new list starts it where no timer of the tag's previous list can still be
+    /// pending, so a late timer of the old list never counts for the new one.
+    pub(crate) fn with_timer_seq_base(mut self, base: u32) -> Self {
+        self.timer_seq = base;
+        self
+    }
+
     /// The list's state: IDLE, CONNECTING, READY or (sticky) TRANSIENT_FAILURE.
     pub fn state(&self) -> ConnectivityState {
         self.state

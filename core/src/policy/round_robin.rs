@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use crate::address::{Address, Endpoint};
 use crate::call::CallOutcome;
-use crate::hasher::{FastMap, FastSet, SequentialMap};
+use crate::hasher::{FastMap, FastSet};
 use crate::picker::{FailPicker, Picker, QueuePicker, RoundRobinPicker};
 use crate::policy::child::ChildController;
 use crate::policy::least_request::{self, LeastRequestPicker};
@@ -27,6 +27,7 @@ use crate::policy::random::RandomPicker;
 use crate::policy::weighted_round_robin::{WeightedEntry, Weights};
 use crate::policy::{describe_failures, Controller, Policy, PolicyBuilder, SubchannelUpdate};
 use crate::resolver::ResolverError;
+use crate::slab::{Slab, SlabKey};
 use crate::status::{ConnectivityState, Status};
 use crate::subchannel::{IdMap, SubchannelId};
 
@@ -34,7 +35,7 @@ use crate::subchannel::{IdMap, SubchannelId};
 const ERRORS_SHOWN: usize = 8;
 
 /// The timer tag of the spread's own timer (weight updates, latency decay). Children's tags are
-/// their keys, which never take this value.
+/// their slot numbers, which never take this value.
 const SPREAD_TAG: u32 = u32::MAX;
 const SPREAD_TIMER: u64 = (SPREAD_TAG as u64) << 32;
 
@@ -177,13 +178,12 @@ impl Counts {
 /// The round_robin policy.
 #[derive(Debug, Default)]
 pub(crate) struct RoundRobin {
-    /// Children by key (the map's hasher is deterministic, and so is its order).
-    children: SequentialMap<u32, Child>,
-    by_addresses: FastMap<EndpointKey, u32>,
+    /// The children, densely, in slot order.
+    children: Slab<Child>,
+    by_addresses: FastMap<EndpointKey, SlabKey>,
     /// How many resolver updates were applied (children listed by the last have it as `listed`).
     updates: u64,
-    by_subchannel: IdMap<u32>,
-    next_key: u32,
+    by_subchannel: IdMap<SlabKey>,
     counts: Counts,
     /// Something the picker shows changed since it was last published.
     dirty: bool,
@@ -209,11 +209,11 @@ impl RoundRobin {
     /// inputs up to date (and reconnects the child if it went IDLE).
     fn with_child(
         &mut self,
-        key: u32,
+        key: SlabKey,
         ctl: &mut dyn Controller,
         f: impl FnOnce(&mut PickFirstList, &mut dyn Controller) -> bool,
     ) {
-        let Some(child) = self.children.get_mut(&key) else {
+        let Some(child) = self.children.get_mut(key) else {
             return;
         };
         let mut child_ctl = ChildController {
@@ -249,8 +249,8 @@ impl RoundRobin {
         }
     }
 
-    fn remove_child(&mut self, key: u32, ctl: &mut dyn Controller) {
-        if let Some(mut child) = self.children.remove(&key) {
+    fn remove_child(&mut self, key: SlabKey, ctl: &mut dyn Controller) {
+        if let Some(mut child) = self.children.remove(key) {
             let mut child_ctl = ChildController {
                 inner: ctl,
                 owners: &mut self.by_subchannel,
@@ -372,10 +372,10 @@ impl RoundRobin {
 }
 
 /// The READY children as the weighted picker is built from them.
-fn weighted_entries(children: &SequentialMap<u32, Child>) -> Vec<WeightedEntry> {
+fn weighted_entries(children: &Slab<Child>) -> Vec<WeightedEntry> {
     children
         .iter()
-        .filter_map(|(key, child)| child.ready.map(|id| (*key, id, child.weight)))
+        .filter_map(|(key, child)| child.ready.map(|id| (key, id, child.weight)))
         .collect()
 }
 
@@ -426,7 +426,7 @@ impl Policy for RoundRobin {
                 fresh.push(endpoint);
                 continue;
             };
-            let Some(child) = self.children.get_mut(key) else {
+            let Some(child) = self.children.get_mut(*key) else {
                 continue;
             };
             if child.listed == update {
@@ -441,13 +441,12 @@ impl Policy for RoundRobin {
             }
         }
         if listed < self.children.len() {
-            let mut gone: Vec<u32> = self
+            let gone: Vec<SlabKey> = self
                 .children
                 .iter()
                 .filter(|(_, child)| child.listed != update)
-                .map(|(key, _)| *key)
+                .map(|(key, _)| key)
                 .collect();
-            gone.sort_unstable(); // oldest first, whatever the map's order
             for key in gone {
                 self.remove_child(key, ctl);
             }
@@ -458,27 +457,28 @@ impl Policy for RoundRobin {
         self.by_subchannel.reserve(fresh.len());
         for endpoint in fresh {
             let addresses = endpoint.addresses();
-            if self.next_key == SPREAD_TAG {
-                self.next_key = 0;
+            let key = self.children.next_key();
+            if key.index == SPREAD_TAG {
+                break; // four billion endpoints: the rest are not served
             }
-            let key = self.next_key;
             let addresses_key = EndpointKey::new(addresses);
             match self.by_addresses.entry(addresses_key.clone()) {
                 Entry::Occupied(_) => continue, // a repeat of an endpoint created just now
                 Entry::Vacant(vacant) => vacant.insert(key),
             };
-            self.next_key = self.next_key.wrapping_add(1);
-            self.children.insert(
-                key,
-                Child {
-                    addresses: addresses_key,
-                    listed: update,
-                    list: PickFirstList::new(key, DEFAULT_HAPPY_EYEBALLS_DELAY),
-                    counted: ConnectivityState::Idle,
-                    ready: None,
-                    weight: endpoint.attributes().weight(),
-                },
-            );
+            // The slot number tags the list's timers; a list in a reused slot counts its timers
+            // from where the slot's earlier lists cannot have reached.
+            let list = PickFirstList::new(key.index, DEFAULT_HAPPY_EYEBALLS_DELAY)
+                .with_timer_seq_base(key.generation.wrapping_shl(16));
+            let inserted = self.children.insert(Child {
+                addresses: addresses_key,
+                listed: update,
+                list,
+                counted: ConnectivityState::Idle,
+                ready: None,
+                weight: endpoint.attributes().weight(),
+            });
+            debug_assert_eq!(inserted, key);
             self.counts.add(ConnectivityState::Idle, 1);
             self.dirty = true;
             self.with_child(key, ctl, |list, ctl| list.set_address_slice(addresses, ctl));
@@ -517,7 +517,9 @@ impl Policy for RoundRobin {
             self.spread_tick(ctl);
             return;
         }
-        let key = (token >> 32) as u32;
+        let Some(key) = self.children.key_at((token >> 32) as u32) else {
+            return;
+        };
         self.with_child(key, ctl, |list, ctl| list.on_timer(token, ctl));
         self.publish_if_dirty(ctl);
     }

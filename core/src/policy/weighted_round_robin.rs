@@ -36,6 +36,7 @@ use crate::hasher::FastMap;
 use crate::picker::{fast_quotient, fast_remainder, Pick, PickRequest, Picker};
 use crate::policy::round_robin::{RoundRobin, Spread};
 use crate::policy::{parse_bool, parse_millis, Policy, PolicyBuilder, PolicyConfig};
+use crate::slab::SlabKey;
 use crate::subchannel::SubchannelId;
 
 /// The shortest weight update period (A58): shorter settings are raised to it.
@@ -215,13 +216,13 @@ impl Reported {
 #[derive(Debug)]
 pub(crate) struct Weights {
     config: WeightedRoundRobinConfig,
-    reported: FastMap<u32, Reported>,
+    reported: FastMap<SlabKey, Reported>,
     /// The scaled weights in the current picker, in its order; empty for plain round robin.
     published: Vec<u16>,
 }
 
 /// A READY endpoint as the picker is built from it: its key, subchannel and static weight.
-pub(crate) type WeightedEntry = (u32, SubchannelId, u32);
+pub(crate) type WeightedEntry = (SlabKey, SubchannelId, u32);
 
 impl Weights {
     fn new(config: WeightedRoundRobinConfig) -> Self {
@@ -238,13 +239,13 @@ impl Weights {
     }
 
     /// A call to endpoint `key` ended, perhaps with a load report.
-    pub(crate) fn call_finished(&mut self, key: u32, outcome: &CallOutcome, now: Instant) {
+    pub(crate) fn call_finished(&mut self, key: SlabKey, outcome: &CallOutcome, now: Instant) {
         if let Some(report) = &outcome.load {
             self.report(key, report, now);
         }
     }
 
-    fn report(&mut self, key: u32, report: &LoadReport, now: Instant) {
+    fn report(&mut self, key: SlabKey, report: &LoadReport, now: Instant) {
         let weight = report.weight(self.config.error_utilization_penalty);
         if weight > 0.0 {
             self.reported.entry(key).or_default().update(weight, now);
@@ -252,14 +253,14 @@ impl Weights {
     }
 
     /// Endpoint `key` became READY (again): its blackout starts over.
-    pub(crate) fn ready_again(&mut self, key: u32) {
+    pub(crate) fn ready_again(&mut self, key: SlabKey) {
         if let Some(reported) = self.reported.get_mut(&key) {
             reported.non_empty_since = None;
         }
     }
 
     /// Endpoint `key` is gone.
-    pub(crate) fn remove(&mut self, key: u32) {
+    pub(crate) fn remove(&mut self, key: SlabKey) {
         self.reported.remove(&key);
     }
 
