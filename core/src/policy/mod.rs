@@ -5,6 +5,19 @@
 //! pickers. It never sees the adapter, the clock or the network: the balancer feeds it and carries
 //! out what it asks, in order, so a policy is as deterministic as the core.
 //!
+//! The built-in policies, each choosable by name in a resolver's [`PolicyChoice`](crate::PolicyChoice):
+//!
+//! | name | what it does |
+//! |---|---|
+//! | `pick_first` | one connection, to the first address that answers ([`PickFirstConfig`]) |
+//! | `round_robin` | a connection per endpoint, calls in turn ([`RoundRobinConfig`]) |
+//! | `random` | calls to a READY endpoint drawn at random ([`RandomConfig`]) |
+//! | `least_request` | the one with fewer calls in flight of a few drawn at random ([`LeastRequestConfig`]) |
+//! | `weighted_round_robin` | in turn, in proportion to load-report or static weights ([`WeightedRoundRobinConfig`]) |
+//! | `p2c_ewma` | the cheaper of two by latency estimate x calls in flight ([`PeakEwmaConfig`]) |
+//! | `ring_hash` | consistent hashing on a request hash or header ([`RingHashConfig`]) |
+//! | `outlier_detection` | ejects endpoints that fail more than their peers, around a child ([`OutlierDetectionConfig`]) |
+//!
 //! Calls into a policy are never re-entrant: a state change caused by a controller call (say
 //! `connect` moving a subchannel to CONNECTING) reaches the policy afterwards, through
 //! [`Policy::subchannel_update`].
