@@ -21,6 +21,14 @@
 //!   until the next snapshot or its deadline; it is never lost.
 //! - Dropping the last [`Channel`] handle stops the driver, which drops every connection, attempt
 //!   and resolver task.
+//!
+//! ## Features
+//!
+//! - `tower` (off by default): a `Channel` whose connections are `tower_service::Service`s over
+//!   `http::Request`s is itself one, picking per request from the request's path and headers and
+//!   reporting each response's end (its gRPC status, or its HTTP status) as the call's outcome.
+//!   A tonic-generated client takes such a channel as it is. See `NotSent` for how a connection
+//!   that closes before sending hands the request back to be sent elsewhere.
 
 #![forbid(unsafe_code)]
 
@@ -29,6 +37,8 @@ mod connector;
 mod driver;
 mod resolver;
 mod runtime;
+#[cfg(feature = "tower")]
+mod service;
 mod shared;
 mod stream;
 
@@ -39,4 +49,6 @@ pub use resolver::{
     StaticResolver,
 };
 pub use runtime::{BoxFuture, Runtime};
+#[cfg(feature = "tower")]
+pub use service::{BoxError, CallBody, NotSent};
 pub use stream::{PeerWatch, SharedStream, StreamGuard, SETTLE};

@@ -1,0 +1,1 @@
+//! gRPC over croupier channels, against tonic servers.
