@@ -11,7 +11,6 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,6 +20,7 @@ use http_body::{Body, Frame, SizeHint};
 use tower_service::Service;
 
 use crate::channel::{CallGuard, Channel, PickOptions, Picked};
+use crate::replay::ReplayBody;
 use crate::runtime::BoxFuture;
 
 /// The error type of the channel's `Service`: a pick's [`croupier::Status`], or the connection's
@@ -30,72 +30,53 @@ pub type BoxError = Box<dyn StdError + Send + Sync>;
 /// How many connections one request may be handed to when each in turn closes before sending it.
 const MAX_SEND_ATTEMPTS: usize = 5;
 
-/// The error a connection's `Service` returns when it did not send the request at all (the
-/// connection was closing: GOAWAY, reset, peer gone), handing the request back. The channel then
-/// sends it on another connection, so no call is lost that had not been sent.
+/// The error a connection's `Service` returns when the server did not process the request: it
+/// was never sent (the connection was closing), or the server refused it (an HTTP/2 GOAWAY that
+/// excluded its stream, `REFUSED_STREAM`). The channel then sends it again on another connection,
+/// from the frames its [`ReplayBody`] kept, so that no call is lost that a server never saw.
 ///
-/// Connections report it through their error type: the channel looks for it in the boxed error
-/// (`BoxError::downcast`).
-pub struct NotSent<B> {
-    request: Mutex<Option<Request<B>>>,
+/// Connections return it boxed, as their error or its source (the channel looks for it with
+/// `downcast_ref`).
+#[derive(Debug)]
+pub struct Unprocessed {
     reason: BoxError,
 }
 
-impl<B> NotSent<B> {
-    /// `request` was not sent, because of `reason`.
-    pub fn new(request: Request<B>, reason: impl Into<BoxError>) -> Self {
-        NotSent {
-            request: Mutex::new(Some(request)),
+impl Unprocessed {
+    /// The request was not processed, because of `reason`.
+    pub fn new(reason: impl Into<BoxError>) -> Self {
+        Unprocessed {
             reason: reason.into(),
         }
     }
-
-    /// The request, to send elsewhere.
-    pub fn into_request(self) -> Option<Request<B>> {
-        match self.request.into_inner() {
-            Ok(request) => request,
-            Err(poisoned) => poisoned.into_inner(),
-        }
-    }
-
-    /// Why it was not sent.
-    pub fn reason(&self) -> &(dyn StdError + Send + Sync + 'static) {
-        &*self.reason
-    }
 }
 
-impl<B> fmt::Debug for NotSent<B> {
+impl fmt::Display for Unprocessed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NotSent")
-            .field("reason", &self.reason)
-            .finish_non_exhaustive()
+        write!(f, "the server did not process the request: {}", self.reason)
     }
 }
 
-impl<B> fmt::Display for NotSent<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the request was not sent: {}", self.reason)
-    }
-}
-
-impl<B> StdError for NotSent<B> {
+impl StdError for Unprocessed {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         Some(&*self.reason)
     }
 }
 
 /// A request sends through the channel: pick, send on the picked connection, report the outcome
-/// when the response ends.
+/// when the response ends. The connection receives the request with its body in a
+/// [`ReplayBody`], so that a request its server did not process ([`Unprocessed`]) is sent again on
+/// another connection.
 ///
 /// The pick waits as [`Channel::pick_with`] does, with the request's deadline: a [`PickOptions`]
 /// in the request's extensions if it has one, else its `grpc-timeout` header, else none. The
 /// channel itself is always ready (picks queue inside the call), so `poll_ready` never waits.
 impl<T, B, RB> Service<Request<B>> for Channel<T>
 where
-    T: Service<Request<B>, Response = Response<RB>> + Clone + Send + Sync + 'static,
+    T: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + Sync + 'static,
     T::Future: Send,
     T::Error: Into<BoxError>,
-    B: Send + 'static,
+    B: Body<Data = bytes::Bytes> + Send + 'static,
     RB: Body + Send + 'static,
 {
     type Response = Response<CallBody<RB>>;
@@ -113,47 +94,46 @@ where
 
 async fn send<T, B, RB>(
     channel: Channel<T>,
-    mut request: Request<B>,
+    request: Request<B>,
 ) -> Result<Response<CallBody<RB>>, BoxError>
 where
-    T: Service<Request<B>, Response = Response<RB>> + Clone + Send + Sync + 'static,
+    T: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + Sync + 'static,
     T::Error: Into<BoxError>,
-    B: Send + 'static,
+    B: Body<Data = bytes::Bytes> + Send + 'static,
     RB: Body,
 {
     let options = pick_options(&request);
-    let mut last_error = None;
+    let mut request = request.map(ReplayBody::new);
+    let mut last_error: Option<BoxError> = None;
     for _ in 0..MAX_SEND_ATTEMPTS {
         let (parts, body) = request.into_parts();
         let picked = channel
             .pick_with(&PickRequest::from_parts(&parts), options)
             .await;
-        request = Request::from_parts(parts, body);
         let Picked {
             mut connection,
             call,
         } = picked.map_err(BoxError::from)?;
+        let replay = body.replay();
+        request = Request::from_parts(parts, body);
         if let Err(error) = poll_fn(|cx| connection.poll_ready(cx)).await {
             // Not sent: the connection is gone. It saw the error itself; pick again.
             call.finish(Code::Unavailable);
             last_error = Some(error.into());
             continue;
         }
+        let parts = replay.as_ref().and_then(|_| clone_parts(&request));
         match connection.call(request).await {
             Ok(response) => return Ok(observe(response, call)),
             Err(error) => {
                 call.finish(Code::Unavailable);
                 let error: BoxError = error.into();
-                match error.downcast::<NotSent<B>>() {
-                    Ok(not_sent) => {
-                        let reason = not_sent.reason.to_string();
-                        match not_sent.into_request() {
-                            Some(unsent) => request = unsent,
-                            None => return Err(reason.into()),
-                        }
-                        last_error = Some(reason.into());
+                match (is_unprocessed(&*error), replay, parts) {
+                    (true, Some(body), Some(parts)) => {
+                        request = Request::from_parts(parts, body);
+                        last_error = Some(error);
                     }
-                    Err(error) => return Err(error),
+                    _ => return Err(error),
                 }
             }
         }
@@ -163,6 +143,35 @@ where
         last_error.map_or_else(|| "none".to_owned(), |e| e.to_string())
     )
     .into())
+}
+
+/// Whether `error`, or one of its sources, says the server did not process the request.
+fn is_unprocessed(error: &(dyn StdError + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error.is::<Unprocessed>() {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
+/// The request's head again, for a second attempt: method, URI, version and headers. Extensions
+/// cannot be cloned in general; those of the request types the channel knows ([`PickOptions`]) are
+/// carried over, others only go with the first attempt.
+fn clone_parts<B>(request: &Request<B>) -> Option<http::request::Parts> {
+    let mut copy = Request::builder()
+        .method(request.method().clone())
+        .uri(request.uri().clone())
+        .version(request.version())
+        .body(())
+        .ok()?;
+    *copy.headers_mut() = request.headers().clone();
+    if let Some(options) = request.extensions().get::<PickOptions>() {
+        copy.extensions_mut().insert(*options);
+    }
+    Some(copy.into_parts().0)
 }
 
 /// The pick's options: a [`PickOptions`] extension, or the `grpc-timeout` header.

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use croupier::Address;
-use croupier_channel::{BoxError, ChannelBuilder, Connected, Connector, NotSent};
+use croupier_channel::{BoxError, ChannelBuilder, Connected, Connector, ReplayBody, Unprocessed};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use http_body::Body;
@@ -45,10 +45,6 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::connector::{open, Stream, StreamConnector};
 use crate::runtime::TokioRuntime;
-
-/// The request body a tonic client sends, and that [`builder`]'s channel takes: any
-/// `http_body::Body` of [`Bytes`] whose errors box.
-pub type BoxBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
 /// Opens the byte stream an HTTP/2 connection runs over. [`StreamConnector`] opens plain TCP and
 /// unix-domain streams; implement it to wrap them (TLS, a proxy's tunnel).
@@ -81,7 +77,7 @@ impl Transport for StreamConnector {
 /// Outside a tokio runtime.
 pub fn builder<B>(target: impl Into<String>) -> ChannelBuilder<Http2Connector<B>>
 where
-    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     ChannelBuilder::new(
@@ -138,7 +134,7 @@ impl<B, T: Transport> Http2Connector<B, T> {
 
 /// One HTTP/2 connection: a cheap handle that sends requests on it (a `tower_service::Service`).
 pub struct Http2Connection<B> {
-    sender: http2::SendRequest<B>,
+    sender: http2::SendRequest<ReplayBody<B>>,
     state: Arc<ConnectionState>,
 }
 
@@ -186,10 +182,9 @@ impl<B> Http2Connection<B> {
     }
 }
 
-impl<B> tower_service::Service<Request<B>> for Http2Connection<B>
+impl<B> tower_service::Service<Request<ReplayBody<B>>> for Http2Connection<B>
 where
-    B: Body + Send + Unpin + 'static,
-    B::Data: Send,
+    B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     type Response = Response<Incoming>;
@@ -206,7 +201,7 @@ where
         })
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReplayBody<B>>) -> Self::Future {
         if request.uri().authority().is_none() {
             if let Some(uri) = absolute(request.uri(), self.state.authority.as_ref()) {
                 *request.uri_mut() = uri;
@@ -218,14 +213,18 @@ where
             match sent.await {
                 Ok(response) => Ok(response),
                 Err(mut error) => {
-                    let unsent = error.take_message();
+                    let unsent = error.take_message().is_some();
                     let error = error.into_error();
                     if connection.sender.is_closed() || error.is_closed() || error.is_canceled() {
-                        connection.mark_broken(format!("the HTTP/2 connection failed: {error}"));
+                        connection.mark_broken(format!(
+                            "the HTTP/2 connection failed: {}",
+                            describe(&error)
+                        ));
                     }
-                    match unsent {
-                        Some(request) => Err(Box::new(NotSent::new(request, error)) as BoxError),
-                        None => Err(error.into()),
+                    if unsent || refused(&error) {
+                        Err(Box::new(Unprocessed::new(error)) as BoxError)
+                    } else {
+                        Err(error.into())
                     }
                 }
             }
@@ -233,9 +232,25 @@ where
     }
 }
 
+/// Whether the server said it did not process the request: a GOAWAY whose last stream came
+/// before the request's (a graceful shutdown), or `REFUSED_STREAM` (RFC 9113, 8.7).
+fn refused(error: &hyper::Error) -> bool {
+    let mut next: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(error) = next {
+        if let Some(h2) = error.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+                || (h2.is_go_away()
+                    && h2.is_remote()
+                    && h2.reason() == Some(h2::Reason::NO_ERROR));
+        }
+        next = error.source();
+    }
+    false
+}
+
 impl<B, T> Connector for Http2Connector<B, T>
 where
-    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
     T: Transport,
 {
@@ -262,16 +277,15 @@ where
                     .keep_alive_timeout(timeout)
                     .keep_alive_while_idle(true);
             }
-            let (sender, connection) =
-                builder
-                    .handshake::<_, B>(TokioIo::new(io))
-                    .await
-                    .map_err(|error| {
-                        io::Error::new(
-                            io::ErrorKind::ConnectionAborted,
-                            format!("HTTP/2 handshake failed: {}", describe(&error)),
-                        )
-                    })?;
+            let (sender, connection) = builder
+                .handshake::<_, ReplayBody<B>>(TokioIo::new(io))
+                .await
+                .map_err(|error| {
+                    io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        format!("HTTP/2 handshake failed: {}", describe(&error)),
+                    )
+                })?;
             let state = Arc::new(ConnectionState {
                 authority,
                 broken: OnceLock::new(),

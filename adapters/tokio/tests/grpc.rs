@@ -1,1 +1,231 @@
-//! gRPC over croupier channels, against tonic servers.
+//! gRPC through croupier channels, against real tonic servers on loopback: tonic clients take the
+//! channel as it is, calls spread and fail over as the policies say, and gRPC statuses reach the
+//! balancer as call outcomes.
+
+use std::time::Duration;
+
+use croupier::policy::{FailurePercentageEjection, OutlierDetectionConfig};
+use croupier::{ConnectivityState, PolicyConfig};
+use croupier_echo_grpc::{EchoClient, EchoRequest, GrpcEchoServer, ServerOptions};
+use croupier_tokio::grpc::Http2Connection;
+use croupier_tokio::Channel;
+
+/// A bound on every wait, so that a broken test fails instead of hanging.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+type GrpcChannel = Channel<Http2Connection<tonic::body::Body>>;
+
+async fn servers(n: usize, options: ServerOptions) -> Vec<GrpcEchoServer> {
+    let mut servers = Vec::new();
+    for _ in 0..n {
+        servers.push(
+            GrpcEchoServer::start(0, options.clone())
+                .await
+                .expect("a free port on loopback"),
+        );
+    }
+    servers
+}
+
+fn target(servers: &[GrpcEchoServer]) -> String {
+    let addresses: Vec<String> = servers.iter().map(|s| s.address().to_string()).collect();
+    format!("ipv4:{}", addresses.join(","))
+}
+
+async fn call(
+    client: &mut EchoClient<GrpcChannel>,
+    message: &str,
+) -> Result<String, tonic::Status> {
+    let response = client
+        .unary_echo(EchoRequest {
+            message: message.to_owned(),
+        })
+        .await?;
+    Ok(response.into_inner().message)
+}
+
+/// Waits until exactly `ready` subchannels are READY (looking every few milliseconds: the
+/// channel's aggregate state does not change when a second subchannel becomes READY).
+async fn until_ready(channel: &GrpcChannel, ready: usize) {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let count = channel
+                .subchannels()
+                .await
+                .iter()
+                .filter(|s| s.state == ConnectivityState::Ready)
+                .count();
+            if count == ready {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the subchannels became ready in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tonic_client_takes_the_channel_unchanged() {
+    let servers = servers(1, ServerOptions::new()).await;
+    let channel = croupier_tokio::grpc::builder(target(&servers))
+        .build()
+        .unwrap();
+    let mut client = EchoClient::new(channel);
+    let reply = client
+        .unary_echo(EchoRequest {
+            message: "hello".to_owned(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.into_inner().message,
+        format!("hello (from :{})", servers[0].address().port())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_spreads_grpc_calls_evenly() {
+    let servers = servers(3, ServerOptions::new()).await;
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target(&servers))
+        .policy(PolicyConfig::round_robin())
+        .build()
+        .unwrap();
+    until_ready(&channel, 3).await;
+    let mut client = EchoClient::new(channel);
+    for _ in 0..30 {
+        call(&mut client, "spread").await.unwrap();
+    }
+    let calls: Vec<usize> = servers.iter().map(GrpcEchoServer::calls).collect();
+    assert_eq!(calls, vec![10, 10, 10]);
+}
+
+/// Sends `n` calls one after another and fails on the first error.
+async fn calls_all_succeed(client: &mut EchoClient<GrpcChannel>, n: usize) {
+    for i in 0..n {
+        if let Err(status) = call(client, "through").await {
+            panic!("call {i} of {n} failed: {status}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_shut_down_gracefully_is_routed_around_without_losing_a_call() {
+    let mut servers = servers(2, ServerOptions::new()).await;
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target(&servers))
+        .policy(PolicyConfig::round_robin())
+        .build()
+        .unwrap();
+    until_ready(&channel, 2).await;
+    let mut client = EchoClient::new(channel.clone());
+    calls_all_succeed(&mut client, 10).await;
+
+    // Calls keep flowing, from four clients at once, while one server says GOAWAY and leaves.
+    let survivor_calls = servers[1].calls();
+    let leaving = servers.remove(0);
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let mut client = client.clone();
+            tokio::spawn(async move { calls_all_succeed(&mut client, 50).await })
+        })
+        .collect();
+    tokio::time::timeout(PATIENCE, leaving.shutdown())
+        .await
+        .expect("the server shut down in time");
+    for caller in callers {
+        tokio::time::timeout(PATIENCE, caller)
+            .await
+            .expect("the calls ended in time")
+            .expect("every call succeeded");
+    }
+    // The balancer heard of the GOAWAY without a call failing, and calls now go to the survivor.
+    until_ready(&channel, 1).await;
+    let before = servers[0].calls();
+    calls_all_succeed(&mut client, 10).await;
+    assert_eq!(servers[0].calls(), before + 10);
+    assert!(servers[0].calls() > survivor_calls);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_abruptly_is_routed_around_without_losing_an_unsent_call() {
+    let mut servers = servers(2, ServerOptions::new()).await;
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target(&servers))
+        .policy(PolicyConfig::round_robin())
+        .build()
+        .unwrap();
+    until_ready(&channel, 2).await;
+    let mut client = EchoClient::new(channel.clone());
+    calls_all_succeed(&mut client, 10).await;
+
+    // Every socket of one server is dropped at once, while no call is in flight: the channel
+    // hears of it from the connection itself, without a call having to fail on it.
+    let killed = servers.remove(0);
+    tokio::time::timeout(PATIENCE, killed.kill())
+        .await
+        .expect("the server died in time");
+    // (Its subchannel then tries to reconnect, and is refused.)
+    until_ready(&channel, 1).await;
+
+    // No call was lost: every one from now on reaches the other server.
+    let before = servers[0].calls();
+    calls_all_succeed(&mut client, 20).await;
+    assert_eq!(servers[0].calls(), before + 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_status_error_is_a_failed_call_that_outlier_detection_sees() {
+    // The first server fails every call with FAILED_PRECONDITION; the second answers them.
+    let failing = GrpcEchoServer::start(0, ServerOptions::new().fail_message("call"))
+        .await
+        .unwrap();
+    let healthy = GrpcEchoServer::start(0, ServerOptions::new())
+        .await
+        .unwrap();
+    let servers = [failing, healthy];
+    let outlier_detection = OutlierDetectionConfig::new(PolicyConfig::round_robin())
+        .interval(Duration::from_millis(50))
+        .max_ejection_percent(50)
+        .success_rate_ejection(None)
+        .failure_percentage_ejection(Some(
+            FailurePercentageEjection::default()
+                .threshold(50)
+                .enforcement_percentage(100)
+                .minimum_hosts(2)
+                .request_volume(5),
+        ));
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target(&servers))
+        .policy(PolicyConfig::new(outlier_detection))
+        .build()
+        .unwrap();
+    until_ready(&channel, 2).await;
+    let mut client = EchoClient::new(channel);
+
+    // The transport is fine and the HTTP status is 200: only the gRPC status says it failed.
+    let mut failures = 0;
+    for _ in 0..10 {
+        if let Err(status) = call(&mut client, "call").await {
+            assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+            failures += 1;
+        }
+    }
+    assert!(failures > 0, "round_robin sent calls to the failing server");
+
+    // Outlier detection ejects the failing server at one of its next intervals: from then on
+    // every call reaches the healthy one.
+    tokio::time::timeout(PATIENCE, async {
+        let mut in_a_row = 0;
+        while in_a_row < 10 {
+            match call(&mut client, "call").await {
+                Ok(_) => in_a_row += 1,
+                Err(_) => in_a_row = 0,
+            }
+        }
+    })
+    .await
+    .expect("the failing server was ejected in time");
+    let failing_calls = servers[0].calls();
+    for _ in 0..10 {
+        call(&mut client, "call").await.unwrap();
+    }
+    assert_eq!(servers[0].calls(), failing_calls);
+}
