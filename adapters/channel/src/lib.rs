@@ -45,7 +45,7 @@ mod shared;
 mod stream;
 
 pub use channel::{BuildError, CallGuard, Channel, ChannelBuilder, PickOptions, Picked};
-pub use connector::{Connected, Connector};
+pub use connector::{health_channel, Connected, Connector, Health, HealthReporter, HealthWatch};
 #[cfg(feature = "tower")]
 pub use replay::{ReplayBody, REPLAY_LIMIT};
 pub use resolver::{

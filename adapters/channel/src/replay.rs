@@ -56,6 +56,23 @@ impl<B> ReplayBody<B> {
         }
     }
 
+    /// A body of `data` alone, already kept: for requests the connection itself makes (a health
+    /// check), on a connection whose calls send bodies of type `B`.
+    pub fn full(data: bytes::Bytes) -> Self {
+        let kept_bytes = data.len();
+        ReplayBody {
+            shared: Arc::new(Mutex::new(Replay {
+                body: None,
+                kept: vec![Kept::Data(data)],
+                kept_bytes,
+                frontier: 1,
+                spoiled: false,
+                ended: true,
+            })),
+            cursor: 0,
+        }
+    }
+
     /// A copy that starts from the first frame, if everything sent so far was kept.
     pub fn replay(&self) -> Option<ReplayBody<B>> {
         if lock(&self.shared).spoiled {
@@ -244,6 +261,16 @@ mod tests {
         let mut second = first.replay().expect("kept");
         drop(first);
         assert_eq!(read_all(&mut second), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_full_body_yields_its_bytes_and_ends() {
+        let mut body = ReplayBody::<Frames>::full(bytes::Bytes::from_static(b"ping"));
+        assert!(!body.is_end_stream());
+        assert_eq!(read_all(&mut body), ["ping"]);
+        assert!(body.is_end_stream());
+        let mut again = body.replay().expect("kept");
+        assert_eq!(read_all(&mut again), ["ping"]);
     }
 
     #[test]

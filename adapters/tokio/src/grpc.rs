@@ -1,16 +1,29 @@
 //! gRPC and HTTP/2 (feature `grpc`): an HTTP/2 connector on hyper, whose channel is a
 //! `tower_service::Service` that a tonic-generated client takes unchanged.
 //!
-//! ```no_run
+//! ```
 //! use croupier::PolicyConfig;
+//! use croupier_echo_grpc::{EchoClient, EchoRequest, GrpcEchoServer, ServerOptions};
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let channel = croupier_tokio::grpc::builder("dns:///echo.internal:50051")
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let a = GrpcEchoServer::start(0, ServerOptions::new()).await?;
+//! # let b = GrpcEchoServer::start(0, ServerOptions::new()).await?;
+//! # let target = format!("ipv4:{},{}", a.address(), b.address());
+//! // `target` names two echo servers, say "ipv4:127.0.0.1:50051,127.0.0.1:50052".
+//! let channel = croupier_tokio::grpc::builder(target)
 //!     .policy(PolicyConfig::round_robin())
 //!     .build()?;
-//! // let mut client = EchoClient::new(channel); // any tonic-generated client
-//! # let _ = channel; Ok(()) }
+//! let mut client = EchoClient::new(channel); // any tonic-generated client
+//! let reply = client
+//!     .unary_echo(EchoRequest { message: "hello".into() })
+//!     .await?;
+//! assert!(reply.into_inner().message.starts_with("hello (from :"));
+//! # Ok(()) }
 //! ```
+//!
+//! With options for the connector (health checking, keepalive, a transport of your own), put
+//! it in place of the default one: `croupier_tokio::builder(target).connector(connector)`.
 //!
 //! - One HTTP/2 connection per subchannel, multiplexing every call sent on it. Its end (GOAWAY,
 //!   reset, the peer gone, a keepalive ping unanswered) is reported to the balancer at once, and a
@@ -19,8 +32,11 @@
 //!   core's connect deadline.
 //! - Each request picks from its path and headers; each response's end reports the call's gRPC
 //!   status and latency to the balancer (least_request, outlier detection and p2c learn from it).
+//! - Client-side health checking (gRFC A17) is optional: [`Http2Connector::health_check`].
 //! - TLS and other wrappings of the byte stream: implement [`Transport`] (say, a TCP connection
 //!   from [`StreamConnector`] wrapped in a TLS client) and pass it to [`Http2Connector::new`].
+
+mod health;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -45,6 +61,8 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::connector::{open, Stream, StreamConnector};
 use crate::runtime::TokioRuntime;
+
+pub use health::HealthCheck;
 
 /// Opens the byte stream an HTTP/2 connection runs over. [`StreamConnector`] opens plain TCP and
 /// unix-domain streams; implement it to wrap them (TLS, a proxy's tunnel).
@@ -93,6 +111,7 @@ pub struct Http2Connector<B, T = StreamConnector> {
     transport: Arc<T>,
     keep_alive: Option<(Duration, Duration)>,
     authority: Option<Authority>,
+    health: Option<HealthCheck>,
     _body: PhantomData<fn(B)>,
 }
 
@@ -101,6 +120,7 @@ impl<B, T> fmt::Debug for Http2Connector<B, T> {
         f.debug_struct("Http2Connector")
             .field("keep_alive", &self.keep_alive)
             .field("authority", &self.authority)
+            .field("health", &self.health)
             .finish_non_exhaustive()
     }
 }
@@ -112,6 +132,7 @@ impl<B, T: Transport> Http2Connector<B, T> {
             transport: Arc::new(transport),
             keep_alive: None,
             authority: None,
+            health: None,
             _body: PhantomData,
         }
     }
@@ -121,6 +142,13 @@ impl<B, T: Transport> Http2Connector<B, T> {
     /// found without waiting for TCP's timeouts. Off by default.
     pub fn keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
         self.keep_alive = Some((interval, timeout));
+        self
+    }
+
+    /// Watches each connection's health with `grpc.health.v1.Health/Watch` (client-side health
+    /// checking, gRFC A17): see [`HealthCheck`]. Off by default.
+    pub fn health_check(mut self, check: HealthCheck) -> Self {
+        self.health = Some(check);
         self
     }
 
@@ -266,6 +294,7 @@ where
     ) -> impl Future<Output = io::Result<Connected<Http2Connection<B>>>> + Send + 'static {
         let opened = self.transport.open(address);
         let keep_alive = self.keep_alive;
+        let health = self.health.clone();
         let authority = self.authority.clone().or_else(|| authority_of(address));
         async move {
             let io = opened.await?;
@@ -315,7 +344,10 @@ where
                     .await
                     .unwrap_or_else(|_| "the HTTP/2 connection task ended".to_owned())
             };
-            Ok(Connected::new(connection, closed))
+            match health {
+                None => Ok(Connected::new(connection, closed)),
+                Some(check) => health::connect(check, connection, Box::pin(closed)).await,
+            }
         }
     }
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use croupier::policy::{FailurePercentageEjection, OutlierDetectionConfig};
 use croupier::{ConnectivityState, PolicyConfig};
-use croupier_echo_grpc::{EchoClient, EchoRequest, GrpcEchoServer, ServerOptions};
-use croupier_tokio::grpc::Http2Connection;
-use croupier_tokio::Channel;
+use croupier_echo_grpc::{EchoClient, EchoRequest, GrpcEchoServer, ServerOptions, ServingStatus};
+use croupier_tokio::grpc::{HealthCheck, Http2Connection, Http2Connector};
+use croupier_tokio::{Channel, StreamConnector};
 
 /// A bound on every wait, so that a broken test fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -228,4 +228,72 @@ async fn a_grpc_status_error_is_a_failed_call_that_outlier_detection_sees() {
         call(&mut client, "call").await.unwrap();
     }
     assert_eq!(servers[0].calls(), failing_calls);
+}
+
+fn health_checked(servers: &[GrpcEchoServer]) -> GrpcChannel {
+    let connector =
+        Http2Connector::new(StreamConnector::new()).health_check(HealthCheck::default());
+    // The default builder, with the HTTP/2 connector in place of the default one.
+    croupier_tokio::builder(target(servers))
+        .policy(PolicyConfig::round_robin())
+        .connector(connector)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checked_connections_follow_the_servers_serving_status() {
+    let servers = servers(2, ServerOptions::new().health(true)).await;
+    let channel = health_checked(&servers);
+    until_ready(&channel, 2).await;
+    let mut client = EchoClient::new(channel.clone());
+    calls_all_succeed(&mut client, 4).await;
+
+    // NOT_SERVING: no more calls for it, while its connection stays open.
+    servers[0].set_health(ServingStatus::NotServing).await;
+    until_ready(&channel, 1).await;
+    let unhealthy = channel
+        .subchannels()
+        .await
+        .into_iter()
+        .find(|s| s.address.to_string() == servers[0].address().to_string())
+        .expect("its subchannel");
+    assert_eq!(unhealthy.state, ConnectivityState::TransientFailure);
+    let error = unhealthy.last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("NOT_SERVING"), "{error}");
+    let (before, other_before) = (servers[0].calls(), servers[1].calls());
+    calls_all_succeed(&mut client, 10).await;
+    assert_eq!(servers[0].calls(), before);
+    assert_eq!(servers[1].calls(), other_before + 10);
+
+    // SERVING again: calls spread over both once more.
+    servers[0].set_health(ServingStatus::Serving).await;
+    until_ready(&channel, 2).await;
+    let before = servers[0].calls();
+    calls_all_succeed(&mut client, 10).await;
+    assert_eq!(servers[0].calls(), before + 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_not_serving_from_the_start_never_gets_a_call() {
+    let servers = servers(2, ServerOptions::new().health(true)).await;
+    servers[0].set_health(ServingStatus::NotServing).await;
+    let channel = health_checked(&servers);
+    let mut client = EchoClient::new(channel.clone());
+    calls_all_succeed(&mut client, 10).await;
+    until_ready(&channel, 1).await;
+    calls_all_succeed(&mut client, 10).await;
+    assert_eq!(servers[0].calls(), 0);
+    assert_eq!(servers[1].calls(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_the_health_service_counts_as_healthy() {
+    let servers = servers(2, ServerOptions::new()).await;
+    let channel = health_checked(&servers);
+    until_ready(&channel, 2).await;
+    let mut client = EchoClient::new(channel);
+    calls_all_succeed(&mut client, 10).await;
+    assert_eq!(servers[0].calls(), 5);
+    assert_eq!(servers[1].calls(), 5);
 }
