@@ -2,10 +2,13 @@
 //! channel as it is, calls spread and fail over as the policies say, and gRPC statuses reach the
 //! balancer as call outcomes.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use croupier::policy::{FailurePercentageEjection, OutlierDetectionConfig};
-use croupier::{ConnectivityState, PolicyConfig};
+use croupier::policy::{FailurePercentageEjection, OutlierDetectionConfig, RingHashConfig};
+use croupier::{
+    CallOutcome, Code, ConnectivityState, Controller, Policy, PolicyBuilder, PolicyConfig,
+};
 use croupier_echo_grpc::{EchoClient, EchoRequest, GrpcEchoServer, ServerOptions, ServingStatus};
 use croupier_tokio::grpc::{HealthCheck, Http2Connection, Http2Connector};
 use croupier_tokio::{Channel, StreamConnector};
@@ -296,4 +299,139 @@ async fn a_server_without_the_health_service_counts_as_healthy() {
     calls_all_succeed(&mut client, 10).await;
     assert_eq!(servers[0].calls(), 5);
     assert_eq!(servers[1].calls(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ring_hash_picks_by_a_request_header() {
+    let servers = servers(3, ServerOptions::new()).await;
+    let ring_hash = RingHashConfig::default()
+        .request_hash_header("x-user")
+        .expect("a valid header name");
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target(&servers))
+        .policy(PolicyConfig::new(ring_hash))
+        .build()
+        .unwrap();
+    let client = EchoClient::new(channel);
+    let call_as = |user: String| {
+        let mut client = client.clone();
+        async move {
+            let mut request = tonic::Request::new(EchoRequest {
+                message: "hashed".to_owned(),
+            });
+            request
+                .metadata_mut()
+                .insert("x-user", user.parse().expect("ASCII"));
+            tokio::time::timeout(PATIENCE, client.unary_echo(request))
+                .await
+                .expect("in time")
+                .expect("the call succeeds")
+                .into_inner()
+                .message
+        }
+    };
+    // One user's calls all go to one server.
+    let mut replies = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        replies.insert(call_as("alice".to_owned()).await);
+    }
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    // Many users' calls spread over the servers.
+    let mut replies = std::collections::BTreeSet::new();
+    for user in 0..30 {
+        replies.insert(call_as(format!("user-{user}")).await);
+    }
+    assert!(replies.len() > 1, "{replies:?}");
+}
+
+/// round_robin, recording every call outcome it hears of.
+#[derive(Debug)]
+struct Recording {
+    outcomes: Arc<Mutex<Vec<CallOutcome>>>,
+}
+
+impl PolicyBuilder for Recording {
+    fn name(&self) -> &str {
+        "recording_round_robin"
+    }
+
+    fn build(&self) -> Box<dyn Policy> {
+        Box::new(RecordingPolicy {
+            inner: PolicyConfig::round_robin().builder().build(),
+            outcomes: Arc::clone(&self.outcomes),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct RecordingPolicy {
+    inner: Box<dyn Policy>,
+    outcomes: Arc<Mutex<Vec<CallOutcome>>>,
+}
+
+impl Policy for RecordingPolicy {
+    fn resolver_update(&mut self, endpoints: &[croupier::Endpoint], ctl: &mut dyn Controller) {
+        self.inner.resolver_update(endpoints, ctl);
+    }
+
+    fn resolver_error(&mut self, error: &croupier::ResolverError, ctl: &mut dyn Controller) {
+        self.inner.resolver_error(error, ctl);
+    }
+
+    fn subchannel_update(
+        &mut self,
+        subchannel: croupier::SubchannelId,
+        update: &croupier::SubchannelUpdate,
+        ctl: &mut dyn Controller,
+    ) {
+        self.inner.subchannel_update(subchannel, update, ctl);
+    }
+
+    fn exit_idle(&mut self, ctl: &mut dyn Controller) {
+        self.inner.exit_idle(ctl);
+    }
+
+    fn timer(&mut self, token: u64, ctl: &mut dyn Controller) {
+        self.inner.timer(token, ctl);
+    }
+
+    fn call_finished(
+        &mut self,
+        subchannel: croupier::SubchannelId,
+        outcome: &CallOutcome,
+        ctl: &mut dyn Controller,
+    ) {
+        self.outcomes.lock().unwrap().push(outcome.clone());
+        self.inner.call_finished(subchannel, outcome, ctl);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_calls_grpc_status_and_latency_reach_the_policy() {
+    let servers = servers(1, ServerOptions::new().fail_message("refuse me")).await;
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target(&servers))
+        .policy(PolicyConfig::new(Recording {
+            outcomes: Arc::clone(&outcomes),
+        }))
+        .build()
+        .unwrap();
+    let mut client = EchoClient::new(channel);
+    // A success (its status in the trailers), then a failure (a trailers-only response).
+    call(&mut client, "hello").await.unwrap();
+    let status = call(&mut client, "refuse me").await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    let heard = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let heard = outcomes.lock().unwrap().clone();
+            if heard.len() >= 2 {
+                return heard;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("both outcomes were reported");
+    let codes: Vec<Code> = heard.iter().map(|o| o.code).collect();
+    assert_eq!(codes, vec![Code::Ok, Code::FailedPrecondition]);
+    assert!(heard.iter().all(|o| o.latency > Duration::ZERO));
 }
