@@ -66,6 +66,36 @@ pub use health::HealthCheck;
 
 /// Opens the byte stream an HTTP/2 connection runs over. [`StreamConnector`] opens plain TCP and
 /// unix-domain streams; implement it to wrap them (TLS, a proxy's tunnel).
+///
+/// ```
+/// use std::future::Future;
+/// use std::io;
+///
+/// use croupier::Address;
+/// use croupier_tokio::grpc::{Http2Connector, Transport};
+/// use croupier_tokio::{Stream, StreamConnector};
+/// use tokio::io::BufStream;
+///
+/// /// TCP, wrapped: a TLS client's stream goes where the buffer is.
+/// struct Wrapped(StreamConnector);
+///
+/// impl Transport for Wrapped {
+///     type Io = BufStream<Stream>;
+///
+///     fn open(&self, address: &Address) -> impl Future<Output = io::Result<Self::Io>> + Send + 'static {
+///         let tcp = self.0.open(address);
+///         async move { Ok(BufStream::new(tcp.await?)) }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let connector = Http2Connector::<tonic::body::Body, _>::new(Wrapped(StreamConnector::new()));
+/// let channel = croupier_tokio::builder("dns:///echo.internal:50051")
+///     .connector(connector)
+///     .build()?;
+/// # let _ = channel; Ok(()) }
+/// ```
 pub trait Transport: Send + Sync + 'static {
     /// The byte stream.
     type Io: AsyncRead + AsyncWrite + Send + Unpin + 'static;
