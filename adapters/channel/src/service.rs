@@ -12,7 +12,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use croupier::{Code, PickRequest};
 use http::{HeaderMap, Request, Response};
@@ -102,7 +102,8 @@ where
     B: Body<Data = bytes::Bytes> + Send + 'static,
     RB: Body,
 {
-    let options = pick_options(&request);
+    // One deadline for every attempt: a timeout counts from the call's start.
+    let options = pick_options(&request, channel.now());
     let mut request = request.map(ReplayBody::new);
     let mut last_error: Option<BoxError> = None;
     for _ in 0..MAX_SEND_ATTEMPTS {
@@ -174,19 +175,24 @@ fn clone_parts<B>(request: &Request<B>) -> Option<http::request::Parts> {
     Some(copy.into_parts().0)
 }
 
-/// The pick's options: a [`PickOptions`] extension, or the `grpc-timeout` header.
-fn pick_options<B>(request: &Request<B>) -> PickOptions {
-    if let Some(options) = request.extensions().get::<PickOptions>() {
-        return *options;
-    }
-    match request
-        .headers()
-        .get("grpc-timeout")
-        .and_then(|value| value.to_str().ok())
-        .and_then(parse_grpc_timeout)
-    {
-        Some(timeout) => PickOptions::new().timeout(timeout),
-        None => PickOptions::new(),
+/// The pick's options: a [`PickOptions`] extension, or the `grpc-timeout` header, with any
+/// timeout turned into a deadline from `now`.
+fn pick_options<B>(request: &Request<B>, now: Instant) -> PickOptions {
+    let options = match request.extensions().get::<PickOptions>() {
+        Some(options) => *options,
+        None => match request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_grpc_timeout)
+        {
+            Some(timeout) => PickOptions::new().timeout(timeout),
+            None => PickOptions::new(),
+        },
+    };
+    match options.effective_deadline(now) {
+        Some(deadline) => options.deadline(deadline),
+        None => options,
     }
 }
 
@@ -359,6 +365,23 @@ mod tests {
         assert_eq!(parse_grpc_timeout("-1S"), None);
         assert_eq!(parse_grpc_timeout(""), None);
         assert_eq!(parse_grpc_timeout("1é"), None);
+    }
+
+    #[test]
+    fn a_timeout_becomes_one_deadline_for_every_attempt() {
+        let now = Instant::now();
+        let request = Request::builder()
+            .header("grpc-timeout", "250m")
+            .body(())
+            .unwrap();
+        let options = pick_options(&request, now);
+        let later = now + Duration::from_secs(1);
+        assert_eq!(
+            options.effective_deadline(later),
+            Some(now + Duration::from_millis(250))
+        );
+        let plain = Request::new(());
+        assert_eq!(pick_options(&plain, now).effective_deadline(later), None);
     }
 
     #[test]
