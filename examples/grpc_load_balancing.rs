@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use croupier::{Endpoint, PolicyConfig, ResolverUpdate, Target};
 use croupier_echo_grpc::{EchoClient, EchoRequest, GrpcEchoServer, ServerOptions};
+use croupier_tokio::grpc::Http2Channel;
 use croupier_tokio::{BoxFuture, Resolver, ResolverContext};
 
 const EXAMPLE_SCHEME: &str = "example";
@@ -42,8 +43,7 @@ impl Resolver for ExampleResolver {
 }
 
 /// A tonic client on a croupier channel: the only croupier-specific line is the channel.
-type Client =
-    EchoClient<croupier_tokio::Channel<croupier_tokio::grpc::Http2Connection<tonic::body::Body>>>;
+type Client = EchoClient<Http2Channel<tonic::body::Body>>;
 
 async fn call_unary_echo(client: &mut Client, message: &str) -> Result<(), String> {
     let request = tonic::Request::new(EchoRequest {
@@ -64,10 +64,7 @@ async fn make_rpcs(client: &mut Client, n: usize) -> Result<(), String> {
     Ok(())
 }
 
-async fn wait_until_all_ready(
-    channel: &croupier_tokio::Channel<croupier_tokio::grpc::Http2Connection<tonic::body::Body>>,
-    backends: usize,
-) {
+async fn wait_until_all_ready(channel: &Http2Channel<tonic::body::Body>, backends: usize) {
     for _ in 0..500 {
         let ready = channel
             .subchannels()

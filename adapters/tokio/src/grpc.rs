@@ -116,6 +116,10 @@ impl Transport for StreamConnector {
     }
 }
 
+/// A channel over HTTP/2 connections that send requests with bodies of type `B` (for a tonic
+/// client, `tonic::body::Body`): what [`builder`] builds.
+pub type Http2Channel<B> = croupier_channel::Channel<Http2Connection<B>>;
+
 /// A builder for a channel to `target` over HTTP/2, on the current tokio runtime, with the
 /// default [`Http2Connector`]: the channel is a `tower_service::Service<http::Request<B>>` for
 /// the request body `B` of the client that uses it (for a tonic client, `tonic::body::Body`).

@@ -10,13 +10,13 @@ use croupier::{
     CallOutcome, Code, ConnectivityState, Controller, Policy, PolicyBuilder, PolicyConfig,
 };
 use croupier_echo_grpc::{EchoClient, EchoRequest, GrpcEchoServer, ServerOptions, ServingStatus};
-use croupier_tokio::grpc::{HealthCheck, Http2Connection, Http2Connector};
-use croupier_tokio::{Channel, StreamConnector};
+use croupier_tokio::grpc::{HealthCheck, Http2Channel, Http2Connector};
+use croupier_tokio::StreamConnector;
 
 /// A bound on every wait, so that a broken test fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-type GrpcChannel = Channel<Http2Connection<tonic::body::Body>>;
+type GrpcChannel = Http2Channel<tonic::body::Body>;
 
 async fn servers(n: usize, options: ServerOptions) -> Vec<GrpcEchoServer> {
     let mut servers = Vec::new();
