@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use croupier::{PickRequest, PolicyConfig, SubchannelId};
-use croupier_benches::{ready_picker, Floor, SIZES};
+use croupier_benches::{ready_picker, ready_picker_for, weighted_endpoints, Floor, SIZES};
 use tower::discover::ServiceList;
-use tower::load::Constant;
+use tower::load::{CompleteOnResponse, Constant, PeakEwma};
 use tower::Service;
 
 /// A service that is always ready and answers at once.
@@ -38,6 +38,7 @@ fn policies() -> Vec<(&'static str, PolicyConfig)> {
         ("round_robin", PolicyConfig::round_robin()),
         ("random", PolicyConfig::random()),
         ("least_request", PolicyConfig::least_request()),
+        ("p2c_ewma", PolicyConfig::p2c_ewma()),
         ("ring_hash", PolicyConfig::ring_hash()),
         (
             "outlier_detection(round_robin)",
@@ -66,10 +67,38 @@ fn pick(c: &mut Criterion) {
                 b.iter(|| black_box(picker.pick(black_box(&request))))
             });
         }
+        // Weighted round robin with unequal static weights (1, 2, 3 in turn), so its stride
+        // scheduler runs rather than plain round robin.
+        let (_harness, picker) =
+            ready_picker_for(PolicyConfig::weighted_round_robin(), weighted_endpoints(n));
+        let request = PickRequest::new();
+        group.bench_with_input(BenchmarkId::new("weighted_round_robin", n), &n, |b, _| {
+            b.iter(|| black_box(picker.pick(black_box(&request))))
+        });
         let services: Vec<_> = (0..n).map(|_| Constant::new(Noop, 1u32)).collect();
         let mut balance = tower::balance::p2c::Balance::new(ServiceList::new(services));
         let mut cx = Context::from_waker(Waker::noop());
         group.bench_with_input(BenchmarkId::new("tower_p2c", n), &n, |b, _| {
+            b.iter(|| {
+                let _ = balance.poll_ready(&mut cx);
+                black_box(balance.call(black_box(7)))
+            })
+        });
+        // tower's p2c over peak-EWMA load: the counterpart of p2c_ewma. The response future is
+        // dropped at once, which ends the call.
+        let services: Vec<_> = (0..n)
+            .map(|_| {
+                let decay = Duration::from_secs(10).as_nanos() as f64;
+                PeakEwma::new(
+                    Noop,
+                    Duration::from_millis(30),
+                    decay,
+                    CompleteOnResponse::default(),
+                )
+            })
+            .collect();
+        let mut balance = tower::balance::p2c::Balance::new(ServiceList::new(services));
+        group.bench_with_input(BenchmarkId::new("tower_p2c_peak_ewma", n), &n, |b, _| {
             b.iter(|| {
                 let _ = balance.poll_ready(&mut cx);
                 black_box(balance.call(black_box(7)))

@@ -20,10 +20,26 @@ pub fn port(i: usize) -> u16 {
     1_024 + (i % 60_000) as u16
 }
 
+/// `n` endpoints on distinct loopback ports, with static weights 1, 2 and 3 in turn.
+pub fn weighted_endpoints(n: usize) -> Vec<Endpoint> {
+    (0..n)
+        .map(|i| Endpoint::new(addr(port(i))).weight(i as u32 % 3 + 1))
+        .collect()
+}
+
 /// A balancer with `policy` whose `n` endpoints are all connected, and its picker.
 pub fn ready_picker(policy: PolicyConfig, n: usize) -> (Harness, Arc<dyn Picker>) {
+    ready_picker_for(policy, endpoints(n))
+}
+
+/// A balancer with `policy` whose `endpoints` are all connected, and its picker.
+pub fn ready_picker_for(
+    policy: PolicyConfig,
+    endpoints: Vec<Endpoint>,
+) -> (Harness, Arc<dyn Picker>) {
+    let n = endpoints.len();
     let mut harness = Harness::new(policy, 42);
-    harness.resolve(ResolverUpdate::new(endpoints(n)));
+    harness.resolve(ResolverUpdate::new(endpoints));
     // Connect whatever the policy asks for, until it asks for nothing more. Policies that
     // connect lazily (ring_hash) connect what picks land on: pick all over the hash space first.
     for _ in 0..64 {

@@ -21,7 +21,7 @@ use crate::resolver::{PolicyChoice, ResolverError, ResolverUpdate};
 use crate::rng::Rng;
 use crate::status::ConnectivityState;
 use crate::subchannel::{
-    ConnectionEvent, ConnectionId, Effect, IdMap, Subchannel, SubchannelId, SubchannelInfo,
+    ConnectionEvent, ConnectionId, Effect, Subchannel, SubchannelId, SubchannelInfo, Subchannels,
 };
 
 /// Something the balancer wants the adapter to do, or to know.
@@ -137,8 +137,7 @@ struct Core {
     now: Instant,
     config: BalancerConfig,
     rng: Rng,
-    subchannels: IdMap<Subchannel>,
-    next_id: u64,
+    subchannels: Subchannels,
     actions: VecDeque<Action>,
     /// Subchannel state changes not yet told to the policy, in order.
     updates: VecDeque<(SubchannelId, SubchannelUpdate)>,
@@ -186,8 +185,7 @@ impl Balancer {
                 now,
                 config,
                 rng: Rng::new(seed),
-                subchannels: IdMap::default(),
-                next_id: 1,
+                subchannels: Subchannels::default(),
                 actions: VecDeque::new(),
                 updates: VecDeque::new(),
                 timers: BinaryHeap::new(),
@@ -243,14 +241,12 @@ impl Balancer {
 
     /// Every subchannel, in creation order.
     pub fn subchannels(&self) -> Vec<SubchannelInfo> {
-        let mut all: Vec<SubchannelInfo> = self
-            .core
+        self.core
             .subchannels
-            .values()
+            .in_creation_order()
+            .into_iter()
             .map(Subchannel::info)
-            .collect();
-        all.sort_by_key(|info| info.id);
-        all
+            .collect()
     }
 
     /// Every live subchannel's handle and state, in no particular order (cheaper than
@@ -261,7 +257,7 @@ impl Balancer {
         self.core
             .subchannels
             .iter()
-            .map(|(id, subchannel)| (*id, subchannel.state()))
+            .map(|(id, subchannel)| (id, subchannel.state()))
     }
 
     /// The state of one subchannel, `None` once it is removed.
@@ -407,8 +403,13 @@ impl Balancer {
     }
 
     fn switch_policy(&mut self, config: PolicyConfig, choice: PolicyChoice) {
-        let mut ids: Vec<SubchannelId> = self.core.subchannels.keys().copied().collect();
-        ids.sort();
+        let ids: Vec<SubchannelId> = self
+            .core
+            .subchannels
+            .in_creation_order()
+            .into_iter()
+            .map(Subchannel::id)
+            .collect();
         for id in ids {
             self.core.remove_subchannel(id);
         }
@@ -482,11 +483,15 @@ impl Controller for Core {
     }
 
     fn create_subchannel(&mut self, address: &Address) -> SubchannelId {
-        let id = SubchannelId::from_u64(self.next_id);
-        self.next_id += 1;
-        self.subchannels
-            .insert(id, Subchannel::new(id, address.clone()));
-        id
+        self.subchannels.create(address.clone())
+    }
+
+    fn reserve_subchannels(&mut self, additional: usize) {
+        self.subchannels.reserve(additional);
+        // Each new subchannel typically brings a connect action, a deadline and an update.
+        self.actions.reserve(additional);
+        self.updates.reserve(additional);
+        self.timers.reserve(additional);
     }
 
     fn connect(&mut self, id: SubchannelId) {
@@ -508,7 +513,10 @@ impl Controller for Core {
                     error: None,
                 },
             ));
-            self.schedule_subchannel(id);
+            // The attempt's deadline is the subchannel's next one.
+            debug_assert_eq!(subchannel.deadline(), Some(deadline));
+            self.timers
+                .push(Reverse((deadline, TimerKey::Subchannel(id))));
         }
     }
 

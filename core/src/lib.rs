@@ -90,6 +90,9 @@
 //!   invalid service config), so the mistake is visible in failing calls, not silently ignored.
 //! - Switching policy removes the old policy's subchannels at once (gRPC keeps the old policy
 //!   serving until the new one is READY).
+//! - weighted_round_robin uses the resolver's static endpoint weights while fewer than two
+//!   endpoints have usable load reports (gRPC then falls back to plain round robin), and takes
+//!   load reports only from call outcomes (no out-of-band reporting stream).
 
 #![forbid(unsafe_code)]
 
@@ -103,6 +106,7 @@ pub mod policy;
 mod resolution;
 mod resolver;
 mod rng;
+mod slab;
 mod status;
 mod subchannel;
 pub mod target;
@@ -112,7 +116,7 @@ pub mod testing;
 pub use address::{Address, Attributes, Endpoint};
 pub use backoff::BackoffConfig;
 pub use balancer::{Action, Balancer, BalancerConfig};
-pub use call::CallOutcome;
+pub use call::{CallOutcome, LoadReport};
 pub use picker::{
     FailPicker, Pick, PickRequest, Picker, QueuePicker, RoundRobinPicker, SinglePicker,
 };

@@ -24,6 +24,7 @@ use std::time::Instant;
 use crate::address::Address;
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::rng::Rng;
+use crate::slab::SlabKey;
 use crate::status::ConnectivityState;
 
 /// A handle to a subchannel. Handles are never reused within a balancer: a removed subchannel's
@@ -37,14 +38,37 @@ impl SubchannelId {
         self.0
     }
 
+    #[cfg(test)]
     pub(crate) fn from_u64(value: u64) -> Self {
         SubchannelId(value)
+    }
+
+    /// The handle of the subchannel in slot `key` of the balancer's slab: the slot's generation
+    /// in the high 32 bits, its index plus one in the low (so no handle is 0, and a balancer that
+    /// never removed a subchannel numbers them 1, 2, 3, ...).
+    pub(crate) fn from_key(key: SlabKey) -> Self {
+        SubchannelId((u64::from(key.generation) << 32) | (u64::from(key.index) + 1))
+    }
+
+    /// The slab slot this handle names, if it names one.
+    pub(crate) fn key(self) -> Option<SlabKey> {
+        let low = self.0 as u32;
+        Some(SlabKey {
+            index: low.checked_sub(1)?,
+            generation: (self.0 >> 32) as u32,
+        })
     }
 }
 
 impl fmt::Display for SubchannelId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "subchannel#{}", self.0)
+        // The slot number, and which reuse of the slot it is when it is not the first.
+        let (slot, generation) = (self.0 as u32, self.0 >> 32);
+        if generation == 0 {
+            write!(f, "subchannel#{slot}")
+        } else {
+            write!(f, "subchannel#{slot}.{generation}")
+        }
     }
 }
 
@@ -165,6 +189,10 @@ impl Subchannel {
 
     pub(crate) fn last_error(&self) -> Option<&Arc<str>> {
         self.last_error.as_ref()
+    }
+
+    pub(crate) fn id(&self) -> SubchannelId {
+        self.id
     }
 
     pub(crate) fn info(&self) -> SubchannelInfo {
@@ -330,4 +358,73 @@ impl Subchannel {
 }
 
 /// A map keyed by subchannel handle.
-pub(crate) type IdMap<V> = crate::hasher::FastMap<SubchannelId, V>;
+pub(crate) type IdMap<V> = crate::hasher::SequentialMap<SubchannelId, V>;
+
+/// The balancer's subchannels, in a [`Slab`](crate::slab::Slab) whose slots the handles name:
+/// finding one is an index and a generation check, and a removed one's handle never finds its
+/// slot's next occupant.
+#[derive(Debug, Default)]
+pub(crate) struct Subchannels {
+    slab: crate::slab::Slab<(u64, Subchannel)>,
+    /// How many were ever created: the creation number of the next.
+    created: u64,
+}
+
+impl Subchannels {
+    /// Creates an IDLE subchannel for `address`.
+    pub(crate) fn create(&mut self, address: Address) -> SubchannelId {
+        let id = SubchannelId::from_key(self.slab.next_key());
+        self.created += 1;
+        let key = self
+            .slab
+            .insert((self.created, Subchannel::new(id, address)));
+        debug_assert_eq!(SubchannelId::from_key(key), id);
+        id
+    }
+
+    pub(crate) fn get(&self, id: &SubchannelId) -> Option<&Subchannel> {
+        self.slab.get(id.key()?).map(|(_, subchannel)| subchannel)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &SubchannelId) -> Option<&mut Subchannel> {
+        self.slab
+            .get_mut(id.key()?)
+            .map(|(_, subchannel)| subchannel)
+    }
+
+    pub(crate) fn contains_key(&self, id: &SubchannelId) -> bool {
+        id.key().is_some_and(|key| self.slab.contains(key))
+    }
+
+    pub(crate) fn remove(&mut self, id: &SubchannelId) -> Option<Subchannel> {
+        self.slab
+            .remove(id.key()?)
+            .map(|(_, subchannel)| subchannel)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.slab.reserve(additional);
+    }
+
+    /// Every subchannel with its handle, in slot order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (SubchannelId, &Subchannel)> {
+        self.slab
+            .iter()
+            .map(|(key, (_, subchannel))| (SubchannelId::from_key(key), subchannel))
+    }
+
+    /// Every subchannel, oldest first.
+    pub(crate) fn in_creation_order(&self) -> Vec<&Subchannel> {
+        let mut all: Vec<(u64, &Subchannel)> = self
+            .slab
+            .values()
+            .map(|(created, s)| (*created, s))
+            .collect();
+        all.sort_unstable_by_key(|(created, _)| *created);
+        all.into_iter().map(|(_, subchannel)| subchannel).collect()
+    }
+}

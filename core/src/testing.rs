@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::address::{Address, Endpoint};
 use crate::balancer::{Action, Balancer, BalancerConfig};
-use crate::call::CallOutcome;
+use crate::call::{CallOutcome, LoadReport};
 use crate::picker::{Pick, PickRequest, Picker};
 use crate::policy::PolicyConfig;
 use crate::resolver::{ResolverError, ResolverUpdate};
@@ -157,14 +157,8 @@ impl Harness {
                     "connect for {id} while connected"
                 );
                 assert!(deadline >= self.now, "an attempt deadline in the past");
-                if !self.known.contains(&id) {
-                    let newest = self.known.iter().next_back();
-                    assert!(
-                        newest.is_none_or(|n| *n < id),
-                        "subchannel id {id} reused or out of order"
-                    );
-                    self.known.insert(id);
-                }
+                // A handle seen before and shut down is caught above: handles are never reused.
+                self.known.insert(id);
                 self.history.push(connection);
                 self.attempts.insert(id, (connection, address.clone()));
                 Seen::Connect(connection, address, self.elapsed())
@@ -425,7 +419,14 @@ impl Harness {
                 let known: Vec<SubchannelId> = self.known.iter().copied().collect();
                 if let Some(id) = nth(&known, *index) {
                     let code = if *ok { Code::Ok } else { Code::Unavailable };
-                    let outcome = CallOutcome::new(code, ms(u64::from(*latency_ms)));
+                    // Some calls carry a load report, its figures drawn from the latency.
+                    let mut outcome = CallOutcome::new(code, ms(u64::from(*latency_ms)));
+                    if latency_ms % 4 != 0 {
+                        let qps = f64::from(latency_ms % 97);
+                        let utilization = f64::from(latency_ms % 13) / 10.0;
+                        let report = LoadReport::new(qps, utilization).eps(f64::from(!*ok as u8));
+                        outcome = outcome.with_load(report);
+                    }
                     self.lb.handle_call_outcome(id, outcome, self.now);
                     self.drain();
                 }
@@ -491,7 +492,8 @@ pub enum Step {
     Closed(u8),
     /// A late report (kind modulo 3: connected, failed, closed) for the n-th attempt ever made.
     Stale(u8, u8),
-    /// A call on the n-th subchannel ever seen ends (successfully or not) after this many ms.
+    /// A call on the n-th subchannel ever seen ends (successfully or not) after this many ms; three
+    /// latencies in four also carry a load report drawn from them.
     CallEnded(u8, bool, u16),
     /// Virtual time moves forward this many milliseconds: up to a minute timer by timer, longer
     /// in one jump (as a process that was suspended sees it).
@@ -557,6 +559,13 @@ pub fn builtin_policies() -> Vec<PolicyConfig> {
         PolicyConfig::ring_hash(),
         PolicyConfig::outlier_detection(PolicyConfig::round_robin()),
         PolicyConfig::outlier_detection(PolicyConfig::pick_first()),
+        PolicyConfig::weighted_round_robin(),
+        PolicyConfig::new(
+            crate::policy::WeightedRoundRobinConfig::default()
+                .blackout_period(Duration::ZERO)
+                .weight_update_period(Duration::from_millis(100)),
+        ),
+        PolicyConfig::p2c_ewma(),
     ]
 }
 
@@ -580,7 +589,7 @@ impl Scenario {
         let policy = policies[usize::from(self.policy) % policies.len()].clone();
         let mut harness = Harness::new(policy.clone(), self.seed);
         harness.hides_ready = policy.name() == "outlier_detection";
-        harness.report_probes = policy.name() == "least_request";
+        harness.report_probes = matches!(policy.name(), "least_request" | "p2c_ewma");
         for step in &self.steps {
             harness.apply(step);
         }

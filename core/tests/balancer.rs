@@ -364,3 +364,35 @@ fn call_outcomes_for_live_subchannels_are_accepted() {
     assert!(h.drain().is_empty());
     assert_eq!(h.pick(), Pick::Ready(id));
 }
+
+#[test]
+fn a_late_report_for_a_removed_subchannel_does_not_reach_the_one_that_took_its_place() {
+    let mut h = Harness::new(PolicyConfig::round_robin(), 1);
+    let first = h.resolve(update(&[1]));
+    let Some(Seen::Connect(old, _, _)) = first.iter().find(|s| matches!(s, Seen::Connect(..)))
+    else {
+        panic!("a connect: {first:?}")
+    };
+    let old = *old;
+    // The endpoint goes away and another comes: the new subchannel may reuse the old one's
+    // storage, but never its handle.
+    let second = h.resolve(update(&[2]));
+    let new = second
+        .iter()
+        .find_map(|s| match s {
+            Seen::Connect(c, _, _) => Some(*c),
+            _ => None,
+        })
+        .expect("a connect for the new endpoint");
+    assert_ne!(new.subchannel(), old.subchannel());
+    assert_eq!(h.lb.subchannel_state(old.subchannel()), None);
+    // The old attempt's success arrives late: ignored.
+    h.report(old, ConnectionEvent::Connected);
+    assert_eq!(
+        h.lb.subchannel_state(new.subchannel()),
+        Some(ConnectivityState::Connecting)
+    );
+    assert_eq!(h.state(), ConnectivityState::Connecting);
+    h.report(new, ConnectionEvent::Connected);
+    assert_eq!(h.state(), ConnectivityState::Ready);
+}

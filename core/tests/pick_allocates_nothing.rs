@@ -5,7 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use croupier::{Pick, PickRequest, PolicyConfig};
+use croupier::{Endpoint, Pick, PickRequest, PolicyConfig, ResolverUpdate};
 
 mod support;
 use support::*;
@@ -49,10 +49,14 @@ fn picks_from_every_built_in_picker_allocate_nothing() {
         PolicyConfig::round_robin(),
         PolicyConfig::random(),
         PolicyConfig::least_request(),
+        PolicyConfig::weighted_round_robin(),
+        PolicyConfig::p2c_ewma(),
     ] {
         let mut h = Harness::new(policy, 1);
-        let ports: Vec<u16> = (1..=64).collect();
-        h.resolve(update(&ports));
+        // Unequal static weights, so weighted_round_robin runs its stride scheduler.
+        let endpoints =
+            (1..=64u16).map(|port| Endpoint::new(addr(port)).weight(u32::from(port % 5) + 1));
+        h.resolve(ResolverUpdate::new(endpoints));
         for address in connects(&h.seen.clone()) {
             h.connected(&address);
         }

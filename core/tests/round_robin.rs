@@ -203,3 +203,16 @@ fn duplicate_endpoints_get_one_connection() {
     let seen = h.resolve(update(&[1, 1, 2]));
     assert_eq!(connects(&seen), vec![addr(1), addr(2)]);
 }
+
+#[test]
+fn a_late_happy_eyeballs_timer_of_a_removed_endpoint_does_not_hurry_its_successor() {
+    let two = |a: u16, b: u16| ResolverUpdate::new([Endpoint::with_addresses([addr(a), addr(b)])]);
+    let mut h = Harness::new(PolicyConfig::round_robin(), 1);
+    assert_eq!(connects(&h.resolve(two(1, 2))), vec![addr(1)]);
+    h.advance(ms(100));
+    // The endpoint is replaced while its happy eyeballs timer (due at 250 ms) is pending.
+    assert_eq!(connects(&h.resolve(two(3, 4))), vec![addr(3)]);
+    // At 250 ms the old timer fires: the new endpoint's second address must wait for its own.
+    assert!(connects(&h.advance(ms(150))).is_empty());
+    assert_eq!(connects(&h.advance(ms(100))), vec![addr(4)]);
+}

@@ -235,7 +235,8 @@ macro_rules! scenario_tests {
             a_resolver_that_reports_no_endpoints_fails_calls_saying_so,
             dropping_the_channel_closes_every_connection,
             subchannels_report_address_state_and_last_error,
-            a_connection_closed_by_the_server_while_idle_is_noticed_without_a_call
+            a_connection_closed_by_the_server_while_idle_is_noticed_without_a_call,
+            load_reports_from_calls_weigh_endpoints_under_weighted_round_robin
         );
     };
     (@each $adapter:ty, $test:meta, $($name:ident),* $(,)?) => {

@@ -344,3 +344,47 @@ pub async fn a_connection_closed_by_the_server_while_idle_is_noticed_without_a_c
         "pick_first goes IDLE when its connection is lost"
     );
 }
+
+/// Load reports passed with call outcomes (`CallGuard::finish_with_load`) reach
+/// weighted_round_robin: a server reporting four times the capacity gets about four calls in
+/// five once the weights are in.
+pub async fn load_reports_from_calls_weigh_endpoints_under_weighted_round_robin<A: Adapter>() {
+    let (light, heavy) = (server().await, server().await);
+    let policy = croupier::policy::WeightedRoundRobinConfig::default()
+        .blackout_period(Duration::ZERO)
+        .weight_update_period(Duration::from_millis(100));
+    let channel = A::builder(&ipv4_target(&[&light, &heavy]))
+        .policy(PolicyConfig::new(policy))
+        .build()
+        .unwrap();
+    // 100 calls/s each; the light one at 25% utilization (weight 400), the heavy one at 100%
+    // (weight 100).
+    let report = |reply: &str| {
+        let utilization = if reply == from(&light) { 0.25 } else { 1.0 };
+        croupier::LoadReport::new(100.0, utilization)
+    };
+    let start = Instant::now();
+    loop {
+        let mut to_light = 0;
+        for _ in 0..100 {
+            let picked = bounded::<A, _>("a pick", channel.pick_with(&PickRequest::new(), quick()))
+                .await
+                .unwrap();
+            let reply = bounded::<A, _>("a call", A::echo(&picked.connection, "hello"))
+                .await
+                .unwrap();
+            if reply == from(&light) {
+                to_light += 1;
+            }
+            picked.call.finish_with_load(Code::Ok, report(&reply));
+        }
+        if (70..=90).contains(&to_light) {
+            break;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the light server still got {to_light} of 100 calls"
+        );
+        A::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use croupier::{
-    BackoffConfig, Balancer, BalancerConfig, CallOutcome, Code, ConnectivityState, Pick,
-    PickRequest, PolicyConfig, ResolutionConfig, Status, SubchannelId, SubchannelInfo, Target,
-    TargetError,
+    BackoffConfig, Balancer, BalancerConfig, CallOutcome, Code, ConnectivityState, LoadReport,
+    Pick, PickRequest, PolicyConfig, ResolutionConfig, Status, SubchannelId, SubchannelInfo,
+    Target, TargetError,
 };
 use futures_lite::future;
 
@@ -317,24 +317,33 @@ impl CallGuard {
 
     /// The call ended with `code`.
     pub fn finish(mut self, code: Code) {
-        self.report(code);
+        self.report(code, None);
     }
 
-    fn report(&mut self, code: Code) {
+    /// The call ended with `code`, and the backend reported its load with the response (what
+    /// weighted_round_robin weighs endpoints by).
+    pub fn finish_with_load(mut self, code: Code, load: LoadReport) {
+        self.report(code, Some(load));
+    }
+
+    fn report(&mut self, code: Code, load: Option<LoadReport>) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
         let latency = self.runtime.now().saturating_duration_since(self.started);
-        let _ = self.inbox.try_send(Input::CallEnded(
-            self.subchannel,
-            CallOutcome::new(code, latency),
-        ));
+        let mut outcome = CallOutcome::new(code, latency);
+        if let Some(load) = load {
+            outcome = outcome.with_load(load);
+        }
+        let _ = self
+            .inbox
+            .try_send(Input::CallEnded(self.subchannel, outcome));
     }
 }
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
-        self.report(Code::Cancelled);
+        self.report(Code::Cancelled, None);
     }
 }
 

@@ -12,17 +12,17 @@ use crate::rng::Rng;
 use crate::status::ConnectivityState;
 use crate::subchannel::{IdMap, SubchannelId};
 
-/// The controller one child (endpoint) sees.
-pub(crate) struct ChildController<'a> {
+/// The controller one child (endpoint) sees; `K` is how its policy names children.
+pub(crate) struct ChildController<'a, K = u32> {
     /// The policy's own controller.
     pub(crate) inner: &'a mut dyn Controller,
     /// Which child owns each subchannel.
-    pub(crate) owners: &'a mut IdMap<u32>,
+    pub(crate) owners: &'a mut IdMap<K>,
     /// This child's key.
-    pub(crate) key: u32,
+    pub(crate) key: K,
 }
 
-impl Controller for ChildController<'_> {
+impl<K: Copy> Controller for ChildController<'_, K> {
     fn now(&self) -> Instant {
         self.inner.now()
     }
@@ -31,6 +31,11 @@ impl Controller for ChildController<'_> {
         let id = self.inner.create_subchannel(address);
         self.owners.insert(id, self.key);
         id
+    }
+
+    fn reserve_subchannels(&mut self, additional: usize) {
+        self.owners.reserve(additional);
+        self.inner.reserve_subchannels(additional);
     }
 
     fn connect(&mut self, subchannel: SubchannelId) {

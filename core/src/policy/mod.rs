@@ -5,6 +5,19 @@
 //! pickers. It never sees the adapter, the clock or the network: the balancer feeds it and carries
 //! out what it asks, in order, so a policy is as deterministic as the core.
 //!
+//! The built-in policies, each choosable by name in a resolver's [`PolicyChoice`](crate::PolicyChoice):
+//!
+//! | name | what it does |
+//! |---|---|
+//! | `pick_first` | one connection, to the first address that answers ([`PickFirstConfig`]) |
+//! | `round_robin` | a connection per endpoint, calls in turn ([`RoundRobinConfig`]) |
+//! | `random` | calls to a READY endpoint drawn at random ([`RandomConfig`]) |
+//! | `least_request` | the one with fewer calls in flight of a few drawn at random ([`LeastRequestConfig`]) |
+//! | `weighted_round_robin` | in turn, in proportion to load-report or static weights ([`WeightedRoundRobinConfig`]) |
+//! | `p2c_ewma` | the cheaper of two by latency estimate x calls in flight ([`PeakEwmaConfig`]) |
+//! | `ring_hash` | consistent hashing on a request hash or header ([`RingHashConfig`]) |
+//! | `outlier_detection` | ejects endpoints that fail more than their peers, around a child ([`OutlierDetectionConfig`]) |
+//!
 //! Calls into a policy are never re-entrant: a state change caused by a controller call (say
 //! `connect` moving a subchannel to CONNECTING) reaches the policy afterwards, through
 //! [`Policy::subchannel_update`].
@@ -24,20 +37,24 @@ use crate::subchannel::SubchannelId;
 mod child;
 pub mod least_request;
 pub mod outlier_detection;
+pub mod p2c_ewma;
 pub mod pick_first;
 pub mod random;
 pub mod ring_hash;
 pub mod round_robin;
+pub mod weighted_round_robin;
 
 pub use least_request::LeastRequestConfig;
 pub use outlier_detection::{
     FailurePercentageEjection, OutlierDetectionConfig, SuccessRateEjection,
 };
+pub use p2c_ewma::PeakEwmaConfig;
 pub use pick_first::PickFirstConfig;
 pub use pick_first::PickFirstList;
 pub use random::RandomConfig;
 pub use ring_hash::{RingHashConfig, RingHashConfigError};
 pub use round_robin::RoundRobinConfig;
+pub use weighted_round_robin::WeightedRoundRobinConfig;
 
 /// A subchannel's new state, as the policy is told of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +73,13 @@ pub trait Controller {
 
     /// Creates an IDLE subchannel for `address`. It connects only when [`Controller::connect`] asks.
     fn create_subchannel(&mut self, address: &Address) -> SubchannelId;
+
+    /// A hint that about `additional` subchannels are about to be created (and connected), so
+    /// room for them is made at once rather than as they come. Optional; the default does
+    /// nothing.
+    fn reserve_subchannels(&mut self, additional: usize) {
+        let _ = additional;
+    }
 
     /// Asks an IDLE subchannel to connect. Ignored in any other state (a subchannel in backoff goes
     /// IDLE when its backoff ends, and the policy is told).
@@ -176,6 +200,19 @@ impl PolicyConfig {
         PolicyConfig::new(LeastRequestConfig::default())
     }
 
+    /// weighted_round_robin (gRFC A58) with default settings: round robin in proportion to
+    /// weights from backends' load reports, or else from the resolver's static weights; see
+    /// [`WeightedRoundRobinConfig`].
+    pub fn weighted_round_robin() -> Self {
+        PolicyConfig::new(WeightedRoundRobinConfig::default())
+    }
+
+    /// p2c_ewma with default settings: the cheaper of two random READY endpoints, by a
+    /// peak-sensitive latency average times calls in flight; see [`PeakEwmaConfig`].
+    pub fn p2c_ewma() -> Self {
+        PolicyConfig::new(PeakEwmaConfig::default())
+    }
+
     /// ring_hash with default settings: consistent hashing, so calls with the same hash (or the
     /// same value of a configured header) reach the same endpoint; see [`RingHashConfig`].
     pub fn ring_hash() -> Self {
@@ -227,6 +264,8 @@ pub(crate) fn builtins() -> Vec<PolicyConfig> {
         PolicyConfig::round_robin(),
         PolicyConfig::random(),
         PolicyConfig::least_request(),
+        PolicyConfig::weighted_round_robin(),
+        PolicyConfig::p2c_ewma(),
         PolicyConfig::ring_hash(),
         PolicyConfig::outlier_detection(PolicyConfig::round_robin()),
     ]
@@ -241,6 +280,14 @@ pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
             "parameter {key} must be true or false, got {other:?}"
         )),
     }
+}
+
+/// Reads a duration parameter given in whole milliseconds, naming the key when it is not one.
+pub(crate) fn parse_millis(key: &str, value: &str) -> Result<std::time::Duration, String> {
+    value
+        .parse()
+        .map(std::time::Duration::from_millis)
+        .map_err(|_| format!("parameter {key} must be a number of milliseconds, got {value:?}"))
 }
 
 /// Formats `address: error` pairs into one message, at most `limit` of them, saying how many more.

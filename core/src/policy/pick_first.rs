@@ -15,6 +15,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use smallvec::SmallVec;
+
 use crate::address::{Address, Endpoint};
 use crate::backoff::later;
 use crate::hasher::FastSet;
@@ -139,7 +141,8 @@ struct Entry {
 /// ("sticky") until one is READY, and retries each address as its backoff ends.
 #[derive(Debug)]
 pub struct PickFirstList {
-    entries: Vec<Entry>,
+    /// One entry per address, inline for the usual single-address endpoint.
+    entries: SmallVec<[Entry; 1]>,
     selected: Option<usize>,
     state: ConnectivityState,
     /// Whether a first pass over the list is under way.
@@ -161,7 +164,7 @@ impl PickFirstList {
     /// attempt runs before the next address starts beside it.
     pub fn new(timer_tag: u32, happy_eyeballs_delay: Duration) -> Self {
         PickFirstList {
-            entries: Vec::new(),
+            entries: SmallVec::new(),
             selected: None,
             state: ConnectivityState::Idle,
             in_pass: false,
@@ -171,6 +174,14 @@ impl PickFirstList {
             timer_tag,
             timer_seq: 0,
         }
+    }
+
+    /// The same list with its timer sequence starting at `base`. An owner that reuses a timer
+    /// tag for a new list starts it where no timer of the tag's previous list can still be
+    /// pending, so a late timer of the old list never counts for the new one.
+    pub(crate) fn with_timer_seq_base(mut self, base: u32) -> Self {
+        self.timer_seq = base;
+        self
     }
 
     /// The list's state: IDLE, CONNECTING, READY or (sticky) TRANSIENT_FAILURE.
@@ -198,13 +209,30 @@ impl PickFirstList {
     /// Replaces the address list. Keeps a READY connection whose address is still listed.
     /// Returns whether the state or the chosen subchannel changed.
     pub fn set_addresses(&mut self, addresses: Vec<Address>, ctl: &mut dyn Controller) -> bool {
-        let addresses = dedup(addresses);
+        self.set_address_slice(&addresses, ctl)
+    }
+
+    /// [`PickFirstList::set_addresses`] from a borrowed list (what round_robin's children use:
+    /// no list is copied unless it repeats an address).
+    pub(crate) fn set_address_slice(
+        &mut self,
+        addresses: &[Address],
+        ctl: &mut dyn Controller,
+    ) -> bool {
+        let deduped;
+        let addresses = match dedup(addresses) {
+            Some(unique) => {
+                deduped = unique;
+                &deduped[..]
+            }
+            None => addresses,
+        };
         if !self.fresh
             && self.entries.len() == addresses.len()
             && self
                 .entries
                 .iter()
-                .zip(&addresses)
+                .zip(addresses)
                 .all(|(e, a)| e.address == *a)
         {
             return false;
@@ -212,7 +240,7 @@ impl PickFirstList {
         let was_fresh = self.fresh;
         self.fresh = addresses.is_empty();
 
-        if let Some(kept) = self.keep_selected(&addresses, ctl) {
+        if let Some(kept) = self.keep_selected(addresses, ctl) {
             self.entries = entries_for(addresses);
             self.entries[kept.0] = kept.1;
             self.selected = Some(kept.0);
@@ -422,36 +450,37 @@ impl PickFirstList {
     }
 }
 
-fn entries_for(addresses: Vec<Address>) -> Vec<Entry> {
+fn entries_for(addresses: &[Address]) -> SmallVec<[Entry; 1]> {
     addresses
-        .into_iter()
+        .iter()
         .map(|address| Entry {
-            address,
+            address: address.clone(),
             subchannel: None,
             error: None,
         })
         .collect()
 }
 
-/// Drops repeated addresses, keeping the first of each.
-fn dedup(addresses: Vec<Address>) -> Vec<Address> {
-    if addresses.len() < 2 {
-        return addresses;
+/// The addresses without repeats (the first of each kept), or `None` if there are none.
+fn dedup(addresses: &[Address]) -> Option<Vec<Address>> {
+    match addresses {
+        [] | [_] => return None,
+        [a, b] => return (a == b).then(|| vec![a.clone()]),
+        _ => {}
     }
     let mut seen = FastSet::default();
     seen.reserve(addresses.len());
-    let unique = addresses.iter().all(|address| seen.insert(address));
-    if unique {
-        return addresses;
+    if addresses.iter().all(|address| seen.insert(address)) {
+        return None;
     }
     seen.clear();
     let mut kept = Vec::with_capacity(addresses.len());
-    for address in &addresses {
+    for address in addresses {
         if seen.insert(address) {
             kept.push(address.clone());
         }
     }
-    kept
+    Some(kept)
 }
 
 /// Orders addresses by alternating IP families, starting with the first address's family
@@ -600,7 +629,11 @@ mod tests {
 
     #[test]
     fn duplicate_addresses_are_dropped() {
-        assert_eq!(dedup(vec![v4(1), v4(2), v4(1)]), vec![v4(1), v4(2)]);
+        assert_eq!(dedup(&[v4(1), v4(2), v4(1)]), Some(vec![v4(1), v4(2)]));
+        assert_eq!(dedup(&[v4(1), v4(1)]), Some(vec![v4(1)]));
+        assert_eq!(dedup(&[v4(1), v4(2), v4(3)]), None, "nothing repeated");
+        assert_eq!(dedup(&[v4(1), v4(2)]), None);
+        assert_eq!(dedup(&[v4(1)]), None);
     }
 
     #[test]

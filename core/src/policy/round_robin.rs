@@ -10,9 +10,10 @@
 //! TRANSIENT_FAILURE. An endpoint that failed counts as failed until it is READY again ("sticky"
 //! TRANSIENT_FAILURE, gRFC A61), so the channel does not flap through CONNECTING while it retries.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::address::{Address, Endpoint};
 use crate::call::CallOutcome;
@@ -20,15 +21,23 @@ use crate::hasher::{FastMap, FastSet};
 use crate::picker::{FailPicker, Picker, QueuePicker, RoundRobinPicker};
 use crate::policy::child::ChildController;
 use crate::policy::least_request::{self, LeastRequestPicker};
+use crate::policy::p2c_ewma::Ewma;
 use crate::policy::pick_first::{PickFirstList, DEFAULT_HAPPY_EYEBALLS_DELAY};
 use crate::policy::random::RandomPicker;
+use crate::policy::weighted_round_robin::{WeightedEntry, Weights};
 use crate::policy::{describe_failures, Controller, Policy, PolicyBuilder, SubchannelUpdate};
 use crate::resolver::ResolverError;
+use crate::slab::{Slab, SlabKey};
 use crate::status::{ConnectivityState, Status};
 use crate::subchannel::{IdMap, SubchannelId};
 
 /// How many failed addresses an error message names before it says "and N more".
 const ERRORS_SHOWN: usize = 8;
+
+/// The timer tag of the spread's own timer (weight updates, latency decay). Children's tags are
+/// their slot numbers, which never take this value.
+const SPREAD_TAG: u32 = u32::MAX;
+const SPREAD_TIMER: u64 = (SPREAD_TAG as u64) << 32;
 
 /// Settings of round_robin (it has none yet).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,8 +54,8 @@ impl PolicyBuilder for RoundRobinConfig {
     }
 }
 
-/// How the READY endpoints share the calls: the one thing round_robin, random and least_request
-/// do differently (they connect and aggregate endpoints alike).
+/// How the READY endpoints share the calls: the one thing round_robin, random, least_request,
+/// weighted_round_robin and p2c_ewma do differently (they connect and aggregate endpoints alike).
 #[derive(Debug, Default)]
 pub(crate) enum Spread {
     /// In turn, from a random start.
@@ -56,17 +65,82 @@ pub(crate) enum Spread {
     Random,
     /// The least loaded of this many random choices (least_request).
     LeastRequest(usize),
+    /// In turn, in proportion to weights (weighted_round_robin).
+    Weighted(Box<Weights>),
+    /// The cheaper of two by latency estimate and calls in flight (p2c_ewma).
+    PeakEwma(Box<Ewma>),
+}
+
+impl Spread {
+    /// How often the spread's timer should fire at `now`, if it needs one now.
+    fn tick_period(&self, now: Instant) -> Option<std::time::Duration> {
+        match self {
+            Spread::Weighted(weights) if weights.ticking(now) => Some(weights.period()),
+            Spread::PeakEwma(ewma) if ewma.ticking() => Some(ewma.period()),
+            _ => None,
+        }
+    }
+}
+
+/// An endpoint's addresses as a map key. Nearly every endpoint has one address, which is kept
+/// inline: creating a child then allocates nothing for its key.
+#[derive(Clone, Debug)]
+enum EndpointKey {
+    One(Address),
+    Many(Arc<[Address]>),
+}
+
+impl EndpointKey {
+    fn new(addresses: &[Address]) -> Self {
+        match addresses {
+            [one] => EndpointKey::One(one.clone()),
+            many => EndpointKey::Many(Arc::from(many)),
+        }
+    }
+
+    fn as_slice(&self) -> &[Address] {
+        match self {
+            EndpointKey::One(one) => std::slice::from_ref(one),
+            EndpointKey::Many(many) => many,
+        }
+    }
+}
+
+// Hashed and compared as the address slice it stands for, so maps keyed by it can be searched
+// with a borrowed `&[Address]`.
+impl std::hash::Hash for EndpointKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
+    }
+}
+
+impl PartialEq for EndpointKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for EndpointKey {}
+
+impl std::borrow::Borrow<[Address]> for EndpointKey {
+    fn borrow(&self) -> &[Address] {
+        self.as_slice()
+    }
 }
 
 /// One endpoint and the list that connects it.
 #[derive(Debug)]
 struct Child {
-    addresses: Arc<[Address]>,
+    addresses: EndpointKey,
+    /// The last resolver update that listed it.
+    listed: u64,
     list: PickFirstList,
     /// The state last counted in [`Counts`].
     counted: ConnectivityState,
     /// The READY subchannel last put in the picker.
     ready: Option<SubchannelId>,
+    /// The static weight the resolver gave.
+    weight: u32,
 }
 
 /// How many children are in each state.
@@ -104,12 +178,12 @@ impl Counts {
 /// The round_robin policy.
 #[derive(Debug, Default)]
 pub(crate) struct RoundRobin {
-    /// Children by key; keys grow, so iteration follows creation order (deterministic).
-    /// Boxed, so the map moves pointers rather than whole lists as it grows.
-    children: BTreeMap<u32, Box<Child>>,
-    by_addresses: FastMap<Arc<[Address]>, u32>,
-    by_subchannel: IdMap<u32>,
-    next_key: u32,
+    /// The children, densely, in slot order.
+    children: Slab<Child>,
+    by_addresses: FastMap<EndpointKey, SlabKey>,
+    /// How many resolver updates were applied (children listed by the last have it as `listed`).
+    updates: u64,
+    by_subchannel: IdMap<SlabKey>,
     counts: Counts,
     /// Something the picker shows changed since it was last published.
     dirty: bool,
@@ -118,6 +192,8 @@ pub(crate) struct RoundRobin {
     spread: Spread,
     /// least_request's outstanding calls per READY subchannel, kept across pickers.
     outstanding: IdMap<Arc<AtomicUsize>>,
+    /// The spread's timer is set.
+    ticking: bool,
 }
 
 impl RoundRobin {
@@ -133,11 +209,11 @@ impl RoundRobin {
     /// inputs up to date (and reconnects the child if it went IDLE).
     fn with_child(
         &mut self,
-        key: u32,
+        key: SlabKey,
         ctl: &mut dyn Controller,
         f: impl FnOnce(&mut PickFirstList, &mut dyn Controller) -> bool,
     ) {
-        let Some(child) = self.children.get_mut(&key) else {
+        let Some(child) = self.children.get_mut(key) else {
             return;
         };
         let mut child_ctl = ChildController {
@@ -161,6 +237,9 @@ impl RoundRobin {
             .ready_subchannel()
             .filter(|_| state == ConnectivityState::Ready);
         if ready != child.ready {
+            if let (Some(_), Spread::Weighted(weights)) = (ready, &mut self.spread) {
+                weights.ready_again(key);
+            }
             child.ready = ready;
             self.dirty = true;
         }
@@ -170,8 +249,8 @@ impl RoundRobin {
         }
     }
 
-    fn remove_child(&mut self, key: u32, ctl: &mut dyn Controller) {
-        if let Some(mut child) = self.children.remove(&key) {
+    fn remove_child(&mut self, key: SlabKey, ctl: &mut dyn Controller) {
+        if let Some(mut child) = self.children.remove(key) {
             let mut child_ctl = ChildController {
                 inner: ctl,
                 owners: &mut self.by_subchannel,
@@ -179,7 +258,10 @@ impl RoundRobin {
             };
             child.list.shutdown(&mut child_ctl);
             self.counts.add(child.counted, -1);
-            self.by_addresses.remove(&*child.addresses);
+            self.by_addresses.remove(child.addresses.as_slice());
+            if let Spread::Weighted(weights) = &mut self.spread {
+                weights.remove(key);
+            }
             self.dirty = true;
         }
     }
@@ -193,27 +275,17 @@ impl RoundRobin {
         self.published = Some(state);
         let picker: Arc<dyn Picker> = match state {
             ConnectivityState::Ready => {
-                let ready: Vec<SubchannelId> = self
-                    .children
-                    .values()
-                    .filter_map(|child| child.ready)
-                    .collect();
-                match self.spread {
-                    Spread::RoundRobin => {
-                        let start = ctl.rng().index(ready.len());
-                        Arc::new(RoundRobinPicker::new(ready, start))
-                    }
-                    Spread::Random => Arc::new(RandomPicker::new(ready, ctl.rng().next_u64())),
-                    Spread::LeastRequest(choices) => {
-                        let live: FastSet<SubchannelId> = ready.iter().copied().collect();
-                        self.outstanding.retain(|id, _| live.contains(id));
-                        let loaded = ready
-                            .iter()
-                            .map(|id| (*id, Arc::clone(self.outstanding.entry(*id).or_default())))
-                            .collect();
-                        let seed = ctl.rng().next_u64();
-                        Arc::new(LeastRequestPicker::new(loaded, choices, seed))
-                    }
+                if let Spread::Weighted(weights) = &mut self.spread {
+                    let ready = weighted_entries(&self.children);
+                    let start = ctl.rng().next_u64() as u32;
+                    Arc::new(weights.picker(&ready, ctl.now(), start))
+                } else {
+                    let ready: Vec<SubchannelId> = self
+                        .children
+                        .values()
+                        .filter_map(|child| child.ready)
+                        .collect();
+                    self.unweighted_picker(ready, ctl)
                 }
             }
             ConnectivityState::TransientFailure => {
@@ -222,6 +294,62 @@ impl RoundRobin {
             _ => Arc::new(QueuePicker),
         };
         ctl.publish(state, picker);
+    }
+
+    /// The picker over `ready` for the spreads without weights.
+    fn unweighted_picker(
+        &mut self,
+        ready: Vec<SubchannelId>,
+        ctl: &mut dyn Controller,
+    ) -> Arc<dyn Picker> {
+        match &mut self.spread {
+            Spread::RoundRobin | Spread::Weighted(_) => {
+                let start = ctl.rng().index(ready.len());
+                Arc::new(RoundRobinPicker::new(ready, start))
+            }
+            Spread::Random => Arc::new(RandomPicker::new(ready, ctl.rng().next_u64())),
+            Spread::LeastRequest(choices) => {
+                let live: FastSet<SubchannelId> = ready.iter().copied().collect();
+                self.outstanding.retain(|id, _| live.contains(id));
+                let loaded = ready
+                    .iter()
+                    .map(|id| (*id, Arc::clone(self.outstanding.entry(*id).or_default())))
+                    .collect();
+                let seed = ctl.rng().next_u64();
+                Arc::new(LeastRequestPicker::new(loaded, *choices, seed))
+            }
+            Spread::PeakEwma(ewma) => {
+                let seed = ctl.rng().next_u64();
+                Arc::new(ewma.picker(&ready, ctl.now(), seed))
+            }
+        }
+    }
+
+    /// Sets the spread's timer if it needs one and none is set.
+    fn arm_spread_timer(&mut self, ctl: &mut dyn Controller) {
+        if self.ticking {
+            return;
+        }
+        if let Some(period) = self.spread.tick_period(ctl.now()) {
+            self.ticking = true;
+            ctl.set_timer(crate::backoff::later(ctl.now(), period), SPREAD_TIMER);
+        }
+    }
+
+    /// The spread's timer fired: weights are recomputed, or latency estimates decay.
+    fn spread_tick(&mut self, ctl: &mut dyn Controller) {
+        self.ticking = false;
+        let now = ctl.now();
+        match &mut self.spread {
+            Spread::Weighted(weights) => {
+                let ready = self.published == Some(ConnectivityState::Ready);
+                self.dirty |= ready && weights.changed(&weighted_entries(&self.children), now);
+            }
+            Spread::PeakEwma(ewma) => ewma.tick(now),
+            _ => {}
+        }
+        self.publish_if_dirty(ctl);
+        self.arm_spread_timer(ctl);
     }
 
     fn failure_message(&self) -> String {
@@ -243,60 +371,117 @@ impl RoundRobin {
     }
 }
 
+/// The READY children as the weighted picker is built from them.
+fn weighted_entries(children: &Slab<Child>) -> Vec<WeightedEntry> {
+    children
+        .iter()
+        .filter_map(|(key, child)| child.ready.map(|id| (key, id, child.weight)))
+        .collect()
+}
+
 impl Policy for RoundRobin {
     fn wants_call_outcomes(&self) -> bool {
-        matches!(self.spread, Spread::LeastRequest(_))
+        !matches!(self.spread, Spread::RoundRobin | Spread::Random)
     }
 
-    fn call_finished(&mut self, subchannel: SubchannelId, _: &CallOutcome, _: &mut dyn Controller) {
-        if let Some(counter) = self.outstanding.get(&subchannel) {
-            least_request::call_ended(counter);
+    fn call_finished(
+        &mut self,
+        subchannel: SubchannelId,
+        outcome: &CallOutcome,
+        ctl: &mut dyn Controller,
+    ) {
+        match &mut self.spread {
+            Spread::LeastRequest(_) => {
+                if let Some(counter) = self.outstanding.get(&subchannel) {
+                    least_request::call_ended(counter);
+                }
+            }
+            Spread::Weighted(weights) => {
+                if let Some(&key) = self.by_subchannel.get(&subchannel) {
+                    weights.call_finished(key, outcome, ctl.now());
+                }
+            }
+            Spread::PeakEwma(ewma) => ewma.call_finished(subchannel, outcome, ctl.now()),
+            Spread::RoundRobin | Spread::Random => return,
         }
+        self.arm_spread_timer(ctl);
     }
 
     fn resolver_update(&mut self, endpoints: &[Endpoint], ctl: &mut dyn Controller) {
         self.resolver_error = None;
-        let mut wanted: FastSet<&[Address]> = FastSet::default();
-        let mut fresh = Vec::new();
-        for endpoint in endpoints {
-            let addresses = endpoint.addresses();
-            if !wanted.insert(addresses) {
-                continue; // the same endpoint twice: one child
+        self.updates += 1;
+        let update = self.updates;
+        // Known endpoints are marked as listed; the others are new (or repeats of new ones).
+        let mut fresh: Vec<&Endpoint> = Vec::new();
+        let mut listed = 0usize;
+        let weighted = matches!(self.spread, Spread::Weighted(_));
+        let known: &[Endpoint] = if self.children.is_empty() {
+            fresh.extend(endpoints); // nothing known: no need to look
+            &[]
+        } else {
+            endpoints
+        };
+        for endpoint in known {
+            let Some(key) = self.by_addresses.get(endpoint.addresses()) else {
+                fresh.push(endpoint);
+                continue;
+            };
+            let Some(child) = self.children.get_mut(*key) else {
+                continue;
+            };
+            if child.listed == update {
+                continue; // the same endpoint twice: the first one counts
             }
-            if !self.by_addresses.contains_key(addresses) {
-                fresh.push(addresses);
+            child.listed = update;
+            listed += 1;
+            let weight = endpoint.attributes().weight();
+            if weighted && child.weight != weight {
+                child.weight = weight;
+                self.dirty |= child.ready.is_some();
             }
         }
-        let gone: Vec<u32> = self
-            .children
-            .iter()
-            .filter(|(_, child)| !wanted.contains(&*child.addresses))
-            .map(|(key, _)| *key)
-            .collect();
-        for key in gone {
-            self.remove_child(key, ctl);
+        if listed < self.children.len() {
+            let gone: Vec<SlabKey> = self
+                .children
+                .iter()
+                .filter(|(_, child)| child.listed != update)
+                .map(|(key, _)| key)
+                .collect();
+            for key in gone {
+                self.remove_child(key, ctl);
+            }
         }
+        ctl.reserve_subchannels(fresh.len());
+        self.children.reserve(fresh.len());
         self.by_addresses.reserve(fresh.len());
         self.by_subchannel.reserve(fresh.len());
-        for addresses in fresh {
-            let key = self.next_key;
-            self.next_key = self.next_key.wrapping_add(1);
-            let shared: Arc<[Address]> = Arc::from(addresses);
-            self.by_addresses.insert(Arc::clone(&shared), key);
-            self.children.insert(
-                key,
-                Box::new(Child {
-                    addresses: shared,
-                    list: PickFirstList::new(key, DEFAULT_HAPPY_EYEBALLS_DELAY),
-                    counted: ConnectivityState::Idle,
-                    ready: None,
-                }),
-            );
+        for endpoint in fresh {
+            let addresses = endpoint.addresses();
+            let key = self.children.next_key();
+            if key.index == SPREAD_TAG {
+                break; // four billion endpoints: the rest are not served
+            }
+            let addresses_key = EndpointKey::new(addresses);
+            match self.by_addresses.entry(addresses_key.clone()) {
+                Entry::Occupied(_) => continue, // a repeat of an endpoint created just now
+                Entry::Vacant(vacant) => vacant.insert(key),
+            };
+            // The slot number tags the list's timers; a list in a reused slot counts its timers
+            // from where the slot's earlier lists cannot have reached.
+            let list = PickFirstList::new(key.index, DEFAULT_HAPPY_EYEBALLS_DELAY)
+                .with_timer_seq_base(key.generation.wrapping_shl(16));
+            let inserted = self.children.insert(Child {
+                addresses: addresses_key,
+                listed: update,
+                list,
+                counted: ConnectivityState::Idle,
+                ready: None,
+                weight: endpoint.attributes().weight(),
+            });
+            debug_assert_eq!(inserted, key);
             self.counts.add(ConnectivityState::Idle, 1);
             self.dirty = true;
-            self.with_child(key, ctl, |list, ctl| {
-                list.set_addresses(addresses.to_vec(), ctl)
-            });
+            self.with_child(key, ctl, |list, ctl| list.set_address_slice(addresses, ctl));
         }
         if self.children.is_empty() {
             self.dirty = true;
@@ -328,7 +513,13 @@ impl Policy for RoundRobin {
     }
 
     fn timer(&mut self, token: u64, ctl: &mut dyn Controller) {
-        let key = (token >> 32) as u32;
+        if token == SPREAD_TIMER {
+            self.spread_tick(ctl);
+            return;
+        }
+        let Some(key) = self.children.key_at((token >> 32) as u32) else {
+            return;
+        };
         self.with_child(key, ctl, |list, ctl| list.on_timer(token, ctl));
         self.publish_if_dirty(ctl);
     }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::OutlierDetection;
-use crate::policy::{builtins, parse_bool, Policy, PolicyBuilder, PolicyConfig};
+use crate::policy::{builtins, parse_bool, parse_millis, Policy, PolicyBuilder, PolicyConfig};
 
 /// Settings of success-rate ejection (gRFC A50); see the [policy docs](super).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -221,13 +221,6 @@ fn percent(key: &str, value: &str) -> Result<u32, String> {
     }
 }
 
-fn millis(key: &str, value: &str) -> Result<Duration, String> {
-    value
-        .parse()
-        .map(Duration::from_millis)
-        .map_err(|_| format!("parameter {key} must be a number of milliseconds, got {value:?}"))
-}
-
 impl PolicyBuilder for OutlierDetectionConfig {
     fn name(&self) -> &str {
         "outlier_detection"
@@ -267,9 +260,9 @@ impl PolicyBuilder for OutlierDetectionConfig {
                             })?
                     };
                 }
-                "interval_ms" => config.interval = millis(key, value)?,
-                "base_ejection_time_ms" => config.base_ejection_time = millis(key, value)?,
-                "max_ejection_time_ms" => config.max_ejection_time = millis(key, value)?,
+                "interval_ms" => config.interval = parse_millis(key, value)?,
+                "base_ejection_time_ms" => config.base_ejection_time = parse_millis(key, value)?,
+                "max_ejection_time_ms" => config.max_ejection_time = parse_millis(key, value)?,
                 "max_ejection_percent" => config.max_ejection_percent = percent(key, value)?,
                 "success_rate" => {
                     config.success_rate_ejection = parse_bool(key, value)?.then_some(sr);

@@ -1,0 +1,102 @@
+//! Compares every policy in a built-in scenario: prints the table and draws the picture.
+//!
+//! `cargo run --release -p croupier-sim --example simulate -- S2 [--out DIR] [--threads N]
+//! [--lognormal SIGMA]`, or `all` for every scenario. `--lognormal` swaps the exponential service
+//! times for lognormal ones of the same means. Runs are independent, so they go on as many threads as the machine
+//! has unless told otherwise; the figures do not depend on it.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use croupier_sim::{
+    builtin_routers, compare, draw, Scenario, ScenarioName, ServiceTime, DEFAULT_SEEDS,
+};
+
+/// Prints a line; a closed stdout (`| head`) is not an error worth a panic.
+fn say(text: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
+fn main() -> ExitCode {
+    let mut names = Vec::new();
+    let mut out = PathBuf::from(".");
+    let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut lognormal = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--out" => match args.next() {
+                Some(dir) => out = PathBuf::from(dir),
+                None => {
+                    eprintln!("--out needs a directory");
+                    return ExitCode::FAILURE;
+                }
+            },
+            "--threads" => match args.next().and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) if n > 0 => threads = n,
+                _ => {
+                    eprintln!("--threads needs a number above 0");
+                    return ExitCode::FAILURE;
+                }
+            },
+            "--lognormal" => {
+                match args.next().and_then(|n| n.parse::<f64>().ok()) {
+                    Some(sigma) if sigma.is_finite() && sigma > 0.0 => {
+                        lognormal = Some(sigma);
+                    }
+                    _ => {
+                        eprintln!("--lognormal needs a sigma above 0 (1.0 gives a p99 about 5 x the mean)");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            "all" => names.extend(ScenarioName::ALL),
+            other => match other.parse::<ScenarioName>() {
+                Ok(name) => names.push(name),
+                Err(error) => {
+                    eprintln!("{error}; or `all`");
+                    return ExitCode::FAILURE;
+                }
+            },
+        }
+    }
+    if names.is_empty() {
+        eprintln!(
+            "usage: simulate <scenario>... [--out DIR] [--threads N] [--lognormal SIGMA]\n\
+             scenarios: S1, S1-90, S2, S3, S4, S5, or all"
+        );
+        return ExitCode::FAILURE;
+    }
+    let routers = builtin_routers();
+    let started = Instant::now();
+    for name in names {
+        let mut scenario = Scenario::builtin(name);
+        if let Some(sigma) = lognormal {
+            // The same scenario with lognormal service times of the same means.
+            scenario.service = ServiceTime::LogNormal { sigma };
+            scenario.description.push_str(&format!(
+                "; here with lognormal service times (sigma {sigma}) of the same means"
+            ));
+        }
+        let comparison = compare(&scenario, &routers, &DEFAULT_SEEDS, threads);
+        say(&format!("{comparison}"));
+        let path = out.join(format!("{name}.svg"));
+        match draw(&comparison, &path) {
+            Ok(()) => say(&format!("picture: {}\n", path.display())),
+            Err(error) => {
+                eprintln!("cannot draw {}: {error}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let plural = if threads == 1 { "" } else { "s" };
+    say(&format!(
+        "{} routers x {} seeds, wall time {:.1} s on {threads} thread{plural}",
+        routers.len(),
+        DEFAULT_SEEDS.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    ExitCode::SUCCESS
+}

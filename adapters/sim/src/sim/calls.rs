@@ -1,0 +1,164 @@
+//! Calls: issued by each client's Poisson process, routed by its balancer's picker (or by a
+//! reference router), and answered.
+
+use croupier::{CallOutcome, Code, Pick, PickRequest, SubchannelId};
+
+use super::{seconds, Call, CallId, Event, LoadReport, Sim};
+use crate::dist::exponential;
+use crate::router::Router;
+
+impl Sim<'_> {
+    pub(super) fn schedule_arrival(&mut self, client: usize) {
+        let rate = self.clients[client].rate;
+        if rate <= 0.0 {
+            return;
+        }
+        let gap = exponential(1.0 / rate, &mut self.clients[client].arrivals);
+        let at = self.now.saturating_add(seconds(gap));
+        if at < self.end {
+            self.schedule(at, Event::Arrival { client });
+        }
+    }
+
+    pub(super) fn arrival(&mut self, client: usize) {
+        let work = self
+            .scenario
+            .service
+            .unit_work(&mut self.clients[client].arrivals);
+        let call = self.calls.len();
+        self.calls.push(Call {
+            client,
+            issued: self.now,
+            picked: self.now,
+            work,
+            backend: usize::MAX,
+            epoch: 0,
+            subchannel: None,
+            ok: false,
+            load: LoadReport::default(),
+        });
+        self.recorder.issued(self.now);
+        self.pending += 1;
+        self.schedule_arrival(client);
+        if self.clients[client].lb.is_some() {
+            if self.pick(call) {
+                self.clients[client].waiting.push_back(call);
+                self.exit_idle(client);
+            }
+            self.settle(client);
+        } else {
+            self.route_reference(call);
+        }
+    }
+
+    /// Picks for `call` from its client's newest picker; returns whether the call must wait.
+    pub(super) fn pick(&mut self, call: CallId) -> bool {
+        let client = self.calls[call].client;
+        let hash = self.clients[client].hashes.next_u64();
+        let Some(picker) = self.clients[client].picker.as_ref() else {
+            return true;
+        };
+        match picker.pick(&PickRequest::new().with_hash(hash)) {
+            Pick::Ready(subchannel) => {
+                let backend = match self.clients[client].conns.get(&subchannel) {
+                    Some(conn) if conn.established => conn.backend,
+                    // A picker names only READY subchannels, whose connections this adapter
+                    // holds; anything else waits for the next picker.
+                    _ => return true,
+                };
+                self.send(call, backend, Some(subchannel));
+                false
+            }
+            Pick::Queue => true,
+            // Fail, Drop, and whatever a later core adds: the call fails now.
+            _ => {
+                self.fail_now(call);
+                false
+            }
+        }
+    }
+
+    fn fail_now(&mut self, call: CallId) {
+        self.pending = self.pending.saturating_sub(1);
+        self.calls[call].ok = false;
+        let issued = self.calls[call].issued;
+        self.recorder.failed(issued);
+    }
+
+    fn route_reference(&mut self, call: CallId) {
+        let by_delay = matches!(self.router, Router::ShortestExpectedDelay);
+        let mut best: Option<(f64, usize)> = None;
+        let mut ties = 0u64;
+        for (index, backend) in self.backends.iter().enumerate() {
+            if !backend.up || !backend.listed {
+                continue;
+            }
+            let cost = if by_delay {
+                (backend.outstanding() + 1) as f64 / backend.slots as f64 * backend.current_mean()
+            } else {
+                backend.outstanding() as f64
+            };
+            match best {
+                Some((least, _)) if cost > least => {}
+                Some((least, _)) if cost == least => {
+                    // Reservoir sampling: each of the tied backends is kept with equal chance.
+                    ties += 1;
+                    if self.fleet_rng.below(ties) == 0 {
+                        best = Some((cost, index));
+                    }
+                }
+                _ => {
+                    best = Some((cost, index));
+                    ties = 1;
+                }
+            }
+        }
+        match best {
+            Some((_, backend)) => self.send(call, backend, None),
+            None => self.fail_now(call),
+        }
+    }
+
+    fn send(&mut self, call: CallId, backend: usize, subchannel: Option<SubchannelId>) {
+        let epoch = self.backends[backend].epoch;
+        let c = &mut self.calls[call];
+        c.backend = backend;
+        c.epoch = epoch;
+        c.subchannel = subchannel;
+        c.picked = self.now;
+        let (client, issued) = (c.client, c.issued);
+        self.recorder.sent(client, backend, issued, self.now);
+        self.after(self.link(client, backend), Event::Deliver { call });
+    }
+
+    pub(super) fn respond(&mut self, call: CallId) {
+        let c = &self.calls[call];
+        let (client, issued, ok, backend) = (c.client, c.issued, c.ok, c.backend);
+        let latency = self.now.saturating_sub(issued);
+        self.pending = self.pending.saturating_sub(1);
+        if ok {
+            self.recorder.succeeded(backend, issued, latency);
+        } else {
+            self.recorder.failed(issued);
+        }
+        let (Some(subchannel), picked) = (c.subchannel, c.picked) else {
+            return;
+        };
+        let load = c.load;
+        let now = self.at(self.now);
+        let Some(lb) = self.clients[client].lb.as_mut() else {
+            return;
+        };
+        if lb.wants_call_outcomes() {
+            let code = if ok { Code::Ok } else { Code::Unavailable };
+            let mut outcome = CallOutcome::new(code, self.now.saturating_sub(picked));
+            if ok && load.qps > 0.0 {
+                // The backend's load report rides on its response (weighted_round_robin).
+                let report = croupier::LoadReport::new(load.qps, load.utilization);
+                outcome = outcome.with_load(report);
+            }
+            lb.handle_call_outcome(subchannel, outcome, now);
+            self.settle(client);
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! weighted_round_robin (gRFC A58): round robin in which each READY endpoint gets calls in
+//! proportion to its weight.
+//!
+//! Weights come from two places:
+//!
+//! - **Load reports** that backends send with their responses ([`LoadReport`], carried by a
+//!   [`CallOutcome`]): an endpoint's weight is `qps / (utilization + eps / qps * penalty)`, so a
+//!   backend that serves more per unit of load gets more. A reported weight counts only after the
+//!   endpoint has reported continuously for `blackout_period` (from its first report, and again
+//!   after it reconnects or its weight expired), and stops counting `weight_expiration_period`
+//!   after its last report. Weights are recomputed every `weight_update_period`, on the core's
+//!   clock. Endpoints without a usable report get the mean of those with one. At least two
+//!   endpoints must have usable reports for reports to be used at all.
+//! - **Static weights** a resolver gives ([`Attributes::weight`](crate::Attributes::weight)),
+//!   used while fewer than two endpoints have usable load reports.
+//!
+//! When every weight is equal, it is plain round robin. Weights are clamped to between a tenth
+//! and ten times their mean (as gRPC's implementations do), so no endpoint starves and a pick
+//! never loops for long.
+//!
+//! The picker is gRPC's static stride scheduler: weights are scaled so the largest is 65,535; a
+//! shared counter walks the endpoints as round robin does, and endpoint `i` on its `g`-th visit
+//! is taken when `(w_i * g + 32767 * i) mod 65535 >= 65535 - w_i`, that is on `w_i` of every
+//! 65,535 visits, evenly spread. The heaviest endpoint is taken on every visit, so a pick tries
+//! at most as many entries as there are endpoints; with the clamp it averages at most ten tries,
+//! each one relaxed atomic add. Endpoints are connected and aggregated exactly as round_robin
+//! does.
+//!
+//! Out-of-band load reporting (a stream per backend) is not offered: reports ride on calls.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::call::{CallOutcome, LoadReport};
+use crate::hasher::FastMap;
+use crate::picker::{fast_quotient, fast_remainder, Pick, PickRequest, Picker};
+use crate::policy::round_robin::{RoundRobin, Spread};
+use crate::policy::{parse_bool, parse_millis, Policy, PolicyBuilder, PolicyConfig};
+use crate::slab::SlabKey;
+use crate::subchannel::SubchannelId;
+
+/// The shortest weight update period (A58): shorter settings are raised to it.
+pub const MIN_WEIGHT_UPDATE_PERIOD: Duration = Duration::from_millis(100);
+
+/// The largest scaled weight.
+const MAX_WEIGHT: u16 = u16::MAX;
+/// Weights are clamped to this many times their mean at most...
+const MAX_RATIO: f64 = 10.0;
+/// ...and this fraction of it at least.
+const MIN_RATIO: f64 = 0.1;
+/// A pick gives up searching after this many tries (it cannot need more than the number of
+/// endpoints without other threads' picks in between; the clamp makes even that unlikely).
+const MAX_TRIES: usize = 1000;
+
+/// Settings of weighted_round_robin, with A58's defaults.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct WeightedRoundRobinConfig {
+    /// How long an endpoint must have been reporting before its reported weight counts (10 s).
+    pub blackout_period: Duration,
+    /// How long a reported weight lasts without a fresh report (3 min).
+    pub weight_expiration_period: Duration,
+    /// How often weights are recomputed (1 s; at least 100 ms).
+    pub weight_update_period: Duration,
+    /// How much utilization an error ratio of 1 costs (1.0; negative or not finite counts as 0).
+    pub error_utilization_penalty: f64,
+}
+
+impl Default for WeightedRoundRobinConfig {
+    fn default() -> Self {
+        WeightedRoundRobinConfig {
+            blackout_period: Duration::from_secs(10),
+            weight_expiration_period: Duration::from_secs(180),
+            weight_update_period: Duration::from_secs(1),
+            error_utilization_penalty: 1.0,
+        }
+    }
+}
+
+impl WeightedRoundRobinConfig {
+    /// Sets [`WeightedRoundRobinConfig::blackout_period`].
+    pub fn blackout_period(mut self, period: Duration) -> Self {
+        self.blackout_period = period;
+        self
+    }
+
+    /// Sets [`WeightedRoundRobinConfig::weight_expiration_period`].
+    pub fn weight_expiration_period(mut self, period: Duration) -> Self {
+        self.weight_expiration_period = period;
+        self
+    }
+
+    /// Sets [`WeightedRoundRobinConfig::weight_update_period`].
+    pub fn weight_update_period(mut self, period: Duration) -> Self {
+        self.weight_update_period = period;
+        self
+    }
+
+    /// Sets [`WeightedRoundRobinConfig::error_utilization_penalty`].
+    pub fn error_utilization_penalty(mut self, penalty: f64) -> Self {
+        self.error_utilization_penalty = penalty;
+        self
+    }
+
+    fn update_period(&self) -> Duration {
+        self.weight_update_period.max(MIN_WEIGHT_UPDATE_PERIOD)
+    }
+}
+
+impl PolicyBuilder for WeightedRoundRobinConfig {
+    fn name(&self) -> &str {
+        "weighted_round_robin"
+    }
+
+    fn build(&self) -> Box<dyn Policy> {
+        let weights = Weights::new(self.clone());
+        Box::new(RoundRobin::with_spread(Spread::Weighted(Box::new(weights))))
+    }
+
+    /// Takes `blackout_period_ms`, `weight_expiration_period_ms`, `weight_update_period_ms`,
+    /// `error_utilization_penalty` (a number at least 0) and `enable_oob_load_report` (only
+    /// `false`: reports ride on calls).
+    fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, String> {
+        let mut config = self.clone();
+        for (key, value) in params {
+            match key.as_str() {
+                "blackout_period_ms" => config.blackout_period = parse_millis(key, value)?,
+                "weight_expiration_period_ms" => {
+                    config.weight_expiration_period = parse_millis(key, value)?;
+                }
+                "weight_update_period_ms" => {
+                    config.weight_update_period = parse_millis(key, value)?;
+                }
+                "error_utilization_penalty" => {
+                    config.error_utilization_penalty = match value.parse::<f64>() {
+                        Ok(penalty) if penalty.is_finite() && penalty >= 0.0 => penalty,
+                        _ => {
+                            return Err(format!(
+                                "parameter {key} must be a number at least 0, got {value:?}"
+                            ))
+                        }
+                    };
+                }
+                "enable_oob_load_report" => {
+                    if parse_bool(key, value)? {
+                        return Err("weighted_round_robin takes load reports from calls; \
+                                    out-of-band load reports are not supported"
+                            .to_owned());
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "policy weighted_round_robin has no parameter {other:?} (known: \
+                         blackout_period_ms, weight_expiration_period_ms, \
+                         weight_update_period_ms, error_utilization_penalty, \
+                         enable_oob_load_report)"
+                    ))
+                }
+            }
+        }
+        Ok(PolicyConfig::new(config))
+    }
+}
+
+/// One endpoint's weight as its load reports set it, with A58's two timestamps.
+#[derive(Debug, Default)]
+struct Reported {
+    weight: f64,
+    /// When the current run of non-empty reports began; `None` until one arrives, and again
+    /// after the endpoint reconnects or its weight expires.
+    non_empty_since: Option<Instant>,
+    /// When the last non-empty report arrived.
+    last_updated: Option<Instant>,
+}
+
+impl Reported {
+    fn update(&mut self, weight: f64, now: Instant) {
+        if weight <= 0.0 {
+            return; // an empty report changes nothing
+        }
+        self.non_empty_since.get_or_insert(now);
+        self.last_updated = Some(now);
+        self.weight = weight;
+    }
+
+    /// The weight to use at `now`: 0 during the blackout and once expired.
+    fn current(&mut self, now: Instant, config: &WeightedRoundRobinConfig) -> f64 {
+        let Some(last) = self.last_updated else {
+            return 0.0;
+        };
+        if now.saturating_duration_since(last) >= config.weight_expiration_period {
+            self.non_empty_since = None;
+            return 0.0;
+        }
+        match self.non_empty_since {
+            Some(since) if now.saturating_duration_since(since) >= config.blackout_period => {
+                self.weight
+            }
+            Some(_) => 0.0,
+            // Reconnected since: the blackout starts again with the next report.
+            None if config.blackout_period.is_zero() => self.weight,
+            None => 0.0,
+        }
+    }
+
+    /// Whether the weight may still change with time alone (blackout ending, or expiry).
+    fn ticking(&self, now: Instant, config: &WeightedRoundRobinConfig) -> bool {
+        self.last_updated.is_some_and(|last| {
+            now.saturating_duration_since(last) < config.weight_expiration_period
+        })
+    }
+}
+
+/// What weighted_round_robin keeps beside round_robin's endpoint handling: settings, reported
+/// weights by endpoint key, and the scaled weights last published.
+#[derive(Debug)]
+pub(crate) struct Weights {
+    config: WeightedRoundRobinConfig,
+    reported: FastMap<SlabKey, Reported>,
+    /// The scaled weights in the current picker, in its order; empty for plain round robin.
+    published: Vec<u16>,
+}
+
+/// A READY endpoint as the picker is built from it: its key, subchannel and static weight.
+pub(crate) type WeightedEntry = (SlabKey, SubchannelId, u32);
+
+impl Weights {
+    fn new(config: WeightedRoundRobinConfig) -> Self {
+        Weights {
+            config,
+            reported: FastMap::default(),
+            published: Vec::new(),
+        }
+    }
+
+    /// How often the weights are recomputed while reports are live.
+    pub(crate) fn period(&self) -> Duration {
+        self.config.update_period()
+    }
+
+    /// A call to endpoint `key` ended, perhaps with a load report.
+    pub(crate) fn call_finished(&mut self, key: SlabKey, outcome: &CallOutcome, now: Instant) {
+        if let Some(report) = &outcome.load {
+            self.report(key, report, now);
+        }
+    }
+
+    fn report(&mut self, key: SlabKey, report: &LoadReport, now: Instant) {
+        let weight = report.weight(self.config.error_utilization_penalty);
+        if weight > 0.0 {
+            self.reported.entry(key).or_default().update(weight, now);
+        }
+    }
+
+    /// Endpoint `key` became READY (again): its blackout starts over.
+    pub(crate) fn ready_again(&mut self, key: SlabKey) {
+        if let Some(reported) = self.reported.get_mut(&key) {
+            reported.non_empty_since = None;
+        }
+    }
+
+    /// Endpoint `key` is gone.
+    pub(crate) fn remove(&mut self, key: SlabKey) {
+        self.reported.remove(&key);
+    }
+
+    /// Whether any reported weight may still change with time alone.
+    pub(crate) fn ticking(&self, now: Instant) -> bool {
+        self.reported
+            .values()
+            .any(|reported| reported.ticking(now, &self.config))
+    }
+
+    /// The scaled weights for `ready` at `now`; empty means plain round robin.
+    fn scaled(&mut self, ready: &[WeightedEntry], now: Instant) -> Vec<u16> {
+        let config = &self.config;
+        let reported: Vec<f64> = ready
+            .iter()
+            .map(|(key, _, _)| {
+                self.reported
+                    .get_mut(key)
+                    .map_or(0.0, |reported| reported.current(now, config))
+            })
+            .collect();
+        if reported.iter().filter(|weight| **weight > 0.0).count() >= 2 {
+            scale(&reported)
+        } else {
+            let statics: Vec<f64> = ready.iter().map(|(_, _, w)| f64::from(*w)).collect();
+            scale(&statics)
+        }
+    }
+
+    /// Whether the weights for `ready` at `now` differ from the published ones.
+    pub(crate) fn changed(&mut self, ready: &[WeightedEntry], now: Instant) -> bool {
+        self.scaled(ready, now) != self.published
+    }
+
+    /// The picker for `ready` at `now`, its counter starting at `start`.
+    pub(crate) fn picker(
+        &mut self,
+        ready: &[WeightedEntry],
+        now: Instant,
+        start: u32,
+    ) -> WeightedPicker {
+        self.published = self.scaled(ready, now);
+        let entries: Vec<(SubchannelId, u16)> = if self.published.is_empty() {
+            ready.iter().map(|(_, id, _)| (*id, MAX_WEIGHT)).collect()
+        } else {
+            ready
+                .iter()
+                .zip(&self.published)
+                .map(|((_, id, _), weight)| (*id, *weight))
+                .collect()
+        };
+        WeightedPicker::new(entries, start)
+    }
+}
+
+/// Scales `weights` (0 for unknown) for the stride scheduler: unknown weights get the mean of
+/// the known, all are clamped to `MIN_RATIO..=MAX_RATIO` times that mean, the largest becomes
+/// 65,535. Empty when a plain round robin would do the same: fewer than two endpoints, fewer
+/// than two known weights, or all weights equal.
+fn scale(weights: &[f64]) -> Vec<u16> {
+    let known: Vec<f64> = weights
+        .iter()
+        .copied()
+        .filter(|weight| weight.is_finite() && *weight > 0.0)
+        .collect();
+    if weights.len() < 2 || known.len() < 2 {
+        return Vec::new();
+    }
+    let mean = known.iter().sum::<f64>() / known.len() as f64;
+    if !(mean.is_finite() && mean > 0.0) {
+        return Vec::new();
+    }
+    let clamped: Vec<f64> = weights
+        .iter()
+        .map(|weight| {
+            let weight = if weight.is_finite() && *weight > 0.0 {
+                *weight
+            } else {
+                mean
+            };
+            weight.clamp(mean * MIN_RATIO, mean * MAX_RATIO)
+        })
+        .collect();
+    let max = clamped.iter().copied().fold(0.0_f64, f64::max);
+    let scaled: Vec<u16> = clamped
+        .iter()
+        .map(|weight| {
+            let scaled = (weight / max * f64::from(MAX_WEIGHT)).round();
+            scaled.clamp(1.0, f64::from(MAX_WEIGHT)) as u16
+        })
+        .collect();
+    if scaled.iter().all(|weight| *weight == scaled[0]) {
+        return Vec::new();
+    }
+    scaled
+}
+
+/// The static stride scheduler over READY subchannels and their scaled weights.
+///
+/// The counter is 32 bits, so the visit number and the index come from two multiplications
+/// rather than a division; when it wraps (every 2^32 tries) the pattern restarts, harmlessly.
+#[derive(Debug)]
+pub(crate) struct WeightedPicker {
+    ready: Box<[(SubchannelId, u16)]>,
+    next: AtomicU32,
+    /// `u64::MAX / len + 1`, for the quotient and remainder by `len`.
+    reciprocal: u64,
+}
+
+impl WeightedPicker {
+    fn new(mut ready: Vec<(SubchannelId, u16)>, start: u32) -> Self {
+        ready.truncate(u32::MAX as usize);
+        let len = ready.len() as u64;
+        let reciprocal = u64::MAX.checked_div(len).map_or(0, |q| q.wrapping_add(1));
+        WeightedPicker {
+            ready: ready.into_boxed_slice(),
+            next: AtomicU32::new(start),
+            reciprocal,
+        }
+    }
+}
+
+impl Picker for WeightedPicker {
+    fn pick(&self, _: &PickRequest<'_>) -> Pick {
+        let len = self.ready.len() as u32;
+        match len {
+            0 => return Pick::Queue,
+            1 => return Pick::Ready(self.ready[0].0),
+            _ => {}
+        }
+        let modulus = u64::from(MAX_WEIGHT);
+        let mut last = self.ready[0].0;
+        for _ in 0..MAX_TRIES {
+            let step = self.next.fetch_add(1, Ordering::Relaxed);
+            let generation = fast_quotient(step, self.reciprocal);
+            let index = fast_remainder(step, len, self.reciprocal);
+            let Some(&(subchannel, weight)) = self.ready.get(index as usize) else {
+                break;
+            };
+            let weight = u64::from(weight);
+            // Both terms are reduced first: nothing overflows.
+            let offset = (u64::from(index) % modulus) * (modulus / 2);
+            if (weight * (u64::from(generation) % modulus) + offset) % modulus >= modulus - weight {
+                return Pick::Ready(subchannel);
+            }
+            last = subchannel;
+        }
+        Pick::Ready(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_makes_the_largest_weight_the_maximum() {
+        assert_eq!(scale(&[1.0, 2.0, 3.0]), vec![21845, 43690, 65535]);
+    }
+
+    #[test]
+    fn equal_or_missing_weights_mean_plain_round_robin() {
+        assert!(scale(&[5.0, 5.0, 5.0]).is_empty());
+        assert!(
+            scale(&[0.0, 7.0, 0.0]).is_empty(),
+            "one known weight is not enough"
+        );
+        assert!(scale(&[3.0]).is_empty());
+        assert!(scale(&[]).is_empty());
+    }
+
+    #[test]
+    fn unknown_weights_get_the_mean_and_outliers_are_clamped() {
+        // Known 2 and 4: mean 3; the unknown one counts as 3.
+        assert_eq!(scale(&[2.0, 4.0, 0.0]), vec![32768, 65535, 49151]);
+        // The mean of (1, 1, 1000) is 334: 1000 is under ten times that and stands, while 1 is
+        // raised to a tenth of it, 33.4.
+        let scaled = scale(&[1.0, 1.0, 1000.0]);
+        assert_eq!(scaled[2], 65535);
+        assert_eq!(scaled[0], (33.4_f64 / 1000.0 * 65535.0).round() as u16);
+        // Many light endpoints and one heavy: the heavy one is capped at ten times the mean.
+        let mut weights = vec![1.0; 99];
+        weights.push(10_000.0);
+        let scaled = scale(&weights);
+        let mean = (99.0 + 10_000.0) / 100.0;
+        assert_eq!(
+            scaled[0],
+            (mean * MIN_RATIO / (mean * MAX_RATIO) * 65535.0).round() as u16
+        );
+    }
+
+    #[test]
+    fn picks_follow_the_weights_exactly_over_a_cycle() {
+        let ids: Vec<SubchannelId> = (0..3).map(SubchannelId::from_u64).collect();
+        let picker = WeightedPicker::new(
+            ids.iter().copied().zip(scale(&[1.0, 2.0, 3.0])).collect(),
+            0,
+        );
+        let mut counts = [0usize; 3];
+        for _ in 0..60_000 {
+            match picker.pick(&PickRequest::new()) {
+                Pick::Ready(id) => counts[ids.iter().position(|x| *x == id).unwrap()] += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        for (count, share) in counts.iter().zip([1.0, 2.0, 3.0]) {
+            let expected = 60_000.0 * share / 6.0;
+            assert!((*count as f64 - expected).abs() < 60.0, "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn reported_weights_wait_out_the_blackout_and_expire() {
+        let config = WeightedRoundRobinConfig::default();
+        let t0 = Instant::now();
+        let mut reported = Reported::default();
+        reported.update(100.0, t0);
+        assert_eq!(reported.current(t0 + Duration::from_secs(9), &config), 0.0);
+        assert_eq!(
+            reported.current(t0 + Duration::from_secs(10), &config),
+            100.0
+        );
+        reported.update(50.0, t0 + Duration::from_secs(20));
+        assert_eq!(
+            reported.current(t0 + Duration::from_secs(30), &config),
+            50.0
+        );
+        // Three minutes after the last report the weight is gone, and the blackout starts again.
+        assert_eq!(
+            reported.current(t0 + Duration::from_secs(200), &config),
+            0.0
+        );
+        reported.update(70.0, t0 + Duration::from_secs(201));
+        assert_eq!(
+            reported.current(t0 + Duration::from_secs(205), &config),
+            0.0
+        );
+        assert_eq!(
+            reported.current(t0 + Duration::from_secs(211), &config),
+            70.0
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! p2c_ewma: the cheaper of two by peak-sensitive latency average times calls in flight, with
+//! its decay on the core's clock. Tests run a small fleet in virtual time.
+
+mod support;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::time::Duration;
+
+use croupier::policy::PeakEwmaConfig;
+use croupier::{
+    Action, Address, CallOutcome, ConnectionEvent, Pick, PolicyChoice, PolicyConfig, SubchannelId,
+};
+use support::*;
+
+/// A client sending one call every millisecond to a fleet whose latencies a closure gives.
+struct Fleet {
+    q: Quiet,
+    /// Calls in flight: (end in ms, subchannel, latency in ms).
+    calls: BinaryHeap<Reverse<(u64, SubchannelId, u64)>>,
+    addresses: BTreeMap<SubchannelId, Address>,
+    clock_ms: u64,
+}
+
+impl Fleet {
+    fn new(policy: PolicyConfig, ports: &[u16], seed: u64) -> Self {
+        let mut q = Quiet::new(policy, seed);
+        let mut actions = q.resolve(update(ports));
+        actions.extend(q.exit_idle());
+        for (connection, _) in attempts(&actions) {
+            q.event(connection, ConnectionEvent::Connected);
+        }
+        let addresses =
+            q.lb.subchannels()
+                .into_iter()
+                .map(|s| (s.id, s.address))
+                .collect();
+        Fleet {
+            q,
+            calls: BinaryHeap::new(),
+            addresses,
+            clock_ms: 0,
+        }
+    }
+
+    /// Runs `millis` of virtual time; returns the calls each address received.
+    fn run(&mut self, millis: u64, latency: impl Fn(&Address) -> u64) -> BTreeMap<Address, usize> {
+        let mut sent = BTreeMap::new();
+        for _ in 0..millis {
+            self.clock_ms += 1;
+            let actions = self.q.advance(ms(1));
+            assert!(
+                !actions
+                    .iter()
+                    .any(|a| matches!(a, Action::Disconnect { .. })),
+                "nothing disconnects here"
+            );
+            while let Some(Reverse((end, id, took))) = self.calls.peek().copied() {
+                if end > self.clock_ms {
+                    break;
+                }
+                self.calls.pop();
+                self.q
+                    .lb
+                    .handle_call_outcome(id, CallOutcome::ok(ms(took)), self.q.now);
+            }
+            let Pick::Ready(id) = self.q.pick(0) else {
+                panic!("READY expected")
+            };
+            let address = self.addresses[&id].clone();
+            let took = latency(&address);
+            self.calls.push(Reverse((self.clock_ms + took, id, took)));
+            *sent.entry(address).or_insert(0) += 1;
+        }
+        sent
+    }
+}
+
+fn share(sent: &BTreeMap<Address, usize>, port: u16) -> f64 {
+    let total: usize = sent.values().sum();
+    *sent.get(&addr(port)).unwrap_or(&0) as f64 / total as f64
+}
+
+#[test]
+fn equal_backends_share_calls_evenly() {
+    let mut fleet = Fleet::new(PolicyConfig::p2c_ewma(), &[1, 2, 3, 4], 1);
+    let sent = fleet.run(20_000, |_| 10);
+    for port in 1..=4 {
+        let s = share(&sent, port);
+        assert!((0.22..=0.28).contains(&s), "{port}: {s:.3} of {sent:?}");
+    }
+}
+
+#[test]
+fn load_moves_away_from_a_slow_backend_and_back_after_it_recovers() {
+    let mut fleet = Fleet::new(PolicyConfig::p2c_ewma(), &[1, 2, 3, 4], 2);
+    let slow = std::cell::Cell::new(false);
+    let latency = |a: &Address| if slow.get() && *a == addr(1) { 100 } else { 10 };
+    let before = fleet.run(10_000, latency);
+    assert!(share(&before, 1) > 0.2, "{before:?}");
+    // Backend 1 becomes ten times slower: after the first slow calls it gets very little.
+    slow.set(true);
+    let _ = fleet.run(1_000, latency);
+    let during = fleet.run(20_000, latency);
+    assert!(share(&during, 1) < 0.05, "{during:?}");
+    // It recovers: decay lets it be tried again, its fast answers pull the estimate down, and
+    // within a few decay windows it carries its share again.
+    slow.set(false);
+    let _ = fleet.run(30_000, latency);
+    let after = fleet.run(10_000, latency);
+    assert!(share(&after, 1) > 0.2, "{after:?}");
+}
+
+#[test]
+fn without_decay_an_avoided_backend_would_wait_far_longer() {
+    // The same recovery with a decay window 100 times longer: the old peak lingers, and the
+    // recovered backend is still short of its share when the default one has its share back.
+    let run = |policy: PolicyConfig| {
+        let mut fleet = Fleet::new(policy, &[1, 2, 3, 4], 3);
+        let slow = std::cell::Cell::new(true);
+        let latency = |a: &Address| if slow.get() && *a == addr(1) { 100 } else { 10 };
+        let _ = fleet.run(10_000, latency);
+        slow.set(false);
+        let _ = fleet.run(30_000, latency);
+        share(&fleet.run(10_000, latency), 1)
+    };
+    let quick = run(PolicyConfig::p2c_ewma());
+    let slow = run(PolicyConfig::new(
+        PeakEwmaConfig::default().decay(Duration::from_secs(1000)),
+    ));
+    assert!(
+        quick > 0.2 && slow < quick,
+        "quick {quick:.3}, slow {slow:.3}"
+    );
+}
+
+#[test]
+fn in_flight_calls_count_in_the_cost() {
+    // Equal latencies, but calls on 1 never end: its cost grows with every call in flight.
+    let mut fleet = Fleet::new(PolicyConfig::p2c_ewma(), &[1, 2], 4);
+    let sent = fleet.run(2_000, |a| if *a == addr(1) { 1_000_000 } else { 10 });
+    assert!(share(&sent, 1) < 0.05, "{sent:?}");
+}
+
+#[test]
+fn chosen_by_name_with_parameters() {
+    let mut q = Quiet::new(PolicyConfig::pick_first(), 5);
+    let choice = PolicyChoice::new("p2c_ewma")
+        .param("decay_ms", "500")
+        .param("default_rtt_ms", "5");
+    let mut actions = q.resolve(update(&[1, 2]).with_policy(choice));
+    actions.extend(q.exit_idle());
+    assert_eq!(
+        attempts(&actions).len(),
+        2,
+        "p2c_ewma connects every endpoint"
+    );
+    let err = PolicyConfig::p2c_ewma()
+        .with_params(&[("decay_ms".to_owned(), "soon".to_owned())])
+        .unwrap_err();
+    assert!(err.contains("decay_ms"), "{err}");
+}
