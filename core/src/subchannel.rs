@@ -10,6 +10,10 @@
 //! any state --removed--> SHUTDOWN (final)
 //! ```
 //!
+//! With client-side health checking (gRFC A17) the adapter also reports a READY connection's
+//! health: `Unhealthy` makes it TRANSIENT_FAILURE while the connection stays open (no backoff, no
+//! new attempt), `Healthy` makes it READY again, and its end makes it IDLE as from READY.
+//!
 //! As in gRPC-Go and gRPC C-core, a subchannel whose backoff is over goes back to IDLE and the
 //! policy decides whether to connect it again, so reconnection policy stays in one place.
 
@@ -107,6 +111,12 @@ pub enum ConnectionEvent {
     Failed(String),
     /// An established connection ended (closed by the peer, reset, GOAWAY); the message says how.
     Closed(String),
+    /// An established connection's health check says its server should not get calls (gRFC A17:
+    /// any status but SERVING); the message says what it answered. The subchannel shows
+    /// TRANSIENT_FAILURE while the connection stays open, until [`ConnectionEvent::Healthy`].
+    Unhealthy(String),
+    /// An established connection's health check says its server is serving again.
+    Healthy,
 }
 
 /// A snapshot of one subchannel, for observability.
@@ -148,6 +158,9 @@ pub(crate) struct Subchannel {
     /// When the current attempt started.
     started: Option<Instant>,
     last_error: Option<Arc<str>>,
+    /// In TRANSIENT_FAILURE only because its connection's health check failed: the connection
+    /// is open, and `Healthy` makes it READY again.
+    unhealthy: bool,
 }
 
 impl Subchannel {
@@ -162,6 +175,7 @@ impl Subchannel {
             retry_at: None,
             started: None,
             last_error: None,
+            unhealthy: false,
         }
     }
 
@@ -259,6 +273,30 @@ impl Subchannel {
                 self.state = ConnectivityState::Idle;
                 Effect::Changed
             }
+            (ConnectivityState::Ready, ConnectionEvent::Unhealthy(reason)) => {
+                self.last_error = Some(reason.into());
+                self.state = ConnectivityState::TransientFailure;
+                self.unhealthy = true;
+                Effect::Changed
+            }
+            (ConnectivityState::TransientFailure, event) if self.unhealthy => match event {
+                ConnectionEvent::Healthy => {
+                    self.state = ConnectivityState::Ready;
+                    self.unhealthy = false;
+                    Effect::Changed
+                }
+                ConnectionEvent::Unhealthy(reason) => {
+                    self.last_error = Some(reason.into());
+                    Effect::None
+                }
+                ConnectionEvent::Closed(reason) | ConnectionEvent::Failed(reason) => {
+                    self.last_error = Some(reason.into());
+                    self.state = ConnectivityState::Idle;
+                    self.unhealthy = false;
+                    Effect::Changed
+                }
+                ConnectionEvent::Connected => Effect::None,
+            },
             _ => Effect::None,
         }
     }
@@ -313,6 +351,7 @@ impl Subchannel {
     /// Removes the subchannel for good.
     pub(crate) fn shutdown(&mut self) {
         self.state = ConnectivityState::Shutdown;
+        self.unhealthy = false;
         self.connect_deadline = None;
         self.retry_at = None;
     }

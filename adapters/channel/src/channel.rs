@@ -267,7 +267,7 @@ impl PickOptions {
         self
     }
 
-    fn effective_deadline(&self, now: Instant) -> Option<Instant> {
+    pub(crate) fn effective_deadline(&self, now: Instant) -> Option<Instant> {
         let from_timeout = self.timeout.and_then(|t| now.checked_add(t));
         match (self.deadline, from_timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -474,6 +474,12 @@ impl<T> Channel<T> {
     /// The parsed target.
     pub fn target(&self) -> &Target {
         &self.handle.target
+    }
+
+    /// The time on the channel's runtime.
+    #[cfg(feature = "tower")]
+    pub(crate) fn now(&self) -> Instant {
+        self.handle.runtime.now()
     }
 }
 

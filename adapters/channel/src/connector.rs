@@ -16,6 +16,8 @@ pub struct Connected<T> {
     pub connection: T,
     /// Completes, with a reason, when the connection has ended (peer closed it, reset, GOAWAY).
     pub closed: BoxFuture<'static, String>,
+    /// Reports of the connection's health, if the connector checks it ([`Connected::with_health`]).
+    pub health: Option<HealthWatch>,
 }
 
 impl<T> Connected<T> {
@@ -24,7 +26,18 @@ impl<T> Connected<T> {
         Connected {
             connection,
             closed: Box::pin(closed),
+            health: None,
         }
+    }
+
+    /// Gates the connection's readiness on health reports (client-side health checking, gRFC
+    /// A17): the balancer sees it READY only while the last report said [`Health::Serving`], and
+    /// TRANSIENT_FAILURE otherwise, while the connection stays open. Reports already sent when
+    /// the connection is handed over apply before any call can pick it, so a connector that
+    /// waits for the first health answer never shows an unhealthy connection as READY.
+    pub fn with_health(mut self, health: HealthWatch) -> Self {
+        self.health = Some(health);
+        self
     }
 
     /// A connection whose end the connector cannot observe; calls will find out instead, and
@@ -33,6 +46,7 @@ impl<T> Connected<T> {
         Connected {
             connection,
             closed: Box::pin(std::future::pending()),
+            health: None,
         }
     }
 }
@@ -43,6 +57,55 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Connected<T> {
             .field("connection", &self.connection)
             .finish_non_exhaustive()
     }
+}
+
+/// What a health check says about a connection's server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Health {
+    /// It serves: calls may go to it.
+    Serving,
+    /// It should not get calls; the message says what the check answered.
+    NotServing(String),
+}
+
+/// The sending half of a connection's health reports: the connector's health check holds it.
+#[derive(Clone, Debug)]
+pub struct HealthReporter {
+    sender: async_channel::Sender<Health>,
+}
+
+impl HealthReporter {
+    /// Reports `health`. Returns `false` once the channel no longer listens (the connection was
+    /// let go), so the check can stop.
+    pub fn report(&self, health: Health) -> bool {
+        self.sender.try_send(health).is_ok()
+    }
+}
+
+/// The receiving half of a connection's health reports, handed to the channel with
+/// [`Connected::with_health`].
+#[derive(Debug)]
+pub struct HealthWatch {
+    receiver: async_channel::Receiver<Health>,
+}
+
+impl HealthWatch {
+    /// Waits for the next report; `None` once the reporter is gone.
+    pub(crate) async fn next(&self) -> Option<Health> {
+        self.receiver.recv().await.ok()
+    }
+
+    /// The reports already waiting.
+    pub(crate) fn pending(&self) -> Vec<Health> {
+        std::iter::from_fn(|| self.receiver.try_recv().ok()).collect()
+    }
+}
+
+/// A channel for one connection's health reports.
+pub fn health_channel() -> (HealthReporter, HealthWatch) {
+    let (sender, receiver) = async_channel::unbounded();
+    (HealthReporter { sender }, HealthWatch { receiver })
 }
 
 /// Turns an address into a connection. Implement it to use TLS, HTTP/2, a tonic channel, or any

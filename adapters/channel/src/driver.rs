@@ -11,7 +11,7 @@ use croupier::{
 };
 use futures_lite::future;
 
-use crate::connector::{Connected, Connector};
+use crate::connector::{Connected, Connector, Health, HealthWatch};
 use crate::resolver::ResolveNow;
 use crate::runtime::{BoxFuture, Runtime, Task};
 use crate::shared::{Shared, Snapshot};
@@ -28,7 +28,9 @@ pub(crate) enum Input {
 
 /// What connection tasks report.
 enum ConnectionReport<T> {
-    Established(ConnectionId, T),
+    /// Connected, with the health reports that came before the connection was handed over.
+    Established(ConnectionId, T, Vec<Health>),
+    Health(ConnectionId, Health),
     Failed(ConnectionId, String),
     Closed(ConnectionId, String),
 }
@@ -63,6 +65,8 @@ pub(crate) struct Driver<C: Connector> {
     picker: Option<Arc<dyn Picker>>,
     state: Option<ConnectivityState>,
     last_error: Option<Arc<str>>,
+    /// `subchannels()` queries to answer after the next publication.
+    queries: Vec<async_channel::Sender<Vec<SubchannelInfo>>>,
 }
 
 impl<C: Connector> Driver<C> {
@@ -89,6 +93,7 @@ impl<C: Connector> Driver<C> {
             picker: None,
             state: None,
             last_error: None,
+            queries: Vec::new(),
         }
     }
 
@@ -98,6 +103,12 @@ impl<C: Connector> Driver<C> {
         loop {
             self.perform_actions();
             self.publish();
+            if !self.queries.is_empty() {
+                let subchannels = self.balancer.subchannels();
+                for reply in self.queries.drain(..) {
+                    let _ = reply.try_send(subchannels.clone());
+                }
+            }
             let deadline = self.balancer.poll_timeout();
             if timer.as_ref().map(|(at, _)| Some(*at)) != Some(deadline) {
                 timer = deadline.map(|at| (at, self.runtime.sleep_until(at)));
@@ -161,9 +172,8 @@ impl<C: Connector> Driver<C> {
                 self.balancer.handle_call_outcome(subchannel, outcome, now)
             }
             Input::ExitIdle => self.balancer.exit_idle(now),
-            Input::Subchannels(reply) => {
-                let _ = reply.try_send(self.balancer.subchannels());
-            }
+            // Answered once the picker that reflects the same state is published.
+            Input::Subchannels(reply) => self.queries.push(reply),
         }
     }
 
@@ -175,7 +185,7 @@ impl<C: Connector> Driver<C> {
 
     fn handle_report(&mut self, report: ConnectionReport<C::Connection>, now: Instant) {
         match report {
-            ConnectionReport::Established(connection, established) => {
+            ConnectionReport::Established(connection, established, health) => {
                 if !self.is_current(connection) {
                     return; // an attempt the core has given up on: drop what it made
                 }
@@ -184,6 +194,16 @@ impl<C: Connector> Driver<C> {
                 self.connections_changed = true;
                 self.balancer
                     .handle_connection_event(connection, ConnectionEvent::Connected, now);
+                // Applied before the next picker is published: an unhealthy connection is
+                // never offered to a call.
+                for health in health {
+                    self.handle_health(connection, health, now);
+                }
+            }
+            ConnectionReport::Health(connection, health) => {
+                if self.is_current(connection) {
+                    self.handle_health(connection, health, now);
+                }
             }
             ConnectionReport::Failed(connection, reason) => {
                 if !self.is_current(connection) {
@@ -213,6 +233,17 @@ impl<C: Connector> Driver<C> {
                 );
             }
         }
+    }
+
+    fn handle_health(&mut self, connection: ConnectionId, health: Health, now: Instant) {
+        let event = match health {
+            Health::NotServing(reason) => {
+                ConnectionEvent::Unhealthy(self.describe(connection, &reason))
+            }
+            _ => ConnectionEvent::Healthy,
+        };
+        self.balancer
+            .handle_connection_event(connection, event, now);
     }
 
     /// Remembers `reason` as the channel's last connection error, naming the address.
@@ -267,15 +298,38 @@ impl<C: Connector> Driver<C> {
                 Ok(Connected {
                     connection: established,
                     closed,
+                    health,
                 }) => {
+                    let early = health
+                        .as_ref()
+                        .map(HealthWatch::pending)
+                        .unwrap_or_default();
                     if reports
-                        .send(ConnectionReport::Established(connection, established))
+                        .send(ConnectionReport::Established(
+                            connection,
+                            established,
+                            early,
+                        ))
                         .await
                         .is_err()
                     {
                         return;
                     }
-                    let reason = closed.await;
+                    let reason = match health {
+                        None => closed.await,
+                        Some(health) => {
+                            let forward = async {
+                                while let Some(report) = health.next().await {
+                                    let report = ConnectionReport::Health(connection, report);
+                                    if reports.send(report).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                future::pending().await
+                            };
+                            future::or(closed, forward).await
+                        }
+                    };
                     let _ = reports
                         .send(ConnectionReport::Closed(connection, reason))
                         .await;

@@ -21,22 +21,38 @@
 //!   until the next snapshot or its deadline; it is never lost.
 //! - Dropping the last [`Channel`] handle stops the driver, which drops every connection, attempt
 //!   and resolver task.
+//!
+//! ## Features
+//!
+//! - `tower` (off by default): a `Channel` whose connections are `tower_service::Service`s over
+//!   `http::Request`s is itself one, picking per request from the request's path and headers and
+//!   reporting each response's end (its gRPC status, or its HTTP status) as the call's outcome.
+//!   A tonic-generated client takes such a channel as it is. A request that its server did not process (a GOAWAY, a
+//!   refused stream) is sent again on another connection (see `Unprocessed` and `ReplayBody`).
 
 #![forbid(unsafe_code)]
 
 mod channel;
 mod connector;
 mod driver;
+#[cfg(feature = "tower")]
+mod replay;
 mod resolver;
 mod runtime;
+#[cfg(feature = "tower")]
+mod service;
 mod shared;
 mod stream;
 
 pub use channel::{BuildError, CallGuard, Channel, ChannelBuilder, PickOptions, Picked};
-pub use connector::{Connected, Connector};
+pub use connector::{health_channel, Connected, Connector, Health, HealthReporter, HealthWatch};
+#[cfg(feature = "tower")]
+pub use replay::{ReplayBody, REPLAY_LIMIT};
 pub use resolver::{
     global_resolvers, register_resolver, Resolver, ResolverContext, ResolverRegistry,
     StaticResolver,
 };
 pub use runtime::{BoxFuture, Runtime};
+#[cfg(feature = "tower")]
+pub use service::{BoxError, CallBody, Unprocessed};
 pub use stream::{PeerWatch, SharedStream, StreamGuard, SETTLE};

@@ -52,7 +52,7 @@ impl Connector for StreamConnector {
     }
 }
 
-async fn open(address: &Address) -> io::Result<Stream> {
+pub(crate) async fn open(address: &Address) -> io::Result<Stream> {
     match address {
         Address::Socket(addr) => tcp(TcpStream::connect(addr).await?),
         Address::Opaque(name) => tcp(TcpStream::connect(&**name).await?),

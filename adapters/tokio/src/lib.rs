@@ -28,10 +28,18 @@
 //!
 //! The default connector ([`StreamConnector`]) opens TCP (with `TCP_NODELAY`) or unix-domain
 //! streams; implement [`Connector`] for TLS, HTTP/2 or any other transport.
+//!
+//! ## Features
+//!
+//! - `grpc` (off by default): an HTTP/2 connector on hyper, and the channel as a
+//!   `tower_service::Service`, so that a tonic-generated client sends through croupier
+//!   unchanged. See the `grpc` module.
 
 #![forbid(unsafe_code)]
 
 mod connector;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 mod runtime;
 
 pub use connector::{SharedStream, Stream, StreamConnector, StreamGuard};

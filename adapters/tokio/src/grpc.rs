@@ -1,0 +1,422 @@
+//! gRPC and HTTP/2 (feature `grpc`): an HTTP/2 connector on hyper, whose channel is a
+//! `tower_service::Service` that a tonic-generated client takes unchanged.
+//!
+//! ```
+//! use croupier::PolicyConfig;
+//! use croupier_echo_grpc::{EchoClient, EchoRequest, GrpcEchoServer, ServerOptions};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let a = GrpcEchoServer::start(0, ServerOptions::new()).await?;
+//! # let b = GrpcEchoServer::start(0, ServerOptions::new()).await?;
+//! # let target = format!("ipv4:{},{}", a.address(), b.address());
+//! // `target` names two echo servers, say "ipv4:127.0.0.1:50051,127.0.0.1:50052".
+//! let channel = croupier_tokio::grpc::builder(target)
+//!     .policy(PolicyConfig::round_robin())
+//!     .build()?;
+//! let mut client = EchoClient::new(channel); // any tonic-generated client
+//! let reply = client
+//!     .unary_echo(EchoRequest { message: "hello".into() })
+//!     .await?;
+//! assert!(reply.into_inner().message.starts_with("hello (from :"));
+//! # Ok(()) }
+//! ```
+//!
+//! With options for the connector (health checking, keepalive, a transport of your own), put
+//! it in place of the default one: `croupier_tokio::builder(target).connector(connector)`.
+//!
+//! - One HTTP/2 connection per subchannel, multiplexing every call sent on it. Its end (GOAWAY,
+//!   reset, the peer gone, a keepalive ping unanswered) is reported to the balancer at once, and a
+//!   request that the closing connection had not sent yet is sent on another one.
+//! - The connection attempt (TCP or unix socket, then the HTTP/2 handshake) is bounded by the
+//!   core's connect deadline.
+//! - Each request picks from its path and headers; each response's end reports the call's gRPC
+//!   status and latency to the balancer (least_request, outlier detection and p2c learn from it).
+//! - Client-side health checking (gRFC A17) is optional: [`Http2Connector::health_check`].
+//! - TLS and other wrappings of the byte stream: implement [`Transport`] (say, a TCP connection
+//!   from [`StreamConnector`] wrapped in a TLS client) and pass it to [`Http2Connector::new`].
+
+mod health;
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::marker::PhantomData;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use croupier::Address;
+use croupier_channel::{BoxError, ChannelBuilder, Connected, Connector, ReplayBody, Unprocessed};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{oneshot, Notify};
+
+use crate::connector::{open, Stream, StreamConnector};
+use crate::runtime::TokioRuntime;
+
+pub use health::HealthCheck;
+
+/// Opens the byte stream an HTTP/2 connection runs over. [`StreamConnector`] opens plain TCP and
+/// unix-domain streams; implement it to wrap them (TLS, a proxy's tunnel).
+///
+/// ```
+/// use std::future::Future;
+/// use std::io;
+///
+/// use croupier::Address;
+/// use croupier_tokio::grpc::{Http2Connector, Transport};
+/// use croupier_tokio::{Stream, StreamConnector};
+/// use tokio::io::BufStream;
+///
+/// /// TCP, wrapped: a TLS client's stream goes where the buffer is.
+/// struct Wrapped(StreamConnector);
+///
+/// impl Transport for Wrapped {
+///     type Io = BufStream<Stream>;
+///
+///     fn open(&self, address: &Address) -> impl Future<Output = io::Result<Self::Io>> + Send + 'static {
+///         let tcp = self.0.open(address);
+///         async move { Ok(BufStream::new(tcp.await?)) }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let connector = Http2Connector::<tonic::body::Body, _>::new(Wrapped(StreamConnector::new()));
+/// let channel = croupier_tokio::builder("dns:///echo.internal:50051")
+///     .connector(connector)
+///     .build()?;
+/// # let _ = channel; Ok(()) }
+/// ```
+pub trait Transport: Send + Sync + 'static {
+    /// The byte stream.
+    type Io: AsyncRead + AsyncWrite + Send + Unpin + 'static;
+
+    /// Opens a stream to `address`.
+    fn open(
+        &self,
+        address: &Address,
+    ) -> impl Future<Output = io::Result<Self::Io>> + Send + 'static;
+}
+
+impl Transport for StreamConnector {
+    type Io = Stream;
+
+    fn open(&self, address: &Address) -> impl Future<Output = io::Result<Stream>> + Send + 'static {
+        let address = address.clone();
+        async move { open(&address).await }
+    }
+}
+
+/// A channel over HTTP/2 connections that send requests with bodies of type `B` (for a tonic
+/// client, `tonic::body::Body`): what [`builder`] builds.
+pub type Http2Channel<B> = croupier_channel::Channel<Http2Connection<B>>;
+
+/// A builder for a channel to `target` over HTTP/2, on the current tokio runtime, with the
+/// default [`Http2Connector`]: the channel is a `tower_service::Service<http::Request<B>>` for
+/// the request body `B` of the client that uses it (for a tonic client, `tonic::body::Body`).
+///
+/// # Panics
+///
+/// Outside a tokio runtime.
+pub fn builder<B>(target: impl Into<String>) -> ChannelBuilder<Http2Connector<B>>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    ChannelBuilder::new(
+        target,
+        Arc::new(TokioRuntime::current()),
+        Http2Connector::new(StreamConnector::new()),
+    )
+}
+
+/// Makes one HTTP/2 connection per subchannel, with hyper, over the streams a [`Transport`]
+/// opens. `B` is the request body type of the calls sent on it.
+pub struct Http2Connector<B, T = StreamConnector> {
+    transport: Arc<T>,
+    keep_alive: Option<(Duration, Duration)>,
+    authority: Option<Authority>,
+    health: Option<HealthCheck>,
+    _body: PhantomData<fn(B)>,
+}
+
+impl<B, T> fmt::Debug for Http2Connector<B, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Http2Connector")
+            .field("keep_alive", &self.keep_alive)
+            .field("authority", &self.authority)
+            .field("health", &self.health)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B, T: Transport> Http2Connector<B, T> {
+    /// HTTP/2 over the streams `transport` opens.
+    pub fn new(transport: T) -> Self {
+        Http2Connector {
+            transport: Arc::new(transport),
+            keep_alive: None,
+            authority: None,
+            health: None,
+            _body: PhantomData,
+        }
+    }
+
+    /// Sends an HTTP/2 PING every `interval` (even with no call in flight) and closes the
+    /// connection, reporting it lost, if no answer comes within `timeout`: a half-open peer is
+    /// found without waiting for TCP's timeouts. Off by default.
+    pub fn keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.keep_alive = Some((interval, timeout));
+        self
+    }
+
+    /// Watches each connection's health with `grpc.health.v1.Health/Watch` (client-side health
+    /// checking, gRFC A17): see [`HealthCheck`]. Off by default.
+    pub fn health_check(mut self, check: HealthCheck) -> Self {
+        self.health = Some(check);
+        self
+    }
+
+    /// The `:authority` of requests that name none (a tonic client names none). By default, the
+    /// address connected to (`127.0.0.1:50051`; `localhost` for unix sockets).
+    pub fn authority(mut self, authority: Authority) -> Self {
+        self.authority = Some(authority);
+        self
+    }
+}
+
+/// One HTTP/2 connection: a cheap handle that sends requests on it (a `tower_service::Service`).
+pub struct Http2Connection<B> {
+    sender: http2::SendRequest<ReplayBody<B>>,
+    state: Arc<ConnectionState>,
+}
+
+impl<B> Clone for Http2Connection<B> {
+    fn clone(&self) -> Self {
+        Http2Connection {
+            sender: self.sender.clone(),
+            state: Arc::clone(&self.state),
+        }
+    }
+}
+
+impl<B> fmt::Debug for Http2Connection<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Http2Connection")
+            .field("closed", &self.sender.is_closed())
+            .field("broken", &self.state.broken.get())
+            .finish()
+    }
+}
+
+/// What every handle to one connection shares.
+#[derive(Debug)]
+struct ConnectionState {
+    /// The `:authority` of requests that name none (a tonic client sends only the path).
+    authority: Option<Authority>,
+    /// Set when a call found the connection dead.
+    broken: OnceLock<String>,
+    /// Wakes the connection's task to close it.
+    kill: Notify,
+}
+
+impl<B> Http2Connection<B> {
+    /// Whether the connection has ended, or a call found it dead.
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed() || self.state.broken.get().is_some()
+    }
+
+    /// Takes the connection out of rotation and closes it: the balancer hears at once that it
+    /// is gone. Calls do this themselves when the connection fails under them.
+    pub fn mark_broken(&self, reason: impl Into<String>) {
+        if self.state.broken.set(reason.into()).is_ok() {
+            self.state.kill.notify_one();
+        }
+    }
+}
+
+impl<B> tower_service::Service<Request<ReplayBody<B>>> for Http2Connection<B>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Incoming>;
+    type Error = BoxError;
+    type Future = croupier_channel::BoxFuture<'static, Result<Response<Incoming>, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        if let Some(reason) = self.state.broken.get() {
+            return Poll::Ready(Err(reason.clone().into()));
+        }
+        self.sender.poll_ready(cx).map_err(|error| {
+            self.mark_broken(format!("the HTTP/2 connection is closed: {error}"));
+            error.into()
+        })
+    }
+
+    fn call(&mut self, mut request: Request<ReplayBody<B>>) -> Self::Future {
+        if request.uri().authority().is_none() {
+            if let Some(uri) = absolute(request.uri(), self.state.authority.as_ref()) {
+                *request.uri_mut() = uri;
+            }
+        }
+        let connection = self.clone();
+        let sent = self.sender.try_send_request(request);
+        Box::pin(async move {
+            match sent.await {
+                Ok(response) => Ok(response),
+                Err(mut error) => {
+                    let unsent = error.take_message().is_some();
+                    let error = error.into_error();
+                    if connection.sender.is_closed() || error.is_closed() || error.is_canceled() {
+                        connection.mark_broken(format!(
+                            "the HTTP/2 connection failed: {}",
+                            describe(&error)
+                        ));
+                    }
+                    if unsent || refused(&error) {
+                        Err(Box::new(Unprocessed::new(error)) as BoxError)
+                    } else {
+                        Err(error.into())
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Whether the server said it did not process the request: a GOAWAY whose last stream came
+/// before the request's (a graceful shutdown), or `REFUSED_STREAM` (RFC 9113, 8.7).
+fn refused(error: &hyper::Error) -> bool {
+    let mut next: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(error) = next {
+        if let Some(h2) = error.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+                || (h2.is_go_away()
+                    && h2.is_remote()
+                    && h2.reason() == Some(h2::Reason::NO_ERROR));
+        }
+        next = error.source();
+    }
+    false
+}
+
+impl<B, T> Connector for Http2Connector<B, T>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    T: Transport,
+{
+    type Connection = Http2Connection<B>;
+
+    fn is_broken(connection: &Http2Connection<B>) -> bool {
+        connection.is_closed()
+    }
+
+    fn connect(
+        &self,
+        address: &Address,
+    ) -> impl Future<Output = io::Result<Connected<Http2Connection<B>>>> + Send + 'static {
+        let opened = self.transport.open(address);
+        let keep_alive = self.keep_alive;
+        let health = self.health.clone();
+        let authority = self.authority.clone().or_else(|| authority_of(address));
+        async move {
+            let io = opened.await?;
+            let mut builder = http2::Builder::new(TokioExecutor::new());
+            builder.timer(TokioTimer::new());
+            if let Some((interval, timeout)) = keep_alive {
+                builder
+                    .keep_alive_interval(interval)
+                    .keep_alive_timeout(timeout)
+                    .keep_alive_while_idle(true);
+            }
+            let (sender, connection) = builder
+                .handshake::<_, ReplayBody<B>>(TokioIo::new(io))
+                .await
+                .map_err(|error| {
+                    io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        format!("HTTP/2 handshake failed: {}", describe(&error)),
+                    )
+                })?;
+            let state = Arc::new(ConnectionState {
+                authority,
+                broken: OnceLock::new(),
+                kill: Notify::new(),
+            });
+            let (ended, closed) = oneshot::channel::<String>();
+            let watched = Arc::clone(&state);
+            // The connection runs in a task of its own, so that calls in flight finish even when
+            // the balancer lets the subchannel go; it ends when every handle is dropped.
+            tokio::spawn(async move {
+                let reason = tokio::select! {
+                    result = connection => match result {
+                        Ok(()) => "the server closed the HTTP/2 connection (GOAWAY)".to_owned(),
+                        Err(error) => format!("the HTTP/2 connection failed: {}", describe(&error)),
+                    },
+                    () = watched.kill.notified() => watched
+                        .broken
+                        .get()
+                        .cloned()
+                        .unwrap_or_else(|| "the connection was closed".to_owned()),
+                };
+                let _ = ended.send(reason);
+            });
+            let connection = Http2Connection { sender, state };
+            let closed = async move {
+                closed
+                    .await
+                    .unwrap_or_else(|_| "the HTTP/2 connection task ended".to_owned())
+            };
+            match health {
+                None => Ok(Connected::new(connection, closed)),
+                Some(check) => health::connect(check, connection, Box::pin(closed)).await,
+            }
+        }
+    }
+}
+
+/// The default `:authority` for connections to `address`.
+fn authority_of(address: &Address) -> Option<Authority> {
+    match address {
+        Address::Socket(addr) => addr.to_string().parse().ok(),
+        Address::Opaque(name) => name.parse().ok(),
+        _ => Some(Authority::from_static("localhost")),
+    }
+}
+
+/// `uri` (a path) made absolute with the `http` scheme and `authority`.
+fn absolute(uri: &Uri, authority: Option<&Authority>) -> Option<Uri> {
+    let mut parts = uri.clone().into_parts();
+    parts.scheme = Some(uri.scheme().cloned().unwrap_or(Scheme::HTTP));
+    parts.authority = Some(authority?.clone());
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
+    Uri::from_parts(parts).ok()
+}
+
+/// An error and its sources, on one line.
+fn describe(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
+}
