@@ -303,6 +303,8 @@ impl RoundRobin {
         ctl: &mut dyn Controller,
     ) -> Arc<dyn Picker> {
         match &mut self.spread {
+            // (weighted_round_robin builds its own picker before this; were it to come here, it
+            // would be plain round robin.)
             Spread::RoundRobin | Spread::Weighted(_) => {
                 let start = ctl.rng().index(ready.len());
                 Arc::new(RoundRobinPicker::new(ready, start))
