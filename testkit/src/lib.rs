@@ -134,10 +134,12 @@ pub async fn restart<A: Adapter>(address: SocketAddr) -> EchoServer {
     .await
 }
 
-/// The address of a loopback port where nothing listens.
+/// The address of a loopback port where nothing listens. It is on 127.0.0.2, where no test
+/// server listens (they all take 127.0.0.1), so no server started meanwhile by another test can
+/// take the port and answer.
 pub async fn dead_address() -> SocketAddr {
-    let placeholder = server().await;
-    placeholder.address()
+    let placeholder = std::net::TcpListener::bind(("127.0.0.2", 0)).expect("a loopback port");
+    placeholder.local_addr().expect("a bound address")
 }
 
 /// Waits until the channel is in `state`.
