@@ -399,8 +399,14 @@ impl Policy for RoundRobin {
                 }
             }
             Spread::Weighted(weights) => {
-                if let Some(&key) = self.by_subchannel.get(&subchannel) {
-                    weights.call_finished(key, outcome, ctl.now());
+                let recorded = self
+                    .by_subchannel
+                    .get(&subchannel)
+                    .is_some_and(|&key| weights.call_finished(key, outcome, ctl.now()));
+                if !recorded {
+                    // Nothing new: the timer, if needed, is already set. (Checking again would
+                    // scan every endpoint's weight on every call once reports have lapsed.)
+                    return;
                 }
             }
             Spread::PeakEwma(ewma) => ewma.call_finished(subchannel, outcome, ctl.now()),

@@ -238,18 +238,26 @@ impl Weights {
         self.config.update_period()
     }
 
-    /// A call to endpoint `key` ended, perhaps with a load report.
-    pub(crate) fn call_finished(&mut self, key: SlabKey, outcome: &CallOutcome, now: Instant) {
-        if let Some(report) = &outcome.load {
-            self.report(key, report, now);
-        }
+    /// A call to endpoint `key` ended, perhaps with a load report. Returns whether it recorded a
+    /// weight (only then can the weights start changing with time).
+    pub(crate) fn call_finished(
+        &mut self,
+        key: SlabKey,
+        outcome: &CallOutcome,
+        now: Instant,
+    ) -> bool {
+        outcome
+            .load
+            .as_ref()
+            .is_some_and(|report| self.report(key, report, now))
     }
 
-    fn report(&mut self, key: SlabKey, report: &LoadReport, now: Instant) {
+    fn report(&mut self, key: SlabKey, report: &LoadReport, now: Instant) -> bool {
         let weight = report.weight(self.config.error_utilization_penalty);
         if weight > 0.0 {
             self.reported.entry(key).or_default().update(weight, now);
         }
+        weight > 0.0
     }
 
     /// Endpoint `key` became READY (again): its blackout starts over.
