@@ -71,6 +71,12 @@ impl StdError for Unprocessed {
 /// The pick waits as [`Channel::pick_with`] does, with the request's deadline: a [`PickOptions`]
 /// in the request's extensions if it has one, else its `grpc-timeout` header, else none. The
 /// channel itself is always ready (picks queue inside the call), so `poll_ready` never waits.
+///
+/// A gRPC request (`content-type: application/grpc...`) that fails in the channel (no backend
+/// ready before its deadline, the channel in TRANSIENT_FAILURE, its connection lost) gets a
+/// trailers-only response with the `grpc-status` and `grpc-message` the failure calls for
+/// (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, ...), as a gRPC channel answers: a tonic client reads it
+/// as the call's status, code intact. Other requests get the error itself.
 impl<T, B, RB> Service<Request<B>> for Channel<T>
 where
     T: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + Sync + 'static,
@@ -102,6 +108,26 @@ where
     B: Body<Data = bytes::Bytes> + Send + 'static,
     RB: Body,
 {
+    let grpc = is_grpc(request.headers());
+    match attempt(channel, request).await {
+        Ok(response) => Ok(response),
+        Err((code, error)) if grpc => Ok(status_response(code, &describe(&*error))),
+        Err((_, error)) => Err(error),
+    }
+}
+
+/// Sends `request`, on another connection each time one's server did not process it; a failure
+/// comes with the gRPC code it means.
+async fn attempt<T, B, RB>(
+    channel: Channel<T>,
+    request: Request<B>,
+) -> Result<Response<CallBody<RB>>, (Code, BoxError)>
+where
+    T: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + Sync + 'static,
+    T::Error: Into<BoxError>,
+    B: Body<Data = bytes::Bytes> + Send + 'static,
+    RB: Body,
+{
     // One deadline for every attempt: a timeout counts from the call's start.
     let options = pick_options(&request, channel.now());
     let mut request = request.map(ReplayBody::new);
@@ -114,7 +140,7 @@ where
         let Picked {
             mut connection,
             call,
-        } = picked.map_err(BoxError::from)?;
+        } = picked.map_err(|status| (status.code(), BoxError::from(status)))?;
         let replay = body.replay();
         request = Request::from_parts(parts, body);
         if let Err(error) = poll_fn(|cx| connection.poll_ready(cx)).await {
@@ -134,16 +160,70 @@ where
                         request = Request::from_parts(parts, body);
                         last_error = Some(error);
                     }
-                    _ => return Err(error),
+                    _ => return Err((Code::Unavailable, error)),
                 }
             }
         }
     }
-    Err(format!(
-        "no connection took the request in {MAX_SEND_ATTEMPTS} attempts; last: {}",
-        last_error.map_or_else(|| "none".to_owned(), |e| e.to_string())
-    )
-    .into())
+    Err((
+        Code::Unavailable,
+        format!(
+            "no connection took the request in {MAX_SEND_ATTEMPTS} attempts; last: {}",
+            last_error.map_or_else(|| "none".to_owned(), |e| e.to_string())
+        )
+        .into(),
+    ))
+}
+
+/// A trailers-only gRPC response: `grpc-status` and `grpc-message` in the headers, no body.
+fn status_response<RB>(code: Code, message: &str) -> Response<CallBody<RB>> {
+    let mut response = Response::new(CallBody {
+        inner: None,
+        call: None,
+        grpc: true,
+        code: Some(code),
+    });
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert(
+        "grpc-status",
+        http::HeaderValue::from(u16::from(code.value())),
+    );
+    if let Ok(value) = http::HeaderValue::from_str(&percent_encode(message)) {
+        headers.insert("grpc-message", value);
+    }
+    response
+}
+
+/// gRPC's encoding of `grpc-message`: bytes outside printable ASCII, and `%`, as `%XX`.
+fn percent_encode(message: &str) -> String {
+    let mut encoded = String::with_capacity(message.len());
+    for byte in message.bytes() {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// An error and its sources, on one line.
+fn describe(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Whether `error`, or one of its sources, says the server did not process the request.
@@ -220,7 +300,7 @@ fn observe<RB: Body>(response: Response<RB>, call: CallGuard) -> Response<CallBo
     let grpc = is_grpc(response.headers());
     let (parts, body) = response.into_parts();
     let mut body = CallBody {
-        inner: body,
+        inner: Some(body),
         call: Some(call),
         grpc,
         code: None,
@@ -239,7 +319,7 @@ fn observe<RB: Body>(response: Response<RB>, call: CallGuard) -> Response<CallBo
             Code::Ok
         });
     }
-    if body.inner.is_end_stream() {
+    if body.is_end_stream() {
         let code = body.code.unwrap_or(Code::Internal);
         body.finish(code);
     }
@@ -276,10 +356,11 @@ fn http_status_code(status: http::StatusCode) -> Code {
 pin_project_lite::pin_project! {
     /// A response body that reports its call's outcome and latency to the channel when it ends:
     /// at its trailers or its last frame (with the gRPC status they carry), at an error
-    /// (`UNAVAILABLE`), or when dropped before its end (`CANCELLED`).
+    /// (`UNAVAILABLE`), or when dropped before its end (`CANCELLED`). The body of a gRPC
+    /// status the channel answered itself is empty.
     pub struct CallBody<B> {
         #[pin]
-        inner: B,
+        inner: Option<B>,
         call: Option<CallGuard>,
         grpc: bool,
         code: Option<Code>,
@@ -313,7 +394,10 @@ impl<B: Body> Body for CallBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let this = self.project();
-        let polled = this.inner.poll_frame(cx);
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = inner.poll_frame(cx);
         let code = match &polled {
             Poll::Pending => return polled,
             Poll::Ready(Some(Ok(frame))) => match frame.trailers_ref() {
@@ -338,11 +422,13 @@ impl<B: Body> Body for CallBody<B> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
@@ -394,6 +480,40 @@ mod tests {
         assert_eq!(grpc_status(&headers), Some(Code::FailedPrecondition));
         headers.insert("grpc-status", "nine".parse().unwrap());
         assert_eq!(grpc_status(&headers), None);
+    }
+
+    #[test]
+    fn grpc_messages_are_percent_encoded() {
+        assert_eq!(percent_encode("no backend"), "no backend");
+        assert_eq!(percent_encode("100% down"), "100%25 down");
+        assert_eq!(percent_encode("a\nb"), "a%0Ab");
+        assert_eq!(percent_encode("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn a_failed_grpc_call_answers_with_its_status_in_the_headers() {
+        let response: Response<CallBody<NoBody>> =
+            status_response(Code::DeadlineExceeded, "too late: 5%");
+        assert_eq!(response.status(), http::StatusCode::OK);
+        assert_eq!(response.headers()["grpc-status"], "4");
+        assert_eq!(response.headers()["grpc-message"], "too late: 5%25");
+        assert_eq!(response.headers()["content-type"], "application/grpc");
+        assert!(response.body().is_end_stream());
+    }
+
+    /// A response body type to name; never polled.
+    struct NoBody;
+
+    impl Body for NoBody {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<bytes::Bytes>, Self::Error>>> {
+            Poll::Ready(None)
+        }
     }
 
     #[test]
