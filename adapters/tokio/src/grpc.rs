@@ -27,15 +27,22 @@
 //!
 //! - One HTTP/2 connection per subchannel, multiplexing every call sent on it. Its end (GOAWAY,
 //!   reset, the peer gone, a keepalive ping unanswered) is reported to the balancer at once, and a
-//!   request that the closing connection had not sent yet is sent on another one.
-//! - The connection attempt (TCP or unix socket, then the HTTP/2 handshake) is bounded by the
-//!   core's connect deadline.
+//!   request that the closing connection had not sent yet, or that the server's last GOAWAY
+//!   excluded, is sent on another one. That GOAWAY is read even when the server's reset has
+//!   already failed a write: a write that finds the peer gone leaves the connection's end to
+//!   the read side, which still has the server's last frames to give.
+//! - A connection is established once the server's HTTP/2 preface (its SETTINGS) has arrived,
+//!   not merely when the client has sent its own: a server that never took the connection (one
+//!   shutting down with it still in its listener's backlog) fails the connection attempt, not the
+//!   calls sent on it. The attempt (TCP or unix socket, the handshake, the server's preface) is
+//!   bounded by the core's connect deadline.
 //! - Each request picks from its path and headers; each response's end reports the call's gRPC
 //!   status and latency to the balancer (least_request, outlier detection and p2c learn from it).
 //! - Client-side health checking (gRFC A17) is optional: [`Http2Connector::health_check`].
 //! - TLS and other wrappings of the byte stream: implement [`Transport`] (say, a TCP connection
 //!   from [`StreamConnector`] wrapped in a TLS client) and pass it to [`Http2Connector::new`].
 
+mod client_io;
 mod health;
 
 use std::error::Error as StdError;
@@ -61,6 +68,7 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::connector::{open, Stream, StreamConnector};
 use crate::runtime::TokioRuntime;
+use client_io::ClientIo;
 
 pub use health::HealthCheck;
 
@@ -331,7 +339,7 @@ where
         let health = self.health.clone();
         let authority = self.authority.clone().or_else(|| authority_of(address));
         async move {
-            let io = opened.await?;
+            let (io, preface) = ClientIo::new(opened.await?);
             let mut builder = http2::Builder::new(TokioExecutor::new());
             builder.timer(TokioTimer::new());
             if let Some((interval, timeout)) = keep_alive {
@@ -373,6 +381,31 @@ where
                 let _ = ended.send(reason);
             });
             let connection = Http2Connection { sender, state };
+            // Established once the server has answered: before that, nothing says it has even
+            // accepted the connection.
+            let mut closed = closed;
+            let early_end = tokio::select! {
+                // The verdict on the server's first frame comes before HTTP/2 reads it, so what
+                // the server sent is named even when HTTP/2 then fails on it.
+                biased;
+                receipt = preface => match receipt {
+                    Ok(Ok(())) => None,
+                    Ok(Err(message)) => Some(message),
+                    Err(_) => Some((&mut closed).await.unwrap_or_else(|_| {
+                        "the HTTP/2 connection task ended".to_owned()
+                    })),
+                },
+                reason = &mut closed => Some(reason.unwrap_or_else(|_| {
+                    "the HTTP/2 connection task ended".to_owned()
+                })),
+            };
+            if let Some(reason) = early_end {
+                connection.mark_broken(reason.clone());
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    format!("no HTTP/2 preface from the server: {reason}"),
+                ));
+            }
             let closed = async move {
                 closed
                     .await
