@@ -18,6 +18,7 @@
 //! policy decides whether to connect it again, so reconnection policy stays in one place.
 
 use std::fmt;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,33 +30,38 @@ use crate::status::ConnectivityState;
 
 /// A handle to a subchannel. Handles are never reused within a balancer: a removed subchannel's
 /// handle stays meaningless forever, and an event that names it is ignored.
+///
+/// Never zero, so an `Option<SubchannelId>` takes no more room than the handle itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SubchannelId(u64);
+pub struct SubchannelId(NonZeroU64);
 
 impl SubchannelId {
     /// The handle's number, unique within its balancer (for logs and maps).
     pub fn as_u64(self) -> u64 {
-        self.0
+        self.0.get()
     }
 
+    /// A handle made up for a test.
     #[cfg(test)]
     pub(crate) fn from_u64(value: u64) -> Self {
-        SubchannelId(value)
+        SubchannelId(NonZeroU64::new(value).expect("handles are never 0"))
     }
 
     /// The handle of the subchannel in slot `key` of the balancer's slab: the slot's generation
     /// in the high 32 bits, its index plus one in the low (so no handle is 0, and a balancer that
     /// never removed a subchannel numbers them 1, 2, 3, ...).
     pub(crate) fn from_key(key: SlabKey) -> Self {
-        SubchannelId((u64::from(key.generation) << 32) | (u64::from(key.index) + 1))
+        let value = (u64::from(key.generation) << 32) | (u64::from(key.index) + 1);
+        // `index + 1` is at least 1, so the value never is 0.
+        SubchannelId(NonZeroU64::new(value).unwrap_or(NonZeroU64::MIN))
     }
 
     /// The slab slot this handle names, if it names one.
     pub(crate) fn key(self) -> Option<SlabKey> {
-        let low = self.0 as u32;
+        let value = self.0.get();
         Some(SlabKey {
-            index: low.checked_sub(1)?,
-            generation: (self.0 >> 32) as u32,
+            index: (value as u32).checked_sub(1)?,
+            generation: (value >> 32) as u32,
         })
     }
 }
@@ -63,7 +69,7 @@ impl SubchannelId {
 impl fmt::Display for SubchannelId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The slot number, and which reuse of the slot it is when it is not the first.
-        let (slot, generation) = (self.0 as u32, self.0 >> 32);
+        let (slot, generation) = (self.0.get() as u32, self.0.get() >> 32);
         if generation == 0 {
             write!(f, "subchannel#{slot}")
         } else {

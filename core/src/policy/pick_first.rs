@@ -143,12 +143,14 @@ struct Entry {
 pub struct PickFirstList {
     /// One entry per address, inline for the usual single-address endpoint.
     entries: SmallVec<[Entry; 1]>,
-    selected: Option<usize>,
+    /// The entry whose connection is READY. (Indices are `u32`: a list is never longer, and
+    /// every round_robin or ring_hash endpoint carries a list, so its size counts.)
+    selected: Option<u32>,
     state: ConnectivityState,
     /// Whether a first pass over the list is under way.
     in_pass: bool,
     /// The next entry the pass will start.
-    next: usize,
+    next: u32,
     /// Whether the list has ever been given addresses (or was last given none).
     fresh: bool,
     happy_eyeballs_delay: Duration,
@@ -196,7 +198,9 @@ impl PickFirstList {
 
     /// The connected subchannel, while the list is READY.
     pub fn ready_subchannel(&self) -> Option<SubchannelId> {
-        self.selected.and_then(|i| self.entries[i].subchannel)
+        self.selected
+            .and_then(|i| self.entries.get(i as usize))
+            .and_then(|entry| entry.subchannel)
     }
 
     /// Every address with its last error, for failure messages.
@@ -243,7 +247,7 @@ impl PickFirstList {
         if let Some(kept) = self.keep_selected(addresses, ctl) {
             self.entries = entries_for(addresses);
             self.entries[kept.0] = kept.1;
-            self.selected = Some(kept.0);
+            self.selected = Some(kept.0 as u32);
             return false;
         }
 
@@ -273,7 +277,7 @@ impl PickFirstList {
         addresses: &[Address],
         ctl: &mut dyn Controller,
     ) -> Option<(usize, Entry)> {
-        let selected = self.selected?;
+        let selected = self.selected? as usize;
         let position = addresses
             .iter()
             .position(|a| *a == self.entries[selected].address)?;
@@ -319,8 +323,8 @@ impl PickFirstList {
 
     /// Starts the next address of the pass; ends the pass if none is left and none is in flight.
     fn try_next(&mut self, ctl: &mut dyn Controller) {
-        while self.next < self.entries.len() {
-            let entry = &mut self.entries[self.next];
+        while (self.next as usize) < self.entries.len() {
+            let entry = &mut self.entries[self.next as usize];
             self.next += 1;
             let id = *entry
                 .subchannel
@@ -331,7 +335,7 @@ impl PickFirstList {
                 // Still backing off from an earlier failure: it counts as failed in this pass.
                 _ => continue,
             }
-            if self.next < self.entries.len() {
+            if (self.next as usize) < self.entries.len() {
                 // Happy eyeballs: start the next address beside this one if it takes too long.
                 self.timer_seq = self.timer_seq.wrapping_add(1);
                 let token = (u64::from(self.timer_tag) << 32) | u64::from(self.timer_seq);
@@ -343,7 +347,7 @@ impl PickFirstList {
     }
 
     fn end_pass_if_done(&mut self, ctl: &mut dyn Controller) {
-        if !self.in_pass || self.next < self.entries.len() {
+        if !self.in_pass || (self.next as usize) < self.entries.len() {
             return;
         }
         let in_flight = self.entries.iter().any(|entry| {
@@ -392,7 +396,7 @@ impl PickFirstList {
         }
         match update.state {
             ConnectivityState::Ready => {
-                if self.selected == Some(index) {
+                if self.selected == Some(index as u32) {
                     return false;
                 }
                 for (i, entry) in self.entries.iter_mut().enumerate() {
@@ -402,7 +406,7 @@ impl PickFirstList {
                         }
                     }
                 }
-                self.selected = Some(index);
+                self.selected = Some(index as u32);
                 self.in_pass = false;
                 self.timer_seq = self.timer_seq.wrapping_add(1);
                 self.state = ConnectivityState::Ready;
@@ -411,7 +415,7 @@ impl PickFirstList {
             // The connection was lost. (The core moves a READY subchannel only to IDLE; a wrapping
             // policy may show it as TRANSIENT_FAILURE, as outlier detection does when it ejects.)
             ConnectivityState::Idle | ConnectivityState::TransientFailure
-                if self.selected == Some(index) =>
+                if self.selected == Some(index as u32) =>
             {
                 self.selected = None;
                 self.state = ConnectivityState::Idle;
@@ -451,14 +455,16 @@ impl PickFirstList {
 }
 
 fn entries_for(addresses: &[Address]) -> SmallVec<[Entry; 1]> {
-    addresses
-        .iter()
-        .map(|address| Entry {
-            address: address.clone(),
-            subchannel: None,
-            error: None,
-        })
-        .collect()
+    let entry = |address: &Address| Entry {
+        address: address.clone(),
+        subchannel: None,
+        error: None,
+    };
+    match addresses {
+        // The usual endpoint: one address, written in place.
+        [one] => SmallVec::from_buf([entry(one)]),
+        many => many.iter().map(entry).collect(),
+    }
 }
 
 /// The addresses without repeats (the first of each kept), or `None` if there are none.

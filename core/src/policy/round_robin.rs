@@ -131,9 +131,9 @@ impl std::borrow::Borrow<[Address]> for EndpointKey {
 /// One endpoint and the list that connects it.
 #[derive(Debug)]
 struct Child {
-    addresses: EndpointKey,
-    /// The last resolver update that listed it.
-    listed: u64,
+    /// The last resolver update that listed it. (Every update lists a child or removes it, so
+    /// the count wrapping around does no harm.)
+    listed: u32,
     list: PickFirstList,
     /// The state last counted in [`Counts`].
     counted: ConnectivityState,
@@ -182,7 +182,7 @@ pub(crate) struct RoundRobin {
     children: Slab<Child>,
     by_addresses: FastMap<EndpointKey, SlabKey>,
     /// How many resolver updates were applied (children listed by the last have it as `listed`).
-    updates: u64,
+    updates: u32,
     by_subchannel: IdMap<SlabKey>,
     counts: Counts,
     /// Something the picker shows changed since it was last published.
@@ -258,7 +258,6 @@ impl RoundRobin {
             };
             child.list.shutdown(&mut child_ctl);
             self.counts.add(child.counted, -1);
-            self.by_addresses.remove(child.addresses.as_slice());
             if let Spread::Weighted(weights) = &mut self.spread {
                 weights.remove(key);
             }
@@ -417,7 +416,7 @@ impl Policy for RoundRobin {
 
     fn resolver_update(&mut self, endpoints: &[Endpoint], ctl: &mut dyn Controller) {
         self.resolver_error = None;
-        self.updates += 1;
+        self.updates = self.updates.wrapping_add(1);
         let update = self.updates;
         // Known endpoints are marked as listed; the others are new (or repeats of new ones).
         let mut fresh: Vec<&Endpoint> = Vec::new();
@@ -458,6 +457,11 @@ impl Policy for RoundRobin {
             for key in gone {
                 self.remove_child(key, ctl);
             }
+            // Children do not keep their addresses (the map has them): the map forgets the
+            // removed ones in one sweep.
+            let children = &self.children;
+            self.by_addresses
+                .retain(|_, key| children.get(*key).is_some());
         }
         ctl.reserve_subchannels(fresh.len());
         self.children.reserve(fresh.len());
@@ -470,7 +474,7 @@ impl Policy for RoundRobin {
                 break; // four billion endpoints: the rest are not served
             }
             let addresses_key = EndpointKey::new(addresses);
-            match self.by_addresses.entry(addresses_key.clone()) {
+            match self.by_addresses.entry(addresses_key) {
                 Entry::Occupied(_) => continue, // a repeat of an endpoint created just now
                 Entry::Vacant(vacant) => vacant.insert(key),
             };
@@ -479,7 +483,6 @@ impl Policy for RoundRobin {
             let list = PickFirstList::new(key.index, DEFAULT_HAPPY_EYEBALLS_DELAY)
                 .with_timer_seq_base(key.generation.wrapping_shl(16));
             let inserted = self.children.insert(Child {
-                addresses: addresses_key,
                 listed: update,
                 list,
                 counted: ConnectivityState::Idle,

@@ -462,7 +462,7 @@ mod tests {
 
     #[test]
     fn picks_follow_the_weights_exactly_over_a_cycle() {
-        let ids: Vec<SubchannelId> = (0..3).map(SubchannelId::from_u64).collect();
+        let ids: Vec<SubchannelId> = (1..=3).map(SubchannelId::from_u64).collect();
         let picker = WeightedPicker::new(
             ids.iter().copied().zip(scale(&[1.0, 2.0, 3.0])).collect(),
             0,
