@@ -90,17 +90,13 @@ pub enum Stream {
 }
 
 impl Stream {
-    /// The stream and a second handle to its socket (a duplicated descriptor, registered on its
-    /// own) for the watcher.
-    fn with_watch_handle(self) -> io::Result<(Stream, Stream)> {
+    /// The stream, and a second handle to its socket for the watcher.
+    fn with_watch_handle(self) -> io::Result<(Stream, IdleWatch)> {
         match self {
             Stream::Tcp(stream) => {
                 let std = stream.into_std()?;
                 let peer = std.try_clone()?;
-                Ok((
-                    Stream::Tcp(TcpStream::from_std(std)?),
-                    Stream::Tcp(TcpStream::from_std(peer)?),
-                ))
+                Ok((Stream::Tcp(TcpStream::from_std(std)?), IdleWatch::Tcp(peer)))
             }
             #[cfg(unix)]
             Stream::Unix(stream) => {
@@ -108,7 +104,7 @@ impl Stream {
                 let peer = std.try_clone()?;
                 Ok((
                     Stream::Unix(tokio::net::UnixStream::from_std(std)?),
-                    Stream::Unix(tokio::net::UnixStream::from_std(peer)?),
+                    IdleWatch::Unix(peer),
                 ))
             }
         }
@@ -151,6 +147,41 @@ impl PeerWatch for Stream {
                 other => return other,
             }
         }
+    }
+}
+
+/// The watcher's handle to a connection's socket: a duplicated descriptor that is registered
+/// with the runtime only while the watcher peeks (once the connection has been idle for a
+/// while), so that while calls run, the socket's readiness wakes the calls and nothing else.
+#[derive(Debug)]
+enum IdleWatch {
+    Tcp(std::net::TcpStream),
+    #[cfg(unix)]
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl IdleWatch {
+    /// A registered handle for one peek.
+    fn register(&self) -> io::Result<Stream> {
+        Ok(match self {
+            IdleWatch::Tcp(socket) => Stream::Tcp(TcpStream::from_std(socket.try_clone()?)?),
+            #[cfg(unix)]
+            IdleWatch::Unix(socket) => {
+                Stream::Unix(tokio::net::UnixStream::from_std(socket.try_clone()?)?)
+            }
+        })
+    }
+}
+
+impl PeerWatch for IdleWatch {
+    async fn settle(&self) {
+        tokio::time::sleep(croupier_channel::SETTLE).await;
+    }
+
+    async fn peek(&self) -> io::Result<usize> {
+        // Dropped (and so deregistered) when the peek ends or a call interrupts it.
+        let registered = self.register()?;
+        PeerWatch::peek(&registered).await
     }
 }
 
