@@ -366,7 +366,8 @@ impl<T: Clone> Channel<T> {
         let mut sleep = None;
         let mut last_failure: Option<Status> = None;
         loop {
-            let listener = handle.shared.listen();
+            // The usual pick takes no listener (which would allocate and lock): one is taken only
+            // when the pick must wait, and then the snapshot is checked again before waiting.
             let snapshot = handle.shared.load();
             if handle.shared.is_closed() {
                 return Err(Status::unavailable("the channel is closed"));
@@ -404,6 +405,12 @@ impl<T: Clone> Channel<T> {
                 }
                 Pick::Drop(status) => return Err(status),
                 _ => {}
+            }
+            let seen = snapshot.generation;
+            drop(snapshot);
+            let listener = handle.shared.listen();
+            if handle.shared.load().generation != seen {
+                continue; // a newer picker came while this one was asked
             }
             let Some(deadline) = deadline else {
                 listener.await;

@@ -61,12 +61,15 @@ impl<T> Shared<T> {
     }
 
     pub(crate) fn publish(&self, snapshot: Snapshot<T>) {
-        self.snapshot.store(Arc::new(snapshot));
+        // The flag first: a caller that finds it set after this has asked the driver since, and
+        // the driver hears that after this snapshot, so it answers for this one.
         self.exit_idle_asked.store(false, Ordering::Release);
+        self.snapshot.store(Arc::new(snapshot));
         self.changed.notify(usize::MAX);
     }
 
-    /// A listener for the next snapshot. Take it *before* checking the current one.
+    /// A listener for the next snapshot. Take it, then check that the snapshot is still the one
+    /// looked at, then wait: a snapshot stored in between is seen by the check.
     pub(crate) fn listen(&self) -> EventListener {
         self.changed.listen()
     }
