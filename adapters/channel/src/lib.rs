@@ -54,5 +54,5 @@ pub use resolver::{
 };
 pub use runtime::{BoxFuture, Runtime};
 #[cfg(feature = "tower")]
-pub use service::{BoxError, CallBody, Unprocessed};
+pub use service::{describe_error, BoxError, CallBody, Unprocessed};
 pub use stream::{PeerWatch, SharedStream, StreamGuard, SETTLE};

@@ -111,7 +111,7 @@ where
     let grpc = is_grpc(request.headers());
     match attempt(channel, request).await {
         Ok(response) => Ok(response),
-        Err((code, error)) if grpc => Ok(status_response(code, &describe(&*error))),
+        Err((code, error)) if grpc => Ok(status_response(code, &describe_error(&*error))),
         Err((_, error)) => Err(error),
     }
 }
@@ -211,8 +211,9 @@ fn percent_encode(message: &str) -> String {
     encoded
 }
 
-/// An error and its sources, on one line.
-fn describe(error: &(dyn StdError + 'static)) -> String {
+/// An error and its sources on one line, each source's text once: what a gRPC status message
+/// or a log line shows of a connection's failure.
+pub fn describe_error(error: &(dyn StdError + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

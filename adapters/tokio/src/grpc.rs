@@ -56,7 +56,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use croupier::Address;
-use croupier_channel::{BoxError, ChannelBuilder, Connected, Connector, ReplayBody, Unprocessed};
+use croupier_channel::{
+    describe_error as describe, BoxError, ChannelBuilder, Connected, Connector, ReplayBody,
+    Unprocessed,
+};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use http_body::Body;
@@ -437,19 +440,4 @@ fn absolute(uri: &Uri, authority: Option<&Authority>) -> Option<Uri> {
         parts.path_and_query = Some(PathAndQuery::from_static("/"));
     }
     Uri::from_parts(parts).ok()
-}
-
-/// An error and its sources, on one line.
-fn describe(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let message = cause.to_string();
-        if !text.contains(&message) {
-            text.push_str(": ");
-            text.push_str(&message);
-        }
-        source = cause.source();
-    }
-    text
 }
