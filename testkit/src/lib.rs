@@ -121,6 +121,19 @@ pub async fn server() -> EchoServer {
     EchoServer::start(0).await.expect("a free loopback port")
 }
 
+/// Starts an echo server that a test will stop, on a loopback address of its own (127.0.1.N, a
+/// new N each time in this process): once it is stopped, no server that another test starts
+/// meanwhile (on 127.0.0.1) can take its port and answer the calls the test expects to fail
+/// or to go elsewhere.
+pub async fn server_to_stop() -> EchoServer {
+    static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 250 + 1;
+    let address = SocketAddr::from(([127, 0, 1, n], 0));
+    EchoServer::start_on(address)
+        .await
+        .expect("a free port on a loopback address")
+}
+
 /// Starts a server on `address` again, retrying while the port is still held.
 pub async fn restart<A: Adapter>(address: SocketAddr) -> EchoServer {
     bounded::<A, _>("rebinding", async {

@@ -35,7 +35,7 @@ pub async fn round_robin_spreads_300_calls_evenly_over_three_servers<A: Adapter>
 
 /// pick_first sticks to the first address, and fails over when that server stops.
 pub async fn pick_first_sticks_to_the_first_server_and_fails_over_when_it_stops<A: Adapter>() {
-    let first = server().await;
+    let first = server_to_stop().await;
     let second = server().await;
     let channel = A::builder(&ipv4_target(&[&first, &second]))
         .backoff(fast_backoff())
@@ -65,7 +65,7 @@ pub async fn pick_first_sticks_to_the_first_server_and_fails_over_when_it_stops<
 /// A server stopped under load: only calls in flight on it may fail; once its connection closed,
 /// no new call goes to it; nothing hangs.
 pub async fn a_server_stopped_under_load_gets_no_new_calls_and_nothing_hangs<A: Adapter>() {
-    let servers = [server().await, server().await, server().await];
+    let servers = [server_to_stop().await, server().await, server().await];
     let channel = round_robin::<A>(&ipv4_target(&[&servers[0], &servers[1], &servers[2]]))
         .backoff(BackoffConfig::default().initial_delay(Duration::from_secs(30)))
         .build()
