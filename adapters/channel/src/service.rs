@@ -72,11 +72,13 @@ impl StdError for Unprocessed {
 /// in the request's extensions if it has one, else its `grpc-timeout` header, else none. The
 /// channel itself is always ready (picks queue inside the call), so `poll_ready` never waits.
 ///
-/// A gRPC request (`content-type: application/grpc...`) that fails in the channel (no backend
-/// ready before its deadline, the channel in TRANSIENT_FAILURE, its connection lost) gets a
-/// trailers-only response with the `grpc-status` and `grpc-message` the failure calls for
-/// (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, ...), as a gRPC channel answers: a tonic client reads it
-/// as the call's status, code intact. Other requests get the error itself.
+/// A gRPC request (`content-type: application/grpc...`) that fails in the channel itself (no
+/// backend ready before its deadline, the channel in TRANSIENT_FAILURE, no connection taking
+/// it) gets a trailers-only response with the `grpc-status` and `grpc-message` the failure
+/// calls for (`DEADLINE_EXCEEDED`, `UNAVAILABLE`, ...), as a gRPC channel answers: a tonic
+/// client reads it as the call's status, code intact. Other requests get the error itself, and
+/// so does a request whose connection failed after sending it: that error is the transport's
+/// own (a stream reset with its HTTP/2 code, say), for the client to map as it maps any.
 impl<T, B, RB> Service<Request<B>> for Channel<T>
 where
     T: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + Sync + 'static,
@@ -111,17 +113,27 @@ where
     let grpc = is_grpc(request.headers());
     match attempt(channel, request).await {
         Ok(response) => Ok(response),
-        Err((code, error)) if grpc => Ok(status_response(code, &describe_error(&*error))),
-        Err((_, error)) => Err(error),
+        Err(Failure::Channel(code, error)) if grpc => {
+            Ok(status_response(code, &describe_error(&*error)))
+        }
+        Err(Failure::Channel(_, error) | Failure::Connection(error)) => Err(error),
     }
 }
 
-/// Sends `request`, on another connection each time one's server did not process it; a failure
-/// comes with the gRPC code it means.
+/// Why a request got no response.
+enum Failure {
+    /// The channel could not send it: no backend to pick, or no connection took it. The code is
+    /// the gRPC status this means.
+    Channel(Code, BoxError),
+    /// The connection failed after sending it: the transport's own error.
+    Connection(BoxError),
+}
+
+/// Sends `request`, on another connection each time one's server did not process it.
 async fn attempt<T, B, RB>(
     channel: Channel<T>,
     request: Request<B>,
-) -> Result<Response<CallBody<RB>>, (Code, BoxError)>
+) -> Result<Response<CallBody<RB>>, Failure>
 where
     T: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + Sync + 'static,
     T::Error: Into<BoxError>,
@@ -140,7 +152,7 @@ where
         let Picked {
             mut connection,
             call,
-        } = picked.map_err(|status| (status.code(), BoxError::from(status)))?;
+        } = picked.map_err(|status| Failure::Channel(status.code(), BoxError::from(status)))?;
         let replay = body.replay();
         request = Request::from_parts(parts, body);
         if let Err(error) = poll_fn(|cx| connection.poll_ready(cx)).await {
@@ -160,12 +172,12 @@ where
                         request = Request::from_parts(parts, body);
                         last_error = Some(error);
                     }
-                    _ => return Err((Code::Unavailable, error)),
+                    _ => return Err(Failure::Connection(error)),
                 }
             }
         }
     }
-    Err((
+    Err(Failure::Channel(
         Code::Unavailable,
         format!(
             "no connection took the request in {MAX_SEND_ATTEMPTS} attempts; last: {}",
