@@ -384,9 +384,13 @@ where
                 let _ = ended.send(reason);
             });
             let connection = Http2Connection { sender, state };
+            let mut closed = Box::pin(async move {
+                closed
+                    .await
+                    .unwrap_or_else(|_| "the HTTP/2 connection task ended".to_owned())
+            });
             // Established once the server has answered: before that, nothing says it has even
             // accepted the connection.
-            let mut closed = closed;
             let early_end = tokio::select! {
                 // The verdict on the server's first frame comes before HTTP/2 reads it, so what
                 // the server sent is named even when HTTP/2 then fails on it.
@@ -394,13 +398,9 @@ where
                 receipt = preface => match receipt {
                     Ok(Ok(())) => None,
                     Ok(Err(message)) => Some(message),
-                    Err(_) => Some((&mut closed).await.unwrap_or_else(|_| {
-                        "the HTTP/2 connection task ended".to_owned()
-                    })),
+                    Err(_) => Some((&mut closed).await),
                 },
-                reason = &mut closed => Some(reason.unwrap_or_else(|_| {
-                    "the HTTP/2 connection task ended".to_owned()
-                })),
+                reason = &mut closed => Some(reason),
             };
             if let Some(reason) = early_end {
                 connection.mark_broken(reason.clone());
@@ -409,14 +409,9 @@ where
                     format!("no HTTP/2 preface from the server: {reason}"),
                 ));
             }
-            let closed = async move {
-                closed
-                    .await
-                    .unwrap_or_else(|_| "the HTTP/2 connection task ended".to_owned())
-            };
             match health {
                 None => Ok(Connected::new(connection, closed)),
-                Some(check) => health::connect(check, connection, Box::pin(closed)).await,
+                Some(check) => health::connect(check, connection, closed).await,
             }
         }
     }
