@@ -115,16 +115,23 @@ async fn calls_all_succeed(client: &mut EchoClient<GrpcChannel>, n: usize) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_shut_down_gracefully_is_routed_around_without_losing_a_call() {
-    let mut servers = servers(2, ServerOptions::new()).await;
-    let channel: GrpcChannel = croupier_tokio::grpc::builder(target(&servers))
+/// A round_robin channel over `servers`, every one READY, and a client that has sent ten calls
+/// through it.
+async fn round_robin_in_use(servers: &[GrpcEchoServer]) -> (GrpcChannel, EchoClient<GrpcChannel>) {
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target(servers))
         .policy(PolicyConfig::round_robin())
         .build()
         .unwrap();
-    until_ready(&channel, 2).await;
+    until_ready(&channel, servers.len()).await;
     let mut client = EchoClient::new(channel.clone());
     calls_all_succeed(&mut client, 10).await;
+    (channel, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_shut_down_gracefully_is_routed_around_without_losing_a_call() {
+    let mut servers = servers(2, ServerOptions::new()).await;
+    let (channel, mut client) = round_robin_in_use(&servers).await;
 
     // Calls keep flowing, from four clients at once, while one server says GOAWAY and leaves.
     let survivor_calls = servers[1].calls();
@@ -155,13 +162,7 @@ async fn a_server_shut_down_gracefully_is_routed_around_without_losing_a_call() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_abruptly_is_routed_around_without_losing_an_unsent_call() {
     let mut servers = servers(2, ServerOptions::new()).await;
-    let channel: GrpcChannel = croupier_tokio::grpc::builder(target(&servers))
-        .policy(PolicyConfig::round_robin())
-        .build()
-        .unwrap();
-    until_ready(&channel, 2).await;
-    let mut client = EchoClient::new(channel.clone());
-    calls_all_succeed(&mut client, 10).await;
+    let (channel, mut client) = round_robin_in_use(&servers).await;
 
     // Every socket of one server is dropped at once, while no call is in flight: the channel
     // hears of it from the connection itself, without a call having to fail on it.
