@@ -350,7 +350,12 @@ impl Balancer {
     }
 
     /// A call is waiting (a pick returned [`Pick::Queue`](crate::Pick::Queue)): an IDLE policy
-    /// starts connecting. Cheap to call when nothing is idle.
+    /// starts connecting, and a policy whose picker flagged an endpoint for a call connects it.
+    /// Cheap to call when nothing is idle.
+    ///
+    /// An adapter calls this after every pick that queued; one call may answer many such picks,
+    /// but never one made after it, so a pick that queues after a call that changed nothing
+    /// (say, while another call waits for an endpoint already connecting) leads to another.
     pub fn exit_idle(&mut self, now: Instant) {
         self.core.advance(now);
         self.policy.exit_idle(&mut self.core);

@@ -251,7 +251,8 @@ macro_rules! scenario_tests {
             dropping_the_channel_closes_every_connection,
             subchannels_report_address_state_and_last_error,
             a_connection_closed_by_the_server_while_idle_is_noticed_without_a_call,
-            load_reports_from_calls_weigh_endpoints_under_weighted_round_robin
+            load_reports_from_calls_weigh_endpoints_under_weighted_round_robin,
+            a_queued_call_reaches_exit_idle_while_another_call_waits
         );
     };
     (@each $adapter:ty, $test:meta, $($name:ident),* $(,)?) => {

@@ -1,8 +1,12 @@
 //! The scenarios, one async function each. Every one fails (panics) when its rule is broken.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use croupier::{Address, BackoffConfig, ConnectivityState, ResolverUpdate};
+use croupier::{
+    Address, BackoffConfig, ConnectivityState, Controller, Pick, Picker, Policy, PolicyBuilder,
+    ResolverUpdate, SubchannelId, SubchannelUpdate,
+};
 use croupier_channel::{BuildError, PickOptions};
 
 use crate::*;
@@ -386,5 +390,141 @@ pub async fn load_reports_from_calls_weigh_endpoints_under_weighted_round_robin<
             "the light server still got {to_light} of 100 calls"
         );
         A::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A call that queues always reaches the policy's `exit_idle`, even when another queued call's
+/// `exit_idle` changed nothing just before: the second call's server connects and the call
+/// completes while the first still waits (as with ring_hash, where one call waits for its
+/// endpoint's connection while another's hash lands on an IDLE endpoint).
+pub async fn a_queued_call_reaches_exit_idle_while_another_call_waits<A: Adapter>() {
+    let server = server().await;
+    let exits = Arc::new(AtomicUsize::new(0));
+    let policy = OnRequest {
+        exits: Arc::clone(&exits),
+    };
+    let channel = A::builder(&ipv4_target(&[&server]))
+        .policy(PolicyConfig::new(policy))
+        .build()
+        .unwrap();
+    reach::<A>(&channel, ConnectivityState::Idle).await;
+    // The first call waits for something that never comes; its exit_idle does nothing.
+    let waits = PickRequest::new().with_hash(OnRequest::WAITS);
+    let mut first = Box::pin(channel.pick_with(&waits, PickOptions::new().timeout(PATIENCE)));
+    assert!(future::poll_once(&mut first).await.is_none());
+    eventually::<A>("the first call's exit_idle", || {
+        exits.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    // The second call asks for a connection: it must be heard, and complete.
+    let connects = PickRequest::new().with_hash(OnRequest::CONNECTS);
+    let picked = bounded::<A, _>("the second call", channel.pick_with(&connects, quick()))
+        .await
+        .expect("the second call gets its connection");
+    let reply = bounded::<A, _>("an echo", A::echo(&picked.connection, "hello")).await;
+    assert_eq!(reply.unwrap(), from(&server));
+    picked.call.success();
+    // The first call still waits, as its picker says.
+    assert!(future::poll_once(&mut first).await.is_none());
+}
+
+/// A policy that connects its one address only when a pick asks for it: picks with hash
+/// [`OnRequest::WAITS`] queue without asking anything (like a call waiting for another endpoint's
+/// connection); picks with [`OnRequest::CONNECTS`] flag the address and queue until it is READY.
+#[derive(Debug)]
+struct OnRequest {
+    exits: Arc<AtomicUsize>,
+}
+
+impl OnRequest {
+    const WAITS: u64 = 1;
+    const CONNECTS: u64 = 2;
+}
+
+impl PolicyBuilder for OnRequest {
+    fn name(&self) -> &str {
+        "on_request"
+    }
+
+    fn build(&self) -> Box<dyn Policy> {
+        Box::new(OnRequestPolicy {
+            exits: Arc::clone(&self.exits),
+            address: None,
+            wanted: Arc::new(AtomicBool::new(false)),
+            subchannel: None,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct OnRequestPolicy {
+    exits: Arc<AtomicUsize>,
+    address: Option<Address>,
+    wanted: Arc<AtomicBool>,
+    subchannel: Option<SubchannelId>,
+}
+
+impl OnRequestPolicy {
+    fn publish(&self, ready: Option<SubchannelId>, ctl: &mut dyn Controller) {
+        let state = match ready {
+            Some(_) => ConnectivityState::Ready,
+            None => ConnectivityState::Idle,
+        };
+        let picker = OnRequestPicker {
+            wanted: Arc::clone(&self.wanted),
+            ready,
+        };
+        ctl.publish(state, Arc::new(picker));
+    }
+}
+
+impl Policy for OnRequestPolicy {
+    fn resolver_update(&mut self, endpoints: &[Endpoint], ctl: &mut dyn Controller) {
+        self.address = endpoints.first().map(|e| e.addresses()[0].clone());
+        self.publish(None, ctl);
+    }
+
+    fn resolver_error(&mut self, _: &croupier::ResolverError, _: &mut dyn Controller) {}
+
+    fn subchannel_update(
+        &mut self,
+        subchannel: SubchannelId,
+        update: &SubchannelUpdate,
+        ctl: &mut dyn Controller,
+    ) {
+        if update.state == ConnectivityState::Ready {
+            self.publish(Some(subchannel), ctl);
+        }
+    }
+
+    fn exit_idle(&mut self, ctl: &mut dyn Controller) {
+        self.exits.fetch_add(1, Ordering::SeqCst);
+        if !self.wanted.swap(false, Ordering::Relaxed) || self.subchannel.is_some() {
+            return;
+        }
+        if let Some(address) = &self.address {
+            let subchannel = ctl.create_subchannel(address);
+            ctl.connect(subchannel);
+            self.subchannel = Some(subchannel);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct OnRequestPicker {
+    wanted: Arc<AtomicBool>,
+    ready: Option<SubchannelId>,
+}
+
+impl Picker for OnRequestPicker {
+    fn pick(&self, request: &PickRequest<'_>) -> Pick {
+        match (request.hash(), self.ready) {
+            (Some(OnRequest::CONNECTS), Some(subchannel)) => Pick::Ready(subchannel),
+            (Some(OnRequest::CONNECTS), None) => {
+                self.wanted.store(true, Ordering::Relaxed);
+                Pick::Queue
+            }
+            _ => Pick::Queue,
+        }
     }
 }

@@ -171,7 +171,10 @@ impl<C: Connector> Driver<C> {
             Input::CallEnded(subchannel, outcome) => {
                 self.balancer.handle_call_outcome(subchannel, outcome, now)
             }
-            Input::ExitIdle => self.balancer.exit_idle(now),
+            Input::ExitIdle => {
+                self.shared.take_exit_idle_request();
+                self.balancer.exit_idle(now);
+            }
             // Answered once the picker that reflects the same state is published.
             Input::Subchannels(reply) => self.queries.push(reply),
         }

@@ -2,7 +2,7 @@
 //! name, swapped atomically so that picks take no lock.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -25,7 +25,7 @@ pub(crate) struct Shared<T> {
     snapshot: ArcSwap<Snapshot<T>>,
     /// Notified on every new snapshot.
     changed: Event,
-    /// Set once a call asked the driver to leave IDLE for the current generation.
+    /// Set while a call's request to leave IDLE waits in the driver's inbox, not yet taken.
     exit_idle_asked: AtomicBool,
     closed: AtomicBool,
     /// The connector's test for a connection a call found dead.
@@ -61,9 +61,6 @@ impl<T> Shared<T> {
     }
 
     pub(crate) fn publish(&self, snapshot: Snapshot<T>) {
-        // The flag first: a caller that finds it set after this has asked the driver since, and
-        // the driver hears that after this snapshot, so it answers for this one.
-        self.exit_idle_asked.store(false, Ordering::Release);
         self.snapshot.store(Arc::new(snapshot));
         self.changed.notify(usize::MAX);
     }
@@ -74,9 +71,26 @@ impl<T> Shared<T> {
         self.changed.listen()
     }
 
-    /// Whether this caller is the first to ask for leaving IDLE since the last snapshot.
+    /// Whether a caller whose pick just queued must send the driver a request to leave IDLE:
+    /// yes, unless one is already waiting in the inbox. Call it after the pick, so that what the
+    /// pick recorded (a policy's flag on an IDLE endpoint, say) is seen by the policy when the
+    /// driver takes that waiting request (see [`Shared::take_exit_idle_request`]).
     pub(crate) fn first_to_ask_exit_idle(&self) -> bool {
-        !self.exit_idle_asked.swap(true, Ordering::AcqRel)
+        // Pairs with the fence in `take_exit_idle_request`: either this swap sees the driver's
+        // reset (and this caller asks), or the driver's policy sees this caller's pick.
+        fence(Ordering::SeqCst);
+        !self.exit_idle_asked.swap(true, Ordering::SeqCst)
+    }
+
+    /// The driver took a request to leave IDLE: the next pick that queues asks again. Call it
+    /// before the policy looks at what the picks recorded.
+    ///
+    /// The request answers every pick made before it was sent, whether or not the policy then
+    /// publishes anything; a picker's queueing alone (a call waiting for an endpoint that is
+    /// already connecting) changes nothing, and must not stop a later pick from being heard.
+    pub(crate) fn take_exit_idle_request(&self) {
+        self.exit_idle_asked.store(false, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
     }
 
     /// Publishes a picker that fails every call: the channel is shut down.

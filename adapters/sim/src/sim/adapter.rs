@@ -18,7 +18,6 @@ impl Sim<'_> {
     /// Carries out what the balancer asks, re-picks waiting calls after each new picker, and
     /// schedules its next timer: what an adapter does after every input.
     pub(super) fn settle(&mut self, client: usize) {
-        let mut asked_exit_idle = false;
         for _ in 0..MAX_RETRY_ROUNDS {
             let new_picker = self.perform_actions(client);
             if !new_picker || self.clients[client].waiting.is_empty() {
@@ -30,8 +29,9 @@ impl Sim<'_> {
                     self.clients[client].waiting.push_back(call);
                 }
             }
-            if !self.clients[client].waiting.is_empty() && !asked_exit_idle {
-                asked_exit_idle = true;
+            // Every pick that queued is followed by an exit_idle, as in the real adapters: a
+            // re-pick may have flagged an endpoint that the last exit_idle did not see.
+            if !self.clients[client].waiting.is_empty() {
                 self.exit_idle(client);
             }
         }
