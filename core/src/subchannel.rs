@@ -227,6 +227,16 @@ impl Subchannel {
         }
     }
 
+    /// The deadline of `connection` if it is the attempt under way.
+    pub(crate) fn pending_attempt(&self, connection: ConnectionId) -> Option<Instant> {
+        match self.state {
+            ConnectivityState::Connecting if connection == self.connection() => {
+                self.connect_deadline
+            }
+            _ => None,
+        }
+    }
+
     /// Starts an attempt if the subchannel is IDLE; returns the attempt and its deadline.
     pub(crate) fn connect(
         &mut self,

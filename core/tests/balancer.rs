@@ -396,3 +396,76 @@ fn a_late_report_for_a_removed_subchannel_does_not_reach_the_one_that_took_its_p
     h.report(new, ConnectionEvent::Connected);
     assert_eq!(h.state(), ConnectivityState::Ready);
 }
+
+/// Creates, connects and removes a subchannel within one input, then connects another.
+#[derive(Debug)]
+struct ChangesItsMind;
+
+impl croupier::PolicyBuilder for ChangesItsMind {
+    fn name(&self) -> &str {
+        "changes_its_mind"
+    }
+
+    fn build(&self) -> Box<dyn croupier::Policy> {
+        Box::new(ChangesItsMind)
+    }
+}
+
+impl croupier::Policy for ChangesItsMind {
+    fn resolver_update(
+        &mut self,
+        endpoints: &[croupier::Endpoint],
+        ctl: &mut dyn croupier::Controller,
+    ) {
+        let dropped = ctl.create_subchannel(&endpoints[0].addresses()[0]);
+        ctl.connect(dropped);
+        ctl.remove_subchannel(dropped);
+        let kept = ctl.create_subchannel(&endpoints[1].addresses()[0]);
+        ctl.connect(kept);
+    }
+
+    fn resolver_error(&mut self, _: &croupier::ResolverError, _: &mut dyn croupier::Controller) {}
+
+    fn subchannel_update(
+        &mut self,
+        _: croupier::SubchannelId,
+        _: &croupier::SubchannelUpdate,
+        _: &mut dyn croupier::Controller,
+    ) {
+    }
+}
+
+#[test]
+fn an_attempt_whose_subchannel_is_removed_in_the_same_input_is_never_announced() {
+    let now = std::time::Instant::now();
+    let config = BalancerConfig::default().policy(PolicyConfig::new(ChangesItsMind));
+    let mut balancer = croupier::Balancer::new(config, 1, now);
+    balancer.handle_resolver_update(ResolverUpdate::new(endpoints(&[1, 2])), now);
+    let mut actions = Vec::new();
+    while let Some(action) = balancer.poll_action() {
+        actions.push(action);
+    }
+    let connects: Vec<_> = actions
+        .iter()
+        .filter_map(|action| match action {
+            croupier::Action::Connect {
+                connection,
+                address,
+                deadline,
+            } => Some((connection.subchannel(), address.clone(), *deadline)),
+            _ => None,
+        })
+        .collect();
+    let shutdowns: Vec<_> = actions
+        .iter()
+        .filter_map(|action| match action {
+            croupier::Action::Shutdown { subchannel } => Some(*subchannel),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(connects.len(), 1, "{actions:?}");
+    assert_eq!(connects[0].1, croupier::testing::addr(2));
+    assert!(connects[0].2 > now, "the attempt has a deadline ahead");
+    assert_eq!(shutdowns.len(), 1, "{actions:?}");
+    assert_ne!(shutdowns[0], connects[0].0);
+}
