@@ -205,6 +205,34 @@ fn duplicate_endpoints_get_one_connection() {
 }
 
 #[test]
+fn an_endpoint_is_known_by_its_distinct_addresses_in_order() {
+    let list = |lists: &[&[u16]]| {
+        ResolverUpdate::new(
+            lists
+                .iter()
+                .map(|ports| Endpoint::with_addresses(ports.iter().map(|&p| addr(p)))),
+        )
+    };
+    let mut h = harness(1);
+    assert_eq!(
+        connects(&h.resolve(list(&[&[1, 2], &[3]]))),
+        vec![addr(1), addr(3)]
+    );
+    // A repeated address does not make another endpoint, in the same list or the next one.
+    assert!(connects(&h.resolve(list(&[&[1, 2, 1], &[3, 3]]))).is_empty());
+    assert!(h.seen.iter().all(|s| !matches!(s, Seen::Shutdown(_))));
+    // The same addresses in another order are another endpoint: the old one goes.
+    let seen = h.resolve(list(&[&[2, 1], &[3]]));
+    assert_eq!(connects(&seen), vec![addr(2)]);
+    assert_eq!(
+        seen.iter()
+            .filter(|s| matches!(s, Seen::Shutdown(_)))
+            .count(),
+        1
+    );
+}
+
+#[test]
 fn a_late_happy_eyeballs_timer_of_a_removed_endpoint_does_not_hurry_its_successor() {
     let two = |a: u16, b: u16| ResolverUpdate::new([Endpoint::with_addresses([addr(a), addr(b)])]);
     let mut h = Harness::new(PolicyConfig::round_robin(), 1);

@@ -216,6 +216,21 @@ impl PickFirstList {
         self.set_address_slice(&addresses, ctl)
     }
 
+    /// The addresses it walks, in order.
+    pub(crate) fn addresses(&self) -> impl ExactSizeIterator<Item = &Address> {
+        self.entries.iter().map(|entry| &entry.address)
+    }
+
+    /// Whether it walks exactly `addresses`, in that order.
+    pub(crate) fn has_addresses(&self, addresses: &[Address]) -> bool {
+        self.entries.len() == addresses.len()
+            && self
+                .entries
+                .iter()
+                .zip(addresses)
+                .all(|(e, a)| e.address == *a)
+    }
+
     /// [`PickFirstList::set_addresses`] from a borrowed list (what round_robin's children use:
     /// no list is copied unless it repeats an address).
     pub(crate) fn set_address_slice(
@@ -468,7 +483,7 @@ fn entries_for(addresses: &[Address]) -> SmallVec<[Entry; 1]> {
 }
 
 /// The addresses without repeats (the first of each kept), or `None` if there are none.
-fn dedup(addresses: &[Address]) -> Option<Vec<Address>> {
+pub(crate) fn dedup(addresses: &[Address]) -> Option<Vec<Address>> {
     match addresses {
         [] | [_] => return None,
         [a, b] => return (a == b).then(|| vec![a.clone()]),

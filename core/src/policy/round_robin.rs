@@ -10,19 +10,19 @@
 //! TRANSIENT_FAILURE. An endpoint that failed counts as failed until it is READY again ("sticky"
 //! TRANSIENT_FAILURE, gRFC A61), so the channel does not flap through CONNECTING while it retries.
 
-use std::collections::hash_map::Entry;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::address::{Address, Endpoint};
 use crate::call::CallOutcome;
-use crate::hasher::{FastMap, FastSet};
+use crate::hasher::{FastHasher, FastSet};
 use crate::picker::{FailPicker, Picker, QueuePicker, RoundRobinPicker};
 use crate::policy::child::ChildController;
 use crate::policy::least_request::{self, LeastRequestPicker};
 use crate::policy::p2c_ewma::Ewma;
-use crate::policy::pick_first::{PickFirstList, DEFAULT_HAPPY_EYEBALLS_DELAY};
+use crate::policy::pick_first::{dedup, PickFirstList, DEFAULT_HAPPY_EYEBALLS_DELAY};
 use crate::policy::random::RandomPicker;
 use crate::policy::weighted_round_robin::{WeightedEntry, Weights};
 use crate::policy::{describe_failures, Controller, Policy, PolicyBuilder, SubchannelUpdate};
@@ -30,6 +30,8 @@ use crate::resolver::ResolverError;
 use crate::slab::{Slab, SlabKey};
 use crate::status::{ConnectivityState, Status};
 use crate::subchannel::{IdMap, SubchannelId};
+
+use hashbrown::HashTable;
 
 /// How many failed addresses an error message names before it says "and N more".
 const ERRORS_SHOWN: usize = 8;
@@ -82,50 +84,23 @@ impl Spread {
     }
 }
 
-/// An endpoint's addresses as a map key. Nearly every endpoint has one address, which is kept
-/// inline: creating a child then allocates nothing for its key.
-#[derive(Clone, Debug)]
-enum EndpointKey {
-    One(Address),
-    Many(Arc<[Address]>),
+/// The hash an endpoint's (deduplicated) address list is found by in
+/// [`RoundRobin::by_addresses`]: the same whether the list comes from an endpoint or from the
+/// child that holds it.
+fn addresses_hash<'a>(addresses: impl ExactSizeIterator<Item = &'a Address>) -> u64 {
+    let mut hasher = FastHasher::default();
+    hasher.write_usize(addresses.len());
+    for address in addresses {
+        address.hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
-impl EndpointKey {
-    fn new(addresses: &[Address]) -> Self {
-        match addresses {
-            [one] => EndpointKey::One(one.clone()),
-            many => EndpointKey::Many(Arc::from(many)),
-        }
-    }
-
-    fn as_slice(&self) -> &[Address] {
-        match self {
-            EndpointKey::One(one) => std::slice::from_ref(one),
-            EndpointKey::Many(many) => many,
-        }
-    }
-}
-
-// Hashed and compared as the address slice it stands for, so maps keyed by it can be searched
-// with a borrowed `&[Address]`.
-impl std::hash::Hash for EndpointKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_slice().hash(state);
-    }
-}
-
-impl PartialEq for EndpointKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_slice() == other.as_slice()
-    }
-}
-
-impl Eq for EndpointKey {}
-
-impl std::borrow::Borrow<[Address]> for EndpointKey {
-    fn borrow(&self) -> &[Address] {
-        self.as_slice()
-    }
+/// The hash child `key` is found by (0 for a key with no child: the table holds none).
+fn child_hash(children: &Slab<Child>, key: SlabKey) -> u64 {
+    children
+        .get(key)
+        .map_or(0, |child| addresses_hash(child.list.addresses()))
 }
 
 /// One endpoint and the list that connects it.
@@ -180,7 +155,10 @@ impl Counts {
 pub(crate) struct RoundRobin {
     /// The children, densely, in slot order.
     children: Slab<Child>,
-    by_addresses: FastMap<EndpointKey, SlabKey>,
+    /// The children by their address lists (deduplicated, as their lists hold them). The table
+    /// holds only slab keys, 9 bytes a slot: the addresses it is searched by are the children's
+    /// own, so indexing an endpoint copies none.
+    by_addresses: HashTable<SlabKey>,
     /// How many resolver updates were applied (children listed by the last have it as `listed`).
     updates: u32,
     by_subchannel: IdMap<SlabKey>,
@@ -247,6 +225,20 @@ impl RoundRobin {
             // The failure message names this child's errors.
             self.dirty = true;
         }
+    }
+
+    /// The child whose list holds `addresses` (deduplicated).
+    fn find(&self, addresses: &[Address]) -> Option<SlabKey> {
+        let deduped = dedup(addresses);
+        let addresses = deduped.as_deref().unwrap_or(addresses);
+        let children = &self.children;
+        self.by_addresses
+            .find(addresses_hash(addresses.iter()), |key| {
+                children
+                    .get(*key)
+                    .is_some_and(|child| child.list.has_addresses(addresses))
+            })
+            .copied()
     }
 
     fn remove_child(&mut self, key: SlabKey, ctl: &mut dyn Controller) {
@@ -429,11 +421,11 @@ impl Policy for RoundRobin {
             endpoints
         };
         for endpoint in known {
-            let Some(key) = self.by_addresses.get(endpoint.addresses()) else {
+            let Some(key) = self.find(endpoint.addresses()) else {
                 fresh.push(endpoint);
                 continue;
             };
-            let Some(child) = self.children.get_mut(*key) else {
+            let Some(child) = self.children.get_mut(key) else {
                 continue;
             };
             if child.listed == update {
@@ -460,23 +452,34 @@ impl Policy for RoundRobin {
             // Children do not keep their addresses (the map has them): the map forgets the
             // removed ones in one sweep.
             let children = &self.children;
-            self.by_addresses
-                .retain(|_, key| children.get(*key).is_some());
+            self.by_addresses.retain(|key| children.get(*key).is_some());
         }
         ctl.reserve_subchannels(fresh.len());
         self.children.reserve(fresh.len());
-        self.by_addresses.reserve(fresh.len());
+        let children = &self.children;
+        self.by_addresses
+            .reserve(fresh.len(), |key| child_hash(children, *key));
         self.by_subchannel.reserve(fresh.len());
         for endpoint in fresh {
-            let addresses = endpoint.addresses();
             let key = self.children.next_key();
             if key.index == SPREAD_TAG {
                 break; // four billion endpoints: the rest are not served
             }
-            let addresses_key = EndpointKey::new(addresses);
-            match self.by_addresses.entry(addresses_key) {
-                Entry::Occupied(_) => continue, // a repeat of an endpoint created just now
-                Entry::Vacant(vacant) => vacant.insert(key),
+            let deduped = dedup(endpoint.addresses());
+            let addresses = deduped.as_deref().unwrap_or(endpoint.addresses());
+            let hash = addresses_hash(addresses.iter());
+            let children = &self.children;
+            match self.by_addresses.entry(
+                hash,
+                |known| {
+                    children
+                        .get(*known)
+                        .is_some_and(|c| c.list.has_addresses(addresses))
+                },
+                |known| child_hash(children, *known),
+            ) {
+                hashbrown::hash_table::Entry::Occupied(_) => continue, // a repeat of a new one
+                hashbrown::hash_table::Entry::Vacant(vacant) => vacant.insert(key),
             };
             // The slot number tags the list's timers; a list in a reused slot counts its timers
             // from where the slot's earlier lists cannot have reached.
