@@ -95,8 +95,10 @@ impl BackoffConfig {
 /// The backoff state of one subchannel (or of one resolver's retries).
 #[derive(Clone, Debug)]
 pub(crate) struct Backoff {
-    /// The un-jittered wait that the next failure will use; `None` before the first attempt.
-    current: Option<Duration>,
+    /// The un-jittered wait that the next failure will use, in nanoseconds (saturating);
+    /// [`Backoff::NONE`] before the first attempt. (8 bytes where an `Option<Duration>` takes
+    /// 16: every subchannel has one.)
+    current: u64,
 }
 
 /// When an attempt that starts now may be given up, and when the next one may start.
@@ -109,13 +111,22 @@ pub(crate) struct AttemptTimes {
 }
 
 impl Backoff {
+    const NONE: u64 = u64::MAX;
+
     pub(crate) fn new() -> Self {
-        Backoff { current: None }
+        Backoff {
+            current: Self::NONE,
+        }
     }
 
     /// Forgets earlier failures (after a successful connection).
     pub(crate) fn reset(&mut self) {
-        self.current = None;
+        self.current = Self::NONE;
+    }
+
+    fn set_current(&mut self, delay: Duration) {
+        self.current =
+            u64::try_from(delay.as_nanos()).map_or(Self::NONE - 1, |n| n.min(Self::NONE - 1));
     }
 
     /// The delays for an attempt that starts at `now`, advancing the sequence.
@@ -137,15 +148,16 @@ impl Backoff {
     /// The next wait: the initial delay, unjittered, the first time; then grown, capped and jittered.
     pub(crate) fn next_delay(&mut self, config: &BackoffConfig, rng: &mut Rng) -> Duration {
         match self.current {
-            None => {
+            Self::NONE => {
                 let first = config.initial_delay.min(config.max_delay);
-                self.current = Some(first);
+                self.set_current(first);
                 first
             }
-            Some(previous) => {
+            previous => {
+                let previous = Duration::from_nanos(previous);
                 let grown =
                     secs(previous.as_secs_f64() * config.sane_multiplier()).min(config.max_delay);
-                self.current = Some(grown);
+                self.set_current(grown);
                 let jitter = config.sane_jitter();
                 let factor = 1.0 + jitter * (rng.unit() * 2.0 - 1.0);
                 secs(grown.as_secs_f64() * factor).min(config.max_delay)

@@ -287,7 +287,7 @@ impl Balancer {
             .subchannels
             .in_creation_order()
             .into_iter()
-            .map(Subchannel::info)
+            .map(|(id, subchannel)| subchannel.info(id))
             .collect()
     }
 
@@ -421,7 +421,7 @@ impl Balancer {
                     let Some(subchannel) = self.core.subchannels.get_mut(&id) else {
                         continue;
                     };
-                    let attempt = subchannel.connection();
+                    let attempt = subchannel.connection(id);
                     match subchannel.on_timeout(self.core.now) {
                         Effect::None => {}
                         Effect::Changed => self.core.subchannel_changed(id),
@@ -453,7 +453,7 @@ impl Balancer {
             .subchannels
             .in_creation_order()
             .into_iter()
-            .map(Subchannel::id)
+            .map(|(id, _)| id)
             .collect();
         for id in ids {
             self.core.remove_subchannel(id);
@@ -546,7 +546,7 @@ impl Controller for Core {
             return;
         };
         if let Some((connection, deadline)) =
-            subchannel.connect(&self.config.backoff, self.now, &mut self.rng)
+            subchannel.connect(id, &self.config.backoff, self.now, &mut self.rng)
         {
             self.actions.push_back(Queued::Connect(connection));
             self.updates.push_back((

@@ -149,10 +149,9 @@ pub(crate) enum Effect {
     ChangedAndDisconnect,
 }
 
-/// The core's record of one subchannel.
+/// The core's record of one subchannel (its handle is where [`Subchannels`] keeps it).
 #[derive(Debug)]
 pub(crate) struct Subchannel {
-    id: SubchannelId,
     address: Address,
     state: ConnectivityState,
     backoff: Backoff,
@@ -170,9 +169,8 @@ pub(crate) struct Subchannel {
 }
 
 impl Subchannel {
-    pub(crate) fn new(id: SubchannelId, address: Address) -> Self {
+    pub(crate) fn new(address: Address) -> Self {
         Subchannel {
-            id,
             address,
             state: ConnectivityState::Idle,
             backoff: Backoff::new(),
@@ -197,23 +195,19 @@ impl Subchannel {
         self.last_error.as_ref()
     }
 
-    pub(crate) fn id(&self) -> SubchannelId {
-        self.id
-    }
-
-    pub(crate) fn info(&self) -> SubchannelInfo {
+    pub(crate) fn info(&self, id: SubchannelId) -> SubchannelInfo {
         SubchannelInfo {
-            id: self.id,
+            id,
             address: self.address.clone(),
             state: self.state,
             last_error: self.last_error.clone(),
         }
     }
 
-    /// The current (or last) attempt.
-    pub(crate) fn connection(&self) -> ConnectionId {
+    /// The current (or last) attempt of this subchannel, whose handle is `id`.
+    pub(crate) fn connection(&self, id: SubchannelId) -> ConnectionId {
         ConnectionId {
-            subchannel: self.id,
+            subchannel: id,
             attempt: self.attempt,
         }
     }
@@ -227,19 +221,21 @@ impl Subchannel {
         }
     }
 
-    /// The deadline of `connection` if it is the attempt under way.
+    /// The deadline of `connection` (an attempt of this subchannel) if it is the one under way.
     pub(crate) fn pending_attempt(&self, connection: ConnectionId) -> Option<Instant> {
         match self.state {
-            ConnectivityState::Connecting if connection == self.connection() => {
+            ConnectivityState::Connecting if connection.attempt == self.attempt => {
                 self.connect_deadline
             }
             _ => None,
         }
     }
 
-    /// Starts an attempt if the subchannel is IDLE; returns the attempt and its deadline.
+    /// Starts an attempt if the subchannel (whose handle is `id`) is IDLE; returns the attempt
+    /// and its deadline.
     pub(crate) fn connect(
         &mut self,
+        id: SubchannelId,
         config: &BackoffConfig,
         now: Instant,
         rng: &mut Rng,
@@ -253,17 +249,17 @@ impl Subchannel {
         self.connect_deadline = Some(times.connect_deadline);
         self.retry_at = Some(times.retry_at);
         self.started = Some(now);
-        Some((self.connection(), times.connect_deadline))
+        Some((self.connection(id), times.connect_deadline))
     }
 
-    /// Applies an adapter's report about `connection`.
+    /// Applies an adapter's report about `connection` (an attempt of this subchannel).
     pub(crate) fn on_event(
         &mut self,
         connection: ConnectionId,
         event: ConnectionEvent,
         now: Instant,
     ) -> Effect {
-        if connection != self.connection() {
+        if connection.attempt != self.attempt {
             return Effect::None;
         }
         match (self.state, event) {
@@ -391,9 +387,7 @@ impl Subchannels {
     pub(crate) fn create(&mut self, address: Address) -> SubchannelId {
         let id = SubchannelId::from_key(self.slab.next_key());
         self.created += 1;
-        let key = self
-            .slab
-            .insert((self.created, Subchannel::new(id, address)));
+        let key = self.slab.insert((self.created, Subchannel::new(address)));
         debug_assert_eq!(SubchannelId::from_key(key), id);
         id
     }
@@ -434,13 +428,13 @@ impl Subchannels {
     }
 
     /// Every subchannel, oldest first.
-    pub(crate) fn in_creation_order(&self) -> Vec<&Subchannel> {
-        let mut all: Vec<(u64, &Subchannel)> = self
+    pub(crate) fn in_creation_order(&self) -> Vec<(SubchannelId, &Subchannel)> {
+        let mut all: Vec<(u64, SubchannelId, &Subchannel)> = self
             .slab
-            .values()
-            .map(|(created, s)| (*created, s))
+            .iter()
+            .map(|(key, (created, s))| (*created, SubchannelId::from_key(key), s))
             .collect();
-        all.sort_unstable_by_key(|(created, _)| *created);
-        all.into_iter().map(|(_, subchannel)| subchannel).collect()
+        all.sort_unstable_by_key(|(created, _, _)| *created);
+        all.into_iter().map(|(_, id, s)| (id, s)).collect()
     }
 }
