@@ -10,14 +10,14 @@ use crate::picker::Picker;
 use crate::policy::Controller;
 use crate::rng::Rng;
 use crate::status::ConnectivityState;
-use crate::subchannel::{IdMap, SubchannelId};
+use crate::subchannel::{DenseIdMap, SubchannelId};
 
 /// The controller one child (endpoint) sees; `K` is how its policy names children.
 pub(crate) struct ChildController<'a, K = u32> {
     /// The policy's own controller.
     pub(crate) inner: &'a mut dyn Controller,
     /// Which child owns each subchannel.
-    pub(crate) owners: &'a mut IdMap<K>,
+    pub(crate) owners: &'a mut DenseIdMap<K>,
     /// This child's key.
     pub(crate) key: K,
 }

@@ -153,7 +153,9 @@ pub struct PickFirstList {
     next: u32,
     /// Whether the list has ever been given addresses (or was last given none).
     fresh: bool,
-    happy_eyeballs_delay: Duration,
+    /// In nanoseconds, saturating (8 bytes where a `Duration` takes 16: round_robin and
+    /// ring_hash keep a list per endpoint).
+    happy_eyeballs_nanos: u64,
     /// The owner's tag, kept in the high 32 bits of every timer token.
     timer_tag: u32,
     /// The happy eyeballs timer that is current; older tokens are stale.
@@ -172,7 +174,8 @@ impl PickFirstList {
             in_pass: false,
             next: 0,
             fresh: true,
-            happy_eyeballs_delay,
+            happy_eyeballs_nanos: u64::try_from(happy_eyeballs_delay.as_nanos())
+                .unwrap_or(u64::MAX),
             timer_tag,
             timer_seq: 0,
         }
@@ -354,7 +357,8 @@ impl PickFirstList {
                 // Happy eyeballs: start the next address beside this one if it takes too long.
                 self.timer_seq = self.timer_seq.wrapping_add(1);
                 let token = (u64::from(self.timer_tag) << 32) | u64::from(self.timer_seq);
-                ctl.set_timer(later(ctl.now(), self.happy_eyeballs_delay), token);
+                let delay = Duration::from_nanos(self.happy_eyeballs_nanos);
+                ctl.set_timer(later(ctl.now(), delay), token);
             }
             return;
         }

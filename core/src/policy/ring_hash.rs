@@ -48,7 +48,7 @@ use crate::policy::pick_first::{PickFirstList, DEFAULT_HAPPY_EYEBALLS_DELAY};
 use crate::policy::{Controller, Policy, SubchannelUpdate};
 use crate::resolver::ResolverError;
 use crate::status::{ConnectivityState, Status};
-use crate::subchannel::{IdMap, SubchannelId};
+use crate::subchannel::{DenseIdMap, SubchannelId};
 
 mod config;
 mod ring;
@@ -116,7 +116,7 @@ pub(crate) struct RingHash {
     /// Children by key; keys grow, so iteration follows creation order (deterministic).
     children: BTreeMap<u32, Child>,
     by_addresses: BTreeMap<Vec<Address>, u32>,
-    by_subchannel: IdMap<u32>,
+    by_subchannel: DenseIdMap<u32>,
     next_key: u32,
     counts: Counts,
     /// Each placed endpoint's ring key, weight and child, in resolver order: the picker's slots.
@@ -148,7 +148,7 @@ impl RingHash {
             config,
             children: BTreeMap::new(),
             by_addresses: BTreeMap::new(),
-            by_subchannel: IdMap::default(),
+            by_subchannel: DenseIdMap::default(),
             next_key: 0,
             counts: Counts::default(),
             placement: Vec::new(),

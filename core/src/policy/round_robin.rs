@@ -29,7 +29,7 @@ use crate::policy::{describe_failures, Controller, Policy, PolicyBuilder, Subcha
 use crate::resolver::ResolverError;
 use crate::slab::{Slab, SlabKey};
 use crate::status::{ConnectivityState, Status};
-use crate::subchannel::{IdMap, SubchannelId};
+use crate::subchannel::{DenseIdMap, IdMap, SubchannelId};
 
 use hashbrown::HashTable;
 
@@ -161,7 +161,7 @@ pub(crate) struct RoundRobin {
     by_addresses: HashTable<SlabKey>,
     /// How many resolver updates were applied (children listed by the last have it as `listed`).
     updates: u32,
-    by_subchannel: IdMap<SlabKey>,
+    by_subchannel: DenseIdMap<SlabKey>,
     counts: Counts,
     /// Something the picker shows changed since it was last published.
     dirty: bool,
