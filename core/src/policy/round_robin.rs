@@ -227,6 +227,47 @@ impl RoundRobin {
         }
     }
 
+    /// Creates the child for `endpoint`, new in update number `update`, and starts connecting
+    /// it (nothing if the same addresses were just made a child). `false`: no room for more.
+    fn add_child(&mut self, endpoint: &Endpoint, update: u32, ctl: &mut dyn Controller) -> bool {
+        let key = self.children.next_key();
+        if key.index == SPREAD_TAG {
+            return false; // four billion endpoints: the rest are not served
+        }
+        let deduped = dedup(endpoint.addresses());
+        let addresses = deduped.as_deref().unwrap_or(endpoint.addresses());
+        let hash = addresses_hash(addresses.iter());
+        let children = &self.children;
+        match self.by_addresses.entry(
+            hash,
+            |known| {
+                children
+                    .get(*known)
+                    .is_some_and(|c| c.list.has_addresses(addresses))
+            },
+            |known| child_hash(children, *known),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(_) => return true, // a repeat of a new one
+            hashbrown::hash_table::Entry::Vacant(vacant) => vacant.insert(key),
+        };
+        // The slot number tags the list's timers; a list in a reused slot counts its timers
+        // from where the slot's earlier lists cannot have reached.
+        let list = PickFirstList::new(key.index, DEFAULT_HAPPY_EYEBALLS_DELAY)
+            .with_timer_seq_base(key.generation.wrapping_shl(16));
+        let inserted = self.children.insert(Child {
+            listed: update,
+            list,
+            counted: ConnectivityState::Idle,
+            ready: None,
+            weight: endpoint.attributes().weight(),
+        });
+        debug_assert_eq!(inserted, key);
+        self.counts.add(ConnectivityState::Idle, 1);
+        self.dirty = true;
+        self.with_child(key, ctl, |list, ctl| list.set_address_slice(addresses, ctl));
+        true
+    }
+
     /// The child whose list holds `addresses` (deduplicated).
     fn find(&self, addresses: &[Address]) -> Option<SlabKey> {
         let deduped = dedup(addresses);
@@ -242,6 +283,10 @@ impl RoundRobin {
     }
 
     fn remove_child(&mut self, key: SlabKey, ctl: &mut dyn Controller) {
+        let hash = child_hash(&self.children, key);
+        if let Ok(entry) = self.by_addresses.find_entry(hash, |known| *known == key) {
+            entry.remove();
+        }
         if let Some(mut child) = self.children.remove(key) {
             let mut child_ctl = ChildController {
                 inner: ctl,
@@ -411,15 +456,12 @@ impl Policy for RoundRobin {
         self.updates = self.updates.wrapping_add(1);
         let update = self.updates;
         // Known endpoints are marked as listed; the others are new (or repeats of new ones).
+        // With no children yet, every endpoint is new: nothing to look up or collect.
+        let all_fresh = self.children.is_empty();
         let mut fresh: Vec<&Endpoint> = Vec::new();
         let mut listed = 0usize;
         let weighted = matches!(self.spread, Spread::Weighted(_));
-        let known: &[Endpoint] = if self.children.is_empty() {
-            fresh.extend(endpoints); // nothing known: no need to look
-            &[]
-        } else {
-            endpoints
-        };
+        let known: &[Endpoint] = if all_fresh { &[] } else { endpoints };
         for endpoint in known {
             let Some(key) = self.find(endpoint.addresses()) else {
                 fresh.push(endpoint);
@@ -449,53 +491,30 @@ impl Policy for RoundRobin {
             for key in gone {
                 self.remove_child(key, ctl);
             }
-            // Children do not keep their addresses (the map has them): the map forgets the
-            // removed ones in one sweep.
-            let children = &self.children;
-            self.by_addresses.retain(|key| children.get(*key).is_some());
         }
-        ctl.reserve_subchannels(fresh.len());
-        self.children.reserve(fresh.len());
+        let new = if all_fresh {
+            endpoints.len()
+        } else {
+            fresh.len()
+        };
+        ctl.reserve_subchannels(new);
+        self.children.reserve(new);
         let children = &self.children;
         self.by_addresses
-            .reserve(fresh.len(), |key| child_hash(children, *key));
-        self.by_subchannel.reserve(fresh.len());
-        for endpoint in fresh {
-            let key = self.children.next_key();
-            if key.index == SPREAD_TAG {
-                break; // four billion endpoints: the rest are not served
+            .reserve(new, |key| child_hash(children, *key));
+        self.by_subchannel.reserve(new);
+        if all_fresh {
+            for endpoint in endpoints {
+                if !self.add_child(endpoint, update, ctl) {
+                    break;
+                }
             }
-            let deduped = dedup(endpoint.addresses());
-            let addresses = deduped.as_deref().unwrap_or(endpoint.addresses());
-            let hash = addresses_hash(addresses.iter());
-            let children = &self.children;
-            match self.by_addresses.entry(
-                hash,
-                |known| {
-                    children
-                        .get(*known)
-                        .is_some_and(|c| c.list.has_addresses(addresses))
-                },
-                |known| child_hash(children, *known),
-            ) {
-                hashbrown::hash_table::Entry::Occupied(_) => continue, // a repeat of a new one
-                hashbrown::hash_table::Entry::Vacant(vacant) => vacant.insert(key),
-            };
-            // The slot number tags the list's timers; a list in a reused slot counts its timers
-            // from where the slot's earlier lists cannot have reached.
-            let list = PickFirstList::new(key.index, DEFAULT_HAPPY_EYEBALLS_DELAY)
-                .with_timer_seq_base(key.generation.wrapping_shl(16));
-            let inserted = self.children.insert(Child {
-                listed: update,
-                list,
-                counted: ConnectivityState::Idle,
-                ready: None,
-                weight: endpoint.attributes().weight(),
-            });
-            debug_assert_eq!(inserted, key);
-            self.counts.add(ConnectivityState::Idle, 1);
-            self.dirty = true;
-            self.with_child(key, ctl, |list, ctl| list.set_address_slice(addresses, ctl));
+        } else {
+            for endpoint in fresh {
+                if !self.add_child(endpoint, update, ctl) {
+                    break;
+                }
+            }
         }
         if self.children.is_empty() {
             self.dirty = true;
