@@ -1,5 +1,11 @@
 //! Applying resolver updates: N endpoints to a fresh balancer, the identical list again, and a
 //! list with 1% of it changed. The actions each emits are counted and printed once.
+//!
+//! Between the iterations of `fresh`, the allocator keeps the memory the last balancer freed and
+//! hands it to the next, so `fresh` measures a balancer built in memory the process has used
+//! before. `fresh_cold_memory` (Linux with glibc) returns free memory to the kernel before each
+//! timed update, so every page the update touches is new to the process and costs a page fault:
+//! the first balancer of a process pays that.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -31,6 +37,44 @@ fn one_percent_changed(n: usize) -> Vec<Endpoint> {
         *endpoint = Endpoint::new(croupier::testing::addr(port(n + i)));
     }
     list
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+mod cold {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> i32;
+    }
+
+    /// Returns the allocator's free memory to the kernel.
+    pub(crate) fn release_free_memory() {
+        // SAFETY: malloc_trim has no preconditions; it only gives free heap pages back.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
+/// Times only the update (and draining its actions) of `list` into a fresh balancer, each time in
+/// memory the process has just handed back to the kernel.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn fresh_cold_memory(
+    policy: &PolicyConfig,
+    list: &[Endpoint],
+    now: Instant,
+    iters: u64,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let mut balancer = fresh(policy, now);
+        let update = ResolverUpdate::new(list.to_vec());
+        cold::release_free_memory();
+        let start = Instant::now();
+        balancer.handle_resolver_update(update, now);
+        black_box(drain(&mut balancer));
+        total += start.elapsed();
+    }
+    total
 }
 
 fn update(c: &mut Criterion) {
@@ -69,6 +113,14 @@ fn update(c: &mut Criterion) {
                     BatchSize::LargeInput,
                 )
             });
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            if n == 10_000 {
+                group.bench_with_input(
+                    BenchmarkId::new(format!("{name}/fresh_cold_memory"), n),
+                    &n,
+                    |b, _| b.iter_custom(|iters| fresh_cold_memory(&policy, &list, now, iters)),
+                );
+            }
             group.bench_with_input(
                 BenchmarkId::new(format!("{name}/identical"), n),
                 &n,
