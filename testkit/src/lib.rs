@@ -158,8 +158,14 @@ pub async fn dead_address() -> SocketAddr {
 /// Waits until the channel is in `state`.
 pub async fn reach<A: Adapter>(channel: &Channel<Conn<A>>, state: ConnectivityState) {
     bounded::<A, _>(state.as_str(), async {
-        while channel.state() != state {
-            channel.state_changed(channel.state()).await;
+        loop {
+            // One read: a state read again for `state_changed` may already be the one awaited,
+            // and would then wait for the change after it.
+            let current = channel.state();
+            if current == state {
+                return;
+            }
+            channel.state_changed(current).await;
         }
     })
     .await;
