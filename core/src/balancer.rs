@@ -235,8 +235,6 @@ impl Balancer {
         loop {
             let action = match self.core.actions.pop_front()? {
                 Queued::Connect(connection) => {
-                    // An attempt that ended before it was polled (its subchannel was removed in
-                    // the same input) is never announced: there is nothing to connect.
                     let Some(subchannel) = self.core.subchannels.get(&connection.subchannel())
                     else {
                         continue;

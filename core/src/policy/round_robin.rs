@@ -96,6 +96,13 @@ fn addresses_hash<'a>(addresses: impl ExactSizeIterator<Item = &'a Address>) -> 
     hasher.finish()
 }
 
+/// Whether child `key` walks exactly `addresses` (deduplicated).
+fn holds(children: &Slab<Child>, key: SlabKey, addresses: &[Address]) -> bool {
+    children
+        .get(key)
+        .is_some_and(|child| child.list.has_addresses(addresses))
+}
+
 /// The hash child `key` is found by (0 for a key with no child: the table holds none).
 fn child_hash(children: &Slab<Child>, key: SlabKey) -> u64 {
     children
@@ -240,11 +247,7 @@ impl RoundRobin {
         let children = &self.children;
         match self.by_addresses.entry(
             hash,
-            |known| {
-                children
-                    .get(*known)
-                    .is_some_and(|c| c.list.has_addresses(addresses))
-            },
+            |known| holds(children, *known, addresses),
             |known| child_hash(children, *known),
         ) {
             hashbrown::hash_table::Entry::Occupied(_) => return true, // a repeat of a new one
@@ -275,9 +278,7 @@ impl RoundRobin {
         let children = &self.children;
         self.by_addresses
             .find(addresses_hash(addresses.iter()), |key| {
-                children
-                    .get(*key)
-                    .is_some_and(|child| child.list.has_addresses(addresses))
+                holds(children, *key, addresses)
             })
             .copied()
     }
@@ -503,17 +504,14 @@ impl Policy for RoundRobin {
         self.by_addresses
             .reserve(new, |key| child_hash(children, *key));
         self.by_subchannel.reserve(new);
-        if all_fresh {
-            for endpoint in endpoints {
-                if !self.add_child(endpoint, update, ctl) {
-                    break;
-                }
-            }
+        let new_ones: &mut dyn Iterator<Item = &Endpoint> = if all_fresh {
+            &mut endpoints.iter()
         } else {
-            for endpoint in fresh {
-                if !self.add_child(endpoint, update, ctl) {
-                    break;
-                }
+            &mut fresh.into_iter()
+        };
+        for endpoint in new_ones {
+            if !self.add_child(endpoint, update, ctl) {
+                break;
             }
         }
         if self.children.is_empty() {
