@@ -6,6 +6,10 @@
 //! over the READY endpoints from a random start, so many clients do not all begin with the same
 //! backend (a fixed start skewed load 3-4x in grpc-java #4462).
 //!
+//! An endpoint is known across updates by its distinct addresses, in order: one listed again
+//! keeps its connections (an update that lists `[a, b, a]` keeps the endpoint `[a, b]`), one with
+//! the same addresses in another order is a new endpoint.
+//!
 //! Aggregate state: READY if any endpoint is; else CONNECTING if any is; else IDLE if any is; else
 //! TRANSIENT_FAILURE. An endpoint that failed counts as failed until it is READY again ("sticky"
 //! TRANSIENT_FAILURE, gRFC A61), so the channel does not flap through CONNECTING while it retries.
