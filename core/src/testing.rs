@@ -405,6 +405,17 @@ impl Harness {
                     );
                 }
             }
+            Step::Health(index, serving) => {
+                let open: Vec<ConnectionId> = self.connections.values().map(|(c, _)| *c).collect();
+                if let Some(connection) = nth(&open, *index) {
+                    let event = if *serving {
+                        ConnectionEvent::Healthy
+                    } else {
+                        ConnectionEvent::Unhealthy("generated health check failure".into())
+                    };
+                    self.report(connection, event);
+                }
+            }
             Step::Stale(index, kind) => {
                 if let Some(connection) = nth(&self.history, *index) {
                     let event = match kind % 3 {
@@ -492,6 +503,8 @@ pub enum Step {
     Closed(u8),
     /// A late report (kind modulo 3: connected, failed, closed) for the n-th attempt ever made.
     Stale(u8, u8),
+    /// The n-th open connection's health check says it is serving (`true`) or not (`false`).
+    Health(u8, bool),
     /// A call on the n-th subchannel ever seen ends (successfully or not) after this many ms; three
     /// latencies in four also carry a load report drawn from them.
     CallEnded(u8, bool, u16),
@@ -660,7 +673,8 @@ impl Step {
             13..=15 => Step::ResolverError,
             16..=33 => Step::Connected(byte(rng)),
             34..=45 => Step::Failed(byte(rng)),
-            46..=53 => Step::Closed(byte(rng)),
+            46..=50 => Step::Closed(byte(rng)),
+            51..=53 => Step::Health(byte(rng), rng.below(2) == 0),
             54..=58 => Step::Stale(byte(rng), byte(rng)),
             59..=65 => Step::CallEnded(byte(rng), rng.below(2) == 0, rng.below(1000) as u16),
             66..=85 => {
