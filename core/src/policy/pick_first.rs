@@ -226,12 +226,7 @@ impl PickFirstList {
 
     /// Whether it walks exactly `addresses`, in that order.
     pub(crate) fn has_addresses(&self, addresses: &[Address]) -> bool {
-        self.entries.len() == addresses.len()
-            && self
-                .entries
-                .iter()
-                .zip(addresses)
-                .all(|(e, a)| e.address == *a)
+        self.addresses().eq(addresses)
     }
 
     /// [`PickFirstList::set_addresses`] from a borrowed list (what round_robin's children use:
@@ -249,14 +244,7 @@ impl PickFirstList {
             }
             None => addresses,
         };
-        if !self.fresh
-            && self.entries.len() == addresses.len()
-            && self
-                .entries
-                .iter()
-                .zip(addresses)
-                .all(|(e, a)| e.address == *a)
-        {
+        if !self.fresh && self.has_addresses(addresses) {
             return false;
         }
         let was_fresh = self.fresh;
