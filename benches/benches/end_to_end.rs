@@ -79,11 +79,7 @@ fn end_to_end(c: &mut Criterion) {
                 let request = PickRequest::new();
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let picked = channel.pick(&request).await.expect("a pick");
-                    let mut stream = picked.connection.lock().await;
-                    echo(&mut *stream, PAYLOAD).await.expect("a reply");
-                    drop(stream);
-                    picked.call.success();
+                    croupier_call(&channel, &request).await;
                 }
                 start.elapsed()
             })
@@ -107,11 +103,7 @@ fn end_to_end(c: &mut Criterion) {
                 let request = PickRequest::new();
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let picked = unwatched.pick(&request).await.expect("a pick");
-                    let mut stream = picked.connection.lock().await;
-                    echo(&mut *stream, PAYLOAD).await.expect("a reply");
-                    drop(stream);
-                    picked.call.success();
+                    croupier_call(&unwatched, &request).await;
                 }
                 start.elapsed()
             })
@@ -139,12 +131,8 @@ fn end_to_end(c: &mut Criterion) {
     // the other one. Calls go in pairs to one server, the direct call first in one pair and
     // second in the next, so that each side follows a call to the same server half the time
     // and a call to the other server half the time (which moves a call by several microseconds).
-    let mut next = runtime.block_on(async {
-        let picked = channel.pick(&PickRequest::new()).await.expect("a pick");
-        let mut stream = picked.connection.lock().await;
-        let reply = echo(&mut *stream, PAYLOAD).await.expect("a reply");
-        1 - server_of(&reply)
-    });
+    let mut next = runtime
+        .block_on(async { 1 - server_of(&croupier_call(&channel, &PickRequest::new()).await) });
     let mut pairs = 0u64;
     // Both sides' totals over every pair run, warm-up included, for the ratio printed below.
     let mut totals = [Duration::ZERO; 2];
@@ -163,11 +151,7 @@ fn end_to_end(c: &mut Criterion) {
                         times[0] += start.elapsed();
                     }
                     let start = Instant::now();
-                    let picked = channel.pick(&request).await.expect("a pick");
-                    let mut stream = picked.connection.lock().await;
-                    let reply = echo(&mut *stream, PAYLOAD).await.expect("a reply");
-                    drop(stream);
-                    picked.call.success();
+                    let reply = croupier_call(&channel, &request).await;
                     times[1] += start.elapsed();
                     if !direct_first {
                         server = server_of(&reply);
@@ -193,6 +177,19 @@ fn end_to_end(c: &mut Criterion) {
     );
     group.finish();
     drop(servers);
+}
+
+/// One echo call through `channel`; the reply names the server.
+async fn croupier_call(
+    channel: &croupier_tokio::Channel<croupier_tokio::SharedStream>,
+    request: &PickRequest<'_>,
+) -> String {
+    let picked = channel.pick(request).await.expect("a pick");
+    let mut stream = picked.connection.lock().await;
+    let reply = echo(&mut *stream, PAYLOAD).await.expect("a reply");
+    drop(stream);
+    picked.call.success();
+    reply
 }
 
 criterion_group!(benches, end_to_end);
