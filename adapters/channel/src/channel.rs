@@ -131,10 +131,16 @@ impl<C: Connector> ChannelBuilder<C> {
 
     /// Replaces the connector.
     pub fn connector<D: Connector>(self, connector: D) -> ChannelBuilder<D> {
+        self.map_connector(|_| connector)
+    }
+
+    /// Replaces the connector with what `f` makes of it: a way to change its settings, or to
+    /// wrap it.
+    pub fn map_connector<D: Connector>(self, f: impl FnOnce(C) -> D) -> ChannelBuilder<D> {
         ChannelBuilder {
             target: self.target,
             runtime: self.runtime,
-            connector,
+            connector: f(self.connector),
             config: self.config,
             resolvers: self.resolvers,
             default_port: self.default_port,

@@ -22,8 +22,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! With options for the connector (health checking, keepalive, a transport of your own), put
-//! it in place of the default one: `croupier_tokio::builder(target).connector(connector)`.
+//! The connector's options (health checking, keepalive, a transport of your own) are set on the
+//! same builder as the channel's: [`GrpcChannelBuilder`].
 //!
 //! - One HTTP/2 connection per subchannel, multiplexing every call sent on it. Its end (GOAWAY,
 //!   reset, the peer gone, a keepalive ping unanswered) is reported to the balancer at once, and a
@@ -40,8 +40,10 @@
 //!   status and latency to the balancer (least_request, outlier detection and p2c learn from it).
 //! - Client-side health checking (gRFC A17) is optional: [`Http2Connector::health_check`].
 //! - TLS and other wrappings of the byte stream: implement [`Transport`] (say, a TCP connection
-//!   from [`StreamConnector`] wrapped in a TLS client) and pass it to [`Http2Connector::new`].
+//!   from [`StreamConnector`] wrapped in a TLS client) and pass it to
+//!   [`GrpcChannelBuilder::transport`].
 
+mod builder;
 mod client_io;
 mod health;
 
@@ -57,8 +59,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use croupier::Address;
 use croupier_channel::{
-    describe_error as describe, BoxError, ChannelBuilder, Connected, Connector, ReplayBody,
-    Unprocessed,
+    describe_error as describe, BoxError, Connected, Connector, ReplayBody, Unprocessed,
 };
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
@@ -70,9 +71,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{oneshot, Notify};
 
 use crate::connector::{open, Stream, StreamConnector};
-use crate::runtime::TokioRuntime;
 use client_io::ClientIo;
 
+pub use builder::GrpcChannelBuilder;
 pub use health::HealthCheck;
 
 /// Opens the byte stream an HTTP/2 connection runs over. [`StreamConnector`] opens plain TCP and
@@ -83,7 +84,7 @@ pub use health::HealthCheck;
 /// use std::io;
 ///
 /// use croupier::Address;
-/// use croupier_tokio::grpc::{Http2Connector, Transport};
+/// use croupier_tokio::grpc::Transport;
 /// use croupier_tokio::{Stream, StreamConnector};
 /// use tokio::io::BufStream;
 ///
@@ -101,10 +102,10 @@ pub use health::HealthCheck;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let connector = Http2Connector::<tonic::body::Body, _>::new(Wrapped(StreamConnector::new()));
-/// let channel = croupier_tokio::builder("dns:///echo.internal:50051")
-///     .connector(connector)
-///     .build()?;
+/// let channel: croupier_tokio::grpc::Http2Channel<tonic::body::Body> =
+///     croupier_tokio::grpc::builder("dns:///echo.internal:50051")
+///         .transport(Wrapped(StreamConnector::new()))
+///         .build()?;
 /// # let _ = channel; Ok(()) }
 /// ```
 pub trait Transport: Send + Sync + 'static {
@@ -132,22 +133,19 @@ impl Transport for StreamConnector {
 pub type Http2Channel<B> = croupier_channel::Channel<Http2Connection<B>>;
 
 /// A builder for a channel to `target` over HTTP/2, on the current tokio runtime, with the
-/// default [`Http2Connector`]: the channel is a `tower_service::Service<http::Request<B>>` for
-/// the request body `B` of the client that uses it (for a tonic client, `tonic::body::Body`).
+/// default [`Http2Connector`] (plain TCP and unix-domain streams): the channel is a
+/// `tower_service::Service<http::Request<B>>` for the request body `B` of the client that uses it
+/// (for a tonic client, `tonic::body::Body`, which the compiler infers).
 ///
 /// # Panics
 ///
 /// Outside a tokio runtime.
-pub fn builder<B>(target: impl Into<String>) -> ChannelBuilder<Http2Connector<B>>
+pub fn builder<B>(target: impl Into<String>) -> GrpcChannelBuilder<B>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    ChannelBuilder::new(
-        target,
-        Arc::new(TokioRuntime::current()),
-        Http2Connector::new(StreamConnector::new()),
-    )
+    GrpcChannelBuilder::new(target)
 }
 
 /// Makes one HTTP/2 connection per subchannel, with hyper, over the streams a [`Transport`]
@@ -178,6 +176,17 @@ impl<B, T: Transport> Http2Connector<B, T> {
             keep_alive: None,
             authority: None,
             health: None,
+            _body: PhantomData,
+        }
+    }
+
+    /// The same settings over the streams `transport` opens.
+    pub fn with_transport<U: Transport>(self, transport: U) -> Http2Connector<B, U> {
+        Http2Connector {
+            transport: Arc::new(transport),
+            keep_alive: self.keep_alive,
+            authority: self.authority,
+            health: self.health,
             _body: PhantomData,
         }
     }

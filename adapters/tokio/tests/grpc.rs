@@ -10,8 +10,7 @@ use croupier::{
     CallOutcome, Code, ConnectivityState, Controller, Policy, PolicyBuilder, PolicyConfig,
 };
 use croupier_echo_grpc::{EchoClient, EchoRequest, GrpcEchoServer, ServerOptions, ServingStatus};
-use croupier_tokio::grpc::{HealthCheck, Http2Channel, Http2Connector};
-use croupier_tokio::StreamConnector;
+use croupier_tokio::grpc::{HealthCheck, Http2Channel};
 
 /// A bound on every wait, so that a broken test fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -238,12 +237,9 @@ async fn a_grpc_status_error_is_a_failed_call_that_outlier_detection_sees() {
 }
 
 fn health_checked(servers: &[GrpcEchoServer]) -> GrpcChannel {
-    let connector =
-        Http2Connector::new(StreamConnector::new()).health_check(HealthCheck::default());
-    // The default builder, with the HTTP/2 connector in place of the default one.
-    croupier_tokio::builder(target(servers))
+    croupier_tokio::grpc::builder(target(servers))
         .policy(PolicyConfig::round_robin())
-        .connector(connector)
+        .health_check(HealthCheck::default())
         .build()
         .unwrap()
 }
