@@ -2,17 +2,22 @@
 //! `proto/echo.proto`), and tonic servers of it on loopback.
 //!
 //! A server answers `UnaryEcho` with `"<message> (from :<port>)"`, as gRPC's load-balancing
-//! example does, and also serves the standard health service (`grpc.health.v1.Health`) unless
+//! example does, and `ServerStreamingEcho` with that reply [`STREAMED_REPLIES`] times; it can be
+//! told to fail or to stall on a given message ([`ServerOptions`]). It also serves the standard health service (`grpc.health.v1.Health`) unless
 //! asked not to. It runs on a thread and runtime of its own, so that it can be stopped two ways:
 //! gracefully ([`GrpcEchoServer::shutdown`]: GOAWAY, in-flight calls finish) or abruptly
 //! ([`GrpcEchoServer::kill`]: every socket is dropped at once, as when a process dies).
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 /// The messages, client and server generated from `proto/echo.proto`.
@@ -25,13 +30,89 @@ pub use pb::echo_client::EchoClient;
 pub use pb::{EchoRequest, EchoResponse};
 pub use tonic_health::ServingStatus;
 
+/// How many replies `ServerStreamingEcho` sends to a call it answers in full.
+pub const STREAMED_REPLIES: usize = 3;
+
 /// The Echo service: replies with the message and the port it was served on.
 #[derive(Debug, Clone)]
 struct Echo {
     port: u16,
     calls: Arc<AtomicUsize>,
+    /// Calls dropped before they were answered: the client reset their streams.
+    cancelled: Arc<AtomicUsize>,
     /// Calls whose message is this fail with `FAILED_PRECONDITION`.
     fail_message: Option<String>,
+    /// Calls whose message is this are never answered (a stream: never ended).
+    stall_message: Option<String>,
+}
+
+impl Echo {
+    /// Counts a call, and fails it if its message is the one to refuse.
+    fn receive(&self, request: Request<EchoRequest>) -> Result<String, Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let message = request.into_inner().message;
+        if self.fail_message.as_deref() == Some(message.as_str()) {
+            return Err(Status::failed_precondition(format!(
+                "this server refuses {message:?}"
+            )));
+        }
+        Ok(message)
+    }
+
+    fn reply(&self, message: &str) -> EchoResponse {
+        EchoResponse {
+            message: format!("{message} (from :{})", self.port),
+        }
+    }
+
+    fn stalls(&self, message: &str) -> bool {
+        self.stall_message.as_deref() == Some(message)
+    }
+}
+
+/// Counts its call as cancelled if dropped before it is answered.
+#[derive(Debug)]
+struct Unanswered {
+    cancelled: Option<Arc<AtomicUsize>>,
+}
+
+impl Unanswered {
+    fn answered(&mut self) {
+        self.cancelled = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(cancelled) = self.cancelled.take() {
+            cancelled.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// `ServerStreamingEcho`'s replies: each queued one, then the end, or nothing more if it stalls.
+#[derive(Debug)]
+struct Replies {
+    queued: VecDeque<EchoResponse>,
+    stall: bool,
+    call: Unanswered,
+}
+
+impl Stream for Replies {
+    type Item = Result<EchoResponse, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(reply) = this.queued.pop_front() {
+            return Poll::Ready(Some(Ok(reply)));
+        }
+        if this.stall {
+            // Never woken: the stream stays open until the client resets it.
+            return Poll::Pending;
+        }
+        this.call.answered();
+        Poll::Ready(None)
+    }
 }
 
 #[tonic::async_trait]
@@ -40,15 +121,32 @@ impl pb::echo_server::Echo for Echo {
         &self,
         request: Request<EchoRequest>,
     ) -> Result<Response<EchoResponse>, Status> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let message = request.into_inner().message;
-        if self.fail_message.as_deref() == Some(message.as_str()) {
-            return Err(Status::failed_precondition(format!(
-                "this server refuses {message:?}"
-            )));
+        let message = self.receive(request)?;
+        if self.stalls(&message) {
+            let _call = Unanswered {
+                cancelled: Some(Arc::clone(&self.cancelled)),
+            };
+            // Ends only when the server drops the call: the client reset its stream.
+            std::future::pending::<()>().await;
         }
-        Ok(Response::new(EchoResponse {
-            message: format!("{message} (from :{})", self.port),
+        Ok(Response::new(self.reply(&message)))
+    }
+
+    type ServerStreamingEchoStream = Replies;
+
+    async fn server_streaming_echo(
+        &self,
+        request: Request<EchoRequest>,
+    ) -> Result<Response<Replies>, Status> {
+        let message = self.receive(request)?;
+        let stall = self.stalls(&message);
+        let count = if stall { 1 } else { STREAMED_REPLIES };
+        Ok(Response::new(Replies {
+            queued: (0..count).map(|_| self.reply(&message)).collect(),
+            stall,
+            call: Unanswered {
+                cancelled: Some(Arc::clone(&self.cancelled)),
+            },
         }))
     }
 }
@@ -58,6 +156,7 @@ impl pb::echo_server::Echo for Echo {
 pub struct ServerOptions {
     health: bool,
     fail_message: Option<String>,
+    stall_message: Option<String>,
 }
 
 impl ServerOptions {
@@ -77,6 +176,14 @@ impl ServerOptions {
         self.fail_message = Some(message.into());
         self
     }
+
+    /// Never answer calls whose message is `message`: a `UnaryEcho` gets no response at all, a
+    /// `ServerStreamingEcho` one reply and then nothing, its stream left open. A server whose
+    /// handler hangs, for testing what bounds a call on the client's side.
+    pub fn stall_message(mut self, message: impl Into<String>) -> Self {
+        self.stall_message = Some(message.into());
+        self
+    }
 }
 
 /// A tonic Echo server on 127.0.0.1, on a thread of its own.
@@ -84,6 +191,7 @@ impl ServerOptions {
 pub struct GrpcEchoServer {
     address: SocketAddr,
     calls: Arc<AtomicUsize>,
+    cancelled: Arc<AtomicUsize>,
     health: Option<tonic_health::server::HealthReporter>,
     graceful: Option<oneshot::Sender<()>>,
     kill: Option<oneshot::Sender<()>>,
@@ -97,10 +205,13 @@ impl GrpcEchoServer {
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
         let calls = Arc::new(AtomicUsize::new(0));
+        let cancelled = Arc::new(AtomicUsize::new(0));
         let echo = pb::echo_server::EchoServer::new(Echo {
             port: address.port(),
             calls: Arc::clone(&calls),
+            cancelled: Arc::clone(&cancelled),
             fail_message: options.fail_message,
+            stall_message: options.stall_message,
         });
         let (health, health_service) = if options.health {
             let (reporter, service) = tonic_health::server::health_reporter();
@@ -145,6 +256,7 @@ impl GrpcEchoServer {
         Ok(GrpcEchoServer {
             address,
             calls,
+            cancelled,
             health,
             graceful: Some(graceful),
             kill: Some(kill),
@@ -157,9 +269,15 @@ impl GrpcEchoServer {
         self.address
     }
 
-    /// The `UnaryEcho` calls it has received.
+    /// The calls it has received, of either method.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
+    }
+
+    /// The calls it dropped unanswered because their client reset the stream (stalled calls
+    /// whose client gave up, see [`ServerOptions::stall_message`]).
+    pub fn cancelled(&self) -> usize {
+        self.cancelled.load(Ordering::SeqCst)
     }
 
     /// Sets the health status of the whole server (`""`); does nothing without a health service.
