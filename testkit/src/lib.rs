@@ -23,7 +23,9 @@ use croupier_channel::{
 use croupier_echo::EchoServer;
 use futures_lite::future;
 
+mod recording;
 mod scenarios;
+pub use recording::{recording, Outcomes};
 pub use scenarios::*;
 
 /// What a scenario needs from a runtime adapter.
