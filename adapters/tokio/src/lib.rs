@@ -43,6 +43,15 @@ pub mod grpc;
 mod runtime;
 
 pub use connector::{SharedStream, Stream, StreamConnector, StreamGuard};
+/// The core's types that the channel's API takes and returns, so that this crate is the one
+/// dependency a program needs; the whole core is [`croupier`], its policies' settings
+/// [`policy`].
+pub use croupier::{
+    self, policy, Address, Attributes, BackoffConfig, CallOutcome, Code, ConnectivityState,
+    Controller, Endpoint, LoadReport, Pick, PickRequest, Picker, Policy, PolicyBuilder,
+    PolicyChoice, PolicyConfig, ResolutionConfig, ResolverError, ResolverUpdate, Status,
+    SubchannelId, SubchannelInfo, SubchannelUpdate, Target, TargetError,
+};
 pub use croupier_channel::{
     global_resolvers, register_resolver, BoxFuture, BuildError, CallGuard, Channel, ChannelBuilder,
     Connected, Connector, PickOptions, Picked, Resolver, ResolverContext, ResolverRegistry,
