@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use croupier::{
-    BackoffConfig, Balancer, BalancerConfig, CallOutcome, Code, ConnectivityState, LoadReport,
-    Pick, PickRequest, PolicyConfig, ResolutionConfig, Status, SubchannelId, SubchannelInfo,
-    Target, TargetError,
+    Address, BackoffConfig, Balancer, BalancerConfig, CallOutcome, Code, ConnectivityState,
+    LoadReport, Pick, PickRequest, PolicyConfig, ResolutionConfig, Status, SubchannelId,
+    SubchannelInfo, Target, TargetError,
 };
 use futures_lite::future;
 
-use crate::connector::Connector;
+use crate::connector::{Addressed, AddressedConnector, Connector};
 use crate::driver::{Driver, Input};
 use crate::resolver::{global_resolvers, ResolveNow, Resolver, ResolverContext, ResolverRegistry};
 use crate::runtime::{Runtime, Task};
@@ -57,6 +57,7 @@ pub struct ChannelBuilder<C> {
     resolvers: ResolverRegistry,
     default_port: u16,
     seed: Option<u64>,
+    default_timeout: Option<Duration>,
 }
 
 impl<C> fmt::Debug for ChannelBuilder<C> {
@@ -67,6 +68,7 @@ impl<C> fmt::Debug for ChannelBuilder<C> {
             .field("resolvers", &self.resolvers)
             .field("default_port", &self.default_port)
             .field("seed", &self.seed)
+            .field("default_timeout", &self.default_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -83,6 +85,7 @@ impl<C: Connector> ChannelBuilder<C> {
             resolvers: ResolverRegistry::new(),
             default_port: croupier::target::DEFAULT_PORT,
             seed: None,
+            default_timeout: None,
         }
     }
 
@@ -129,6 +132,16 @@ impl<C: Connector> ChannelBuilder<C> {
         self
     }
 
+    /// The timeout of a call that names none (default: none, as in gRPC, where a call without a
+    /// deadline waits as long as it takes). It bounds a pick made without a timeout or deadline
+    /// in its [`PickOptions`] and, through the channel's `Service` (feature `tower`), a request
+    /// with neither those options nor a `grpc-timeout`: from the moment it enters the channel
+    /// until its response ends.
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = Some(timeout);
+        self
+    }
+
     /// Replaces the connector.
     pub fn connector<D: Connector>(self, connector: D) -> ChannelBuilder<D> {
         self.map_connector(|_| connector)
@@ -145,6 +158,7 @@ impl<C: Connector> ChannelBuilder<C> {
             resolvers: self.resolvers,
             default_port: self.default_port,
             seed: self.seed,
+            default_timeout: self.default_timeout,
         }
     }
 
@@ -164,7 +178,7 @@ impl<C: Connector> ChannelBuilder<C> {
         let seed = self.seed.unwrap_or_else(random_seed);
         let now = self.runtime.now();
         let balancer = Balancer::new(self.config, seed, now);
-        let shared = Arc::new(Shared::new(C::is_broken));
+        let shared = Arc::new(Shared::new(AddressedConnector::<C>::is_broken));
         let (inbox, inbox_rx) = async_channel::unbounded();
         let resolve_now = Arc::new(ResolveNow::default());
         let context = ResolverContext::new(
@@ -176,7 +190,7 @@ impl<C: Connector> ChannelBuilder<C> {
         let mut driver = Driver::new(
             balancer,
             Arc::clone(&self.runtime),
-            Arc::new(self.connector),
+            Arc::new(AddressedConnector(self.connector)),
             Arc::clone(&shared),
             inbox_rx,
             resolve_now,
@@ -192,6 +206,8 @@ impl<C: Connector> ChannelBuilder<C> {
                 inbox,
                 runtime: self.runtime,
                 target,
+                default_timeout: self.default_timeout,
+                error_code: C::error_code,
             }),
         })
     }
@@ -205,10 +221,14 @@ fn random_seed() -> u64 {
 
 /// The part of a channel its clones share; dropping the last one stops the driver.
 struct Handle<T> {
-    shared: Arc<Shared<T>>,
+    shared: Arc<Shared<Addressed<T>>>,
     inbox: async_channel::Sender<Input>,
     runtime: Arc<dyn Runtime>,
     target: Target,
+    default_timeout: Option<Duration>,
+    /// The connector's reading of a call's transport error as a gRPC code.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    error_code: fn(&(dyn std::error::Error + 'static)) -> Option<Code>,
 }
 
 impl<T> Drop for Handle<T> {
@@ -273,6 +293,8 @@ impl PickOptions {
         self
     }
 
+    /// When the pick gives up, if it started at `now`: the earlier of its deadline and its
+    /// timeout from `now`.
     pub(crate) fn effective_deadline(&self, now: Instant) -> Option<Instant> {
         let from_timeout = self.timeout.and_then(|t| now.checked_add(t));
         match (self.deadline, from_timeout) {
@@ -296,6 +318,7 @@ pub struct Picked<T> {
 pub struct CallGuard {
     inbox: async_channel::Sender<Input>,
     subchannel: SubchannelId,
+    address: Arc<Address>,
     started: Instant,
     runtime: Arc<dyn Runtime>,
     done: bool,
@@ -305,6 +328,7 @@ impl fmt::Debug for CallGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallGuard")
             .field("subchannel", &self.subchannel)
+            .field("address", &self.address)
             .field("started", &self.started)
             .finish_non_exhaustive()
     }
@@ -314,6 +338,16 @@ impl CallGuard {
     /// The subchannel the call went to.
     pub fn subchannel(&self) -> SubchannelId {
         self.subchannel
+    }
+
+    /// The address of the connection the call went to.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    #[cfg(feature = "tower")]
+    pub(crate) fn address_handle(&self) -> Arc<Address> {
+        Arc::clone(&self.address)
     }
 
     /// The call succeeded.
@@ -360,7 +394,8 @@ impl<T: Clone> Channel<T> {
         self.pick_with(request, PickOptions::new()).await
     }
 
-    /// Picks a connection for one call, as `options` say.
+    /// Picks a connection for one call, as `options` say; with neither a timeout nor a deadline
+    /// in them, the channel's default timeout bounds it (if it has one).
     pub async fn pick_with(
         &self,
         request: &PickRequest<'_>,
@@ -368,7 +403,9 @@ impl<T: Clone> Channel<T> {
     ) -> Result<Picked<T>, Status> {
         let handle = &*self.handle;
         let started = handle.runtime.now();
-        let deadline = options.effective_deadline(started);
+        let deadline = options
+            .effective_deadline(started)
+            .or_else(|| handle.default_deadline(started));
         let mut sleep = None;
         let mut last_failure: Option<Status> = None;
         loop {
@@ -386,10 +423,11 @@ impl<T: Clone> Channel<T> {
                         .filter(|connection| !(handle.shared.is_broken)(connection));
                     if let Some(connection) = connection {
                         return Ok(Picked {
-                            connection: connection.clone(),
+                            connection: connection.connection.clone(),
                             call: CallGuard {
                                 inbox: handle.inbox.clone(),
                                 subchannel,
+                                address: Arc::clone(&connection.address),
                                 started,
                                 runtime: Arc::clone(&handle.runtime),
                                 // Nothing to report to a policy that ignores outcomes.
@@ -493,6 +531,31 @@ impl<T> Channel<T> {
     #[cfg(feature = "tower")]
     pub(crate) fn now(&self) -> Instant {
         self.handle.runtime.now()
+    }
+
+    /// The channel's runtime, for timers.
+    #[cfg(feature = "tower")]
+    pub(crate) fn runtime(&self) -> Arc<dyn Runtime> {
+        Arc::clone(&self.handle.runtime)
+    }
+
+    /// The deadline of a call that started at `now` and names none: the default timeout's.
+    #[cfg(feature = "tower")]
+    pub(crate) fn default_deadline(&self, now: Instant) -> Option<Instant> {
+        self.handle.default_deadline(now)
+    }
+
+    /// The connector's reading of a call's transport error as a gRPC code.
+    #[cfg(feature = "tower")]
+    pub(crate) fn error_code(&self) -> fn(&(dyn std::error::Error + 'static)) -> Option<Code> {
+        self.handle.error_code
+    }
+}
+
+impl<T> Handle<T> {
+    fn default_deadline(&self, now: Instant) -> Option<Instant> {
+        self.default_timeout
+            .and_then(|timeout| now.checked_add(timeout))
     }
 }
 

@@ -1,9 +1,11 @@
 //! Connectors: how an address becomes a connection of the user's type.
 
+use std::error::Error as StdError;
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 
-use croupier::Address;
+use croupier::{Address, Code};
 
 use crate::runtime::BoxFuture;
 
@@ -126,5 +128,62 @@ pub trait Connector: Send + Sync + 'static {
     fn is_broken(connection: &Self::Connection) -> bool {
         let _ = connection;
         false
+    }
+
+    /// The gRPC status code that `error` means, when a call sent on one of this connector's
+    /// connections failed with it (or its response body did): for HTTP/2, gRPC's mapping of a
+    /// stream reset's code (`CANCEL` is `CANCELLED`, `ENHANCE_YOUR_CALM` is
+    /// `RESOURCE_EXHAUSTED`, ...). `None`, the default, stands for `UNAVAILABLE`: the transport
+    /// failed under the call, which gRPC's clients report so, and retry on.
+    fn error_code(error: &(dyn StdError + 'static)) -> Option<Code> {
+        let _ = error;
+        None
+    }
+}
+
+/// A connection with the address it was made to: what the channel keeps of each, so that a call
+/// can name the address it went to.
+#[derive(Clone, Debug)]
+pub(crate) struct Addressed<T> {
+    pub(crate) connection: T,
+    pub(crate) address: Arc<Address>,
+}
+
+/// A connector whose connections know their address.
+#[derive(Debug)]
+pub(crate) struct AddressedConnector<C>(pub(crate) C);
+
+impl<C: Connector> Connector for AddressedConnector<C> {
+    type Connection = Addressed<C::Connection>;
+
+    fn connect(
+        &self,
+        address: &Address,
+    ) -> impl Future<Output = io::Result<Connected<Self::Connection>>> + Send + 'static {
+        let attempt = self.0.connect(address);
+        let address = Arc::new(address.clone());
+        async move {
+            let Connected {
+                connection,
+                closed,
+                health,
+            } = attempt.await?;
+            Ok(Connected {
+                connection: Addressed {
+                    connection,
+                    address,
+                },
+                closed,
+                health,
+            })
+        }
+    }
+
+    fn is_broken(connection: &Self::Connection) -> bool {
+        C::is_broken(&connection.connection)
+    }
+
+    fn error_code(error: &(dyn StdError + 'static)) -> Option<Code> {
+        C::error_code(error)
     }
 }

@@ -32,9 +32,13 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "tower")]
+mod body;
 mod channel;
 mod connector;
 mod driver;
+#[cfg(feature = "tower")]
+mod grpc;
 #[cfg(feature = "tower")]
 mod replay;
 mod resolver;

@@ -10,16 +10,18 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::poll_fn;
-use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use croupier::{Code, PickRequest};
-use http::{HeaderMap, Request, Response};
-use http_body::{Body, Frame, SizeHint};
+use croupier::{Code, PickRequest, Status};
+use http::{Request, Response};
+use http_body::Body;
 use tower_service::Service;
 
+pub use crate::body::CallBody;
+use crate::body::{observe, until, Deadline};
 use crate::channel::{CallGuard, Channel, PickOptions, Picked};
+use crate::grpc::{encode_grpc_timeout, grpc_status, grpc_timeout, insert_status, is_grpc};
 use crate::replay::ReplayBody;
 use crate::runtime::BoxFuture;
 
@@ -68,17 +70,31 @@ impl StdError for Unprocessed {
 /// [`ReplayBody`], so that a request its server did not process ([`Unprocessed`]) is sent again on
 /// another connection.
 ///
-/// The pick waits as [`Channel::pick_with`] does, with the request's deadline: a [`PickOptions`]
-/// in the request's extensions if it has one, else its `grpc-timeout` header, else none. The
-/// channel itself is always ready (picks queue inside the call), so `poll_ready` never waits.
+/// The call's deadline is a [`PickOptions`] deadline or timeout in the request's extensions, else
+/// its `grpc-timeout` header, else the channel's
+/// [default timeout](crate::ChannelBuilder::default_timeout), else none; a timeout counts from
+/// the moment the request enters the channel. The deadline bounds the whole call: the pick (as
+/// [`Channel::pick_with`] waits), the response's headers and its body up to its end. When it
+/// passes, the call's stream is dropped (for HTTP/2, reset with `CANCEL`) and the call fails
+/// `DEADLINE_EXCEEDED`, whatever the server does; a gRPC request that names no `grpc-timeout`
+/// is sent with one, so that its server knows the deadline too. The channel itself is always
+/// ready (picks queue inside the call), so `poll_ready` never waits.
 ///
-/// A gRPC request (`content-type: application/grpc...`) that fails in the channel itself (no
-/// backend ready before its deadline, the channel in TRANSIENT_FAILURE, no connection taking
-/// it) gets a trailers-only response with the `grpc-status` and `grpc-message` the failure
-/// calls for (`DEADLINE_EXCEEDED`, `UNAVAILABLE`, ...), as a gRPC channel answers: a tonic
-/// client reads it as the call's status, code intact. Other requests get the error itself, and
-/// so does a request whose connection failed after sending it: that error is the transport's
-/// own (a stream reset with its HTTP/2 code, say), for the client to map as it maps any.
+/// A gRPC request (`content-type: application/grpc...`) that fails gets the gRPC status the
+/// failure calls for, as a gRPC channel answers: a tonic client reads it as the call's status,
+/// code intact. Before the response's headers it is a trailers-only response; after them, the
+/// response body ends with trailers carrying it (see [`CallBody`]):
+///
+/// - no backend ready before the deadline: `DEADLINE_EXCEEDED`; the channel in
+///   TRANSIENT_FAILURE, or no connection taking the request: `UNAVAILABLE`;
+/// - the deadline passed while the server was silent: `DEADLINE_EXCEEDED`, naming the address
+///   and what the call waited for;
+/// - the connection failed under the call (the server gone, a reset): the code the connector
+///   reads in the error ([`Connector::error_code`](crate::Connector::error_code)), by default
+///   `UNAVAILABLE`, with the address and the reason.
+///
+/// Other requests get the error itself: the channel's [`croupier::Status`], or the transport's
+/// own error for the client to map as it maps any.
 impl<T, B, RB> Service<Request<B>> for Channel<T>
 where
     T: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + Sync + 'static,
@@ -86,6 +102,7 @@ where
     T::Error: Into<BoxError>,
     B: Body<Data = bytes::Bytes> + Send + 'static,
     RB: Body + Send + 'static,
+    RB::Error: Into<BoxError>,
 {
     type Response = Response<CallBody<RB>>;
     type Error = BoxError;
@@ -102,7 +119,7 @@ where
 
 async fn send<T, B, RB>(
     channel: Channel<T>,
-    request: Request<B>,
+    mut request: Request<B>,
 ) -> Result<Response<CallBody<RB>>, BoxError>
 where
     T: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + Sync + 'static,
@@ -111,37 +128,49 @@ where
     RB: Body,
 {
     let grpc = is_grpc(request.headers());
-    match attempt(channel, request).await {
-        Ok(response) => Ok(response),
-        Err(Failure::Channel(code, error)) if grpc => {
-            Ok(status_response(code, &describe_error(&*error)))
+    // One deadline for every attempt: a timeout counts from the call's start.
+    let started = channel.now();
+    let options = pick_options(&request, started, channel.default_deadline(started));
+    let mut deadline = options.effective_deadline(started).map(|at| {
+        if grpc && !request.headers().contains_key("grpc-timeout") {
+            let timeout = encode_grpc_timeout(at.saturating_duration_since(started));
+            request.headers_mut().insert("grpc-timeout", timeout);
         }
-        Err(Failure::Channel(_, error) | Failure::Connection(error)) => Err(error),
+        Deadline::new(channel.runtime(), at, at.saturating_duration_since(started))
+    });
+    match attempt(&channel, request, options, &mut deadline).await {
+        Ok((response, call)) => Ok(observe(response, call, deadline, channel.error_code())),
+        Err(Failure::Status(status) | Failure::Transport(_, status)) if grpc => {
+            Ok(status_response(&status))
+        }
+        Err(Failure::Status(status)) => Err(Box::new(status)),
+        Err(Failure::Transport(error, _)) => Err(error),
     }
 }
 
 /// Why a request got no response.
 enum Failure {
-    /// The channel could not send it: no backend to pick, or no connection took it. The code is
-    /// the gRPC status this means.
-    Channel(Code, BoxError),
-    /// The connection failed after sending it: the transport's own error.
-    Connection(BoxError),
+    /// The channel answers for itself: no backend to pick, no connection took the request, or
+    /// its deadline passed.
+    Status(Status),
+    /// The connection failed after sending it: the transport's own error, and the gRPC status
+    /// it means.
+    Transport(BoxError, Status),
 }
 
-/// Sends `request`, on another connection each time one's server did not process it.
+/// Sends `request`, on another connection each time one's server did not process it, until its
+/// response's headers come or its deadline passes.
 async fn attempt<T, B, RB>(
-    channel: Channel<T>,
+    channel: &Channel<T>,
     request: Request<B>,
-) -> Result<Response<CallBody<RB>>, Failure>
+    options: PickOptions,
+    deadline: &mut Option<Deadline>,
+) -> Result<(Response<RB>, CallGuard), Failure>
 where
     T: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + Sync + 'static,
     T::Error: Into<BoxError>,
     B: Body<Data = bytes::Bytes> + Send + 'static,
-    RB: Body,
 {
-    // One deadline for every attempt: a timeout counts from the call's start.
-    let options = pick_options(&request, channel.now());
     let mut request = request.map(ReplayBody::new);
     let mut last_error: Option<BoxError> = None;
     for _ in 0..MAX_SEND_ATTEMPTS {
@@ -152,75 +181,84 @@ where
         let Picked {
             mut connection,
             call,
-        } = picked.map_err(|status| Failure::Channel(status.code(), BoxError::from(status)))?;
+        } = picked.map_err(Failure::Status)?;
         let replay = body.replay();
         request = Request::from_parts(parts, body);
-        if let Err(error) = poll_fn(|cx| connection.poll_ready(cx)).await {
-            // Not sent: the connection is gone. It saw the error itself; pick again.
-            call.finish(Code::Unavailable);
-            last_error = Some(error.into());
-            continue;
+        match until(deadline, poll_fn(|cx| connection.poll_ready(cx))).await {
+            Some(Ok(())) => {}
+            Some(Err(error)) => {
+                // Not sent: the connection is gone. It saw the error itself; pick again.
+                call.finish(Code::Unavailable);
+                last_error = Some(error.into());
+                continue;
+            }
+            None => return Err(no_headers(call, deadline.as_ref(), None)),
         }
         let parts = replay.as_ref().and_then(|_| clone_parts(&request));
-        match connection.call(request).await {
-            Ok(response) => return Ok(observe(response, call)),
-            Err(error) => {
-                call.finish(Code::Unavailable);
-                let error: BoxError = error.into();
-                match (is_unprocessed(&*error), replay, parts) {
-                    (true, Some(body), Some(parts)) => {
-                        request = Request::from_parts(parts, body);
-                        last_error = Some(error);
+        let error: BoxError = match until(deadline, connection.call(request)).await {
+            Some(Ok(response)) => {
+                return match grpc_status(response.headers()) {
+                    Some(code) if Deadline::overtakes(deadline.as_ref(), code) => {
+                        Err(no_headers(call, deadline.as_ref(), Some(code)))
                     }
-                    _ => return Err(Failure::Connection(error)),
-                }
+                    _ => Ok((response, call)),
+                };
+            }
+            Some(Err(error)) => error.into(),
+            // Dropping the response's future resets the stream: the server hears of it.
+            None => return Err(no_headers(call, deadline.as_ref(), None)),
+        };
+        match (is_unprocessed(&*error), replay, parts) {
+            (true, Some(body), Some(parts)) => {
+                // Pick again: the server never saw it.
+                call.finish(Code::Unavailable);
+                request = Request::from_parts(parts, body);
+                last_error = Some(error);
+            }
+            _ => {
+                let code = (channel.error_code())(&*error).unwrap_or(Code::Unavailable);
+                let message = format!(
+                    "the call to {} failed: {}",
+                    call.address(),
+                    describe_error(&*error)
+                );
+                call.finish(code);
+                return Err(Failure::Transport(error, Status::new(code, message)));
             }
         }
     }
-    Err(Failure::Channel(
-        Code::Unavailable,
-        format!(
-            "no connection took the request in {MAX_SEND_ATTEMPTS} attempts; last: {}",
-            last_error.map_or_else(|| "none".to_owned(), |e| e.to_string())
-        )
-        .into(),
-    ))
+    Err(Failure::Status(Status::unavailable(format!(
+        "no connection took the request in {MAX_SEND_ATTEMPTS} attempts; last: {}",
+        last_error.map_or_else(|| "none".to_owned(), |e| describe_error(&*e))
+    ))))
+}
+
+/// The call's deadline passed before its response's headers came, or before the server's
+/// status `late` did.
+fn no_headers(call: CallGuard, deadline: Option<&Deadline>, late: Option<Code>) -> Failure {
+    let mut message = format!(
+        "no response headers from {} within {}",
+        call.address(),
+        deadline.map_or_else(String::new, Deadline::budget)
+    );
+    if let Some(code) = late {
+        message.push_str(&format!("; the server's {code} came after the deadline"));
+    }
+    let status = Status::new(Code::DeadlineExceeded, message);
+    call.finish(Code::DeadlineExceeded);
+    Failure::Status(status)
 }
 
 /// A trailers-only gRPC response: `grpc-status` and `grpc-message` in the headers, no body.
-fn status_response<RB>(code: Code, message: &str) -> Response<CallBody<RB>> {
-    let mut response = Response::new(CallBody {
-        inner: None,
-        call: None,
-        grpc: true,
-        code: Some(code),
-    });
+fn status_response<RB>(status: &Status) -> Response<CallBody<RB>> {
+    let mut response = Response::new(CallBody::empty(status.code()));
     let headers = response.headers_mut();
     headers.insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/grpc"),
     );
-    headers.insert(
-        "grpc-status",
-        http::HeaderValue::from(u16::from(code.value())),
-    );
-    if let Ok(value) = http::HeaderValue::from_str(&percent_encode(message)) {
-        headers.insert("grpc-message", value);
-    }
+    insert_status(headers, status.code(), status.message());
     response
-}
-
-/// gRPC's encoding of `grpc-message`: bytes outside printable ASCII, and `%`, as `%XX`.
-fn percent_encode(message: &str) -> String {
-    let mut encoded = String::with_capacity(message.len());
-    for byte in message.bytes() {
-        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
 }
 
 /// An error and its sources on one line, each source's text once: what a gRPC status message
@@ -268,203 +306,30 @@ fn clone_parts<B>(request: &Request<B>) -> Option<http::request::Parts> {
     Some(copy.into_parts().0)
 }
 
-/// The pick's options: a [`PickOptions`] extension, or the `grpc-timeout` header, with any
-/// timeout turned into a deadline from `now`.
-fn pick_options<B>(request: &Request<B>, now: Instant) -> PickOptions {
-    let options = match request.extensions().get::<PickOptions>() {
-        Some(options) => *options,
-        None => match request
-            .headers()
-            .get("grpc-timeout")
-            .and_then(|value| value.to_str().ok())
-            .and_then(parse_grpc_timeout)
-        {
-            Some(timeout) => PickOptions::new().timeout(timeout),
-            None => PickOptions::new(),
-        },
-    };
-    match options.effective_deadline(now) {
+/// The pick's options: a [`PickOptions`] extension, its timeout turned into a deadline from
+/// `now`. Options without a timeout or a deadline (say, only wait-for-ready) take the request's
+/// `grpc-timeout`, else the channel's `default` deadline.
+fn pick_options<B>(request: &Request<B>, now: Instant, default: Option<Instant>) -> PickOptions {
+    let options = request
+        .extensions()
+        .get::<PickOptions>()
+        .copied()
+        .unwrap_or_default();
+    let deadline = options
+        .effective_deadline(now)
+        .or_else(|| grpc_timeout(request.headers()).and_then(|timeout| now.checked_add(timeout)))
+        .or(default);
+    match deadline {
         Some(deadline) => options.deadline(deadline),
         None => options,
-    }
-}
-
-/// Parses gRPC's `grpc-timeout` value: up to eight digits and a unit (H, M, S, m, u, n).
-fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    let unit = value.chars().last()?;
-    let digits = &value[..value.len() - unit.len_utf8()];
-    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let amount: u64 = digits.parse().ok()?;
-    Some(match unit {
-        'H' => Duration::from_secs(amount * 3600),
-        'M' => Duration::from_secs(amount * 60),
-        'S' => Duration::from_secs(amount),
-        'm' => Duration::from_millis(amount),
-        'u' => Duration::from_micros(amount),
-        'n' => Duration::from_nanos(amount),
-        _ => return None,
-    })
-}
-
-/// Wraps the response body so that its end reports the call's outcome.
-fn observe<RB: Body>(response: Response<RB>, call: CallGuard) -> Response<CallBody<RB>> {
-    let grpc = is_grpc(response.headers());
-    let (parts, body) = response.into_parts();
-    let mut body = CallBody {
-        inner: Some(body),
-        call: Some(call),
-        grpc,
-        code: None,
-    };
-    if grpc {
-        // A trailers-only response carries its status in the headers.
-        if let Some(code) = grpc_status(&parts.headers) {
-            body.code = Some(code);
-        } else if parts.status != http::StatusCode::OK {
-            body.finish(http_status_code(parts.status));
-        }
-    } else {
-        body.code = Some(if parts.status.is_server_error() {
-            http_status_code(parts.status)
-        } else {
-            Code::Ok
-        });
-    }
-    if body.is_end_stream() {
-        let code = body.code.unwrap_or(Code::Internal);
-        body.finish(code);
-    }
-    Response::from_parts(parts, body)
-}
-
-fn is_grpc(headers: &HeaderMap) -> bool {
-    headers.contains_key("grpc-status")
-        || headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.starts_with("application/grpc"))
-}
-
-/// The `grpc-status` in `headers` (or trailers), if there is one.
-fn grpc_status(headers: &HeaderMap) -> Option<Code> {
-    let value = headers.get("grpc-status")?.to_str().ok()?;
-    Some(Code::from_value(value.trim().parse().ok()?))
-}
-
-/// gRPC's mapping of an HTTP status to a code, for responses that carry no `grpc-status`.
-fn http_status_code(status: http::StatusCode) -> Code {
-    match status.as_u16() {
-        200 => Code::Ok,
-        400 => Code::Internal,
-        401 => Code::Unauthenticated,
-        403 => Code::PermissionDenied,
-        404 => Code::Unimplemented,
-        429 | 502..=504 => Code::Unavailable,
-        _ => Code::Unknown,
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A response body that reports its call's outcome and latency to the channel when it ends:
-    /// at its trailers or its last frame (with the gRPC status they carry), at an error
-    /// (`UNAVAILABLE`), or when dropped before its end (`CANCELLED`). The body of a gRPC
-    /// status the channel answered itself is empty.
-    pub struct CallBody<B> {
-        #[pin]
-        inner: Option<B>,
-        call: Option<CallGuard>,
-        grpc: bool,
-        code: Option<Code>,
-    }
-}
-
-impl<B> CallBody<B> {
-    fn finish(&mut self, code: Code) {
-        if let Some(call) = self.call.take() {
-            call.finish(code);
-        }
-    }
-}
-
-impl<B> fmt::Debug for CallBody<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CallBody")
-            .field("grpc", &self.grpc)
-            .field("code", &self.code)
-            .field("ended", &self.call.is_none())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<B: Body> Body for CallBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        let this = self.project();
-        let Some(inner) = this.inner.as_pin_mut() else {
-            return Poll::Ready(None);
-        };
-        let polled = inner.poll_frame(cx);
-        let code = match &polled {
-            Poll::Pending => return polled,
-            Poll::Ready(Some(Ok(frame))) => match frame.trailers_ref() {
-                Some(trailers) if *this.grpc => Some(
-                    grpc_status(trailers)
-                        .or(*this.code)
-                        .unwrap_or(Code::Internal),
-                ),
-                Some(_) => Some(this.code.unwrap_or(Code::Ok)),
-                None => None,
-            },
-            Poll::Ready(Some(Err(_))) => Some(Code::Unavailable),
-            // A gRPC response that ends without a status is an internal error (gRPC's rule).
-            Poll::Ready(None) => Some(this.code.unwrap_or(Code::Internal)),
-        };
-        if let Some(code) = code {
-            if let Some(call) = this.call.take() {
-                call.finish(code);
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Body::is_end_stream)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grpc_timeout_values_parse_as_the_spec_says() {
-        assert_eq!(parse_grpc_timeout("1S"), Some(Duration::from_secs(1)));
-        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
-        assert_eq!(
-            parse_grpc_timeout("99999999n"),
-            Some(Duration::from_nanos(99_999_999))
-        );
-        assert_eq!(parse_grpc_timeout("123456789S"), None);
-        assert_eq!(parse_grpc_timeout("S"), None);
-        assert_eq!(parse_grpc_timeout("1x"), None);
-        assert_eq!(parse_grpc_timeout("-1S"), None);
-        assert_eq!(parse_grpc_timeout(""), None);
-        assert_eq!(parse_grpc_timeout("1é"), None);
-    }
+    use crate::body::tests::NoBody;
+    use std::time::Duration;
 
     #[test]
     fn a_timeout_becomes_one_deadline_for_every_attempt() {
@@ -473,76 +338,62 @@ mod tests {
             .header("grpc-timeout", "250m")
             .body(())
             .unwrap();
-        let options = pick_options(&request, now);
+        let options = pick_options(&request, now, None);
         let later = now + Duration::from_secs(1);
         assert_eq!(
             options.effective_deadline(later),
             Some(now + Duration::from_millis(250))
         );
         let plain = Request::new(());
-        assert_eq!(pick_options(&plain, now).effective_deadline(later), None);
+        assert_eq!(
+            pick_options(&plain, now, None).effective_deadline(later),
+            None
+        );
     }
 
     #[test]
-    fn grpc_status_comes_from_the_header_value() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(grpc_status(&headers), None);
-        headers.insert("grpc-status", "0".parse().unwrap());
-        assert_eq!(grpc_status(&headers), Some(Code::Ok));
-        headers.insert("grpc-status", "9".parse().unwrap());
-        assert_eq!(grpc_status(&headers), Some(Code::FailedPrecondition));
-        headers.insert("grpc-status", "nine".parse().unwrap());
-        assert_eq!(grpc_status(&headers), None);
-    }
-
-    #[test]
-    fn grpc_messages_are_percent_encoded() {
-        assert_eq!(percent_encode("no backend"), "no backend");
-        assert_eq!(percent_encode("100% down"), "100%25 down");
-        assert_eq!(percent_encode("a\nb"), "a%0Ab");
-        assert_eq!(percent_encode("é"), "%C3%A9");
+    fn options_without_a_deadline_take_the_grpc_timeout_then_the_default() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(1);
+        let default = now + Duration::from_secs(3);
+        let mut request = Request::builder()
+            .header("grpc-timeout", "250m")
+            .body(())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(PickOptions::new().wait_for_ready(true));
+        let options = pick_options(&request, now, Some(default));
+        assert_eq!(
+            options.effective_deadline(later),
+            Some(now + Duration::from_millis(250))
+        );
+        assert_eq!(options, options.wait_for_ready(true));
+        // Options with a timeout of their own keep it, over the header.
+        request
+            .extensions_mut()
+            .insert(PickOptions::new().timeout(Duration::from_millis(100)));
+        assert_eq!(
+            pick_options(&request, now, Some(default)).effective_deadline(later),
+            Some(now + Duration::from_millis(100))
+        );
+        // Neither: the channel's default.
+        let plain = Request::new(());
+        assert_eq!(
+            pick_options(&plain, now, Some(default)).effective_deadline(later),
+            Some(default)
+        );
     }
 
     #[test]
     fn a_failed_grpc_call_answers_with_its_status_in_the_headers() {
-        let response: Response<CallBody<NoBody>> =
-            status_response(Code::DeadlineExceeded, "too late: 5%");
+        let status = Status::new(Code::DeadlineExceeded, "too late: 5%");
+        let response: Response<CallBody<NoBody>> = status_response(&status);
         assert_eq!(response.status(), http::StatusCode::OK);
         assert_eq!(response.headers()["grpc-status"], "4");
+        // The message alone, not prefixed with its code as `Status` displays it.
         assert_eq!(response.headers()["grpc-message"], "too late: 5%25");
         assert_eq!(response.headers()["content-type"], "application/grpc");
         assert!(response.body().is_end_stream());
-    }
-
-    /// A response body type to name; never polled.
-    struct NoBody;
-
-    impl Body for NoBody {
-        type Data = bytes::Bytes;
-        type Error = std::convert::Infallible;
-
-        fn poll_frame(
-            self: Pin<&mut Self>,
-            _cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<bytes::Bytes>, Self::Error>>> {
-            Poll::Ready(None)
-        }
-    }
-
-    #[test]
-    fn http_statuses_map_as_grpc_maps_them() {
-        assert_eq!(http_status_code(http::StatusCode::OK), Code::Ok);
-        assert_eq!(
-            http_status_code(http::StatusCode::SERVICE_UNAVAILABLE),
-            Code::Unavailable
-        );
-        assert_eq!(
-            http_status_code(http::StatusCode::NOT_FOUND),
-            Code::Unimplemented
-        );
-        assert_eq!(
-            http_status_code(http::StatusCode::IM_A_TEAPOT),
-            Code::Unknown
-        );
     }
 }

@@ -45,6 +45,7 @@
 
 mod builder;
 mod client_io;
+mod codes;
 mod health;
 
 use std::error::Error as StdError;
@@ -340,6 +341,10 @@ where
 
     fn is_broken(connection: &Http2Connection<B>) -> bool {
         connection.is_closed()
+    }
+
+    fn error_code(error: &(dyn StdError + 'static)) -> Option<croupier::Code> {
+        codes::error_code(error)
     }
 
     fn connect(

@@ -93,6 +93,13 @@ where
         self.channel(|b| b.seed(seed))
     }
 
+    /// The timeout of a call whose request sets none (no `grpc-timeout`, as a tonic request
+    /// without `set_timeout`): default none. It bounds the call from the moment it enters the
+    /// channel until its response ends, and goes to the server as the request's `grpc-timeout`.
+    pub fn default_timeout(self, timeout: Duration) -> Self {
+        self.channel(|b| b.default_timeout(timeout))
+    }
+
     /// Watches each connection's health with `grpc.health.v1.Health/Watch` (client-side health
     /// checking, gRFC A17): see [`HealthCheck`]. Off by default.
     pub fn health_check(self, check: HealthCheck) -> Self {

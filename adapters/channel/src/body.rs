@@ -1,0 +1,389 @@
+//! The response body of a call through the channel's `Service`: it reports the call's outcome
+//! when it ends, and ends the call when its deadline passes.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use croupier::{Address, Code, Status};
+use http::Response;
+use http_body::{Body, Frame, SizeHint};
+
+use crate::channel::CallGuard;
+use crate::grpc::{grpc_status, http_status_code, is_grpc, status_headers};
+use crate::runtime::{BoxFuture, Runtime};
+use crate::service::{describe_error, BoxError};
+
+/// A connector's reading of a call's transport error as a gRPC code.
+pub(crate) type ErrorCode = fn(&(dyn StdError + 'static)) -> Option<Code>;
+
+/// A call's deadline: a timer on the channel's runtime, and the time the call was given.
+pub(crate) struct Deadline {
+    sleep: BoxFuture<'static, ()>,
+    runtime: Arc<dyn Runtime>,
+    at: Instant,
+    budget: Duration,
+    passed: bool,
+}
+
+impl Deadline {
+    /// The deadline `at` of a call given `budget`, timed on `runtime`.
+    pub(crate) fn new(runtime: Arc<dyn Runtime>, at: Instant, budget: Duration) -> Self {
+        Deadline {
+            sleep: runtime.sleep_until(at),
+            runtime,
+            at,
+            budget,
+            passed: false,
+        }
+    }
+
+    /// Whether the deadline has passed, by the runtime's clock (its timer may not have fired).
+    pub(crate) fn has_passed(&self) -> bool {
+        self.passed || self.runtime.now() >= self.at
+    }
+
+    /// Whether a gRPC status `code` that came now came too late: it is not OK, and it came after
+    /// the deadline. The server's answer to its own copy of the deadline is one (a tonic server
+    /// says `CANCELLED`), and the call is then the client's `DEADLINE_EXCEEDED`, as gRPC says
+    /// of a deadline that passes before the status comes.
+    pub(crate) fn overtakes(deadline: Option<&Deadline>, code: Code) -> bool {
+        code != Code::Ok && deadline.is_some_and(Deadline::has_passed)
+    }
+
+    /// Ready once the deadline has passed (and from then on).
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.passed {
+            std::task::ready!(self.sleep.as_mut().poll(cx));
+            self.passed = true;
+        }
+        Poll::Ready(())
+    }
+
+    /// The call's time, as its errors quote it: `300 ms`, `10 s`.
+    pub(crate) fn budget(&self) -> String {
+        quote(self.budget)
+    }
+}
+
+/// A call's time as its errors quote it.
+fn quote(budget: Duration) -> String {
+    let millis = budget.as_millis();
+    if millis >= 1000 && millis % 1000 == 0 {
+        format!("{} s", millis / 1000)
+    } else if millis > 0 {
+        format!("{millis} ms")
+    } else {
+        format!("{budget:?}")
+    }
+}
+
+/// Runs `future` until `deadline` passes: `None` if it passed first.
+pub(crate) async fn until<F: Future>(
+    deadline: &mut Option<Deadline>,
+    future: F,
+) -> Option<F::Output> {
+    let Some(deadline) = deadline else {
+        return Some(future.await);
+    };
+    futures_lite::future::or(async { Some(future.await) }, async {
+        poll_fn(|cx| deadline.poll(cx)).await;
+        None
+    })
+    .await
+}
+
+impl fmt::Debug for Deadline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deadline")
+            .field("budget", &self.budget)
+            .field("passed", &self.passed)
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that reports its call's outcome and latency to the channel when it ends:
+    /// at its trailers or its last frame (with the gRPC status they carry), at an error, or when
+    /// dropped before its end (`CANCELLED`).
+    ///
+    /// It also ends the call when the call's deadline passes before the body's end: the
+    /// connection's body is dropped (for HTTP/2, the stream is reset with `CANCEL`) and the call
+    /// fails `DEADLINE_EXCEEDED`. For a gRPC response that failure, and an error of the
+    /// connection's body, come as trailers with `grpc-status` and `grpc-message` (what a gRPC
+    /// client reads as the call's status); other responses get an error.
+    ///
+    /// The body of a gRPC status the channel answered itself is empty, as is the
+    /// [`Default`] one.
+    pub struct CallBody<B> {
+        #[pin]
+        inner: Option<B>,
+        call: Option<CallGuard>,
+        address: Option<Arc<Address>>,
+        deadline: Option<Deadline>,
+        error_code: ErrorCode,
+        grpc: bool,
+        code: Option<Code>,
+    }
+}
+
+impl<B> CallBody<B> {
+    /// The body of a response the channel gives itself: no frames, the call already ended.
+    pub(crate) fn empty(code: Code) -> Self {
+        CallBody {
+            code: Some(code),
+            grpc: true,
+            ..CallBody::default()
+        }
+    }
+
+    fn finish(&mut self, code: Code) {
+        if let Some(call) = self.call.take() {
+            call.finish(code);
+        }
+    }
+}
+
+/// An empty body that ends at once and reports nothing (what tonic's interceptors answer with
+/// when they refuse a call before it is sent).
+impl<B> Default for CallBody<B> {
+    fn default() -> Self {
+        CallBody {
+            inner: None,
+            call: None,
+            address: None,
+            deadline: None,
+            error_code: |_| None,
+            grpc: false,
+            code: None,
+        }
+    }
+}
+
+impl<B> fmt::Debug for CallBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallBody")
+            .field("address", &self.address)
+            .field("deadline", &self.deadline)
+            .field("grpc", &self.grpc)
+            .field("code", &self.code)
+            .field("ended", &self.call.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Wraps the response body so that its end reports the call's outcome, and its deadline ends it.
+pub(crate) fn observe<RB: Body>(
+    response: Response<RB>,
+    call: CallGuard,
+    deadline: Option<Deadline>,
+    error_code: ErrorCode,
+) -> Response<CallBody<RB>> {
+    let grpc = is_grpc(response.headers());
+    let (parts, body) = response.into_parts();
+    let mut body = CallBody {
+        inner: Some(body),
+        address: Some(call.address_handle()),
+        call: Some(call),
+        deadline,
+        error_code,
+        grpc,
+        code: None,
+    };
+    if grpc {
+        // A trailers-only response carries its status in the headers.
+        if let Some(code) = grpc_status(&parts.headers) {
+            body.code = Some(code);
+        } else if parts.status != http::StatusCode::OK {
+            body.finish(http_status_code(parts.status));
+        }
+    } else {
+        body.code = Some(if parts.status.is_server_error() {
+            http_status_code(parts.status)
+        } else {
+            Code::Ok
+        });
+    }
+    if body.inner.as_ref().is_none_or(Body::is_end_stream) {
+        let code = body.code.unwrap_or(Code::Internal);
+        body.finish(code);
+        body.deadline = None;
+    }
+    Response::from_parts(parts, body)
+}
+
+impl<B> Body for CallBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
+        let mut this = self.project();
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = match inner.poll_frame(cx) {
+            Poll::Ready(polled) => polled,
+            Poll::Pending => {
+                let passed = this
+                    .deadline
+                    .as_mut()
+                    .is_some_and(|d| d.poll(cx).is_ready());
+                if !passed {
+                    return Poll::Pending;
+                }
+                // Dropping the body resets the stream: the server hears the call is over.
+                this.inner.set(None);
+                let message = format!(
+                    "the response from {} did not end within {}",
+                    name(this.address.as_deref()),
+                    this.deadline
+                        .as_ref()
+                        .map_or_else(String::new, Deadline::budget)
+                );
+                if let Some(call) = this.call.take() {
+                    call.finish(Code::DeadlineExceeded);
+                }
+                let status = Status::new(Code::DeadlineExceeded, message);
+                return Poll::Ready(Some(if *this.grpc {
+                    Ok(Frame::trailers(status_headers(
+                        status.code(),
+                        status.message(),
+                    )))
+                } else {
+                    Err(Box::new(status))
+                }));
+            }
+        };
+        if let Some(Ok(frame)) = &polled {
+            let late = frame
+                .trailers_ref()
+                .and_then(grpc_status)
+                .filter(|code| *this.grpc && Deadline::overtakes(this.deadline.as_ref(), *code));
+            if let Some(code) = late {
+                if let Some(call) = this.call.take() {
+                    call.finish(Code::DeadlineExceeded);
+                }
+                let message =
+                    format!(
+                    "the response from {} did not end within {}; the server's {code} came after \
+                     the deadline",
+                    name(this.address.as_deref()),
+                    this.deadline.as_ref().map_or_else(String::new, Deadline::budget)
+                );
+                *this.deadline = None;
+                this.inner.set(None);
+                return Poll::Ready(Some(Ok(Frame::trailers(status_headers(
+                    Code::DeadlineExceeded,
+                    &message,
+                )))));
+            }
+        }
+        let code = match &polled {
+            Some(Ok(frame)) => match frame.trailers_ref() {
+                Some(trailers) if *this.grpc => Some(
+                    grpc_status(trailers)
+                        .or(*this.code)
+                        .unwrap_or(Code::Internal),
+                ),
+                Some(_) => Some(this.code.unwrap_or(Code::Ok)),
+                None => None,
+            },
+            Some(Err(_)) => None,
+            // A gRPC response that ends without a status is an internal error (gRPC's rule).
+            None => Some(this.code.unwrap_or(Code::Internal)),
+        };
+        if let Some(code) = code {
+            if let Some(call) = this.call.take() {
+                call.finish(code);
+            }
+            *this.deadline = None;
+        }
+        match polled {
+            Some(Ok(frame)) => Poll::Ready(Some(Ok(frame))),
+            None => Poll::Ready(None),
+            Some(Err(error)) => {
+                let error: BoxError = error.into();
+                this.inner.set(None);
+                *this.deadline = None;
+                let code = (this.error_code)(&*error).unwrap_or(Code::Unavailable);
+                if let Some(call) = this.call.take() {
+                    call.finish(code);
+                }
+                if !*this.grpc {
+                    return Poll::Ready(Some(Err(error)));
+                }
+                // A gRPC client reads its status from trailers; an error would be UNKNOWN to it.
+                let message = format!(
+                    "the response from {} failed: {}",
+                    name(this.address.as_deref()),
+                    describe_error(&*error)
+                );
+                Poll::Ready(Some(Ok(Frame::trailers(status_headers(code, &message)))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+/// An address as a message names it.
+fn name(address: Option<&Address>) -> String {
+    address.map_or_else(|| "the server".to_owned(), ToString::to_string)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    #[test]
+    fn a_calls_budget_reads_in_the_unit_it_was_given() {
+        let budget = quote;
+        assert_eq!(budget(Duration::from_millis(300)), "300 ms");
+        assert_eq!(budget(Duration::from_secs(10)), "10 s");
+        assert_eq!(budget(Duration::from_millis(1500)), "1500 ms");
+        assert_eq!(budget(Duration::from_micros(20)), "20µs");
+    }
+
+    #[test]
+    fn the_default_body_is_empty_and_ended() {
+        let body = CallBody::<NoBody>::default();
+        assert!(body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(0));
+        let answered = CallBody::<NoBody>::empty(Code::Unavailable);
+        assert!(answered.is_end_stream());
+    }
+
+    /// A response body type to name; never polled.
+    pub(crate) struct NoBody;
+
+    impl Body for NoBody {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<bytes::Bytes>, Self::Error>>> {
+            Poll::Ready(None)
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! gRPC's conventions on HTTP/2 that the channel's `Service` reads and writes: `grpc-timeout`,
+//! `grpc-status` and `grpc-message`, and what an HTTP status means without them.
+
+use std::time::Duration;
+
+use croupier::Code;
+use http::{HeaderMap, HeaderValue};
+
+/// Whether a request or response is gRPC: it says so in its `content-type` (or carries a
+/// `grpc-status`).
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers.contains_key("grpc-status")
+        || headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/grpc"))
+}
+
+/// The `grpc-status` in `headers` (or trailers), if there is one.
+pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<Code> {
+    let value = headers.get("grpc-status")?.to_str().ok()?;
+    Some(Code::from_value(value.trim().parse().ok()?))
+}
+
+/// The headers (or trailers) that carry a gRPC status: `grpc-status` and `grpc-message`.
+pub(crate) fn status_headers(code: Code, message: &str) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(3);
+    insert_status(&mut headers, code, message);
+    headers
+}
+
+/// Adds `grpc-status` and `grpc-message` to `headers`.
+pub(crate) fn insert_status(headers: &mut HeaderMap, code: Code, message: &str) {
+    headers.insert("grpc-status", HeaderValue::from(u16::from(code.value())));
+    if let Ok(value) = HeaderValue::from_str(&percent_encode(message)) {
+        headers.insert("grpc-message", value);
+    }
+}
+
+/// gRPC's encoding of `grpc-message`: bytes outside printable ASCII, and `%`, as `%XX`.
+fn percent_encode(message: &str) -> String {
+    let mut encoded = String::with_capacity(message.len());
+    for byte in message.bytes() {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// The request's `grpc-timeout`, if it has a valid one.
+pub(crate) fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
+    parse_grpc_timeout(headers.get("grpc-timeout")?.to_str().ok()?)
+}
+
+/// Parses gRPC's `grpc-timeout` value: up to eight digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let unit = value.chars().last()?;
+    let digits = &value[..value.len() - unit.len_utf8()];
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        'H' => Duration::from_secs(amount * 3600),
+        'M' => Duration::from_secs(amount * 60),
+        'S' => Duration::from_secs(amount),
+        'm' => Duration::from_millis(amount),
+        'u' => Duration::from_micros(amount),
+        'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// `timeout` as a `grpc-timeout` value: the finest unit whose amount fits in eight digits,
+/// rounded down (a server's deadline is then never later than the client's).
+pub(crate) fn encode_grpc_timeout(timeout: Duration) -> HeaderValue {
+    const MAX: u128 = 99_999_999;
+    let units = [
+        (timeout.as_micros(), 'u'),
+        (timeout.as_millis(), 'm'),
+        (u128::from(timeout.as_secs()), 'S'),
+        (u128::from(timeout.as_secs() / 60), 'M'),
+    ];
+    let (amount, unit) = units
+        .into_iter()
+        .find(|(amount, _)| *amount <= MAX)
+        .unwrap_or(((u128::from(timeout.as_secs() / 3600)).min(MAX), 'H'));
+    HeaderValue::from_str(&format!("{amount}{unit}")).unwrap_or(HeaderValue::from_static("0u"))
+}
+
+/// gRPC's mapping of an HTTP status to a code, for responses that carry no `grpc-status`.
+pub(crate) fn http_status_code(status: http::StatusCode) -> Code {
+    match status.as_u16() {
+        200 => Code::Ok,
+        400 => Code::Internal,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::Unimplemented,
+        429 | 502..=504 => Code::Unavailable,
+        _ => Code::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_values_parse_as_the_spec_says() {
+        assert_eq!(parse_grpc_timeout("1S"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(
+            parse_grpc_timeout("99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        assert_eq!(parse_grpc_timeout("123456789S"), None);
+        assert_eq!(parse_grpc_timeout("S"), None);
+        assert_eq!(parse_grpc_timeout("1x"), None);
+        assert_eq!(parse_grpc_timeout("-1S"), None);
+        assert_eq!(parse_grpc_timeout(""), None);
+        assert_eq!(parse_grpc_timeout("1é"), None);
+    }
+
+    #[test]
+    fn timeouts_encode_in_the_finest_unit_that_fits() {
+        assert_eq!(encode_grpc_timeout(Duration::from_millis(300)), "300000u");
+        assert_eq!(encode_grpc_timeout(Duration::from_secs(1000)), "1000000m");
+        assert_eq!(encode_grpc_timeout(Duration::from_secs(200_000)), "200000S");
+        assert_eq!(
+            encode_grpc_timeout(Duration::from_secs(200_000_000)),
+            "3333333M"
+        );
+        assert_eq!(encode_grpc_timeout(Duration::MAX), "99999999H");
+        for timeout in [Duration::from_nanos(1500), Duration::from_secs(86_400)] {
+            let encoded = encode_grpc_timeout(timeout);
+            let decoded = parse_grpc_timeout(encoded.to_str().unwrap()).unwrap();
+            assert!(decoded <= timeout && timeout - decoded < Duration::from_micros(1));
+        }
+    }
+
+    #[test]
+    fn grpc_status_comes_from_the_header_value() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(grpc_status(&headers), None);
+        headers.insert("grpc-status", "0".parse().unwrap());
+        assert_eq!(grpc_status(&headers), Some(Code::Ok));
+        headers.insert("grpc-status", "9".parse().unwrap());
+        assert_eq!(grpc_status(&headers), Some(Code::FailedPrecondition));
+        headers.insert("grpc-status", "nine".parse().unwrap());
+        assert_eq!(grpc_status(&headers), None);
+    }
+
+    #[test]
+    fn grpc_messages_are_percent_encoded() {
+        assert_eq!(percent_encode("no backend"), "no backend");
+        assert_eq!(percent_encode("100% down"), "100%25 down");
+        assert_eq!(percent_encode("a\nb"), "a%0Ab");
+        assert_eq!(percent_encode("é"), "%C3%A9");
+        let headers = status_headers(Code::DeadlineExceeded, "too late: 5%");
+        assert_eq!(headers["grpc-status"], "4");
+        assert_eq!(headers["grpc-message"], "too late: 5%25");
+    }
+
+    #[test]
+    fn http_statuses_map_as_grpc_maps_them() {
+        assert_eq!(http_status_code(http::StatusCode::OK), Code::Ok);
+        assert_eq!(
+            http_status_code(http::StatusCode::SERVICE_UNAVAILABLE),
+            Code::Unavailable
+        );
+        assert_eq!(
+            http_status_code(http::StatusCode::NOT_FOUND),
+            Code::Unimplemented
+        );
+        assert_eq!(
+            http_status_code(http::StatusCode::IM_A_TEAPOT),
+            Code::Unknown
+        );
+    }
+}

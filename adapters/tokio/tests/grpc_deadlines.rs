@@ -1,0 +1,316 @@
+//! A call's deadline and its status, through croupier's gRPC channel against real tonic servers
+//! on loopback: the deadline bounds the whole call whatever the server does, a call lost with
+//! its connection is UNAVAILABLE, and tonic's own idioms (interceptors) take the channel.
+//!
+//! Only `croupier_tokio` paths are used for croupier's types: it is the one dependency a tonic
+//! user needs.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use croupier_echo_grpc::{
+    EchoClient, EchoRequest, GrpcEchoServer, ServerOptions, STREAMED_REPLIES,
+};
+use croupier_testkit::{recording, Outcomes};
+use croupier_tokio::grpc::Http2Channel;
+use croupier_tokio::{Code, PickOptions, PolicyConfig};
+
+/// A bound on every wait, so that a broken test fails instead of hanging.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// The deadline of the calls that stall.
+const DEADLINE: Duration = Duration::from_millis(300);
+
+/// How late after its deadline a call may end: generous, for a loaded machine.
+const MARGIN: Duration = Duration::from_millis(500);
+
+type GrpcChannel = Http2Channel<tonic::body::Body>;
+
+/// A server that never answers the message "stall", and a channel to it whose balancer records
+/// each call's outcome.
+async fn stalling() -> (GrpcEchoServer, EchoClient<GrpcChannel>, Outcomes) {
+    let server = GrpcEchoServer::start(0, ServerOptions::new().stall_message("stall"))
+        .await
+        .expect("a free port on loopback");
+    let (policy, outcomes) = recording(PolicyConfig::pick_first());
+    let channel = croupier_tokio::grpc::builder(format!("ipv4:{}", server.address()))
+        .policy(policy)
+        .build()
+        .unwrap();
+    (server, EchoClient::new(channel), outcomes)
+}
+
+fn request(message: &str, timeout: Option<Duration>) -> tonic::Request<EchoRequest> {
+    let mut request = tonic::Request::new(EchoRequest {
+        message: message.to_owned(),
+    });
+    if let Some(timeout) = timeout {
+        request.set_timeout(timeout);
+    }
+    request
+}
+
+/// Waits until `condition` holds, looking every few milliseconds.
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    tokio::time::timeout(PATIENCE, async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("in time: {what}"));
+}
+
+fn heard(outcomes: &Outcomes, code: Code) -> bool {
+    outcomes.heard().iter().any(|outcome| outcome.code == code)
+}
+
+/// Sends a unary call that the server stalls, and returns its status and how long it took.
+async fn stalled_unary(
+    client: &mut EchoClient<GrpcChannel>,
+    timeout: Option<Duration>,
+) -> (tonic::Status, Duration) {
+    let started = Instant::now();
+    let status = tokio::time::timeout(PATIENCE, client.unary_echo(request("stall", timeout)))
+        .await
+        .expect("the deadline ended the call")
+        .expect_err("a stalled call fails");
+    (status, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_the_server_never_answers_ends_at_its_deadline() {
+    let (server, mut client, outcomes) = stalling().await;
+    client.unary_echo(request("warm", None)).await.unwrap();
+
+    let (status, took) = stalled_unary(&mut client, Some(DEADLINE)).await;
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert_eq!(
+        status.message(),
+        format!(
+            "no response headers from {} within 300 ms",
+            server.address()
+        )
+    );
+    assert!(took >= DEADLINE && took < DEADLINE + MARGIN, "{took:?}");
+
+    // The stream was reset: the server dropped the call. The balancer heard the outcome.
+    eventually("the server saw the stream reset", || {
+        server.cancelled() == 1
+    })
+    .await;
+    eventually("the balancer heard DEADLINE_EXCEEDED", || {
+        heard(&outcomes, Code::DeadlineExceeded)
+    })
+    .await;
+    // Only the stream ended, not the connection: the next call goes through.
+    let reply = client.unary_echo(request("after", None)).await.unwrap();
+    assert!(reply.into_inner().message.starts_with("after"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_stalls_ends_at_its_deadline_mid_stream() {
+    let (server, mut client, outcomes) = stalling().await;
+    // A stream that ends carries every reply.
+    let mut full = client
+        .server_streaming_echo(request("all", Some(PATIENCE)))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut replies = 0;
+    while full.message().await.unwrap().is_some() {
+        replies += 1;
+    }
+    assert_eq!(replies, STREAMED_REPLIES);
+
+    let started = Instant::now();
+    let mut stalled = client
+        .server_streaming_echo(request("stall", Some(DEADLINE)))
+        .await
+        .expect("the response's headers come")
+        .into_inner();
+    let first = stalled.message().await.unwrap().expect("one reply");
+    assert!(first.message.starts_with("stall"));
+    let status = tokio::time::timeout(PATIENCE, stalled.message())
+        .await
+        .expect("the deadline ended the stream")
+        .expect_err("a stream cut short fails");
+    let took = started.elapsed();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    let expected = format!(
+        "the response from {} did not end within 300 ms",
+        server.address()
+    );
+    assert!(status.message().starts_with(&expected), "{status:?}");
+    assert!(took >= DEADLINE && took < DEADLINE + MARGIN, "{took:?}");
+    eventually("the server saw the stream reset", || {
+        server.cancelled() == 1
+    })
+    .await;
+    eventually("the balancer heard DEADLINE_EXCEEDED", || {
+        heard(&outcomes, Code::DeadlineExceeded)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_timeout_bounds_a_call_that_sets_none() {
+    let server = GrpcEchoServer::start(0, ServerOptions::new().stall_message("stall"))
+        .await
+        .unwrap();
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(format!("ipv4:{}", server.address()))
+        .default_timeout(DEADLINE)
+        .build()
+        .unwrap();
+    let mut client = EchoClient::new(channel);
+    let (status, took) = stalled_unary(&mut client, None).await;
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(status.message().contains("within 300 ms"), "{status:?}");
+    assert!(took >= DEADLINE && took < DEADLINE + MARGIN, "{took:?}");
+    // A call's own timeout wins over the default.
+    let (status, took) = stalled_unary(&mut client, Some(DEADLINE * 2)).await;
+    assert!(status.message().contains("within 600 ms"), "{status:?}");
+    assert!(took >= DEADLINE * 2, "{took:?}");
+}
+
+/// A target with nothing listening: its channel goes TRANSIENT_FAILURE.
+async fn refused_target() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener);
+    format!("ipv4:{address}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_ready_without_a_timeout_still_honours_the_grpc_timeout() {
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(refused_target().await)
+        .build()
+        .unwrap();
+    let mut client = EchoClient::new(channel);
+    let mut waiting = request("waits", Some(DEADLINE));
+    waiting
+        .extensions_mut()
+        .insert(PickOptions::new().wait_for_ready(true));
+    let started = Instant::now();
+    let status = tokio::time::timeout(PATIENCE, client.unary_echo(waiting))
+        .await
+        .expect("the grpc-timeout ended the wait")
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        status.message().contains("waiting for a ready backend"),
+        "{status:?}"
+    );
+    assert!(took >= DEADLINE && took < DEADLINE + MARGIN, "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_lost_with_its_server_is_unavailable_and_says_where() {
+    let (server, client, outcomes) = stalling().await;
+    let address = server.address();
+    let mut caller = client.clone();
+    let call = tokio::spawn(async move {
+        caller
+            .unary_echo(request("stall", Some(PATIENCE)))
+            .await
+            .expect_err("a call whose server died fails")
+    });
+    eventually("the server took the call", || server.calls() == 1).await;
+    tokio::time::timeout(PATIENCE, server.kill())
+        .await
+        .expect("the server died in time");
+    let status = tokio::time::timeout(PATIENCE, call)
+        .await
+        .expect("the call ended when its connection did")
+        .unwrap();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with(&format!("the call to {address} failed: ")),
+        "{status:?}"
+    );
+    eventually("the balancer heard UNAVAILABLE", || {
+        heard(&outcomes, Code::Unavailable)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_failure_names_its_code_once() {
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(refused_target().await)
+        .build()
+        .unwrap();
+    let mut client = EchoClient::new(channel);
+    // The first call waits out the connection attempt; once the channel is in
+    // TRANSIENT_FAILURE, calls fail at once.
+    let mut status = None;
+    for _ in 0..100 {
+        let failed =
+            tokio::time::timeout(PATIENCE, client.unary_echo(request("x", Some(PATIENCE))))
+                .await
+                .expect("the call ended")
+                .unwrap_err();
+        if failed.code() == tonic::Code::Unavailable {
+            status = Some(failed);
+            break;
+        }
+    }
+    let status = status.expect("a call failed UNAVAILABLE");
+    assert!(!status.message().is_empty(), "{status:?}");
+    assert!(
+        !status.message().contains("UNAVAILABLE:"),
+        "the code is not part of the message: {status:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_with_an_interceptor_takes_the_channel() {
+    let server = GrpcEchoServer::start(0, ServerOptions::new())
+        .await
+        .unwrap();
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(format!("ipv4:{}", server.address()))
+        .policy(PolicyConfig::round_robin())
+        .build()
+        .unwrap();
+    let intercepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&intercepted);
+    let mut client =
+        EchoClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            request
+                .metadata_mut()
+                .insert("x-caller", "interceptor".parse().expect("ASCII"));
+            Ok(request)
+        });
+    let reply = client
+        .unary_echo(request("hi", Some(PATIENCE)))
+        .await
+        .unwrap();
+    assert!(reply.into_inner().message.starts_with("hi (from :"));
+    assert_eq!(intercepted.load(Ordering::SeqCst), 1);
+    assert_eq!(server.calls(), 1);
+}
+
+/// The time from a stalled call's deadline to its caller's error, for 20 calls: printed (run
+/// with `--nocapture` to see it), and each bounded by the margin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_from_deadline_to_the_callers_error() {
+    let (_server, mut client, _) = stalling().await;
+    client.unary_echo(request("warm", None)).await.unwrap();
+    let deadline = Duration::from_millis(100);
+    let mut lateness = Vec::new();
+    for _ in 0..20 {
+        let (status, took) = stalled_unary(&mut client, Some(deadline)).await;
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+        assert!(took >= deadline && took < deadline + MARGIN, "{took:?}");
+        lateness.push(took - deadline);
+    }
+    lateness.sort();
+    println!(
+        "deadline to error, stalled server, 20 calls: median {:?}, min {:?}, max {:?}",
+        lateness[10], lateness[0], lateness[19]
+    );
+}
