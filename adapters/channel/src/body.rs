@@ -363,6 +363,47 @@ pub(crate) mod tests {
         assert_eq!(budget(Duration::from_micros(20)), "20µs");
     }
 
+    /// A runtime whose clock stands still at `now` and whose timers never fire.
+    #[derive(Debug)]
+    struct Stopped {
+        now: Instant,
+    }
+
+    impl Runtime for Stopped {
+        fn spawn(&self, _future: BoxFuture<'static, ()>) {}
+
+        fn sleep_until(&self, _deadline: Instant) -> BoxFuture<'static, ()> {
+            Box::pin(std::future::pending())
+        }
+
+        fn lookup_host(
+            &self,
+            _host: String,
+            _port: u16,
+        ) -> BoxFuture<'static, std::io::Result<Vec<std::net::SocketAddr>>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+
+        fn now(&self) -> Instant {
+            self.now
+        }
+    }
+
+    #[test]
+    fn a_failing_status_after_the_deadline_is_the_deadlines() {
+        let start = Instant::now();
+        let at = start + Duration::from_millis(300);
+        let deadline = |now| Deadline::new(Arc::new(Stopped { now }), at, at - start);
+        // Past the deadline (its timer not yet fired): a failure is the deadline's, OK stays.
+        let late = deadline(at);
+        assert!(Deadline::overtakes(Some(&late), Code::Cancelled));
+        assert!(!Deadline::overtakes(Some(&late), Code::Ok));
+        // Before it, or with none, the server's status stands.
+        let early = deadline(start);
+        assert!(!Deadline::overtakes(Some(&early), Code::Cancelled));
+        assert!(!Deadline::overtakes(None, Code::Cancelled));
+    }
+
     #[test]
     fn the_default_body_is_empty_and_ended() {
         let body = CallBody::<NoBody>::default();

@@ -184,6 +184,10 @@ where
         } = picked.map_err(Failure::Status)?;
         let replay = body.replay();
         request = Request::from_parts(parts, body);
+        if deadline.as_ref().is_some_and(Deadline::has_passed) {
+            // Too late to send it at all.
+            return Err(no_headers(call, deadline.as_ref(), None));
+        }
         match until(deadline, poll_fn(|cx| connection.poll_ready(cx))).await {
             Some(Ok(())) => {}
             Some(Err(error)) => {

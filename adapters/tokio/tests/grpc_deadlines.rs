@@ -29,7 +29,7 @@ type GrpcChannel = Http2Channel<tonic::body::Body>;
 
 /// A server that never answers the message "stall", and a channel to it whose balancer records
 /// each call's outcome.
-async fn stalling() -> (GrpcEchoServer, EchoClient<GrpcChannel>, Outcomes) {
+async fn stalling() -> (GrpcEchoServer, GrpcChannel, Outcomes) {
     let server = GrpcEchoServer::start(0, ServerOptions::new().stall_message("stall"))
         .await
         .expect("a free port on loopback");
@@ -38,7 +38,7 @@ async fn stalling() -> (GrpcEchoServer, EchoClient<GrpcChannel>, Outcomes) {
         .policy(policy)
         .build()
         .unwrap();
-    (server, EchoClient::new(channel), outcomes)
+    (server, channel, outcomes)
 }
 
 fn request(message: &str, timeout: Option<Duration>) -> tonic::Request<EchoRequest> {
@@ -66,25 +66,69 @@ fn heard(outcomes: &Outcomes, code: Code) -> bool {
     outcomes.heard().iter().any(|outcome| outcome.code == code)
 }
 
-/// Sends a unary call that the server stalls, and returns its status and how long it took.
-async fn stalled_unary(
-    client: &mut EchoClient<GrpcChannel>,
-    timeout: Option<Duration>,
+/// Runs `call`, which must fail within PATIENCE: its status and how long it took.
+async fn fails<T: std::fmt::Debug>(
+    call: impl std::future::Future<Output = Result<T, tonic::Status>>,
 ) -> (tonic::Status, Duration) {
     let started = Instant::now();
-    let status = tokio::time::timeout(PATIENCE, client.unary_echo(request("stall", timeout)))
+    let status = tokio::time::timeout(PATIENCE, call)
         .await
         .expect("the deadline ended the call")
-        .expect_err("a stalled call fails");
+        .expect_err("the call fails");
     (status, started.elapsed())
+}
+
+/// A request whose deadline only the channel knows: a timeout in its pick options.
+fn with_options(message: &str, options: PickOptions) -> tonic::Request<EchoRequest> {
+    let mut request = request(message, None);
+    request.extensions_mut().insert(options);
+    request
+}
+
+/// Sends each request on with its `grpc-timeout` replaced: the server is told another deadline
+/// than the channel keeps, so that what the server sees is the channel's doing, not its own timer.
+#[derive(Clone)]
+struct TellsServer<S> {
+    inner: S,
+    grpc_timeout: &'static str,
+}
+
+impl<S, B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for TellsServer<S>
+where
+    S: tonic::codegen::Service<tonic::codegen::http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: tonic::codegen::http::Request<B>) -> S::Future {
+        request.headers_mut().insert(
+            "grpc-timeout",
+            tonic::codegen::http::HeaderValue::from_static(self.grpc_timeout),
+        );
+        self.inner.call(request)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_the_server_never_answers_ends_at_its_deadline() {
-    let (server, mut client, outcomes) = stalling().await;
+    let (server, channel, outcomes) = stalling().await;
+    // The channel keeps the deadline of the call's options; the server hears of a later one.
+    let mut client = EchoClient::new(TellsServer {
+        inner: channel,
+        grpc_timeout: "10S",
+    });
     client.unary_echo(request("warm", None)).await.unwrap();
 
-    let (status, took) = stalled_unary(&mut client, Some(DEADLINE)).await;
+    let stalled = with_options("stall", PickOptions::new().timeout(DEADLINE));
+    let (status, took) = fails(client.unary_echo(stalled)).await;
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
     assert_eq!(
         status.message(),
@@ -111,7 +155,8 @@ async fn a_call_the_server_never_answers_ends_at_its_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_stalls_ends_at_its_deadline_mid_stream() {
-    let (server, mut client, outcomes) = stalling().await;
+    let (server, channel, outcomes) = stalling().await;
+    let mut client = EchoClient::new(channel);
     // A stream that ends carries every reply.
     let mut full = client
         .server_streaming_echo(request("all", Some(PATIENCE)))
@@ -132,10 +177,7 @@ async fn a_stream_that_stalls_ends_at_its_deadline_mid_stream() {
         .into_inner();
     let first = stalled.message().await.unwrap().expect("one reply");
     assert!(first.message.starts_with("stall"));
-    let status = tokio::time::timeout(PATIENCE, stalled.message())
-        .await
-        .expect("the deadline ended the stream")
-        .expect_err("a stream cut short fails");
+    let (status, _) = fails(stalled.message()).await;
     let took = started.elapsed();
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
     let expected = format!(
@@ -164,14 +206,60 @@ async fn the_default_timeout_bounds_a_call_that_sets_none() {
         .build()
         .unwrap();
     let mut client = EchoClient::new(channel);
-    let (status, took) = stalled_unary(&mut client, None).await;
+    let (status, took) = fails(client.unary_echo(request("stall", None))).await;
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
     assert!(status.message().contains("within 300 ms"), "{status:?}");
     assert!(took >= DEADLINE && took < DEADLINE + MARGIN, "{took:?}");
     // A call's own timeout wins over the default.
-    let (status, took) = stalled_unary(&mut client, Some(DEADLINE * 2)).await;
+    let (status, took) = fails(client.unary_echo(request("stall", Some(DEADLINE * 2)))).await;
     assert!(status.message().contains("within 600 ms"), "{status:?}");
     assert!(took >= DEADLINE * 2, "{took:?}");
+}
+
+/// A `grpc-timeout` value as a duration (the units clients send).
+fn grpc_timeout(value: &str) -> Duration {
+    let (amount, unit) = value.split_at(value.len() - 1);
+    let amount: u64 = amount.parse().expect("digits");
+    match unit {
+        "n" => Duration::from_nanos(amount),
+        "u" => Duration::from_micros(amount),
+        "m" => Duration::from_millis(amount),
+        "S" => Duration::from_secs(amount),
+        other => panic!("unit {other} in {value}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_is_told_the_default_timeout() {
+    let server = GrpcEchoServer::start(0, ServerOptions::new())
+        .await
+        .unwrap();
+    let target = format!("ipv4:{}", server.address());
+    let defaulted: GrpcChannel = croupier_tokio::grpc::builder(target.clone())
+        .default_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut client = EchoClient::new(defaulted);
+    client.unary_echo(request("hi", None)).await.unwrap();
+    let told = grpc_timeout(&server.last_grpc_timeout().expect("a grpc-timeout"));
+    assert!(
+        told <= Duration::from_secs(5) && told > Duration::from_secs(4),
+        "{told:?}"
+    );
+    // A call's own timeout is what the server hears.
+    client
+        .unary_echo(request("hi", Some(Duration::from_secs(2))))
+        .await
+        .unwrap();
+    let told = grpc_timeout(&server.last_grpc_timeout().expect("a grpc-timeout"));
+    assert!(told <= Duration::from_secs(2), "{told:?}");
+    // No timeout anywhere: none is sent.
+    let plain: GrpcChannel = croupier_tokio::grpc::builder(target).build().unwrap();
+    EchoClient::new(plain)
+        .unary_echo(request("hi", None))
+        .await
+        .unwrap();
+    assert_eq!(server.last_grpc_timeout(), None);
 }
 
 /// A target with nothing listening: its channel goes TRANSIENT_FAILURE.
@@ -188,16 +276,9 @@ async fn wait_for_ready_without_a_timeout_still_honours_the_grpc_timeout() {
         .build()
         .unwrap();
     let mut client = EchoClient::new(channel);
-    let mut waiting = request("waits", Some(DEADLINE));
-    waiting
-        .extensions_mut()
-        .insert(PickOptions::new().wait_for_ready(true));
-    let started = Instant::now();
-    let status = tokio::time::timeout(PATIENCE, client.unary_echo(waiting))
-        .await
-        .expect("the grpc-timeout ended the wait")
-        .unwrap_err();
-    let took = started.elapsed();
+    let mut waiting = with_options("waits", PickOptions::new().wait_for_ready(true));
+    waiting.set_timeout(DEADLINE);
+    let (status, took) = fails(client.unary_echo(waiting)).await;
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
     assert!(
         status.message().contains("waiting for a ready backend"),
@@ -206,36 +287,62 @@ async fn wait_for_ready_without_a_timeout_still_honours_the_grpc_timeout() {
     assert!(took >= DEADLINE && took < DEADLINE + MARGIN, "{took:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_lost_with_its_server_is_unavailable_and_says_where() {
-    let (server, client, outcomes) = stalling().await;
-    let address = server.address();
-    let mut caller = client.clone();
-    let call = tokio::spawn(async move {
-        caller
-            .unary_echo(request("stall", Some(PATIENCE)))
-            .await
-            .expect_err("a call whose server died fails")
-    });
-    eventually("the server took the call", || server.calls() == 1).await;
+/// Kills `server` while `call` waits on it, and checks that the call ends UNAVAILABLE, its
+/// message starting with `expected`, and that the balancer heard so.
+async fn lost_with(
+    server: GrpcEchoServer,
+    call: impl std::future::Future<Output = tonic::Status>,
+    expected: String,
+    outcomes: &Outcomes,
+) {
     tokio::time::timeout(PATIENCE, server.kill())
         .await
         .expect("the server died in time");
     let status = tokio::time::timeout(PATIENCE, call)
         .await
-        .expect("the call ended when its connection did")
-        .unwrap();
+        .expect("the call ended when its connection did");
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-    assert!(
-        status
-            .message()
-            .starts_with(&format!("the call to {address} failed: ")),
-        "{status:?}"
-    );
+    assert!(status.message().starts_with(&expected), "{status:?}");
     eventually("the balancer heard UNAVAILABLE", || {
-        heard(&outcomes, Code::Unavailable)
+        heard(outcomes, Code::Unavailable)
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_lost_with_its_server_is_unavailable_and_says_where() {
+    let (server, channel, outcomes) = stalling().await;
+    let mut client = EchoClient::new(channel);
+    let call = tokio::spawn(async move {
+        client
+            .unary_echo(request("stall", Some(PATIENCE)))
+            .await
+            .expect_err("a call whose server died fails")
+    });
+    eventually("the server took the call", || server.calls() == 1).await;
+    let expected = format!("the call to {} failed: ", server.address());
+    let ended = async { call.await.expect("the caller did not panic") };
+    lost_with(server, ended, expected, &outcomes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_lost_with_its_server_is_unavailable_and_says_where() {
+    let (server, channel, outcomes) = stalling().await;
+    let mut client = EchoClient::new(channel);
+    let mut stream = client
+        .server_streaming_echo(request("stall", Some(PATIENCE)))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().expect("one reply");
+    let expected = format!("the response from {} failed: ", server.address());
+    let ended = async {
+        stream
+            .message()
+            .await
+            .expect_err("a stream whose server died fails")
+    };
+    lost_with(server, ended, expected, &outcomes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,11 +355,7 @@ async fn a_channel_failure_names_its_code_once() {
     // TRANSIENT_FAILURE, calls fail at once.
     let mut status = None;
     for _ in 0..100 {
-        let failed =
-            tokio::time::timeout(PATIENCE, client.unary_echo(request("x", Some(PATIENCE))))
-                .await
-                .expect("the call ended")
-                .unwrap_err();
+        let (failed, _) = fails(client.unary_echo(request("x", Some(PATIENCE)))).await;
         if failed.code() == tonic::Code::Unavailable {
             status = Some(failed);
             break;
@@ -294,16 +397,22 @@ async fn a_client_with_an_interceptor_takes_the_channel() {
     assert_eq!(server.calls(), 1);
 }
 
-/// The time from a stalled call's deadline to its caller's error, for 20 calls: printed (run
-/// with `--nocapture` to see it), and each bounded by the margin.
+/// The time from a stalled call's deadline to its caller's error, for 20 calls to a server that
+/// does not know the deadline: printed (run with `--nocapture` to see it), and each bounded by
+/// the margin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_from_deadline_to_the_callers_error() {
-    let (_server, mut client, _) = stalling().await;
+    let (_server, channel, _) = stalling().await;
+    let mut client = EchoClient::new(TellsServer {
+        inner: channel,
+        grpc_timeout: "10S",
+    });
     client.unary_echo(request("warm", None)).await.unwrap();
     let deadline = Duration::from_millis(100);
     let mut lateness = Vec::new();
     for _ in 0..20 {
-        let (status, took) = stalled_unary(&mut client, Some(deadline)).await;
+        let stalled = with_options("stall", PickOptions::new().timeout(deadline));
+        let (status, took) = fails(client.unary_echo(stalled)).await;
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
         assert!(took >= deadline && took < deadline + MARGIN, "{took:?}");
         lateness.push(took - deadline);

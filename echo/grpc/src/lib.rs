@@ -13,7 +13,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
@@ -33,13 +33,21 @@ pub use tonic_health::ServingStatus;
 /// How many replies `ServerStreamingEcho` sends to a call it answers in full.
 pub const STREAMED_REPLIES: usize = 3;
 
+/// What a server counts of the calls it receives.
+#[derive(Debug, Default)]
+struct Tally {
+    calls: AtomicUsize,
+    /// Calls dropped before they were answered: the client reset their streams.
+    cancelled: AtomicUsize,
+    /// The `grpc-timeout` of the last call, if it had one.
+    grpc_timeout: Mutex<Option<String>>,
+}
+
 /// The Echo service: replies with the message and the port it was served on.
 #[derive(Debug, Clone)]
 struct Echo {
     port: u16,
-    calls: Arc<AtomicUsize>,
-    /// Calls dropped before they were answered: the client reset their streams.
-    cancelled: Arc<AtomicUsize>,
+    tally: Arc<Tally>,
     /// Calls whose message is this fail with `FAILED_PRECONDITION`.
     fail_message: Option<String>,
     /// Calls whose message is this are never answered (a stream: never ended).
@@ -49,7 +57,15 @@ struct Echo {
 impl Echo {
     /// Counts a call, and fails it if its message is the one to refuse.
     fn receive(&self, request: Request<EchoRequest>) -> Result<String, Status> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.tally.calls.fetch_add(1, Ordering::SeqCst);
+        let timeout = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        if let Ok(mut last) = self.tally.grpc_timeout.lock() {
+            *last = timeout;
+        }
         let message = request.into_inner().message;
         if self.fail_message.as_deref() == Some(message.as_str()) {
             return Err(Status::failed_precondition(format!(
@@ -73,7 +89,7 @@ impl Echo {
 /// Counts its call as cancelled if dropped before it is answered.
 #[derive(Debug)]
 struct Unanswered {
-    cancelled: Option<Arc<AtomicUsize>>,
+    cancelled: Option<Arc<Tally>>,
 }
 
 impl Unanswered {
@@ -84,8 +100,8 @@ impl Unanswered {
 
 impl Drop for Unanswered {
     fn drop(&mut self) {
-        if let Some(cancelled) = self.cancelled.take() {
-            cancelled.fetch_add(1, Ordering::SeqCst);
+        if let Some(tally) = self.cancelled.take() {
+            tally.cancelled.fetch_add(1, Ordering::SeqCst);
         }
     }
 }
@@ -124,7 +140,7 @@ impl pb::echo_server::Echo for Echo {
         let message = self.receive(request)?;
         if self.stalls(&message) {
             let _call = Unanswered {
-                cancelled: Some(Arc::clone(&self.cancelled)),
+                cancelled: Some(Arc::clone(&self.tally)),
             };
             // Ends only when the server drops the call: the client reset its stream.
             std::future::pending::<()>().await;
@@ -145,7 +161,7 @@ impl pb::echo_server::Echo for Echo {
             queued: (0..count).map(|_| self.reply(&message)).collect(),
             stall,
             call: Unanswered {
-                cancelled: Some(Arc::clone(&self.cancelled)),
+                cancelled: Some(Arc::clone(&self.tally)),
             },
         }))
     }
@@ -190,8 +206,7 @@ impl ServerOptions {
 #[derive(Debug)]
 pub struct GrpcEchoServer {
     address: SocketAddr,
-    calls: Arc<AtomicUsize>,
-    cancelled: Arc<AtomicUsize>,
+    tally: Arc<Tally>,
     health: Option<tonic_health::server::HealthReporter>,
     graceful: Option<oneshot::Sender<()>>,
     kill: Option<oneshot::Sender<()>>,
@@ -204,12 +219,10 @@ impl GrpcEchoServer {
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))?;
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
-        let calls = Arc::new(AtomicUsize::new(0));
-        let cancelled = Arc::new(AtomicUsize::new(0));
+        let tally = Arc::new(Tally::default());
         let echo = pb::echo_server::EchoServer::new(Echo {
             port: address.port(),
-            calls: Arc::clone(&calls),
-            cancelled: Arc::clone(&cancelled),
+            tally: Arc::clone(&tally),
             fail_message: options.fail_message,
             stall_message: options.stall_message,
         });
@@ -255,8 +268,7 @@ impl GrpcEchoServer {
             })?;
         Ok(GrpcEchoServer {
             address,
-            calls,
-            cancelled,
+            tally,
             health,
             graceful: Some(graceful),
             kill: Some(kill),
@@ -271,13 +283,23 @@ impl GrpcEchoServer {
 
     /// The calls it has received, of either method.
     pub fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
+        self.tally.calls.load(Ordering::SeqCst)
     }
 
     /// The calls it dropped unanswered because their client reset the stream (stalled calls
     /// whose client gave up, see [`ServerOptions::stall_message`]).
     pub fn cancelled(&self) -> usize {
-        self.cancelled.load(Ordering::SeqCst)
+        self.tally.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// The `grpc-timeout` header of the last call it received (`None` if it had none): the
+    /// deadline its client told it.
+    pub fn last_grpc_timeout(&self) -> Option<String> {
+        self.tally
+            .grpc_timeout
+            .lock()
+            .ok()
+            .and_then(|last| last.clone())
     }
 
     /// Sets the health status of the whole server (`""`); does nothing without a health service.
