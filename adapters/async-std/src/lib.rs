@@ -11,7 +11,7 @@
 //! crate.
 //!
 //! ```no_run
-//! use croupier::{PickRequest, PolicyConfig};
+//! use croupier_async_std::{PickRequest, PolicyConfig};
 //! use futures_lite::{AsyncReadExt, AsyncWriteExt};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -27,8 +27,10 @@
 //! - `tower` (off by default): a `Channel` whose connections are `tower_service::Service`s over
 //!   `http::Request`s is itself one, picking per request from the request's path and headers and
 //!   reporting each response's end (its gRPC status, or its HTTP status) as the call's outcome.
-//!   A tonic-generated client takes such a channel as it is. A request that its server did not process (a GOAWAY, a
-//!   refused stream) is sent again on another connection (see `Unprocessed` and `ReplayBody`).
+//!   A tonic-generated client takes such a channel as it is. A request that its server did not
+//!   process (a GOAWAY, a refused stream) is sent again on another connection (see `Unprocessed`
+//!   and `ReplayBody`). A call's deadline bounds it until its response ends, and a gRPC call that
+//!   fails (its deadline passed, its connection lost) gets the gRPC status that says so.
 
 #![forbid(unsafe_code)]
 

@@ -2,7 +2,7 @@
 //! `tower_service::Service` that a tonic-generated client takes unchanged.
 //!
 //! ```
-//! use croupier::PolicyConfig;
+//! use croupier_tokio::PolicyConfig;
 //! use croupier_echo_grpc::{EchoClient, EchoRequest, GrpcEchoServer, ServerOptions};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -38,6 +38,10 @@
 //!   bounded by the core's connect deadline.
 //! - Each request picks from its path and headers; each response's end reports the call's gRPC
 //!   status and latency to the balancer (least_request, outlier detection and p2c learn from it).
+//! - A call's deadline (its `grpc-timeout`, else the channel's
+//!   [`default_timeout`](GrpcChannelBuilder::default_timeout)) bounds it until its response
+//!   ends: then its stream is reset and it fails `DEADLINE_EXCEEDED`. A call lost with its
+//!   connection fails `UNAVAILABLE`, naming the address (see `croupier_channel`'s `Service`).
 //! - Client-side health checking (gRFC A17) is optional: [`Http2Connector::health_check`].
 //! - TLS and other wrappings of the byte stream: implement [`Transport`] (say, a TCP connection
 //!   from [`StreamConnector`] wrapped in a TLS client) and pass it to

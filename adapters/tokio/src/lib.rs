@@ -5,7 +5,7 @@
 //! (sockets, timers, DNS).
 //!
 //! ```no_run
-//! use croupier::{PickRequest, PolicyConfig};
+//! use croupier_tokio::{PickRequest, PolicyConfig};
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
