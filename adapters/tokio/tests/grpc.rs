@@ -2,13 +2,10 @@
 //! channel as it is, calls spread and fail over as the policies say, and gRPC statuses reach the
 //! balancer as call outcomes.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use croupier::policy::{FailurePercentageEjection, OutlierDetectionConfig, RingHashConfig};
-use croupier::{
-    CallOutcome, Code, ConnectivityState, Controller, Policy, PolicyBuilder, PolicyConfig,
-};
+use croupier::{Code, ConnectivityState, PolicyConfig};
 use croupier_echo_grpc::{EchoClient, EchoRequest, GrpcEchoServer, ServerOptions, ServingStatus};
 use croupier_tokio::grpc::{HealthCheck, Http2Channel};
 
@@ -344,76 +341,12 @@ async fn ring_hash_picks_by_a_request_header() {
     assert!(replies.len() > 1, "{replies:?}");
 }
 
-/// round_robin, recording every call outcome it hears of.
-#[derive(Debug)]
-struct Recording {
-    outcomes: Arc<Mutex<Vec<CallOutcome>>>,
-}
-
-impl PolicyBuilder for Recording {
-    fn name(&self) -> &str {
-        "recording_round_robin"
-    }
-
-    fn build(&self) -> Box<dyn Policy> {
-        Box::new(RecordingPolicy {
-            inner: PolicyConfig::round_robin().builder().build(),
-            outcomes: Arc::clone(&self.outcomes),
-        })
-    }
-}
-
-#[derive(Debug)]
-struct RecordingPolicy {
-    inner: Box<dyn Policy>,
-    outcomes: Arc<Mutex<Vec<CallOutcome>>>,
-}
-
-impl Policy for RecordingPolicy {
-    fn resolver_update(&mut self, endpoints: &[croupier::Endpoint], ctl: &mut dyn Controller) {
-        self.inner.resolver_update(endpoints, ctl);
-    }
-
-    fn resolver_error(&mut self, error: &croupier::ResolverError, ctl: &mut dyn Controller) {
-        self.inner.resolver_error(error, ctl);
-    }
-
-    fn subchannel_update(
-        &mut self,
-        subchannel: croupier::SubchannelId,
-        update: &croupier::SubchannelUpdate,
-        ctl: &mut dyn Controller,
-    ) {
-        self.inner.subchannel_update(subchannel, update, ctl);
-    }
-
-    fn exit_idle(&mut self, ctl: &mut dyn Controller) {
-        self.inner.exit_idle(ctl);
-    }
-
-    fn timer(&mut self, token: u64, ctl: &mut dyn Controller) {
-        self.inner.timer(token, ctl);
-    }
-
-    fn call_finished(
-        &mut self,
-        subchannel: croupier::SubchannelId,
-        outcome: &CallOutcome,
-        ctl: &mut dyn Controller,
-    ) {
-        self.outcomes.lock().unwrap().push(outcome.clone());
-        self.inner.call_finished(subchannel, outcome, ctl);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_calls_grpc_status_and_latency_reach_the_policy() {
     let servers = servers(1, ServerOptions::new().fail_message("refuse me")).await;
-    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let (policy, outcomes) = croupier_testkit::recording(PolicyConfig::round_robin());
     let channel: GrpcChannel = croupier_tokio::grpc::builder(target(&servers))
-        .policy(PolicyConfig::new(Recording {
-            outcomes: Arc::clone(&outcomes),
-        }))
+        .policy(policy)
         .build()
         .unwrap();
     let mut client = EchoClient::new(channel);
@@ -423,7 +356,7 @@ async fn each_calls_grpc_status_and_latency_reach_the_policy() {
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
     let heard = tokio::time::timeout(PATIENCE, async {
         loop {
-            let heard = outcomes.lock().unwrap().clone();
+            let heard = outcomes.heard();
             if heard.len() >= 2 {
                 return heard;
             }

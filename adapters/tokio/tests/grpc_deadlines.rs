@@ -85,6 +85,29 @@ fn with_options(message: &str, options: PickOptions) -> tonic::Request<EchoReque
     request
 }
 
+/// Checks that a call given DEADLINE ended so: `DEADLINE_EXCEEDED` with a message that starts
+/// with `expected`, in time; its stream was reset (the server dropped the call); the balancer
+/// heard the outcome.
+async fn ended_by_deadline(
+    status: &tonic::Status,
+    took: Duration,
+    expected: &str,
+    server: &GrpcEchoServer,
+    outcomes: &Outcomes,
+) {
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(status.message().starts_with(expected), "{status:?}");
+    assert!(took >= DEADLINE && took < DEADLINE + MARGIN, "{took:?}");
+    eventually("the server saw the stream reset", || {
+        server.cancelled() == 1
+    })
+    .await;
+    eventually("the balancer heard DEADLINE_EXCEEDED", || {
+        heard(outcomes, Code::DeadlineExceeded)
+    })
+    .await;
+}
+
 /// Sends each request on with its `grpc-timeout` replaced: the server is told another deadline
 /// than the channel keeps, so that what the server sees is the channel's doing, not its own timer.
 #[derive(Clone)]
@@ -129,25 +152,12 @@ async fn a_call_the_server_never_answers_ends_at_its_deadline() {
 
     let stalled = with_options("stall", PickOptions::new().timeout(DEADLINE));
     let (status, took) = fails(client.unary_echo(stalled)).await;
-    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
-    assert_eq!(
-        status.message(),
-        format!(
-            "no response headers from {} within 300 ms",
-            server.address()
-        )
+    let expected = format!(
+        "no response headers from {} within 300 ms",
+        server.address()
     );
-    assert!(took >= DEADLINE && took < DEADLINE + MARGIN, "{took:?}");
-
-    // The stream was reset: the server dropped the call. The balancer heard the outcome.
-    eventually("the server saw the stream reset", || {
-        server.cancelled() == 1
-    })
-    .await;
-    eventually("the balancer heard DEADLINE_EXCEEDED", || {
-        heard(&outcomes, Code::DeadlineExceeded)
-    })
-    .await;
+    assert_eq!(status.message(), expected);
+    ended_by_deadline(&status, took, &expected, &server, &outcomes).await;
     // Only the stream ended, not the connection: the next call goes through.
     let reply = client.unary_echo(request("after", None)).await.unwrap();
     assert!(reply.into_inner().message.starts_with("after"));
@@ -178,22 +188,11 @@ async fn a_stream_that_stalls_ends_at_its_deadline_mid_stream() {
     let first = stalled.message().await.unwrap().expect("one reply");
     assert!(first.message.starts_with("stall"));
     let (status, _) = fails(stalled.message()).await;
-    let took = started.elapsed();
-    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
     let expected = format!(
         "the response from {} did not end within 300 ms",
         server.address()
     );
-    assert!(status.message().starts_with(&expected), "{status:?}");
-    assert!(took >= DEADLINE && took < DEADLINE + MARGIN, "{took:?}");
-    eventually("the server saw the stream reset", || {
-        server.cancelled() == 1
-    })
-    .await;
-    eventually("the balancer heard DEADLINE_EXCEEDED", || {
-        heard(&outcomes, Code::DeadlineExceeded)
-    })
-    .await;
+    ended_by_deadline(&status, started.elapsed(), &expected, &server, &outcomes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
