@@ -404,6 +404,90 @@ pub(crate) mod tests {
         assert!(!Deadline::overtakes(None, Code::Cancelled));
     }
 
+    /// A runtime whose timers have all fired: every deadline has passed.
+    #[derive(Debug)]
+    struct Late;
+
+    impl Runtime for Late {
+        fn spawn(&self, _future: BoxFuture<'static, ()>) {}
+
+        fn sleep_until(&self, _deadline: Instant) -> BoxFuture<'static, ()> {
+            Box::pin(async {})
+        }
+
+        fn lookup_host(
+            &self,
+            _host: String,
+            _port: u16,
+        ) -> BoxFuture<'static, std::io::Result<Vec<std::net::SocketAddr>>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+    }
+
+    /// A body that never sends a frame.
+    struct Silent;
+
+    impl Body for Silent {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<bytes::Bytes>, Self::Error>>> {
+            Poll::Pending
+        }
+    }
+
+    /// A silent response body whose deadline of 300 ms has passed, from `address`.
+    fn overdue(grpc: bool) -> CallBody<Silent> {
+        let now = Instant::now();
+        CallBody {
+            inner: Some(Silent),
+            address: Some(Arc::new(Address::Opaque("backend:50051".into()))),
+            deadline: Some(Deadline::new(
+                Arc::new(Late),
+                now,
+                Duration::from_millis(300),
+            )),
+            grpc,
+            ..CallBody::default()
+        }
+    }
+
+    fn poll(body: &mut CallBody<Silent>) -> Poll<Option<Result<Frame<bytes::Bytes>, BoxError>>> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        Pin::new(body).poll_frame(&mut cx)
+    }
+
+    #[test]
+    fn a_grpc_body_past_its_deadline_ends_with_the_status_in_trailers() {
+        let mut body = overdue(true);
+        let Poll::Ready(Some(Ok(frame))) = poll(&mut body) else {
+            panic!("the deadline ends the body with a frame");
+        };
+        let trailers = frame.into_trailers().expect("trailers");
+        assert_eq!(trailers["grpc-status"], "4");
+        assert_eq!(
+            trailers["grpc-message"],
+            "the response from backend:50051 did not end within 300 ms"
+        );
+        // The connection's body is dropped (its stream reset), and the body has ended.
+        assert!(body.inner.is_none() && body.is_end_stream());
+        assert!(matches!(poll(&mut body), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn another_body_past_its_deadline_ends_with_an_error() {
+        let mut body = overdue(false);
+        let Poll::Ready(Some(Err(error))) = poll(&mut body) else {
+            panic!("the deadline ends the body with an error");
+        };
+        let status = error.downcast_ref::<Status>().expect("a status");
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert!(matches!(poll(&mut body), Poll::Ready(None)));
+    }
+
     #[test]
     fn the_default_body_is_empty_and_ended() {
         let body = CallBody::<NoBody>::default();
