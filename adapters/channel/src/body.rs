@@ -232,8 +232,7 @@ where
         let Some(inner) = this.inner.as_mut().as_pin_mut() else {
             return Poll::Ready(None);
         };
-        let polled = match inner.poll_frame(cx) {
-            Poll::Ready(polled) => polled,
+        let cut = match inner.poll_frame(cx) {
             Poll::Pending => {
                 let passed = this
                     .deadline
@@ -242,96 +241,69 @@ where
                 if !passed {
                     return Poll::Pending;
                 }
-                // Dropping the body resets the stream: the server hears the call is over.
-                this.inner.set(None);
-                let message = format!(
-                    "the response from {} did not end within {}",
-                    name(this.address.as_deref()),
-                    this.deadline
-                        .as_ref()
-                        .map_or_else(String::new, Deadline::budget)
-                );
-                if let Some(call) = this.call.take() {
-                    call.finish(Code::DeadlineExceeded);
-                }
-                let status = Status::new(Code::DeadlineExceeded, message);
-                return Poll::Ready(Some(if *this.grpc {
-                    Ok(Frame::trailers(status_headers(
-                        status.code(),
-                        status.message(),
-                    )))
-                } else {
-                    Err(Box::new(status))
-                }));
+                Cut::Deadline(None)
             }
-        };
-        if let Some(Ok(frame)) = &polled {
-            let late = frame
-                .trailers_ref()
-                .and_then(grpc_status)
-                .filter(|code| *this.grpc && Deadline::overtakes(this.deadline.as_ref(), *code));
-            if let Some(code) = late {
-                if let Some(call) = this.call.take() {
-                    call.finish(Code::DeadlineExceeded);
-                }
-                let message =
-                    format!(
-                    "the response from {} did not end within {}; the server's {code} came after \
-                     the deadline",
-                    name(this.address.as_deref()),
-                    this.deadline.as_ref().map_or_else(String::new, Deadline::budget)
-                );
-                *this.deadline = None;
-                this.inner.set(None);
-                return Poll::Ready(Some(Ok(Frame::trailers(status_headers(
-                    Code::DeadlineExceeded,
-                    &message,
-                )))));
-            }
-        }
-        let code = match &polled {
-            Some(Ok(frame)) => match frame.trailers_ref() {
-                Some(trailers) if *this.grpc => Some(
+            Poll::Ready(Some(Err(error))) => Cut::Failed(error.into()),
+            Poll::Ready(Some(Ok(frame))) => {
+                let Some(trailers) = frame.trailers_ref() else {
+                    return Poll::Ready(Some(Ok(frame)));
+                };
+                let code = if *this.grpc {
                     grpc_status(trailers)
                         .or(*this.code)
-                        .unwrap_or(Code::Internal),
-                ),
-                Some(_) => Some(this.code.unwrap_or(Code::Ok)),
-                None => None,
-            },
-            Some(Err(_)) => None,
-            // A gRPC response that ends without a status is an internal error (gRPC's rule).
-            None => Some(this.code.unwrap_or(Code::Internal)),
-        };
-        if let Some(code) = code {
-            if let Some(call) = this.call.take() {
-                call.finish(code);
+                        .unwrap_or(Code::Internal)
+                } else {
+                    this.code.unwrap_or(Code::Ok)
+                };
+                if *this.grpc && Deadline::overtakes(this.deadline.as_ref(), code) {
+                    Cut::Deadline(Some(code))
+                } else {
+                    end(this.call, this.deadline, code);
+                    return Poll::Ready(Some(Ok(frame)));
+                }
             }
-            *this.deadline = None;
-        }
-        match polled {
-            Some(Ok(frame)) => Poll::Ready(Some(Ok(frame))),
-            None => Poll::Ready(None),
-            Some(Err(error)) => {
-                let error: BoxError = error.into();
-                this.inner.set(None);
-                *this.deadline = None;
+            Poll::Ready(None) => {
+                // A gRPC response that ends without a status is an internal error (gRPC's rule).
+                end(
+                    this.call,
+                    this.deadline,
+                    this.code.unwrap_or(Code::Internal),
+                );
+                return Poll::Ready(None);
+            }
+        };
+        // The call ends here, not as the server would end it: dropping the connection's body
+        // resets its stream, so the server hears that the call is over.
+        this.inner.set(None);
+        let from = name(this.address.as_deref());
+        let (code, message, error) = match cut {
+            Cut::Deadline(server) => {
+                let budget = this
+                    .deadline
+                    .as_ref()
+                    .map_or_else(String::new, Deadline::budget);
+                let mut message = format!("the response from {from} did not end within {budget}");
+                if let Some(code) = server {
+                    message.push_str(&format!("; the server's {code} came after the deadline"));
+                }
+                (Code::DeadlineExceeded, message, None)
+            }
+            Cut::Failed(error) => {
                 let code = (this.error_code)(&*error).unwrap_or(Code::Unavailable);
-                if let Some(call) = this.call.take() {
-                    call.finish(code);
-                }
-                if !*this.grpc {
-                    return Poll::Ready(Some(Err(error)));
-                }
-                // A gRPC client reads its status from trailers; an error would be UNKNOWN to it.
                 let message = format!(
-                    "the response from {} failed: {}",
-                    name(this.address.as_deref()),
+                    "the response from {from} failed: {}",
                     describe_error(&*error)
                 );
-                Poll::Ready(Some(Ok(Frame::trailers(status_headers(code, &message)))))
+                (code, message, Some(error))
             }
-        }
+        };
+        end(this.call, this.deadline, code);
+        Poll::Ready(Some(match (*this.grpc, error) {
+            // A gRPC client reads the call's status from trailers (an error would be UNKNOWN).
+            (true, _) => Ok(Frame::trailers(status_headers(code, &message))),
+            (false, Some(error)) => Err(error),
+            (false, None) => Err(Box::new(Status::new(code, message))),
+        }))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -343,6 +315,22 @@ where
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
+}
+
+/// Why the channel ends a response body before the server does.
+enum Cut {
+    /// The deadline passed: before any status, or before the server's failing one.
+    Deadline(Option<Code>),
+    /// The connection's body failed.
+    Failed(BoxError),
+}
+
+/// The call ended with `code`: report it, and stop timing it.
+fn end(call: &mut Option<CallGuard>, deadline: &mut Option<Deadline>, code: Code) {
+    if let Some(call) = call.take() {
+        call.finish(code);
+    }
+    *deadline = None;
 }
 
 /// An address as a message names it.
