@@ -46,6 +46,7 @@
 mod builder;
 mod client_io;
 mod health;
+mod options;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -54,7 +55,6 @@ use std::io;
 use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use croupier::Address;
@@ -70,11 +70,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{oneshot, Notify};
 
-use crate::connector::{open, Stream, StreamConnector};
-use client_io::ClientIo;
+use crate::connector::{Stream, StreamConnector};
+use client_io::{ClientIo, GoAwaySignal};
 
 pub use builder::GrpcChannelBuilder;
 pub use health::HealthCheck;
+pub use options::{Http2Options, KeepAlive};
 
 /// Opens the byte stream an HTTP/2 connection runs over. [`StreamConnector`] opens plain TCP and
 /// unix-domain streams; implement it to wrap them (TLS, a proxy's tunnel).
@@ -123,8 +124,8 @@ impl Transport for StreamConnector {
     type Io = Stream;
 
     fn open(&self, address: &Address) -> impl Future<Output = io::Result<Stream>> + Send + 'static {
-        let address = address.clone();
-        async move { open(&address).await }
+        let (connector, address) = (*self, address.clone());
+        async move { connector.open(&address).await }
     }
 }
 
@@ -152,7 +153,7 @@ where
 /// opens. `B` is the request body type of the calls sent on it.
 pub struct Http2Connector<B, T = StreamConnector> {
     transport: Arc<T>,
-    keep_alive: Option<(Duration, Duration)>,
+    options: Http2Options,
     authority: Option<Authority>,
     health: Option<HealthCheck>,
     _body: PhantomData<fn(B)>,
@@ -161,7 +162,7 @@ pub struct Http2Connector<B, T = StreamConnector> {
 impl<B, T> fmt::Debug for Http2Connector<B, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Http2Connector")
-            .field("keep_alive", &self.keep_alive)
+            .field("options", &self.options)
             .field("authority", &self.authority)
             .field("health", &self.health)
             .finish_non_exhaustive()
@@ -173,7 +174,7 @@ impl<B, T: Transport> Http2Connector<B, T> {
     pub fn new(transport: T) -> Self {
         Http2Connector {
             transport: Arc::new(transport),
-            keep_alive: None,
+            options: Http2Options::new(),
             authority: None,
             health: None,
             _body: PhantomData,
@@ -184,19 +185,24 @@ impl<B, T: Transport> Http2Connector<B, T> {
     pub fn with_transport<U: Transport>(self, transport: U) -> Http2Connector<B, U> {
         Http2Connector {
             transport: Arc::new(transport),
-            keep_alive: self.keep_alive,
+            options: self.options,
             authority: self.authority,
             health: self.health,
             _body: PhantomData,
         }
     }
 
-    /// Sends an HTTP/2 PING every `interval` (even with no call in flight) and closes the
-    /// connection, reporting it lost, if no answer comes within `timeout`: a half-open peer is
-    /// found without waiting for TCP's timeouts. Off by default.
-    pub fn keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
-        self.keep_alive = Some((interval, timeout));
+    /// The HTTP/2 settings of its connections (default: [`Http2Options::new`]). The keepalive
+    /// time that servers' `too_many_pings` double is this connector's own from here on.
+    pub fn options(mut self, options: Http2Options) -> Self {
+        self.options = options;
         self
+    }
+
+    /// The HTTP/2 settings of its connections, with the keepalive time now in force
+    /// ([`Http2Options::keep_alive_time`]).
+    pub fn get_options(&self) -> &Http2Options {
+        &self.options
     }
 
     /// Watches each connection's health with `grpc.health.v1.Health/Watch` (client-side health
@@ -234,6 +240,7 @@ impl<B> fmt::Debug for Http2Connection<B> {
         f.debug_struct("Http2Connection")
             .field("closed", &self.sender.is_closed())
             .field("broken", &self.state.broken.get())
+            .field("goaway", &self.state.goaway.get())
             .finish()
     }
 }
@@ -245,14 +252,19 @@ struct ConnectionState {
     authority: Option<Authority>,
     /// Set when a call found the connection dead.
     broken: OnceLock<String>,
+    /// The server's first GOAWAY, once it has come: the connection drains, taking no new call.
+    goaway: Arc<GoAwaySignal>,
     /// Wakes the connection's task to close it.
     kill: Notify,
 }
 
 impl<B> Http2Connection<B> {
-    /// Whether the connection has ended, or a call found it dead.
+    /// Whether the connection has ended, a call found it dead, or the server's GOAWAY said it
+    /// takes no new call (the calls open on it still finish).
     pub fn is_closed(&self) -> bool {
-        self.sender.is_closed() || self.state.broken.get().is_some()
+        self.sender.is_closed()
+            || self.state.broken.get().is_some()
+            || self.state.goaway.get().is_some()
     }
 
     /// Takes the connection out of rotation and closes it: the balancer hears at once that it
@@ -288,6 +300,11 @@ where
             if let Some(uri) = absolute(request.uri(), self.state.authority.as_ref()) {
                 *request.uri_mut() = uri;
             }
+        }
+        if let Some(goaway) = self.state.goaway.get() {
+            // Not sent: the channel sends it on another connection.
+            let error = Unprocessed::new(format!("{goaway}: the connection takes no new call"));
+            return Box::pin(std::future::ready(Err(Box::new(error) as BoxError)));
         }
         let connection = self.clone();
         let sent = self.sender.try_send_request(request);
@@ -347,19 +364,16 @@ where
         address: &Address,
     ) -> impl Future<Output = io::Result<Connected<Http2Connection<B>>>> + Send + 'static {
         let opened = self.transport.open(address);
-        let keep_alive = self.keep_alive;
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder.timer(TokioTimer::new());
+        self.options.configure(&mut builder);
+        let heard = self.options.goaway_listener();
+        let connect_timeout = self.options.get_connect_timeout();
         let health = self.health.clone();
         let authority = self.authority.clone().or_else(|| authority_of(address));
-        async move {
-            let (io, preface) = ClientIo::new(opened.await?);
-            let mut builder = http2::Builder::new(TokioExecutor::new());
-            builder.timer(TokioTimer::new());
-            if let Some((interval, timeout)) = keep_alive {
-                builder
-                    .keep_alive_interval(interval)
-                    .keep_alive_timeout(timeout)
-                    .keep_alive_while_idle(true);
-            }
+        let address = address.clone();
+        let attempt = async move {
+            let (io, preface, goaway) = ClientIo::new(opened.await?);
             let (sender, connection) = builder
                 .handshake::<_, ReplayBody<B>>(TokioIo::new(io))
                 .await
@@ -372,6 +386,7 @@ where
             let state = Arc::new(ConnectionState {
                 authority,
                 broken: OnceLock::new(),
+                goaway: Arc::clone(&goaway),
                 kill: Notify::new(),
             });
             let (ended, closed) = oneshot::channel::<String>();
@@ -381,7 +396,7 @@ where
             tokio::spawn(async move {
                 let reason = tokio::select! {
                     result = connection => match result {
-                        Ok(()) => "the server closed the HTTP/2 connection (GOAWAY)".to_owned(),
+                        Ok(()) => "the server closed the HTTP/2 connection".to_owned(),
                         Err(error) => format!("the HTTP/2 connection failed: {}", describe(&error)),
                     },
                     () = watched.kill.notified() => watched
@@ -393,10 +408,20 @@ where
                 let _ = ended.send(reason);
             });
             let connection = Http2Connection { sender, state };
+            // The connection is over for the balancer at the server's GOAWAY (the subchannel
+            // leaves READY at once, and a health check's stream ends), while the calls open on
+            // it run to their end.
             let mut closed = Box::pin(async move {
-                closed
-                    .await
-                    .unwrap_or_else(|_| "the HTTP/2 connection task ended".to_owned())
+                tokio::select! {
+                    biased;
+                    reason = closed => {
+                        reason.unwrap_or_else(|_| "the HTTP/2 connection task ended".to_owned())
+                    }
+                    goaway = goaway.arrived() => {
+                        heard(&goaway);
+                        format!("{goaway}: the connection drains and takes no new call")
+                    }
+                }
             });
             // Established once the server has answered: before that, nothing says it has even
             // accepted the connection.
@@ -422,6 +447,19 @@ where
                 None => Ok(Connected::new(connection, closed)),
                 Some(check) => health::connect(check, connection, closed).await,
             }
+        };
+        async move {
+            let Some(timeout) = connect_timeout else {
+                return attempt.await;
+            };
+            tokio::time::timeout(timeout, attempt)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("connecting to {address} took longer than the connect timeout ({timeout:?})"),
+                    ))
+                })
         }
     }
 }

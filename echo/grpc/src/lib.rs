@@ -2,7 +2,8 @@
 //! `proto/echo.proto`), and tonic servers of it on loopback.
 //!
 //! A server answers `UnaryEcho` with `"<message> (from :<port>)"`, as gRPC's load-balancing
-//! example does, and also serves the standard health service (`grpc.health.v1.Health`) unless
+//! example does, and `ServerStreamingEcho` with that reply several times, a while apart (see
+//! [`ServerOptions::stream`]): a call that stays open. It also serves the standard health service (`grpc.health.v1.Health`) unless
 //! asked not to. It runs on a thread and runtime of its own, so that it can be stopped two ways:
 //! gracefully ([`GrpcEchoServer::shutdown`]: GOAWAY, in-flight calls finish) or abruptly
 //! ([`GrpcEchoServer::kill`]: every socket is dropped at once, as when a process dies).
@@ -11,6 +12,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
@@ -32,6 +34,16 @@ struct Echo {
     calls: Arc<AtomicUsize>,
     /// Calls whose message is this fail with `FAILED_PRECONDITION`.
     fail_message: Option<String>,
+    /// `ServerStreamingEcho` sends this many replies, one every `interval`.
+    stream: (usize, Duration),
+}
+
+impl Echo {
+    fn reply(&self, message: &str) -> EchoResponse {
+        EchoResponse {
+            message: format!("{message} (from :{})", self.port),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -47,23 +59,71 @@ impl pb::echo_server::Echo for Echo {
                 "this server refuses {message:?}"
             )));
         }
-        Ok(Response::new(EchoResponse {
-            message: format!("{message} (from :{})", self.port),
-        }))
+        Ok(Response::new(self.reply(&message)))
+    }
+
+    type ServerStreamingEchoStream =
+        tokio_stream::wrappers::ReceiverStream<Result<EchoResponse, Status>>;
+
+    async fn server_streaming_echo(
+        &self,
+        request: Request<EchoRequest>,
+    ) -> Result<Response<Self::ServerStreamingEchoStream>, Status> {
+        let reply = self.reply(&request.into_inner().message);
+        let (count, interval) = self.stream;
+        let (replies, stream) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            for i in 0..count {
+                if i > 0 {
+                    tokio::time::sleep(interval).await;
+                }
+                if replies.send(Ok(reply.clone())).await.is_err() {
+                    return; // the client cancelled the call
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            stream,
+        )))
     }
 }
 
 /// How to start a [`GrpcEchoServer`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServerOptions {
     health: bool,
     fail_message: Option<String>,
+    stream: (usize, Duration),
+    max_concurrent_streams: Option<u32>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            health: false,
+            fail_message: None,
+            stream: (10, Duration::from_millis(50)),
+            max_concurrent_streams: None,
+        }
+    }
 }
 
 impl ServerOptions {
-    /// Echo only, no health service.
+    /// Echo only, no health service; a `ServerStreamingEcho` call gets 10 replies, 50 ms apart.
     pub fn new() -> Self {
         ServerOptions::default()
+    }
+
+    /// A `ServerStreamingEcho` call gets `count` replies, `interval` apart.
+    pub fn stream(mut self, count: usize, interval: Duration) -> Self {
+        self.stream = (count, interval);
+        self
+    }
+
+    /// At most `max` calls at once on each connection (HTTP/2's `SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub fn max_concurrent_streams(mut self, max: u32) -> Self {
+        self.max_concurrent_streams = Some(max);
+        self
     }
 
     /// Also serve `grpc.health.v1.Health` (starting SERVING for the whole server, `""`).
@@ -101,7 +161,9 @@ impl GrpcEchoServer {
             port: address.port(),
             calls: Arc::clone(&calls),
             fail_message: options.fail_message,
+            stream: options.stream,
         });
+        let max_concurrent_streams = options.max_concurrent_streams;
         let (health, health_service) = if options.health {
             let (reporter, service) = tonic_health::server::health_reporter();
             reporter
@@ -125,6 +187,7 @@ impl GrpcEchoServer {
                         let listener = tokio::net::TcpListener::from_std(listener)?;
                         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
                         tonic::transport::Server::builder()
+                            .max_concurrent_streams(max_concurrent_streams)
                             .add_optional_service(health_service)
                             .add_service(echo)
                             .serve_with_incoming_shutdown(incoming, async {
