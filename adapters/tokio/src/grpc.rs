@@ -410,16 +410,17 @@ where
             let connection = Http2Connection { sender, state };
             // The connection is over for the balancer at the server's GOAWAY (the subchannel
             // leaves READY at once, and a health check's stream ends), while the calls open on
-            // it run to their end.
+            // it run to their end. A GOAWAY is read before HTTP/2 acts on it, so one that
+            // ended the connection is always seen here first.
             let mut closed = Box::pin(async move {
                 tokio::select! {
                     biased;
-                    reason = closed => {
-                        reason.unwrap_or_else(|_| "the HTTP/2 connection task ended".to_owned())
-                    }
                     goaway = goaway.arrived() => {
                         heard(&goaway);
                         format!("{goaway}: the connection drains and takes no new call")
+                    }
+                    reason = closed => {
+                        reason.unwrap_or_else(|_| "the HTTP/2 connection task ended".to_owned())
                     }
                 }
             });
