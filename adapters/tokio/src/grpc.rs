@@ -22,20 +22,28 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The connector's options (health checking, keepalive, a transport of your own) are set on the
-//! same builder as the channel's: [`GrpcChannelBuilder`].
+//! The connector's options (health checking, the connect timeout, TCP and HTTP/2 settings,
+//! keepalive pings, a transport of your own) are set on the same builder as the channel's:
+//! [`GrpcChannelBuilder`]; the HTTP/2 ones are grouped in [`Http2Options`].
 //!
-//! - One HTTP/2 connection per subchannel, multiplexing every call sent on it. Its end (GOAWAY,
-//!   reset, the peer gone, a keepalive ping unanswered) is reported to the balancer at once, and a
+//! - One HTTP/2 connection per subchannel, multiplexing every call sent on it. Its end (reset,
+//!   the peer gone, a keepalive ping unanswered) is reported to the balancer at once, and a
 //!   request that the closing connection had not sent yet, or that the server's last GOAWAY
 //!   excluded, is sent on another one. That GOAWAY is read even when the server's reset has
 //!   already failed a write: a write that finds the peer gone leaves the connection's end to
 //!   the read side, which still has the server's last frames to give.
+//! - A server's GOAWAY ends the connection for the balancer when it arrives, as in grpc-go: the
+//!   subchannel leaves READY (IDLE; the policy reconnects as after any loss), its health check's
+//!   stream is cancelled, and new calls go elsewhere, while the calls already open on the
+//!   draining connection run to their end. A GOAWAY `ENHANCE_YOUR_CALM` `too_many_pings`
+//!   doubles the channel's keepalive time ([`KeepAlive`]).
+//! - When a connection has as many calls open as the server's `MAX_CONCURRENT_STREAMS` allows,
+//!   a further call sent on it waits (HTTP/2 queues it) until one of them ends; it does not fail.
 //! - A connection is established once the server's HTTP/2 preface (its SETTINGS) has arrived,
 //!   not merely when the client has sent its own: a server that never took the connection (one
 //!   shutting down with it still in its listener's backlog) fails the connection attempt, not the
 //!   calls sent on it. The attempt (TCP or unix socket, the handshake, the server's preface) is
-//!   bounded by the core's connect deadline.
+//!   bounded by the core's connect deadline, and by [`Http2Options::connect_timeout`] if shorter.
 //! - Each request picks from its path and headers; each response's end reports the call's gRPC
 //!   status and latency to the balancer (least_request, outlier detection and p2c learn from it).
 //! - Client-side health checking (gRFC A17) is optional: [`Http2Connector::health_check`].
