@@ -25,6 +25,8 @@ pub type StreamGuard<'a> = croupier_channel::StreamGuard<'a, Stream>;
 pub struct StreamConnector {
     nodelay: bool,
     keepalive: Option<Duration>,
+    keepalive_interval: Option<Duration>,
+    keepalive_retries: Option<u32>,
 }
 
 impl Default for StreamConnector {
@@ -32,6 +34,8 @@ impl Default for StreamConnector {
         StreamConnector {
             nodelay: true,
             keepalive: None,
+            keepalive_interval: None,
+            keepalive_retries: None,
         }
     }
 }
@@ -50,9 +54,25 @@ impl StreamConnector {
     }
 
     /// Turns TCP keepalive on, with probes after `idle` without traffic (`None`, the default:
-    /// off). The probes' interval and count are the operating system's.
+    /// off). The probes' interval and count are the operating system's unless set below.
     pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
         self.keepalive = idle;
+        self
+    }
+
+    /// The time between TCP keepalive probes, once they have begun (default: the operating
+    /// system's). Applies on Linux, Android, macOS, iOS, FreeBSD and NetBSD, with
+    /// [`tcp_keepalive`](Self::tcp_keepalive) on.
+    pub fn tcp_keepalive_interval(mut self, interval: Option<Duration>) -> Self {
+        self.keepalive_interval = interval;
+        self
+    }
+
+    /// How many TCP keepalive probes go unanswered before the connection is dropped (default:
+    /// the operating system's). Applies where [`tcp_keepalive_interval`](Self::tcp_keepalive_interval)
+    /// does.
+    pub fn tcp_keepalive_retries(mut self, retries: Option<u32>) -> Self {
+        self.keepalive_retries = retries;
         self
     }
 
@@ -81,10 +101,41 @@ impl StreamConnector {
     fn tcp(self, stream: TcpStream) -> io::Result<Stream> {
         stream.set_nodelay(self.nodelay)?;
         if let Some(idle) = self.keepalive {
-            let keepalive = socket2::TcpKeepalive::new().with_time(idle);
+            let keepalive = self.probes(socket2::TcpKeepalive::new().with_time(idle));
             socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
         }
         Ok(Stream::Tcp(stream))
+    }
+
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd"
+    ))]
+    fn probes(self, mut keepalive: socket2::TcpKeepalive) -> socket2::TcpKeepalive {
+        if let Some(interval) = self.keepalive_interval {
+            keepalive = keepalive.with_interval(interval);
+        }
+        if let Some(retries) = self.keepalive_retries {
+            keepalive = keepalive.with_retries(retries);
+        }
+        keepalive
+    }
+
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd"
+    )))]
+    fn probes(self, keepalive: socket2::TcpKeepalive) -> socket2::TcpKeepalive {
+        let _ = (self.keepalive_interval, self.keepalive_retries);
+        keepalive
     }
 }
 

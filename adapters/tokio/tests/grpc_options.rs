@@ -107,13 +107,15 @@ async fn loopback() -> (TcpListener, String) {
 }
 
 #[tokio::test]
-async fn tcp_nodelay_is_on_by_default_and_tcp_keepalive_off() {
+async fn tcp_nodelay_is_on_by_default_and_tcp_keepalive_off_until_set() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = Address::Socket(listener.local_addr().unwrap());
     let defaults = StreamConnector::new();
     let set = StreamConnector::new()
         .tcp_nodelay(false)
-        .tcp_keepalive(Some(Duration::from_secs(42)));
+        .tcp_keepalive(Some(Duration::from_secs(42)))
+        .tcp_keepalive_interval(Some(Duration::from_secs(7)))
+        .tcp_keepalive_retries(Some(3));
     for (connector, nodelay, keepalive) in [
         (defaults, true, None),
         (set, false, Some(Duration::from_secs(42))),
@@ -130,6 +132,11 @@ async fn tcp_nodelay_is_on_by_default_and_tcp_keepalive_off() {
         );
         if let Some(idle) = keepalive {
             assert_eq!(socket.tcp_keepalive_time().unwrap(), idle);
+            assert_eq!(
+                socket.tcp_keepalive_interval().unwrap(),
+                Duration::from_secs(7)
+            );
+            assert_eq!(socket.tcp_keepalive_retries().unwrap(), 3);
         }
     }
 }

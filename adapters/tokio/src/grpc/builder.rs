@@ -199,6 +199,16 @@ where
         self.tcp(|t| t.tcp_keepalive(idle))
     }
 
+    /// The time between TCP keepalive probes (default: the operating system's).
+    pub fn tcp_keepalive_interval(self, interval: Option<Duration>) -> Self {
+        self.tcp(|t| t.tcp_keepalive_interval(interval))
+    }
+
+    /// How many TCP keepalive probes may go unanswered (default: the operating system's).
+    pub fn tcp_keepalive_retries(self, retries: Option<u32>) -> Self {
+        self.tcp(|t| t.tcp_keepalive_retries(retries))
+    }
+
     fn tcp(self, f: impl FnOnce(StreamConnector) -> StreamConnector) -> Self {
         self.connector(|c| {
             let tcp = f(*c.transport);
