@@ -6,11 +6,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use croupier::{Address, ConnectivityState};
+use croupier::Address;
 use croupier_echo_grpc::{EchoClient, EchoRequest, GrpcEchoServer, ServerOptions};
 use croupier_tokio::grpc::{KeepAlive, Transport};
 use croupier_tokio::{Stream, StreamConnector};
-use support::{servers, target, GrpcChannel, PATIENCE};
+use support::{hold_connections, servers, target, until_failed, GrpcChannel, PATIENCE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -146,33 +146,14 @@ async fn a_connect_timeout_ends_an_attempt_that_the_server_never_answers() {
     // The listener takes the connection and never says a word: without a timeout of its own,
     // the attempt would wait for the core's bound (the backoff's 20 s min connect timeout).
     let (listener, target) = loopback().await;
-    let held = tokio::spawn(async move {
-        let mut held = Vec::new();
-        loop {
-            held.push(listener.accept().await.unwrap());
-        }
-    });
+    let held = hold_connections(listener);
     let channel: GrpcChannel = croupier_tokio::grpc::builder(target)
         .connect_timeout(Duration::from_millis(200))
         .build()
         .unwrap();
     channel.connect();
     let started = Instant::now();
-    let error = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let subchannels = channel.subchannels().await;
-            if let Some(error) = subchannels
-                .iter()
-                .find(|s| s.state == ConnectivityState::TransientFailure)
-                .and_then(|s| s.last_error.clone())
-            {
-                return error;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the attempt ended in time");
+    let (error, _) = until_failed(&channel).await;
     assert!(started.elapsed() >= Duration::from_millis(200));
     assert!(error.contains("connect timeout (200ms)"), "{error}");
     assert!(error.contains("127.0.0.1:"), "{error}");

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use croupier::ConnectivityState;
+use croupier::SubchannelInfo;
 use croupier_echo_grpc::{EchoClient, EchoRequest, GrpcEchoServer, ServerOptions};
 use croupier_tokio::grpc::Http2Channel;
 
@@ -66,4 +67,35 @@ pub async fn until_ready(channel: &GrpcChannel, ready: usize) {
     })
     .await
     .expect("the subchannels became ready in time");
+}
+
+/// Waits until a subchannel is in TRANSIENT_FAILURE with an error: that error, and every
+/// subchannel as it was then.
+pub async fn until_failed(channel: &GrpcChannel) -> (std::sync::Arc<str>, Vec<SubchannelInfo>) {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let subchannels = channel.subchannels().await;
+            if let Some(error) = subchannels
+                .iter()
+                .find(|s| s.state == ConnectivityState::TransientFailure)
+                .and_then(|s| s.last_error.clone())
+            {
+                return (error, subchannels);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("a connection attempt failed in time")
+}
+
+/// Accepts every connection to `listener` and holds it open without a word.
+pub fn hold_connections(listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (stream, _) = listener.accept().await.expect("a connection");
+            held.push(stream);
+        }
+    })
 }
