@@ -53,6 +53,7 @@
 
 mod builder;
 mod client_io;
+mod frames;
 mod health;
 mod options;
 
@@ -79,7 +80,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{oneshot, Notify};
 
 use crate::connector::{Stream, StreamConnector};
-use client_io::{ClientIo, GoAwaySignal};
+use client_io::ClientIo;
+use frames::{GoAway, GoAwaySignal};
 
 pub use builder::GrpcChannelBuilder;
 pub use health::HealthCheck;
@@ -376,10 +378,8 @@ where
         builder.timer(TokioTimer::new());
         self.options.configure(&mut builder);
         let heard = self.options.goaway_listener();
-        let connect_timeout = self.options.get_connect_timeout();
         let health = self.health.clone();
         let authority = self.authority.clone().or_else(|| authority_of(address));
-        let address = address.clone();
         let attempt = async move {
             let (io, preface, goaway) = ClientIo::new(opened.await?);
             let (sender, connection) = builder
@@ -416,22 +416,7 @@ where
                 let _ = ended.send(reason);
             });
             let connection = Http2Connection { sender, state };
-            // The connection is over for the balancer at the server's GOAWAY (the subchannel
-            // leaves READY at once, and a health check's stream ends), while the calls open on
-            // it run to their end. A GOAWAY is read before HTTP/2 acts on it, so one that
-            // ended the connection is always seen here first.
-            let mut closed = Box::pin(async move {
-                tokio::select! {
-                    biased;
-                    goaway = goaway.arrived() => {
-                        heard(&goaway);
-                        format!("{goaway}: the connection drains and takes no new call")
-                    }
-                    reason = closed => {
-                        reason.unwrap_or_else(|_| "the HTTP/2 connection task ended".to_owned())
-                    }
-                }
-            });
+            let mut closed = Box::pin(over(closed, goaway, heard));
             // Established once the server has answered: before that, nothing says it has even
             // accepted the connection.
             let early_end = tokio::select! {
@@ -457,19 +442,26 @@ where
                 Some(check) => health::connect(check, connection, closed).await,
             }
         };
-        async move {
-            let Some(timeout) = connect_timeout else {
-                return attempt.await;
-            };
-            tokio::time::timeout(timeout, attempt)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("connecting to {address} took longer than the connect timeout ({timeout:?})"),
-                    ))
-                })
+        self.options.bound(address, attempt)
+    }
+}
+
+/// When the connection is over for the balancer: at the server's GOAWAY (the subchannel leaves
+/// READY at once, and a health check's stream ends), while the calls open on it run to their
+/// end; or when it ends. A GOAWAY is read before HTTP/2 acts on it, so one that ended the
+/// connection is always seen first.
+async fn over(
+    ended: oneshot::Receiver<String>,
+    goaway: Arc<GoAwaySignal>,
+    heard: impl Fn(&GoAway),
+) -> String {
+    tokio::select! {
+        biased;
+        goaway = goaway.arrived() => {
+            heard(&goaway);
+            format!("{goaway}: the connection drains and takes no new call")
         }
+        reason = ended => reason.unwrap_or_else(|_| "the HTTP/2 connection task ended".to_owned()),
     }
 }
 

@@ -2,14 +2,17 @@
 //! header limits and keepalive pings (gRFC A8), as tonic's `Endpoint` offers them.
 
 use std::fmt;
+use std::future::Future;
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use croupier::Address;
 use hyper::client::conn::http2;
 use hyper_util::rt::TokioExecutor;
 
-use super::client_io::GoAway;
+use super::frames::GoAway;
 
 /// The HTTP/2 settings of a channel's connections. Every one is off, or HTTP/2's (hyper's)
 /// default, until set.
@@ -130,6 +133,32 @@ impl Http2Options {
                 .keep_alive_interval(self.keep_alive_time.get())
                 .keep_alive_timeout(keep_alive.timeout)
                 .keep_alive_while_idle(keep_alive.permit_without_calls);
+        }
+    }
+
+    /// `attempt`, a connection attempt to `address`, bounded by the connect timeout if one is set.
+    pub(super) fn bound<T>(
+        &self,
+        address: &Address,
+        attempt: impl Future<Output = io::Result<T>> + Send + 'static,
+    ) -> impl Future<Output = io::Result<T>> + Send + 'static {
+        let timeout = self.connect_timeout;
+        let address = address.clone();
+        async move {
+            let Some(timeout) = timeout else {
+                return attempt.await;
+            };
+            tokio::time::timeout(timeout, attempt)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "connecting to {address} took longer than the connect timeout \
+                             ({timeout:?})"
+                        ),
+                    ))
+                })
         }
     }
 
