@@ -437,6 +437,14 @@ where
                     format!("no HTTP/2 preface from the server: {reason}"),
                 ));
             }
+            if let Some(goaway) = connection.state.goaway.get() {
+                // Refused with its first words: a failed attempt (which backs off), not a
+                // connection that is READY for a moment.
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    format!("{goaway} with its preface"),
+                ));
+            }
             match health {
                 None => Ok(Connected::new(connection, closed)),
                 Some(check) => health::connect(check, connection, closed).await,

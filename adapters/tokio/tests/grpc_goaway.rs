@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use croupier::{ConnectivityState, PolicyConfig};
 use croupier_echo_grpc::{EchoClient, EchoRequest, GrpcEchoServer, ServerOptions};
 use croupier_tokio::grpc::HealthCheck;
-use support::{call, servers, target, until_ready, GrpcChannel, PATIENCE};
+use support::http2::{frame, goaway, loopback, ENHANCE_YOUR_CALM, SETTINGS};
+use support::{call, servers, target, until_failed, until_ready, GrpcChannel, PATIENCE};
+use tokio::io::AsyncWriteExt;
 
 /// A graceful shutdown that nothing holds up ends within this.
 const PROMPT: Duration = Duration::from_secs(1);
@@ -284,4 +286,29 @@ async fn a_server_that_sent_goaway_gets_no_new_call_while_an_old_stream_drains()
         .await
         .expect("the graceful shutdown finished")
         .expect("the shutdown task");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_goaway_with_the_servers_preface_fails_the_connection_attempt() {
+    // A server that turns every connection away as it answers it: the attempt fails (and the
+    // subchannel backs off), rather than being READY for a moment and reconnecting at once.
+    let (listener, target) = loopback().await;
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (mut stream, _) = listener.accept().await.expect("a connection");
+            let mut refusal = frame(SETTINGS, 0, &[]);
+            refusal.extend(goaway(ENHANCE_YOUR_CALM, b"overloaded"));
+            let _ = stream.write_all(&refusal).await;
+            held.push(stream);
+        }
+    });
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target).build().unwrap();
+    channel.connect();
+    let (error, subchannels) = until_failed(&channel).await;
+    assert!(
+        error.contains("GOAWAY (ENHANCE_YOUR_CALM, last stream 0) \"overloaded\""),
+        "{error}; {subchannels:?}"
+    );
+    server.abort();
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod http2;
+
 use std::time::Duration;
 
 use croupier::ConnectivityState;
