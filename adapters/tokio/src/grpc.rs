@@ -36,7 +36,8 @@
 //!   subchannel leaves READY (IDLE; the policy reconnects as after any loss), its health check's
 //!   stream is cancelled, and new calls go elsewhere, while the calls already open on the
 //!   draining connection run to their end. A GOAWAY `ENHANCE_YOUR_CALM` `too_many_pings`
-//!   doubles the channel's keepalive time ([`KeepAlive`]).
+//!   doubles the channel's keepalive time ([`KeepAlive`]). A GOAWAY that comes with the
+//!   server's preface fails the connection attempt.
 //! - When a connection has as many calls open as the server's `MAX_CONCURRENT_STREAMS` allows,
 //!   a further call sent on it waits (HTTP/2 queues it) until one of them ends; it does not fail.
 //! - A connection is established once the server's HTTP/2 preface (its SETTINGS) has arrived,

@@ -15,8 +15,9 @@ use crate::connector::StreamConnector;
 use crate::runtime::TokioRuntime;
 
 /// Builds a gRPC channel: what [`builder`](super::builder) returns. The channel's own settings
-/// (policy, backoff, resolvers) and the HTTP/2 connector's (health checking, keepalive, the
-/// `:authority`, the transport) are set here alike; `B` is the request body type of the client
+/// (policy, backoff, resolvers) and the HTTP/2 connector's (health checking, the connect
+/// timeout, TCP and HTTP/2 settings, keepalive pings, the `:authority`, the transport) are set
+/// here alike, with tonic's `Endpoint` names where they mean the same; `B` is the request body type of the client
 /// that will use the channel (for a tonic client, `tonic::body::Body`), which the compiler infers
 /// from that use.
 pub struct GrpcChannelBuilder<B, T = StreamConnector> {
