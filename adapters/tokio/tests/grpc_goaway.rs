@@ -312,3 +312,27 @@ async fn a_goaway_with_the_servers_preface_fails_the_connection_attempt() {
     );
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_checked_connection_that_the_server_ages_out_is_replaced_at_once() {
+    // Every connection is closed gracefully at 200 ms of age. The health check's stream would
+    // hold each one open for good; ended at the GOAWAY, it lets the server close it, and
+    // round_robin connects again at once, with no call in flight to find out.
+    let options = ServerOptions::new()
+        .health(true)
+        .max_connection_age(Duration::from_millis(200));
+    let servers = servers(1, options).await;
+    let channel = round_robin(&servers, true);
+    until_ready(&channel, 1).await;
+    tokio::time::timeout(PATIENCE, async {
+        while servers[0].connections() < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the server saw its connections replaced in time");
+    let mut client = EchoClient::new(channel);
+    for _ in 0..10 {
+        call(&mut client, "aged").await.expect("the call succeeds");
+    }
+}

@@ -95,6 +95,7 @@ pub struct ServerOptions {
     fail_message: Option<String>,
     stream: (usize, Duration),
     max_concurrent_streams: Option<u32>,
+    max_connection_age: Option<Duration>,
 }
 
 impl Default for ServerOptions {
@@ -104,6 +105,7 @@ impl Default for ServerOptions {
             fail_message: None,
             stream: (10, Duration::from_millis(50)),
             max_concurrent_streams: None,
+            max_connection_age: None,
         }
     }
 }
@@ -117,6 +119,12 @@ impl ServerOptions {
     /// A `ServerStreamingEcho` call gets `count` replies, `interval` apart.
     pub fn stream(mut self, count: usize, interval: Duration) -> Self {
         self.stream = (count, interval);
+        self
+    }
+
+    /// Closes each connection gracefully (GOAWAY, its calls finish) once it is `age` old.
+    pub fn max_connection_age(mut self, age: Duration) -> Self {
+        self.max_connection_age = Some(age);
         self
     }
 
@@ -144,6 +152,7 @@ impl ServerOptions {
 pub struct GrpcEchoServer {
     address: SocketAddr,
     calls: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
     health: Option<tonic_health::server::HealthReporter>,
     graceful: Option<oneshot::Sender<()>>,
     kill: Option<oneshot::Sender<()>>,
@@ -164,6 +173,9 @@ impl GrpcEchoServer {
             stream: options.stream,
         });
         let max_concurrent_streams = options.max_concurrent_streams;
+        let max_connection_age = options.max_connection_age;
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::clone(&connections);
         let (health, health_service) = if options.health {
             let (reporter, service) = tonic_health::server::health_reporter();
             reporter
@@ -185,9 +197,19 @@ impl GrpcEchoServer {
                 runtime.block_on(async move {
                     let serve = async move {
                         let listener = tokio::net::TcpListener::from_std(listener)?;
-                        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-                        tonic::transport::Server::builder()
-                            .max_concurrent_streams(max_concurrent_streams)
+                        let incoming = tokio_stream::StreamExt::map(
+                            tokio_stream::wrappers::TcpListenerStream::new(listener),
+                            move |connection| {
+                                accepted.fetch_add(1, Ordering::SeqCst);
+                                connection
+                            },
+                        );
+                        let mut server = tonic::transport::Server::builder()
+                            .max_concurrent_streams(max_concurrent_streams);
+                        if let Some(age) = max_connection_age {
+                            server = server.max_connection_age(age);
+                        }
+                        server
                             .add_optional_service(health_service)
                             .add_service(echo)
                             .serve_with_incoming_shutdown(incoming, async {
@@ -208,6 +230,7 @@ impl GrpcEchoServer {
         Ok(GrpcEchoServer {
             address,
             calls,
+            connections,
             health,
             graceful: Some(graceful),
             kill: Some(kill),
@@ -223,6 +246,11 @@ impl GrpcEchoServer {
     /// The `UnaryEcho` calls it has received.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
+    }
+
+    /// The connections it has accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// Sets the health status of the whole server (`""`); does nothing without a health service.
