@@ -6,12 +6,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use croupier::Address;
+use croupier::{Address, ConnectivityState};
 use croupier_echo_grpc::{EchoClient, EchoRequest, GrpcEchoServer, ServerOptions};
 use croupier_tokio::grpc::{KeepAlive, Transport};
 use croupier_tokio::{Stream, StreamConnector};
 use support::http2::{
-    accept_http2, goaway, loopback, until_frame, ENHANCE_YOUR_CALM, PING, SETTINGS,
+    accept_http2, goaway, loopback, read_frame, until_frame, ENHANCE_YOUR_CALM, PING, SETTINGS,
     SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_HEADER_LIST_SIZE, SPEC_WINDOW, WINDOW_UPDATE,
 };
 use support::{hold_connections, servers, target, until_failed, GrpcChannel, PATIENCE};
@@ -160,6 +160,47 @@ async fn too_many_pings_doubles_the_keepalive_time_of_the_channels_later_connect
     // Pings come `time` after the last frame read, never sooner.
     assert!(first >= time - Duration::from_millis(10), "{first:?}");
     assert!(second >= 2 * time - Duration::from_millis(10), "{second:?}");
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keepalive_ping_left_unanswered_ends_the_connection() {
+    // The server reads everything and answers nothing, PINGs included.
+    let (listener, target) = loopback().await;
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = accept_http2(&listener).await;
+        while read_frame(&mut stream).await.is_ok() {}
+    });
+    let (time, timeout) = (Duration::from_millis(100), Duration::from_millis(200));
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target)
+        .keep_alive(
+            KeepAlive::new(time)
+                .timeout(timeout)
+                .permit_without_calls(true),
+        )
+        .build()
+        .unwrap();
+    channel.connect();
+    tokio::time::timeout(PATIENCE, async {
+        while channel.state() != ConnectivityState::Ready {
+            channel.state_changed(channel.state()).await;
+        }
+    })
+    .await
+    .expect("READY in time");
+    let ready = Instant::now();
+    let state = tokio::time::timeout(PATIENCE, channel.state_changed(ConnectivityState::Ready))
+        .await
+        .expect("the connection was found dead in time");
+    let lasted = ready.elapsed();
+    let subchannels = channel.subchannels().await;
+    println!("READY for {lasted:?}, then {state:?}: {subchannels:?}");
+    assert!(
+        lasted >= time + timeout - Duration::from_millis(10),
+        "{lasted:?}"
+    );
+    let error = subchannels[0].last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("keep-alive"), "{error}");
     server.abort();
 }
 
