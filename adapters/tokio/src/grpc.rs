@@ -441,10 +441,9 @@ where
             if let Some(goaway) = connection.state.goaway.get() {
                 // Refused with its first words: a failed attempt (which backs off), not a
                 // connection that is READY for a moment.
-                return Err(io::Error::new(
-                    io::ErrorKind::ConnectionRefused,
-                    format!("{goaway} with its preface"),
-                ));
+                let reason = format!("{goaway} with its preface");
+                connection.mark_broken(reason.clone());
+                return Err(io::Error::new(io::ErrorKind::ConnectionRefused, reason));
             }
             match health {
                 None => Ok(Connected::new(connection, closed)),
