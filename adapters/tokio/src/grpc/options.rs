@@ -200,10 +200,11 @@ pub struct KeepAlive {
 
 impl KeepAlive {
     /// Pings after `time` without activity, waits 20 s for the answer (gRPC's default), and
-    /// pings only while calls are in flight.
+    /// pings only while calls are in flight. A `time` under a millisecond counts as one (zero
+    /// would ping after every read, and doubling it would never help).
     pub fn new(time: Duration) -> Self {
         KeepAlive {
-            time,
+            time: time.max(MIN_TIME),
             timeout: Duration::from_secs(20),
             permit_without_calls: false,
         }
@@ -236,6 +237,9 @@ impl KeepAlive {
         self.permit_without_calls
     }
 }
+
+/// The shortest keepalive time taken.
+const MIN_TIME: Duration = Duration::from_millis(1);
 
 /// A keepalive time that the connections of one connector share, in nanoseconds.
 #[derive(Default)]
@@ -319,6 +323,14 @@ mod tests {
             options.keep_alive_time(),
             Some(Duration::from_nanos(u64::MAX))
         );
+    }
+
+    #[test]
+    fn a_zero_keepalive_time_counts_as_a_millisecond_and_doubles_from_there() {
+        let options = Http2Options::new().keep_alive(KeepAlive::new(Duration::ZERO));
+        assert_eq!(options.keep_alive_time(), Some(Duration::from_millis(1)));
+        options.goaway_listener()(&goaway(h2::Reason::ENHANCE_YOUR_CALM, b"too_many_pings"));
+        assert_eq!(options.keep_alive_time(), Some(Duration::from_millis(2)));
     }
 
     #[test]
