@@ -60,17 +60,18 @@ impl Http2Options {
     }
 
     /// The flow-control window of each stream, in bytes (HTTP/2's `SETTINGS_INITIAL_WINDOW_SIZE`;
-    /// default 2 MiB, hyper's). Turns the adaptive window off.
+    /// default 2 MiB, hyper's), at most 2<sup>31</sup> - 1, HTTP/2's largest window: a larger
+    /// size counts as that. Turns the adaptive window off.
     pub fn initial_stream_window_size(mut self, size: u32) -> Self {
-        self.initial_stream_window_size = Some(size);
+        self.initial_stream_window_size = Some(size.min(MAX_WINDOW));
         self.adaptive_window = false;
         self
     }
 
-    /// The flow-control window of the connection as a whole, in bytes (default 5 MiB, hyper's).
-    /// Turns the adaptive window off.
+    /// The flow-control window of the connection as a whole, in bytes (default 5 MiB, hyper's),
+    /// at most 2<sup>31</sup> - 1 as well. Turns the adaptive window off.
     pub fn initial_connection_window_size(mut self, size: u32) -> Self {
-        self.initial_connection_window_size = Some(size);
+        self.initial_connection_window_size = Some(size.min(MAX_WINDOW));
         self.adaptive_window = false;
         self
     }
@@ -238,6 +239,9 @@ impl KeepAlive {
     }
 }
 
+/// HTTP/2's largest flow-control window (RFC 9113, 6.9.1).
+const MAX_WINDOW: u32 = (1 << 31) - 1;
+
 /// The shortest keepalive time taken.
 const MIN_TIME: Duration = Duration::from_millis(1);
 
@@ -331,6 +335,17 @@ mod tests {
         assert_eq!(options.keep_alive_time(), Some(Duration::from_millis(1)));
         options.goaway_listener()(&goaway(h2::Reason::ENHANCE_YOUR_CALM, b"too_many_pings"));
         assert_eq!(options.keep_alive_time(), Some(Duration::from_millis(2)));
+    }
+
+    #[test]
+    fn windows_are_at_most_http2s_largest() {
+        let options = Http2Options::new()
+            .initial_stream_window_size(u32::MAX)
+            .initial_connection_window_size(1 << 31);
+        assert_eq!(options.initial_stream_window_size, Some(MAX_WINDOW));
+        assert_eq!(options.initial_connection_window_size, Some(MAX_WINDOW));
+        let options = Http2Options::new().initial_stream_window_size(MAX_WINDOW);
+        assert_eq!(options.initial_stream_window_size, Some(MAX_WINDOW));
     }
 
     #[test]
