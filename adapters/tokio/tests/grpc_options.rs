@@ -234,6 +234,7 @@ async fn calls_beyond_the_servers_max_concurrent_streams_wait_for_a_stream_and_s
         .build()
         .unwrap();
     let client = EchoClient::new(channel);
+    let started = Instant::now();
     let calls: Vec<_> = (0..4)
         .map(|i| {
             let mut client = client.clone();
@@ -258,4 +259,7 @@ async fn calls_beyond_the_servers_max_concurrent_streams_wait_for_a_stream_and_s
             .expect("the call succeeded");
         assert_eq!(replies, 4);
     }
+    // One after another: each holds the connection's only stream for 150 ms.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(4 * 150), "{took:?}");
 }
