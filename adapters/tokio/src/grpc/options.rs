@@ -217,7 +217,8 @@ impl KeepAlive {
         self
     }
 
-    /// Pings also while no call is in flight (A8's `permit_without_calls`; default: off).
+    /// Pings also while no call is in flight (A8's `permit_without_calls`; default: off). A
+    /// health check's Watch stream is a call in flight: with health checking on, pings go on.
     pub fn permit_without_calls(mut self, permit: bool) -> Self {
         self.permit_without_calls = permit;
         self
