@@ -1,10 +1,12 @@
-//! The default connector: TCP (with `TCP_NODELAY`) for IP addresses and `host:port` names, and
-//! unix-domain sockets for `unix:` and `unix-abstract:` addresses.
+//! The default connector: TCP (with `TCP_NODELAY` unless told otherwise, and TCP keepalive if
+//! asked) for IP addresses and `host:port` names, and unix-domain sockets for `unix:` and
+//! `unix-abstract:` addresses.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use croupier::Address;
 use croupier_channel::{Connected, Connector, PeerWatch};
@@ -19,15 +21,121 @@ pub type SharedStream = croupier_channel::SharedStream<Stream>;
 pub type StreamGuard<'a> = croupier_channel::StreamGuard<'a, Stream>;
 
 /// Connects to every kind of address croupier's built-in resolvers produce.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct StreamConnector {
-    _private: (),
+    nodelay: bool,
+    keepalive: Option<Duration>,
+    keepalive_interval: Option<Duration>,
+    keepalive_retries: Option<u32>,
+}
+
+impl Default for StreamConnector {
+    fn default() -> Self {
+        StreamConnector {
+            nodelay: true,
+            keepalive: None,
+            keepalive_interval: None,
+            keepalive_retries: None,
+        }
+    }
 }
 
 impl StreamConnector {
-    /// The default connector.
+    /// The default connector: `TCP_NODELAY` on, no TCP keepalive.
     pub fn new() -> Self {
         StreamConnector::default()
+    }
+
+    /// Whether TCP connections send small writes at once (`TCP_NODELAY`, Nagle's algorithm off;
+    /// default: on, as tonic and gRPC do: an RPC's frames should not wait for an ACK).
+    pub fn tcp_nodelay(mut self, enabled: bool) -> Self {
+        self.nodelay = enabled;
+        self
+    }
+
+    /// Turns TCP keepalive on, with probes after `idle` without traffic (`None`, the default:
+    /// off). The probes' interval and count are the operating system's unless set below.
+    pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.keepalive = idle;
+        self
+    }
+
+    /// The time between TCP keepalive probes, once they have begun (default: the operating
+    /// system's). Applies on Linux, Android, macOS, iOS, FreeBSD and NetBSD, with
+    /// [`tcp_keepalive`](Self::tcp_keepalive) on.
+    pub fn tcp_keepalive_interval(mut self, interval: Option<Duration>) -> Self {
+        self.keepalive_interval = interval;
+        self
+    }
+
+    /// How many TCP keepalive probes go unanswered before the connection is dropped (default:
+    /// the operating system's). Applies where [`tcp_keepalive_interval`](Self::tcp_keepalive_interval)
+    /// does.
+    pub fn tcp_keepalive_retries(mut self, retries: Option<u32>) -> Self {
+        self.keepalive_retries = retries;
+        self
+    }
+
+    /// Opens a stream to `address` with these settings.
+    pub(crate) async fn open(self, address: &Address) -> io::Result<Stream> {
+        match address {
+            Address::Socket(addr) => self.tcp(TcpStream::connect(addr).await?),
+            Address::Opaque(name) => self.tcp(TcpStream::connect(&**name).await?),
+            #[cfg(unix)]
+            Address::Unix(path) => Ok(Stream::Unix(tokio::net::UnixStream::connect(path).await?)),
+            #[cfg(target_os = "linux")]
+            Address::UnixAbstract(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+                let stream = std::os::unix::net::UnixStream::connect_addr(&addr)?;
+                stream.set_nonblocking(true)?;
+                Ok(Stream::Unix(tokio::net::UnixStream::from_std(stream)?))
+            }
+            other => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("the default connector cannot connect to {other} on this platform"),
+            )),
+        }
+    }
+
+    fn tcp(self, stream: TcpStream) -> io::Result<Stream> {
+        stream.set_nodelay(self.nodelay)?;
+        if let Some(idle) = self.keepalive {
+            let keepalive = self.probes(socket2::TcpKeepalive::new().with_time(idle));
+            socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
+        }
+        Ok(Stream::Tcp(stream))
+    }
+
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd"
+    ))]
+    fn probes(self, mut keepalive: socket2::TcpKeepalive) -> socket2::TcpKeepalive {
+        if let Some(interval) = self.keepalive_interval {
+            keepalive = keepalive.with_interval(interval);
+        }
+        if let Some(retries) = self.keepalive_retries {
+            keepalive = keepalive.with_retries(retries);
+        }
+        keepalive
+    }
+
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd"
+    )))]
+    fn probes(self, keepalive: socket2::TcpKeepalive) -> socket2::TcpKeepalive {
+        let _ = (self.keepalive_interval, self.keepalive_retries);
+        keepalive
     }
 }
 
@@ -43,39 +151,14 @@ impl Connector for StreamConnector {
         address: &Address,
     ) -> impl Future<Output = io::Result<Connected<SharedStream>>> + Send + 'static {
         let address = address.clone();
+        let connector = *self;
         async move {
-            let (stream, peer) = open(&address).await?.with_watch_handle()?;
+            let (stream, peer) = connector.open(&address).await?.with_watch_handle()?;
             let shared = SharedStream::new(stream);
             let closed = shared.watch(peer);
             Ok(Connected::new(shared, closed))
         }
     }
-}
-
-pub(crate) async fn open(address: &Address) -> io::Result<Stream> {
-    match address {
-        Address::Socket(addr) => tcp(TcpStream::connect(addr).await?),
-        Address::Opaque(name) => tcp(TcpStream::connect(&**name).await?),
-        #[cfg(unix)]
-        Address::Unix(path) => Ok(Stream::Unix(tokio::net::UnixStream::connect(path).await?)),
-        #[cfg(target_os = "linux")]
-        Address::UnixAbstract(name) => {
-            use std::os::linux::net::SocketAddrExt;
-            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-            let stream = std::os::unix::net::UnixStream::connect_addr(&addr)?;
-            stream.set_nonblocking(true)?;
-            Ok(Stream::Unix(tokio::net::UnixStream::from_std(stream)?))
-        }
-        other => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!("the default connector cannot connect to {other} on this platform"),
-        )),
-    }
-}
-
-fn tcp(stream: TcpStream) -> io::Result<Stream> {
-    stream.set_nodelay(true)?;
-    Ok(Stream::Tcp(stream))
 }
 
 /// A TCP or unix-domain stream.

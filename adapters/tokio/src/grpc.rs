@@ -22,20 +22,29 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The connector's options (health checking, keepalive, a transport of your own) are set on the
-//! same builder as the channel's: [`GrpcChannelBuilder`].
+//! The connector's options (health checking, the connect timeout, TCP and HTTP/2 settings,
+//! keepalive pings, a transport of your own) are set on the same builder as the channel's:
+//! [`GrpcChannelBuilder`]; the HTTP/2 ones are grouped in [`Http2Options`].
 //!
-//! - One HTTP/2 connection per subchannel, multiplexing every call sent on it. Its end (GOAWAY,
-//!   reset, the peer gone, a keepalive ping unanswered) is reported to the balancer at once, and a
+//! - One HTTP/2 connection per subchannel, multiplexing every call sent on it. Its end (reset,
+//!   the peer gone, a keepalive ping unanswered) is reported to the balancer at once, and a
 //!   request that the closing connection had not sent yet, or that the server's last GOAWAY
 //!   excluded, is sent on another one. That GOAWAY is read even when the server's reset has
 //!   already failed a write: a write that finds the peer gone leaves the connection's end to
 //!   the read side, which still has the server's last frames to give.
+//! - A server's GOAWAY ends the connection for the balancer when it arrives, as in grpc-go: the
+//!   subchannel leaves READY (IDLE; the policy reconnects as after any loss), its health check's
+//!   stream is cancelled, and new calls go elsewhere, while the calls already open on the
+//!   draining connection run to their end. A GOAWAY `ENHANCE_YOUR_CALM` `too_many_pings`
+//!   doubles the channel's keepalive time ([`KeepAlive`]). A GOAWAY that comes with the
+//!   server's preface fails the connection attempt.
+//! - When a connection has as many calls open as the server's `MAX_CONCURRENT_STREAMS` allows,
+//!   a further call sent on it waits (HTTP/2 queues it) until one of them ends; it does not fail.
 //! - A connection is established once the server's HTTP/2 preface (its SETTINGS) has arrived,
 //!   not merely when the client has sent its own: a server that never took the connection (one
 //!   shutting down with it still in its listener's backlog) fails the connection attempt, not the
 //!   calls sent on it. The attempt (TCP or unix socket, the handshake, the server's preface) is
-//!   bounded by the core's connect deadline.
+//!   bounded by the core's connect deadline, and by [`Http2Options::connect_timeout`] if shorter.
 //! - Each request picks from its path and headers; each response's end reports the call's gRPC
 //!   status and latency to the balancer (least_request, outlier detection and p2c learn from it).
 //! - A call's deadline (its `grpc-timeout`, else the channel's
@@ -50,7 +59,9 @@
 mod builder;
 mod client_io;
 mod codes;
+mod frames;
 mod health;
+mod options;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -59,7 +70,6 @@ use std::io;
 use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use croupier::Address;
@@ -75,11 +85,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{oneshot, Notify};
 
-use crate::connector::{open, Stream, StreamConnector};
+use crate::connector::{Stream, StreamConnector};
 use client_io::ClientIo;
+use frames::{GoAway, GoAwaySignal};
 
 pub use builder::GrpcChannelBuilder;
 pub use health::HealthCheck;
+pub use options::{Http2Options, KeepAlive};
 
 /// Opens the byte stream an HTTP/2 connection runs over. [`StreamConnector`] opens plain TCP and
 /// unix-domain streams; implement it to wrap them (TLS, a proxy's tunnel).
@@ -128,8 +140,8 @@ impl Transport for StreamConnector {
     type Io = Stream;
 
     fn open(&self, address: &Address) -> impl Future<Output = io::Result<Stream>> + Send + 'static {
-        let address = address.clone();
-        async move { open(&address).await }
+        let (connector, address) = (*self, address.clone());
+        async move { connector.open(&address).await }
     }
 }
 
@@ -157,7 +169,7 @@ where
 /// opens. `B` is the request body type of the calls sent on it.
 pub struct Http2Connector<B, T = StreamConnector> {
     transport: Arc<T>,
-    keep_alive: Option<(Duration, Duration)>,
+    options: Http2Options,
     authority: Option<Authority>,
     health: Option<HealthCheck>,
     _body: PhantomData<fn(B)>,
@@ -166,7 +178,7 @@ pub struct Http2Connector<B, T = StreamConnector> {
 impl<B, T> fmt::Debug for Http2Connector<B, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Http2Connector")
-            .field("keep_alive", &self.keep_alive)
+            .field("options", &self.options)
             .field("authority", &self.authority)
             .field("health", &self.health)
             .finish_non_exhaustive()
@@ -178,7 +190,7 @@ impl<B, T: Transport> Http2Connector<B, T> {
     pub fn new(transport: T) -> Self {
         Http2Connector {
             transport: Arc::new(transport),
-            keep_alive: None,
+            options: Http2Options::new(),
             authority: None,
             health: None,
             _body: PhantomData,
@@ -189,19 +201,24 @@ impl<B, T: Transport> Http2Connector<B, T> {
     pub fn with_transport<U: Transport>(self, transport: U) -> Http2Connector<B, U> {
         Http2Connector {
             transport: Arc::new(transport),
-            keep_alive: self.keep_alive,
+            options: self.options,
             authority: self.authority,
             health: self.health,
             _body: PhantomData,
         }
     }
 
-    /// Sends an HTTP/2 PING every `interval` (even with no call in flight) and closes the
-    /// connection, reporting it lost, if no answer comes within `timeout`: a half-open peer is
-    /// found without waiting for TCP's timeouts. Off by default.
-    pub fn keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
-        self.keep_alive = Some((interval, timeout));
+    /// The HTTP/2 settings of its connections (default: [`Http2Options::new`]). The keepalive
+    /// time that servers' `too_many_pings` double is this connector's own from here on.
+    pub fn options(mut self, options: Http2Options) -> Self {
+        self.options = options;
         self
+    }
+
+    /// The HTTP/2 settings of its connections, with the keepalive time now in force
+    /// ([`Http2Options::keep_alive_time`]).
+    pub fn get_options(&self) -> &Http2Options {
+        &self.options
     }
 
     /// Watches each connection's health with `grpc.health.v1.Health/Watch` (client-side health
@@ -239,6 +256,7 @@ impl<B> fmt::Debug for Http2Connection<B> {
         f.debug_struct("Http2Connection")
             .field("closed", &self.sender.is_closed())
             .field("broken", &self.state.broken.get())
+            .field("goaway", &self.state.goaway.get())
             .finish()
     }
 }
@@ -250,14 +268,19 @@ struct ConnectionState {
     authority: Option<Authority>,
     /// Set when a call found the connection dead.
     broken: OnceLock<String>,
+    /// The server's first GOAWAY, once it has come: the connection drains, taking no new call.
+    goaway: Arc<GoAwaySignal>,
     /// Wakes the connection's task to close it.
     kill: Notify,
 }
 
 impl<B> Http2Connection<B> {
-    /// Whether the connection has ended, or a call found it dead.
+    /// Whether the connection has ended, a call found it dead, or the server's GOAWAY said it
+    /// takes no new call (the calls open on it still finish).
     pub fn is_closed(&self) -> bool {
-        self.sender.is_closed() || self.state.broken.get().is_some()
+        self.sender.is_closed()
+            || self.state.broken.get().is_some()
+            || self.state.goaway.get().is_some()
     }
 
     /// Takes the connection out of rotation and closes it: the balancer hears at once that it
@@ -293,6 +316,11 @@ where
             if let Some(uri) = absolute(request.uri(), self.state.authority.as_ref()) {
                 *request.uri_mut() = uri;
             }
+        }
+        if let Some(goaway) = self.state.goaway.get() {
+            // Not sent: the channel sends it on another connection.
+            let error = Unprocessed::new(format!("{goaway}: the connection takes no new call"));
+            return Box::pin(std::future::ready(Err(Box::new(error) as BoxError)));
         }
         let connection = self.clone();
         let sent = self.sender.try_send_request(request);
@@ -356,19 +384,14 @@ where
         address: &Address,
     ) -> impl Future<Output = io::Result<Connected<Http2Connection<B>>>> + Send + 'static {
         let opened = self.transport.open(address);
-        let keep_alive = self.keep_alive;
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder.timer(TokioTimer::new());
+        self.options.configure(&mut builder);
+        let heard = self.options.goaway_listener();
         let health = self.health.clone();
         let authority = self.authority.clone().or_else(|| authority_of(address));
-        async move {
-            let (io, preface) = ClientIo::new(opened.await?);
-            let mut builder = http2::Builder::new(TokioExecutor::new());
-            builder.timer(TokioTimer::new());
-            if let Some((interval, timeout)) = keep_alive {
-                builder
-                    .keep_alive_interval(interval)
-                    .keep_alive_timeout(timeout)
-                    .keep_alive_while_idle(true);
-            }
+        let attempt = async move {
+            let (io, preface, goaway) = ClientIo::new(opened.await?);
             let (sender, connection) = builder
                 .handshake::<_, ReplayBody<B>>(TokioIo::new(io))
                 .await
@@ -381,6 +404,7 @@ where
             let state = Arc::new(ConnectionState {
                 authority,
                 broken: OnceLock::new(),
+                goaway: Arc::clone(&goaway),
                 kill: Notify::new(),
             });
             let (ended, closed) = oneshot::channel::<String>();
@@ -390,7 +414,7 @@ where
             tokio::spawn(async move {
                 let reason = tokio::select! {
                     result = connection => match result {
-                        Ok(()) => "the server closed the HTTP/2 connection (GOAWAY)".to_owned(),
+                        Ok(()) => "the server closed the HTTP/2 connection".to_owned(),
                         Err(error) => format!("the HTTP/2 connection failed: {}", describe(&error)),
                     },
                     () = watched.kill.notified() => watched
@@ -402,11 +426,7 @@ where
                 let _ = ended.send(reason);
             });
             let connection = Http2Connection { sender, state };
-            let mut closed = Box::pin(async move {
-                closed
-                    .await
-                    .unwrap_or_else(|_| "the HTTP/2 connection task ended".to_owned())
-            });
+            let mut closed = Box::pin(over(closed, goaway, heard));
             // Established once the server has answered: before that, nothing says it has even
             // accepted the connection.
             let early_end = tokio::select! {
@@ -427,11 +447,38 @@ where
                     format!("no HTTP/2 preface from the server: {reason}"),
                 ));
             }
+            if let Some(goaway) = connection.state.goaway.get() {
+                // Refused with its first words: a failed attempt (which backs off), not a
+                // connection that is READY for a moment.
+                let reason = format!("{goaway} with its preface");
+                connection.mark_broken(reason.clone());
+                return Err(io::Error::new(io::ErrorKind::ConnectionRefused, reason));
+            }
             match health {
                 None => Ok(Connected::new(connection, closed)),
                 Some(check) => health::connect(check, connection, closed).await,
             }
+        };
+        self.options.bound(address, attempt)
+    }
+}
+
+/// When the connection is over for the balancer: at the server's GOAWAY (the subchannel leaves
+/// READY at once, and a health check's stream ends), while the calls open on it run to their
+/// end; or when it ends. A GOAWAY is read before HTTP/2 acts on it, so one that ended the
+/// connection is always seen first.
+async fn over(
+    ended: oneshot::Receiver<String>,
+    goaway: Arc<GoAwaySignal>,
+    heard: impl Fn(&GoAway),
+) -> String {
+    tokio::select! {
+        biased;
+        goaway = goaway.arrived() => {
+            heard(&goaway);
+            format!("{goaway}: the connection drains and takes no new call")
         }
+        reason = ended => reason.unwrap_or_else(|_| "the HTTP/2 connection task ended".to_owned()),
     }
 }
 

@@ -2,70 +2,17 @@
 //! channel as it is, calls spread and fail over as the policies say, and gRPC statuses reach the
 //! balancer as call outcomes.
 
+mod support;
+
 use std::time::Duration;
 
 use croupier::policy::{FailurePercentageEjection, OutlierDetectionConfig, RingHashConfig};
 use croupier::{Code, ConnectivityState, PolicyConfig};
 use croupier_echo_grpc::{EchoClient, EchoRequest, GrpcEchoServer, ServerOptions, ServingStatus};
-use croupier_tokio::grpc::{HealthCheck, Http2Channel};
-
-/// A bound on every wait, so that a broken test fails instead of hanging.
-const PATIENCE: Duration = Duration::from_secs(10);
-
-type GrpcChannel = Http2Channel<tonic::body::Body>;
-
-async fn servers(n: usize, options: ServerOptions) -> Vec<GrpcEchoServer> {
-    let mut servers = Vec::new();
-    for _ in 0..n {
-        servers.push(
-            GrpcEchoServer::start(0, options.clone())
-                .await
-                .expect("a free port on loopback"),
-        );
-    }
-    servers
-}
-
-fn target(servers: &[GrpcEchoServer]) -> String {
-    let addresses: Vec<String> = servers.iter().map(|s| s.address().to_string()).collect();
-    format!("ipv4:{}", addresses.join(","))
-}
-
-async fn call(
-    client: &mut EchoClient<GrpcChannel>,
-    message: &str,
-) -> Result<String, tonic::Status> {
-    // Bounded by PATIENCE: a pick that waits too long fails with the channel's account of why.
-    let mut request = tonic::Request::new(EchoRequest {
-        message: message.to_owned(),
-    });
-    request.set_timeout(PATIENCE);
-    let response = tokio::time::timeout(PATIENCE * 2, client.unary_echo(request))
-        .await
-        .expect("a call sent to a server ends")?;
-    Ok(response.into_inner().message)
-}
-
-/// Waits until exactly `ready` subchannels are READY (looking every few milliseconds: the
-/// channel's aggregate state does not change when a second subchannel becomes READY).
-async fn until_ready(channel: &GrpcChannel, ready: usize) {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let count = channel
-                .subchannels()
-                .await
-                .iter()
-                .filter(|s| s.state == ConnectivityState::Ready)
-                .count();
-            if count == ready {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the subchannels became ready in time");
-}
+use croupier_tokio::grpc::HealthCheck;
+use support::{
+    call, hold_connections, servers, target, until_failed, until_ready, GrpcChannel, PATIENCE,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tonic_client_takes_the_channel_unchanged() {
@@ -380,13 +327,7 @@ async fn a_connection_is_ready_only_once_the_server_speaks_http2() {
         silent.local_addr().unwrap(),
         http1.local_addr().unwrap()
     );
-    let held = tokio::spawn(async move {
-        let mut held = Vec::new();
-        loop {
-            let (stream, _) = silent.accept().await.unwrap();
-            held.push(stream);
-        }
-    });
+    let held = hold_connections(silent);
     let answered = tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut held = Vec::new();
@@ -407,21 +348,7 @@ async fn a_connection_is_ready_only_once_the_server_speaks_http2() {
     channel.connect();
 
     // The HTTP/1.1 server's answer fails the attempt, with the reason.
-    let http1_error = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let subchannels = channel.subchannels().await;
-            if let Some(error) = subchannels
-                .iter()
-                .find(|s| s.state == ConnectivityState::TransientFailure)
-                .and_then(|s| s.last_error.clone())
-            {
-                return (error, subchannels);
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the HTTP/1.1 server's connection failed in time");
+    let http1_error = until_failed(&channel).await;
     assert!(
         http1_error.0.contains("not SETTINGS"),
         "{}; {:?}",

@@ -2,22 +2,20 @@
 //! `proto/echo.proto`), and tonic servers of it on loopback.
 //!
 //! A server answers `UnaryEcho` with `"<message> (from :<port>)"`, as gRPC's load-balancing
-//! example does, and `ServerStreamingEcho` with that reply [`STREAMED_REPLIES`] times; it can be
+//! example does, and `ServerStreamingEcho` with that reply [`STREAMED_REPLIES`] times (or as
+//! often and as far apart as [`ServerOptions::stream`] says: a call that stays open); it can be
 //! told to fail or to stall on a given message ([`ServerOptions`]). It also serves the standard health service (`grpc.health.v1.Health`) unless
 //! asked not to. It runs on a thread and runtime of its own, so that it can be stopped two ways:
 //! gracefully ([`GrpcEchoServer::shutdown`]: GOAWAY, in-flight calls finish) or abruptly
 //! ([`GrpcEchoServer::kill`]: every socket is dropped at once, as when a process dies).
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
-use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 /// The messages, client and server generated from `proto/echo.proto`.
@@ -52,6 +50,8 @@ struct Echo {
     fail_message: Option<String>,
     /// Calls whose message is this are never answered (a stream: never ended).
     stall_message: Option<String>,
+    /// `ServerStreamingEcho` sends this many replies, one every `interval`.
+    stream: (usize, Duration),
 }
 
 impl Echo {
@@ -106,31 +106,6 @@ impl Drop for Unanswered {
     }
 }
 
-/// `ServerStreamingEcho`'s replies: each queued one, then the end, or nothing more if it stalls.
-#[derive(Debug)]
-struct Replies {
-    queued: VecDeque<EchoResponse>,
-    stall: bool,
-    call: Unanswered,
-}
-
-impl Stream for Replies {
-    type Item = Result<EchoResponse, Status>;
-
-    fn poll_next(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if let Some(reply) = this.queued.pop_front() {
-            return Poll::Ready(Some(Ok(reply)));
-        }
-        if this.stall {
-            // Never woken: the stream stays open until the client resets it.
-            return Poll::Pending;
-        }
-        this.call.answered();
-        Poll::Ready(None)
-    }
-}
-
 #[tonic::async_trait]
 impl pb::echo_server::Echo for Echo {
     async fn unary_echo(
@@ -148,37 +123,94 @@ impl pb::echo_server::Echo for Echo {
         Ok(Response::new(self.reply(&message)))
     }
 
-    type ServerStreamingEchoStream = Replies;
+    type ServerStreamingEchoStream =
+        tokio_stream::wrappers::ReceiverStream<Result<EchoResponse, Status>>;
 
     async fn server_streaming_echo(
         &self,
         request: Request<EchoRequest>,
-    ) -> Result<Response<Replies>, Status> {
+    ) -> Result<Response<Self::ServerStreamingEchoStream>, Status> {
         let message = self.receive(request)?;
         let stall = self.stalls(&message);
-        let count = if stall { 1 } else { STREAMED_REPLIES };
-        Ok(Response::new(Replies {
-            queued: (0..count).map(|_| self.reply(&message)).collect(),
-            stall,
-            call: Unanswered {
-                cancelled: Some(Arc::clone(&self.tally)),
-            },
-        }))
+        let reply = self.reply(&message);
+        let (count, interval) = if stall {
+            (1, Duration::ZERO)
+        } else {
+            self.stream
+        };
+        let mut call = Unanswered {
+            cancelled: Some(Arc::clone(&self.tally)),
+        };
+        let (replies, stream) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            for i in 0..count {
+                if i > 0 && !interval.is_zero() {
+                    tokio::time::sleep(interval).await;
+                }
+                if replies.send(Ok(reply.clone())).await.is_err() {
+                    return; // the client reset the stream: `call` counts it cancelled
+                }
+            }
+            if stall {
+                // The stream stays open until the client resets it.
+                replies.closed().await;
+                return;
+            }
+            call.answered();
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            stream,
+        )))
     }
 }
 
 /// How to start a [`GrpcEchoServer`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServerOptions {
     health: bool,
     fail_message: Option<String>,
     stall_message: Option<String>,
+    stream: (usize, Duration),
+    max_concurrent_streams: Option<u32>,
+    max_connection_age: Option<Duration>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            health: false,
+            fail_message: None,
+            stall_message: None,
+            stream: (STREAMED_REPLIES, Duration::ZERO),
+            max_concurrent_streams: None,
+            max_connection_age: None,
+        }
+    }
 }
 
 impl ServerOptions {
-    /// Echo only, no health service.
+    /// Echo only, no health service; a `ServerStreamingEcho` call gets [`STREAMED_REPLIES`]
+    /// replies at once.
     pub fn new() -> Self {
         ServerOptions::default()
+    }
+
+    /// A `ServerStreamingEcho` call gets `count` replies, `interval` apart.
+    pub fn stream(mut self, count: usize, interval: Duration) -> Self {
+        self.stream = (count, interval);
+        self
+    }
+
+    /// Closes each connection gracefully (GOAWAY, its calls finish) once it is `age` old.
+    pub fn max_connection_age(mut self, age: Duration) -> Self {
+        self.max_connection_age = Some(age);
+        self
+    }
+
+    /// At most `max` calls at once on each connection (HTTP/2's `SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub fn max_concurrent_streams(mut self, max: u32) -> Self {
+        self.max_concurrent_streams = Some(max);
+        self
     }
 
     /// Also serve `grpc.health.v1.Health` (starting SERVING for the whole server, `""`).
@@ -207,6 +239,7 @@ impl ServerOptions {
 pub struct GrpcEchoServer {
     address: SocketAddr,
     tally: Arc<Tally>,
+    connections: Arc<AtomicUsize>,
     health: Option<tonic_health::server::HealthReporter>,
     graceful: Option<oneshot::Sender<()>>,
     kill: Option<oneshot::Sender<()>>,
@@ -225,7 +258,12 @@ impl GrpcEchoServer {
             tally: Arc::clone(&tally),
             fail_message: options.fail_message,
             stall_message: options.stall_message,
+            stream: options.stream,
         });
+        let max_concurrent_streams = options.max_concurrent_streams;
+        let max_connection_age = options.max_connection_age;
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::clone(&connections);
         let (health, health_service) = if options.health {
             let (reporter, service) = tonic_health::server::health_reporter();
             reporter
@@ -247,8 +285,19 @@ impl GrpcEchoServer {
                 runtime.block_on(async move {
                     let serve = async move {
                         let listener = tokio::net::TcpListener::from_std(listener)?;
-                        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-                        tonic::transport::Server::builder()
+                        let incoming = tokio_stream::StreamExt::map(
+                            tokio_stream::wrappers::TcpListenerStream::new(listener),
+                            move |connection| {
+                                accepted.fetch_add(1, Ordering::SeqCst);
+                                connection
+                            },
+                        );
+                        let mut server = tonic::transport::Server::builder()
+                            .max_concurrent_streams(max_concurrent_streams);
+                        if let Some(age) = max_connection_age {
+                            server = server.max_connection_age(age);
+                        }
+                        server
                             .add_optional_service(health_service)
                             .add_service(echo)
                             .serve_with_incoming_shutdown(incoming, async {
@@ -269,6 +318,7 @@ impl GrpcEchoServer {
         Ok(GrpcEchoServer {
             address,
             tally,
+            connections,
             health,
             graceful: Some(graceful),
             kill: Some(kill),
@@ -300,6 +350,11 @@ impl GrpcEchoServer {
             .lock()
             .ok()
             .and_then(|last| last.clone())
+    }
+
+    /// The connections it has accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// Sets the health status of the whole server (`""`); does nothing without a health service.

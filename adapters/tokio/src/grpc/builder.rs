@@ -10,13 +10,14 @@ use croupier_channel::{BoxError, BuildError, ChannelBuilder, Resolver};
 use http::uri::Authority;
 use http_body::Body;
 
-use super::{HealthCheck, Http2Channel, Http2Connector, Transport};
+use super::{HealthCheck, Http2Channel, Http2Connector, Http2Options, KeepAlive, Transport};
 use crate::connector::StreamConnector;
 use crate::runtime::TokioRuntime;
 
 /// Builds a gRPC channel: what [`builder`](super::builder) returns. The channel's own settings
-/// (policy, backoff, resolvers) and the HTTP/2 connector's (health checking, keepalive, the
-/// `:authority`, the transport) are set here alike; `B` is the request body type of the client
+/// (policy, backoff, resolvers) and the HTTP/2 connector's (health checking, the connect
+/// timeout, TCP and HTTP/2 settings, keepalive pings, the `:authority`, the transport) are set
+/// here alike, with tonic's `Endpoint` names where they mean the same; `B` is the request body type of the client
 /// that will use the channel (for a tonic client, `tonic::body::Body`), which the compiler infers
 /// from that use.
 pub struct GrpcChannelBuilder<B, T = StreamConnector> {
@@ -106,10 +107,42 @@ where
         self.connector(|c| c.health_check(check))
     }
 
-    /// Sends an HTTP/2 PING every `interval` and closes the connection, reporting it lost, if no
-    /// answer comes within `timeout`. Off by default.
-    pub fn keep_alive(self, interval: Duration, timeout: Duration) -> Self {
-        self.connector(|c| c.keep_alive(interval, timeout))
+    /// Sends HTTP/2 keepalive pings (gRFC A8) and closes a connection whose ping goes
+    /// unanswered: see [`KeepAlive`]. Off by default. (tonic: `http2_keep_alive_interval`,
+    /// `keep_alive_timeout`, `keep_alive_while_idle`.)
+    pub fn keep_alive(self, keep_alive: KeepAlive) -> Self {
+        self.options(|o| o.keep_alive(keep_alive))
+    }
+
+    /// Bounds each connection attempt by `timeout`, within the core's own bound of at least the
+    /// backoff's min connect timeout (20 s): see [`Http2Options::connect_timeout`]. Default: none.
+    pub fn connect_timeout(self, timeout: Duration) -> Self {
+        self.options(|o| o.connect_timeout(timeout))
+    }
+
+    /// The HTTP/2 flow-control window of each stream, in bytes (default 2 MiB).
+    pub fn initial_stream_window_size(self, size: u32) -> Self {
+        self.options(|o| o.initial_stream_window_size(size))
+    }
+
+    /// The HTTP/2 flow-control window of each connection, in bytes (default 5 MiB).
+    pub fn initial_connection_window_size(self, size: u32) -> Self {
+        self.options(|o| o.initial_connection_window_size(size))
+    }
+
+    /// Sizes the HTTP/2 flow-control windows from measured bandwidth and delay (default: off).
+    pub fn http2_adaptive_window(self, enabled: bool) -> Self {
+        self.options(|o| o.adaptive_window(enabled))
+    }
+
+    /// The largest response header list accepted, in bytes (default 16 KiB).
+    pub fn http2_max_header_list_size(self, size: u32) -> Self {
+        self.options(|o| o.max_header_list_size(size))
+    }
+
+    /// Every HTTP/2 setting at once, in place of those set so far: see [`Http2Options`].
+    pub fn http2_options(self, options: Http2Options) -> Self {
+        self.options(|_| options)
     }
 
     /// The `:authority` of requests that name none (a tonic client names none).
@@ -145,9 +178,49 @@ where
         }
     }
 
+    fn options(self, f: impl FnOnce(Http2Options) -> Http2Options) -> Self {
+        self.connector(|mut c| {
+            c.options = f(std::mem::take(&mut c.options));
+            c
+        })
+    }
+
     fn connector(self, f: impl FnOnce(Http2Connector<B, T>) -> Http2Connector<B, T>) -> Self {
         GrpcChannelBuilder {
             inner: self.inner.map_connector(f),
         }
+    }
+}
+
+impl<B> GrpcChannelBuilder<B, StreamConnector>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// Whether TCP connections send small writes at once (`TCP_NODELAY`; default: on).
+    pub fn tcp_nodelay(self, enabled: bool) -> Self {
+        self.tcp(|t| t.tcp_nodelay(enabled))
+    }
+
+    /// TCP keepalive probes after `idle` without traffic (default: `None`, off).
+    pub fn tcp_keepalive(self, idle: Option<Duration>) -> Self {
+        self.tcp(|t| t.tcp_keepalive(idle))
+    }
+
+    /// The time between TCP keepalive probes (default: the operating system's).
+    pub fn tcp_keepalive_interval(self, interval: Option<Duration>) -> Self {
+        self.tcp(|t| t.tcp_keepalive_interval(interval))
+    }
+
+    /// How many TCP keepalive probes may go unanswered (default: the operating system's).
+    pub fn tcp_keepalive_retries(self, retries: Option<u32>) -> Self {
+        self.tcp(|t| t.tcp_keepalive_retries(retries))
+    }
+
+    fn tcp(self, f: impl FnOnce(StreamConnector) -> StreamConnector) -> Self {
+        self.connector(|c| {
+            let tcp = f(*c.transport);
+            c.with_transport(tcp)
+        })
     }
 }

@@ -1,11 +1,9 @@
 //! The byte stream under an HTTP/2 client connection, with two things the HTTP/2 library does not
 //! do on its own:
 //!
-//! - **The server's preface.** A client finishes its handshake as soon as it has written its own
-//!   preface, before the server has read a byte of it. A connection counts as established only
-//!   once the server's preface (a SETTINGS frame, RFC 9113 3.4) has arrived, as gRPC's transports
-//!   do; until then, a server that stops (or a listener dropped with the connection still in its
-//!   backlog) would fail every call sent on it, with no GOAWAY to say they were not processed.
+//! - **The server's preface and GOAWAY.** Its frames are followed as they are read
+//!   ([`Frames`]), so that the connection counts as established once the server's preface has
+//!   come, and as draining once its GOAWAY has.
 //! - **What the server said before it left.** A server shutting down gracefully sends its last
 //!   GOAWAY and closes; if requests of ours arrive after that, its kernel answers them with a
 //!   reset, and our next write fails. The frames it sent before closing (that GOAWAY, which says
@@ -18,84 +16,44 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 
-/// The length of an HTTP/2 frame header.
-const FRAME_HEADER: usize = 9;
-/// The type of a SETTINGS frame.
-const SETTINGS: u8 = 0x4;
+use super::frames::{Frames, GoAwaySignal};
 
-/// A client's byte stream: it says when the server's preface has arrived, and leaves the end of a
-/// connection whose peer is gone to the read side.
+/// A client's byte stream: it says when the server's preface has arrived and when its first
+/// GOAWAY has, and leaves the end of a connection whose peer is gone to the read side.
 pub(crate) struct ClientIo<T> {
     inner: T,
-    /// Watches the server's first frame, until it is complete.
-    watch: Option<Watch>,
+    /// Follows the server's frames, until the preface and a GOAWAY have both been seen.
+    frames: Option<Frames>,
     /// A write failed because the peer is gone: later writes are dropped, and reading ends with
     /// this error rather than wait.
     write_failed: Option<io::Error>,
 }
 
-struct Watch {
-    header: [u8; FRAME_HEADER],
-    /// How many header bytes have arrived.
-    filled: usize,
-    /// How many payload bytes of the first frame are still to come, once its header is known.
-    remaining: Option<usize>,
-    done: oneshot::Sender<Result<(), String>>,
-}
-
 impl<T> ClientIo<T> {
-    /// Wraps `inner`; the receiver hears once the server's first frame has been read: `Ok` for a
-    /// SETTINGS frame, an error for anything else. It hears nothing (the sender is dropped) if
-    /// the stream ends first.
-    pub(crate) fn new(inner: T) -> (Self, oneshot::Receiver<Result<(), String>>) {
-        let (done, receipt) = oneshot::channel();
-        let watch = Watch {
-            header: [0; FRAME_HEADER],
-            filled: 0,
-            remaining: None,
-            done,
-        };
+    /// Wraps `inner`; the receiver and the signal are those of [`Frames::new`].
+    pub(crate) fn new(
+        inner: T,
+    ) -> (
+        Self,
+        oneshot::Receiver<Result<(), String>>,
+        Arc<GoAwaySignal>,
+    ) {
+        let (frames, receipt, signal) = Frames::new();
         (
             ClientIo {
                 inner,
-                watch: Some(watch),
+                frames: Some(frames),
                 write_failed: None,
             },
             receipt,
+            signal,
         )
-    }
-}
-
-impl Watch {
-    /// Looks at `bytes`, just read. Returns the verdict once the first frame is complete.
-    fn observe(&mut self, mut bytes: &[u8]) -> Option<Result<(), String>> {
-        if self.filled < FRAME_HEADER {
-            let take = bytes.len().min(FRAME_HEADER - self.filled);
-            self.header[self.filled..self.filled + take].copy_from_slice(&bytes[..take]);
-            self.filled += take;
-            bytes = &bytes[take..];
-            if self.filled < FRAME_HEADER {
-                return None;
-            }
-            if self.header[3] != SETTINGS {
-                return Some(Err(format!(
-                    "the server's first HTTP/2 frame was of type {:#x}, not SETTINGS",
-                    self.header[3]
-                )));
-            }
-            let length = usize::from(self.header[0]) << 16
-                | usize::from(self.header[1]) << 8
-                | usize::from(self.header[2]);
-            self.remaining = Some(length);
-        }
-        let remaining = self.remaining.as_mut()?;
-        *remaining = remaining.saturating_sub(bytes.len());
-        (*remaining == 0).then_some(Ok(()))
     }
 }
 
@@ -113,11 +71,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
                 return Poll::Ready(Err(io::Error::new(error.kind(), error.to_string())));
             }
         }
-        if let Some(watch) = this.watch.as_mut() {
-            if let Some(verdict) = watch.observe(&buf.filled()[before..]) {
-                if let Some(watch) = this.watch.take() {
-                    let _ = watch.done.send(verdict);
-                }
+        if let Some(frames) = this.frames.as_mut() {
+            if !frames.observe(&buf.filled()[before..]) {
+                this.frames = None;
             }
         }
         polled
@@ -197,52 +153,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn new_watch() -> Watch {
-        let (watched, _receipt) = ClientIo::new(());
-        watched.watch.expect("a new stream is watched")
-    }
-
-    /// A SETTINGS frame with `length` payload bytes, then a PING frame.
-    fn settings_then_ping(length: u8) -> Vec<u8> {
-        let mut bytes = vec![0, 0, length, SETTINGS, 0, 0, 0, 0, 0];
-        bytes.extend(std::iter::repeat_n(7, usize::from(length)));
-        bytes.extend([0, 0, 8, 0x6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
-        bytes
-    }
-
-    #[test]
-    fn the_preface_counts_once_its_settings_frame_is_whole() {
-        let bytes = settings_then_ping(12);
-        // One byte at a time: nothing until the twenty-first (9 + 12) byte.
-        let mut watch = new_watch();
-        for (i, byte) in bytes.iter().enumerate().take(21) {
-            let verdict = watch.observe(std::slice::from_ref(byte));
-            assert_eq!(verdict.is_some(), i == 20, "after byte {i}");
-        }
-        // All at once, with the next frame in the same read.
-        let mut watch = new_watch();
-        assert_eq!(watch.observe(&bytes), Some(Ok(())));
-        // Split inside the header.
-        let mut watch = new_watch();
-        assert_eq!(watch.observe(&bytes[..4]), None);
-        assert_eq!(watch.observe(&bytes[4..20]), None);
-        assert_eq!(watch.observe(&bytes[20..]), Some(Ok(())));
-    }
-
-    #[test]
-    fn an_empty_settings_frame_is_a_preface() {
-        let mut watch = new_watch();
-        assert_eq!(watch.observe(&settings_then_ping(0)[..9]), Some(Ok(())));
-    }
-
-    #[test]
-    fn anything_but_settings_first_is_refused() {
-        let mut watch = new_watch();
-        // An HTTP/1.1 server's answer to the client preface.
-        let verdict = watch.observe(b"HTTP/1.1 400 Bad Request\r\n");
-        assert!(matches!(verdict, Some(Err(message)) if message.contains("not SETTINGS")));
-    }
 
     /// A peer that has sent `incoming` and then closed: writes fail with `write_error`; reads
     /// give what was sent, then wait (`then_wait`) or report the end.
