@@ -35,6 +35,7 @@
 mod channel;
 mod connector;
 mod driver;
+mod names;
 #[cfg(feature = "tower")]
 mod replay;
 mod resolver;
@@ -45,7 +46,9 @@ mod shared;
 mod stream;
 
 pub use channel::{BuildError, CallGuard, Channel, ChannelBuilder, PickOptions, Picked};
-pub use connector::{health_channel, Connected, Connector, Health, HealthReporter, HealthWatch};
+pub use connector::{
+    health_channel, ConnectContext, Connected, Connector, Health, HealthReporter, HealthWatch,
+};
 #[cfg(feature = "tower")]
 pub use replay::{ReplayBody, REPLAY_LIMIT};
 pub use resolver::{

@@ -39,6 +39,12 @@
 //! - Each request picks from its path and headers; each response's end reports the call's gRPC
 //!   status and latency to the balancer (least_request, outlier detection and p2c learn from it).
 //! - Client-side health checking (gRFC A17) is optional: [`Http2Connector::health_check`].
+//! - Names, as gRPC sets them: a request's `:authority` is the target's endpoint
+//!   (`dns:///api.internal:50051` -> `api.internal:50051`), or the server name a resolver gave
+//!   the address's endpoint ([`Endpoint::server_name`](croupier::Endpoint::server_name)), or the
+//!   channel's own ([`GrpcChannelBuilder::authority`]), which wins; `:scheme` is `https` over a
+//!   secure [`Transport`], else `http`; `user-agent` is `croupier/<version>` after the
+//!   application's prefix ([`GrpcChannelBuilder::user_agent`]).
 //! - TLS and other wrappings of the byte stream: implement [`Transport`] (say, a TCP connection
 //!   from [`StreamConnector`] wrapped in a TLS client) and pass it to
 //!   [`GrpcChannelBuilder::transport`].
@@ -46,6 +52,7 @@
 mod builder;
 mod client_io;
 mod health;
+mod names;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -59,10 +66,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use croupier::Address;
 use croupier_channel::{
-    describe_error as describe, BoxError, Connected, Connector, ReplayBody, Unprocessed,
+    describe_error as describe, BoxError, ConnectContext, Connected, Connector, ReplayBody,
+    Unprocessed,
 };
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, Uri};
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
@@ -72,6 +80,7 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::connector::{open, Stream, StreamConnector};
 use client_io::ClientIo;
+use names::RequestNames;
 
 pub use builder::GrpcChannelBuilder;
 pub use health::HealthCheck;
@@ -117,6 +126,24 @@ pub trait Transport: Send + Sync + 'static {
         &self,
         address: &Address,
     ) -> impl Future<Output = io::Result<Self::Io>> + Send + 'static;
+
+    /// Opens a stream to `address` for calls to `authority`, the name the server goes by (what
+    /// TLS verifies its certificate against). The connector calls this; the default ignores
+    /// the name and calls [`Transport::open`].
+    fn open_for(
+        &self,
+        address: &Address,
+        authority: &Authority,
+    ) -> impl Future<Output = io::Result<Self::Io>> + Send + 'static {
+        let _ = authority;
+        self.open(address)
+    }
+
+    /// Whether the streams are secure (TLS): calls over them say `:scheme` `https`, else
+    /// `http`. The default is `false`.
+    fn is_secure(&self) -> bool {
+        false
+    }
 }
 
 impl Transport for StreamConnector {
@@ -154,6 +181,7 @@ pub struct Http2Connector<B, T = StreamConnector> {
     transport: Arc<T>,
     keep_alive: Option<(Duration, Duration)>,
     authority: Option<Authority>,
+    user_agent: HeaderValue,
     health: Option<HealthCheck>,
     _body: PhantomData<fn(B)>,
 }
@@ -163,6 +191,7 @@ impl<B, T> fmt::Debug for Http2Connector<B, T> {
         f.debug_struct("Http2Connector")
             .field("keep_alive", &self.keep_alive)
             .field("authority", &self.authority)
+            .field("user_agent", &self.user_agent)
             .field("health", &self.health)
             .finish_non_exhaustive()
     }
@@ -175,6 +204,7 @@ impl<B, T: Transport> Http2Connector<B, T> {
             transport: Arc::new(transport),
             keep_alive: None,
             authority: None,
+            user_agent: HeaderValue::from_static(names::USER_AGENT_BASE),
             health: None,
             _body: PhantomData,
         }
@@ -186,6 +216,7 @@ impl<B, T: Transport> Http2Connector<B, T> {
             transport: Arc::new(transport),
             keep_alive: self.keep_alive,
             authority: self.authority,
+            user_agent: self.user_agent,
             health: self.health,
             _body: PhantomData,
         }
@@ -206,10 +237,21 @@ impl<B, T: Transport> Http2Connector<B, T> {
         self
     }
 
-    /// The `:authority` of requests that name none (a tonic client names none). By default, the
-    /// address connected to (`127.0.0.1:50051`; `localhost` for unix sockets).
+    /// The `:authority` of requests that name none (a tonic client names none), and the name a
+    /// TLS transport verifies, for every connection of the channel. By default, the server name
+    /// the resolver gave the address's endpoint, else the target's default authority
+    /// (`api.internal:50051` for `dns:///api.internal:50051`), as gRPC: see [`ConnectContext`].
     pub fn authority(mut self, authority: Authority) -> Self {
         self.authority = Some(authority);
+        self
+    }
+
+    /// Puts `prefix` before the library's own `croupier/<version>` in every request's
+    /// `user-agent` (`myapp/1.2` -> `myapp/1.2 croupier/0.1.0`), as gRPC does with its own. The
+    /// channel's `user-agent` replaces any a request carries (gRPC reserves the header; a tonic
+    /// client drops one set in a call's metadata before it reaches the channel).
+    pub fn user_agent(mut self, prefix: &HeaderValue) -> Self {
+        self.user_agent = names::user_agent(prefix);
         self
     }
 }
@@ -241,8 +283,8 @@ impl<B> fmt::Debug for Http2Connection<B> {
 /// What every handle to one connection shares.
 #[derive(Debug)]
 struct ConnectionState {
-    /// The `:authority` of requests that name none (a tonic client sends only the path).
-    authority: Option<Authority>,
+    /// What requests are named with (a tonic client sends only the path).
+    names: RequestNames,
     /// Set when a call found the connection dead.
     broken: OnceLock<String>,
     /// Wakes the connection's task to close it.
@@ -284,11 +326,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReplayBody<B>>) -> Self::Future {
-        if request.uri().authority().is_none() {
-            if let Some(uri) = absolute(request.uri(), self.state.authority.as_ref()) {
-                *request.uri_mut() = uri;
-            }
-        }
+        self.state.names.apply(&mut request);
         let connection = self.clone();
         let sent = self.sender.try_send_request(request);
         Box::pin(async move {
@@ -346,11 +384,50 @@ where
         &self,
         address: &Address,
     ) -> impl Future<Output = io::Result<Connected<Http2Connection<B>>>> + Send + 'static {
-        let opened = self.transport.open(address);
+        let authority = self
+            .authority
+            .clone()
+            .unwrap_or_else(|| names::of_address(address));
+        self.attempt(address, Ok(authority))
+    }
+
+    fn connect_with(
+        &self,
+        address: &Address,
+        context: &ConnectContext<'_>,
+    ) -> impl Future<Output = io::Result<Connected<Http2Connection<B>>>> + Send + 'static {
+        let authority = names::authority(self.authority.as_ref(), context, address);
+        self.attempt(address, authority)
+    }
+}
+
+impl<B, T> Http2Connector<B, T>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    T: Transport,
+{
+    /// One connection attempt to `address`, whose calls go to `authority`.
+    fn attempt(
+        &self,
+        address: &Address,
+        authority: io::Result<Authority>,
+    ) -> impl Future<Output = io::Result<Connected<Http2Connection<B>>>> + Send + 'static {
+        let opened = authority.map(|authority| {
+            let opened: croupier_channel::BoxFuture<'static, io::Result<T::Io>> =
+                Box::pin(self.transport.open_for(address, &authority));
+            (opened, authority)
+        });
+        let scheme = if self.transport.is_secure() {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        };
+        let user_agent = self.user_agent.clone();
         let keep_alive = self.keep_alive;
         let health = self.health.clone();
-        let authority = self.authority.clone().or_else(|| authority_of(address));
         async move {
+            let (opened, authority) = opened?;
             let (io, preface) = ClientIo::new(opened.await?);
             let mut builder = http2::Builder::new(TokioExecutor::new());
             builder.timer(TokioTimer::new());
@@ -370,7 +447,11 @@ where
                     )
                 })?;
             let state = Arc::new(ConnectionState {
-                authority,
+                names: RequestNames {
+                    authority,
+                    scheme,
+                    user_agent,
+                },
                 broken: OnceLock::new(),
                 kill: Notify::new(),
             });
@@ -424,24 +505,4 @@ where
             }
         }
     }
-}
-
-/// The default `:authority` for connections to `address`.
-fn authority_of(address: &Address) -> Option<Authority> {
-    match address {
-        Address::Socket(addr) => addr.to_string().parse().ok(),
-        Address::Opaque(name) => name.parse().ok(),
-        _ => Some(Authority::from_static("localhost")),
-    }
-}
-
-/// `uri` (a path) made absolute with the `http` scheme and `authority`.
-fn absolute(uri: &Uri, authority: Option<&Authority>) -> Option<Uri> {
-    let mut parts = uri.clone().into_parts();
-    parts.scheme = Some(uri.scheme().cloned().unwrap_or(Scheme::HTTP));
-    parts.authority = Some(authority?.clone());
-    if parts.path_and_query.is_none() {
-        parts.path_and_query = Some(PathAndQuery::from_static("/"));
-    }
-    Uri::from_parts(parts).ok()
 }

@@ -21,8 +21,13 @@ pub mod pb {
     tonic::include_proto!("grpc.examples.echo");
 }
 
+mod seen;
+#[cfg(feature = "tls")]
+pub mod tls;
+
 pub use pb::echo_client::EchoClient;
 pub use pb::{EchoRequest, EchoResponse};
+pub use seen::SeenRequest;
 pub use tonic_health::ServingStatus;
 
 /// The Echo service: replies with the message and the port it was served on.
@@ -58,6 +63,8 @@ impl pb::echo_server::Echo for Echo {
 pub struct ServerOptions {
     health: bool,
     fail_message: Option<String>,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<tls::rustls::ServerConfig>>,
 }
 
 impl ServerOptions {
@@ -77,6 +84,13 @@ impl ServerOptions {
         self.fail_message = Some(message.into());
         self
     }
+
+    /// Serve over TLS with `config` (see [`tls::server_config`]).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: Arc<tls::rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
 }
 
 /// A tonic Echo server on 127.0.0.1, on a thread of its own.
@@ -84,6 +98,7 @@ impl ServerOptions {
 pub struct GrpcEchoServer {
     address: SocketAddr,
     calls: Arc<AtomicUsize>,
+    seen: seen::Seen,
     health: Option<tonic_health::server::HealthReporter>,
     graceful: Option<oneshot::Sender<()>>,
     kill: Option<oneshot::Sender<()>>,
@@ -111,6 +126,13 @@ impl GrpcEchoServer {
         } else {
             (None, None)
         };
+        let seen = seen::Seen::default();
+        let router = tonic::transport::Server::builder()
+            .layer(seen::RecordLayer(Arc::clone(&seen)))
+            .add_optional_service(health_service)
+            .add_service(echo);
+        #[cfg(feature = "tls")]
+        let tls = options.tls;
         let (graceful, graceful_rx) = oneshot::channel::<()>();
         let (kill, kill_rx) = oneshot::channel::<()>();
         let (stopped_tx, stopped) = oneshot::channel::<()>();
@@ -123,13 +145,20 @@ impl GrpcEchoServer {
                 runtime.block_on(async move {
                     let serve = async move {
                         let listener = tokio::net::TcpListener::from_std(listener)?;
+                        let graceful = async {
+                            let _ = graceful_rx.await;
+                        };
+                        #[cfg(feature = "tls")]
+                        if let Some(config) = tls {
+                            let incoming = tls::incoming(listener, config);
+                            return router
+                                .serve_with_incoming_shutdown(incoming, graceful)
+                                .await
+                                .map_err(io::Error::other);
+                        }
                         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-                        tonic::transport::Server::builder()
-                            .add_optional_service(health_service)
-                            .add_service(echo)
-                            .serve_with_incoming_shutdown(incoming, async {
-                                let _ = graceful_rx.await;
-                            })
+                        router
+                            .serve_with_incoming_shutdown(incoming, graceful)
                             .await
                             .map_err(io::Error::other)
                     };
@@ -145,6 +174,7 @@ impl GrpcEchoServer {
         Ok(GrpcEchoServer {
             address,
             calls,
+            seen,
             health,
             graceful: Some(graceful),
             kill: Some(kill),
@@ -160,6 +190,15 @@ impl GrpcEchoServer {
     /// The `UnaryEcho` calls it has received.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
+    }
+
+    /// The names (`:authority`, `:scheme`, `user-agent`) of every request it has received, in
+    /// order, health checks included.
+    pub fn seen(&self) -> Vec<SeenRequest> {
+        self.seen
+            .lock()
+            .map(|seen| seen.clone())
+            .unwrap_or_default()
     }
 
     /// Sets the health status of the whole server (`""`); does nothing without a health service.

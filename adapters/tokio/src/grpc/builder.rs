@@ -8,6 +8,7 @@ use bytes::Bytes;
 use croupier::{BackoffConfig, PolicyConfig, ResolutionConfig};
 use croupier_channel::{BoxError, BuildError, ChannelBuilder, Resolver};
 use http::uri::Authority;
+use http::HeaderValue;
 use http_body::Body;
 
 use super::{HealthCheck, Http2Channel, Http2Connector, Transport};
@@ -21,12 +22,15 @@ use crate::runtime::TokioRuntime;
 /// from that use.
 pub struct GrpcChannelBuilder<B, T = StreamConnector> {
     inner: ChannelBuilder<Http2Connector<B, T>>,
+    /// A setting that could not be taken, reported by `build`.
+    invalid: Option<BuildError>,
 }
 
 impl<B, T> fmt::Debug for GrpcChannelBuilder<B, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GrpcChannelBuilder")
             .field("inner", &self.inner)
+            .field("invalid", &self.invalid)
             .finish()
     }
 }
@@ -48,6 +52,7 @@ where
                 Arc::new(TokioRuntime::current()),
                 Http2Connector::new(StreamConnector::new()),
             ),
+            invalid: None,
         }
     }
 }
@@ -105,9 +110,27 @@ where
         self.connector(|c| c.keep_alive(interval, timeout))
     }
 
-    /// The `:authority` of requests that name none (a tonic client names none).
+    /// The `:authority` of requests that name none (a tonic client names none), and the name
+    /// TLS verifies, for every connection: see [`Http2Connector::authority`].
     pub fn authority(self, authority: Authority) -> Self {
         self.connector(|c| c.authority(authority))
+    }
+
+    /// Puts `prefix` before the library's own `croupier/<version>` in every request's
+    /// `user-agent` (`myapp/1.2` -> `myapp/1.2 croupier/0.1.0`), as gRPC does; the channel's
+    /// `user-agent` replaces any a request carries. A prefix that cannot be a header value
+    /// (control characters) fails [`build`](Self::build), naming it.
+    pub fn user_agent(mut self, prefix: &str) -> Self {
+        match HeaderValue::from_str(prefix.trim()) {
+            Ok(prefix) => self.connector(|c| c.user_agent(&prefix)),
+            Err(_) => {
+                self.invalid.get_or_insert(BuildError::Setting {
+                    setting: "user_agent",
+                    reason: format!("{prefix:?} is not a valid header value"),
+                });
+                self
+            }
+        }
     }
 
     /// Opens the byte streams that HTTP/2 runs over with `transport` (TLS, a proxy's tunnel)
@@ -115,12 +138,16 @@ where
     pub fn transport<U: Transport>(self, transport: U) -> GrpcChannelBuilder<B, U> {
         GrpcChannelBuilder {
             inner: self.inner.map_connector(|c| c.with_transport(transport)),
+            invalid: self.invalid,
         }
     }
 
     /// Parses the target, starts its resolver and the channel's driver task, and returns the
     /// channel. Must run inside a tokio runtime.
     pub fn build(self) -> Result<Http2Channel<B>, BuildError> {
+        if let Some(invalid) = self.invalid {
+            return Err(invalid);
+        }
         self.inner.build()
     }
 
@@ -135,12 +162,14 @@ where
     ) -> Self {
         GrpcChannelBuilder {
             inner: f(self.inner),
+            invalid: self.invalid,
         }
     }
 
     fn connector(self, f: impl FnOnce(Http2Connector<B, T>) -> Http2Connector<B, T>) -> Self {
         GrpcChannelBuilder {
             inner: self.inner.map_connector(f),
+            invalid: self.invalid,
         }
     }
 }
