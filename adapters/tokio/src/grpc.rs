@@ -45,14 +45,16 @@
 //!   channel's own ([`GrpcChannelBuilder::authority`]), which wins; `:scheme` is `https` over a
 //!   secure [`Transport`], else `http`; `user-agent` is `croupier/<version>` after the
 //!   application's prefix ([`GrpcChannelBuilder::user_agent`]).
-//! - TLS and other wrappings of the byte stream: implement [`Transport`] (say, a TCP connection
-//!   from [`StreamConnector`] wrapped in a TLS client) and pass it to
-//!   [`GrpcChannelBuilder::transport`].
+//! - TLS is built in with the `tls` feature (rustls): `GrpcChannelBuilder::tls` and the `tls`
+//!   module. Other wrappings of the byte stream (a proxy's tunnel): implement [`Transport`] and
+//!   pass it to [`GrpcChannelBuilder::transport`].
 
 mod builder;
 mod client_io;
 mod health;
 mod names;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -84,6 +86,8 @@ use names::RequestNames;
 
 pub use builder::GrpcChannelBuilder;
 pub use health::HealthCheck;
+#[cfg(feature = "tls")]
+pub use tls::TlsTransport;
 
 /// Opens the byte stream an HTTP/2 connection runs over. [`StreamConnector`] opens plain TCP and
 /// unix-domain streams; implement it to wrap them (TLS, a proxy's tunnel).

@@ -57,6 +57,24 @@ where
     }
 }
 
+#[cfg(feature = "tls")]
+impl<B> GrpcChannelBuilder<B, StreamConnector>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// Runs every connection over TLS with `config` (feature `tls`): see [`super::tls`] for
+    /// the configurations it offers, which name each server is verified against, and ALPN.
+    /// Calls say `:scheme` `https`. Over a transport of your own:
+    /// `.transport(TlsTransport::over(yours, config))`.
+    pub fn tls(
+        self,
+        config: super::tls::rustls::ClientConfig,
+    ) -> GrpcChannelBuilder<B, super::TlsTransport> {
+        self.transport(super::TlsTransport::new(config))
+    }
+}
+
 impl<B, T> GrpcChannelBuilder<B, T>
 where
     B: Body<Data = Bytes> + Send + 'static,
