@@ -65,6 +65,11 @@ impl Authority {
         self.issuer.der().clone()
     }
 
+    /// The authority's own certificate, PEM-encoded (what a CA bundle file holds).
+    pub fn certificate_pem(&self) -> String {
+        self.issuer.pem()
+    }
+
     /// A root store that trusts this authority alone.
     pub fn roots(&self) -> RootCertStore {
         let mut roots = RootCertStore::empty();

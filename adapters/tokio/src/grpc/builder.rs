@@ -169,7 +169,9 @@ where
         self.inner.build()
     }
 
-    /// The channel builder underneath, for settings of its own.
+    /// The channel builder underneath, for settings of its own. A setting this builder refused
+    /// (a `user_agent` that is no header value) is not carried over: only [`build`](Self::build)
+    /// reports it.
     pub fn into_inner(self) -> ChannelBuilder<Http2Connector<B, T>> {
         self.inner
     }
