@@ -7,7 +7,7 @@ mod support;
 use croupier::{Endpoint, PolicyConfig};
 use croupier_echo_grpc::{EchoClient, GrpcEchoServer, SeenRequest, ServerOptions};
 use http::uri::Authority;
-use support::{call, echo, target, until_ready, Fixed, SCHEME, SERVICE};
+use support::{call, call_each, echo, target, Fixed, SCHEME, SERVICE};
 
 const UNARY_ECHO: &str = "/grpc.examples.echo.Echo/UnaryEcho";
 
@@ -72,11 +72,7 @@ async fn an_ipv4_list_which_http_cannot_carry_sends_the_address_connected_to() {
         .policy(PolicyConfig::round_robin())
         .build()
         .unwrap();
-    until_ready(&channel, 2).await;
-    let mut client = EchoClient::new(channel);
-    for _ in 0..2 {
-        call(&mut client, echo("hi")).await.unwrap();
-    }
+    call_each(channel, 2).await;
     for server in [&a, &b] {
         assert_eq!(
             last_call(server).authority,
@@ -99,11 +95,7 @@ async fn an_endpoints_server_name_is_the_authority_of_its_calls_alone() {
         .policy(PolicyConfig::round_robin())
         .build()
         .unwrap();
-    until_ready(&channel, 2).await;
-    let mut client = EchoClient::new(channel);
-    for _ in 0..2 {
-        call(&mut client, echo("hi")).await.unwrap();
-    }
+    call_each(channel, 2).await;
     assert_eq!(
         last_call(&named).authority.as_deref(),
         Some("a.backend.internal")

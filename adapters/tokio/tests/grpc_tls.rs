@@ -9,7 +9,7 @@ use croupier::{ConnectivityState, Endpoint, PolicyConfig, SubchannelInfo};
 use croupier_echo_grpc::tls::{server_config, Authority, Identity};
 use croupier_echo_grpc::{EchoClient, GrpcEchoServer, ServerOptions};
 use croupier_tokio::grpc::tls::{client_config, client_config_with_identity};
-use support::{call, echo, target, until, until_ready, Fixed, GrpcChannel, SCHEME};
+use support::{call, call_each, echo, target, until, Fixed, GrpcChannel, SCHEME};
 
 const H2: &[&[u8]] = &[b"h2"];
 
@@ -71,12 +71,7 @@ async fn two_servers_behind_one_target_are_each_verified_by_their_own_name() {
         ],
         &ca,
     );
-    until_ready(&channel, 2).await;
-    let mut client = EchoClient::new(channel);
-    let mut replies = Vec::new();
-    for _ in 0..2 {
-        replies.push(call(&mut client, echo("hi")).await.unwrap());
-    }
+    let mut replies = call_each(channel, 2).await;
     replies.sort();
     let mut expected = [a.address().port(), b.address().port()]
         .map(|port| format!("hi (from :{port})"))

@@ -84,3 +84,15 @@ pub async fn until_ready(channel: &GrpcChannel, ready: usize) {
     })
     .await;
 }
+
+/// Waits until `backends` subchannels of a round_robin `channel` are READY, then makes one call
+/// per backend through it (so each gets one), and returns the replies.
+pub async fn call_each(channel: GrpcChannel, backends: usize) -> Vec<String> {
+    until_ready(&channel, backends).await;
+    let mut client = EchoClient::new(channel);
+    let mut replies = Vec::new();
+    for _ in 0..backends {
+        replies.push(call(&mut client, echo("hi")).await.unwrap());
+    }
+    replies
+}
