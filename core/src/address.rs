@@ -60,7 +60,8 @@ impl fmt::Display for Address {
 pub struct Attributes {
     weight: u32,
     labels: Vec<(Arc<str>, Arc<str>)>,
-    server_name: Option<Arc<str>>,
+    /// Behind a thin pointer: 8 bytes an endpoint, not 16 (the balancer keeps the last list).
+    server_name: Option<Arc<String>>,
 }
 
 impl Default for Attributes {
@@ -109,12 +110,12 @@ impl Attributes {
     /// the server's TLS certificate against it and sends it as the calls' authority, in place of
     /// the target's (gRPC's `Address.ServerName`). The core itself never reads it.
     pub fn server_name(&self) -> Option<&str> {
-        self.server_name.as_deref()
+        self.server_name.as_deref().map(String::as_str)
     }
 
     /// Sets the server name (see [`Attributes::server_name`]).
     pub fn set_server_name(&mut self, name: &str) {
-        self.server_name = Some(name.into());
+        self.server_name = Some(Arc::new(name.to_owned()));
     }
 }
 
@@ -230,6 +231,15 @@ mod tests {
         assert_ne!(
             plain, named,
             "two endpoints that differ in name are different endpoints"
+        );
+    }
+
+    #[test]
+    fn an_endpoint_takes_eight_words() {
+        // The balancer keeps the last resolver update: at 100,000 endpoints each byte counts.
+        assert_eq!(
+            std::mem::size_of::<Endpoint>(),
+            8 * std::mem::size_of::<usize>()
         );
     }
 
