@@ -72,7 +72,13 @@ mod tests {
             assert_eq!(context.server_name(), Some("a.example.com"));
             assert_eq!(context.authority(), "lb.example.grpc.io");
         }
-        assert_eq!(names.context(&address("127.0.0.1:2")).server_name(), None);
+        let unnamed = names.context(&address("127.0.0.1:2"));
+        assert_eq!(unnamed.server_name(), None);
+        assert_eq!(unnamed.name(), "lb.example.grpc.io");
+        assert_eq!(
+            names.context(&address("127.0.0.1:1")).name(),
+            "a.example.com"
+        );
     }
 
     #[test]
