@@ -108,7 +108,9 @@ impl Attributes {
 
     /// The name the endpoint's server answers to, if the resolver gave one: a connector verifies
     /// the server's TLS certificate against it and sends it as the calls' authority, in place of
-    /// the target's (gRPC's `Address.ServerName`). The core itself never reads it.
+    /// the target's (gRPC's `Address.ServerName`). The core itself never reads it, and does not
+    /// tell endpoints apart by it: a name changed in a later update, for the same addresses,
+    /// applies from the next connection attempt, not to a connection already made.
     pub fn server_name(&self) -> Option<&str> {
         self.server_name.as_deref().map(String::as_str)
     }
