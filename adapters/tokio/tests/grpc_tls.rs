@@ -34,6 +34,19 @@ fn channel(endpoints: Vec<Endpoint>, authority: &Authority) -> GrpcChannel {
         .unwrap()
 }
 
+/// A server for `a.backend.internal`, whose certificate `issuer` signed, selecting `alpn`; and
+/// a channel to it that trusts `trusted` alone and knows the server by `name`.
+async fn named_server(
+    issuer: &Authority,
+    alpn: &[&[u8]],
+    name: &str,
+    trusted: &Authority,
+) -> (GrpcEchoServer, GrpcChannel) {
+    let server = tls_server(&issuer.issue(&["a.backend.internal"]).unwrap(), alpn, None).await;
+    let endpoint = Endpoint::new(server.address()).server_name(name);
+    (server, channel(vec![endpoint], trusted))
+}
+
 /// Waits for the one subchannel's first failure and returns its message.
 async fn first_failure(channel: &GrpcChannel) -> String {
     channel.connect();
@@ -102,11 +115,7 @@ async fn without_a_server_name_the_server_is_verified_by_the_targets_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_whose_certificate_names_another_fails_the_attempt() {
     let ca = Authority::new("croupier test CA").unwrap();
-    let server = tls_server(&ca.issue(&["a.backend.internal"]).unwrap(), H2, None).await;
-    let channel = channel(
-        vec![Endpoint::new(server.address()).server_name("b.backend.internal")],
-        &ca,
-    );
+    let (server, channel) = named_server(&ca, H2, "b.backend.internal", &ca).await;
     let message = first_failure(&channel).await;
     assert_names(
         &message,
@@ -124,11 +133,7 @@ async fn a_server_whose_certificate_names_another_fails_the_attempt() {
 async fn a_server_of_an_unknown_authority_fails_the_attempt() {
     let theirs = Authority::new("someone else's CA").unwrap();
     let ours = Authority::new("croupier test CA").unwrap();
-    let server = tls_server(&theirs.issue(&["a.backend.internal"]).unwrap(), H2, None).await;
-    let channel = channel(
-        vec![Endpoint::new(server.address()).server_name("a.backend.internal")],
-        &ours,
-    );
+    let (server, channel) = named_server(&theirs, H2, "a.backend.internal", &ours).await;
     let message = first_failure(&channel).await;
     assert_names(&message, &server, "invalid peer certificate: UnknownIssuer");
 }
@@ -136,11 +141,7 @@ async fn a_server_of_an_unknown_authority_fails_the_attempt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_does_not_select_h2_by_alpn_fails_the_attempt() {
     let ca = Authority::new("croupier test CA").unwrap();
-    let server = tls_server(&ca.issue(&["a.backend.internal"]).unwrap(), &[], None).await;
-    let channel = channel(
-        vec![Endpoint::new(server.address()).server_name("a.backend.internal")],
-        &ca,
-    );
+    let (server, channel) = named_server(&ca, &[], "a.backend.internal", &ca).await;
     let message = first_failure(&channel).await;
     assert_names(&message, &server, "the server did not agree on h2 by ALPN");
 }
