@@ -51,14 +51,17 @@ impl fmt::Display for Address {
     }
 }
 
-/// Facts a resolver attaches to an endpoint, read by policies.
+/// Facts a resolver attaches to an endpoint, read by policies and connectors.
 ///
 /// `weight` is used by weighted policies (1 when the resolver says nothing); `labels` are free-form
-/// `key = value` pairs a custom policy may read (a zone, a canary flag, ...).
+/// `key = value` pairs a custom policy may read (a zone, a canary flag, ...); `server_name` is the
+/// name the endpoint's server answers to, for connectors (gRPC's `Address.ServerName`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Attributes {
     weight: u32,
     labels: Vec<(Arc<str>, Arc<str>)>,
+    /// Behind a thin pointer: 8 bytes an endpoint, not 16 (the balancer keeps the last list).
+    server_name: Option<Arc<String>>,
 }
 
 impl Default for Attributes {
@@ -66,6 +69,7 @@ impl Default for Attributes {
         Attributes {
             weight: 1,
             labels: Vec::new(),
+            server_name: None,
         }
     }
 }
@@ -100,6 +104,20 @@ impl Attributes {
     /// All labels, in the order they were first set.
     pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
         self.labels.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    /// The name the endpoint's server answers to, if the resolver gave one: a connector verifies
+    /// the server's TLS certificate against it and sends it as the calls' authority, in place of
+    /// the target's (gRPC's `Address.ServerName`). The core itself never reads it, and does not
+    /// tell endpoints apart by it: a name changed in a later update, for the same addresses,
+    /// applies from the next connection attempt, not to a connection already made.
+    pub fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref().map(String::as_str)
+    }
+
+    /// Sets the server name (see [`Attributes::server_name`]).
+    pub fn set_server_name(&mut self, name: &str) {
+        self.server_name = Some(Arc::new(name.to_owned()));
     }
 }
 
@@ -141,6 +159,13 @@ impl Endpoint {
     /// Sets a label (see [`Attributes::set_label`]).
     pub fn label(mut self, key: &str, value: &str) -> Self {
         self.attributes.set_label(key, value);
+        self
+    }
+
+    /// Sets the name its server answers to (see [`Attributes::server_name`]): what a TLS
+    /// connector verifies, and the `:authority` of the calls sent to it.
+    pub fn server_name(mut self, name: &str) -> Self {
+        self.attributes.set_server_name(name);
         self
     }
 
@@ -197,6 +222,27 @@ mod tests {
         assert_eq!(e.attributes().label("zone"), Some("b"));
         assert_eq!(e.attributes().labels().count(), 1);
         assert_eq!(e.attributes().label("missing"), None);
+    }
+
+    #[test]
+    fn server_name_is_unset_until_a_resolver_sets_it() {
+        let plain = Endpoint::new(Address::Opaque("a".into()));
+        assert_eq!(plain.attributes().server_name(), None);
+        let named = plain.clone().server_name("a.example.com");
+        assert_eq!(named.attributes().server_name(), Some("a.example.com"));
+        assert_ne!(
+            plain, named,
+            "two endpoints that differ in name are different endpoints"
+        );
+    }
+
+    #[test]
+    fn an_endpoint_takes_eight_words() {
+        // The balancer keeps the last resolver update: at 100,000 endpoints each byte counts.
+        assert_eq!(
+            std::mem::size_of::<Endpoint>(),
+            8 * std::mem::size_of::<usize>()
+        );
     }
 
     #[test]

@@ -97,6 +97,7 @@
 #![forbid(unsafe_code)]
 
 mod address;
+mod authority;
 mod backoff;
 mod balancer;
 mod call;

@@ -14,6 +14,7 @@ use futures_lite::future;
 
 use crate::connector::{Addressed, AddressedConnector, Connector};
 use crate::driver::{Driver, Input};
+use crate::names::Names;
 use crate::resolver::{global_resolvers, ResolveNow, Resolver, ResolverContext, ResolverRegistry};
 use crate::runtime::{Runtime, Task};
 use crate::shared::Shared;
@@ -24,12 +25,22 @@ use crate::shared::Shared;
 pub enum BuildError {
     /// The target is malformed, or names a scheme with no registered resolver.
     Target(TargetError),
+    /// A setting of the builder has a value it cannot take.
+    Setting {
+        /// The setting (`user_agent`).
+        setting: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
 }
 
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BuildError::Target(error) => write!(f, "cannot build a channel: {error}"),
+            BuildError::Setting { setting, reason } => {
+                write!(f, "cannot build a channel: its {setting} {reason}")
+            }
         }
     }
 }
@@ -38,6 +49,7 @@ impl std::error::Error for BuildError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             BuildError::Target(error) => Some(error),
+            BuildError::Setting { .. } => None,
         }
     }
 }
@@ -195,6 +207,7 @@ impl<C: Connector> ChannelBuilder<C> {
             inbox_rx,
             resolve_now,
         );
+        driver.names = Names::new(target.default_authority());
         driver.resolver = Some(Task::spawn(
             &self.runtime,
             resolver.resolve(&target, context),

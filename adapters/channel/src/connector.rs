@@ -110,6 +110,51 @@ pub fn health_channel() -> (HealthReporter, HealthWatch) {
     (HealthReporter { sender }, HealthWatch { receiver })
 }
 
+/// What a connection attempt is for, besides its address: the names its calls go by.
+///
+/// `authority` is the target's default authority (`api.internal:50051` for
+/// `dns:///api.internal:50051`; see [`Target::default_authority`](croupier::Target::default_authority));
+/// `server_name` is the name the resolver gave the address's endpoint, if any
+/// ([`Endpoint::server_name`](croupier::Endpoint::server_name)). A connector that verifies a server
+/// (TLS) or names it in calls (HTTP/2's `:authority`) uses the server name, else the authority,
+/// as gRPC does with `Address.ServerName`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectContext<'a> {
+    authority: &'a str,
+    server_name: Option<&'a str>,
+}
+
+impl<'a> ConnectContext<'a> {
+    /// The context of an attempt on a channel whose target's authority is `authority`.
+    pub fn new(authority: &'a str) -> Self {
+        ConnectContext {
+            authority,
+            server_name: None,
+        }
+    }
+
+    /// With the server name the address's endpoint carries.
+    pub fn with_server_name(mut self, server_name: Option<&'a str>) -> Self {
+        self.server_name = server_name;
+        self
+    }
+
+    /// The target's default authority.
+    pub fn authority(&self) -> &'a str {
+        self.authority
+    }
+
+    /// The server name the resolver gave the address's endpoint.
+    pub fn server_name(&self) -> Option<&'a str> {
+        self.server_name
+    }
+
+    /// The name to verify and address the server by: the server name, else the authority.
+    pub fn name(&self) -> &'a str {
+        self.server_name.unwrap_or(self.authority)
+    }
+}
+
 /// Turns an address into a connection. Implement it to use TLS, HTTP/2, a tonic channel, or any
 /// transport: the channel only stores and clones what it returns.
 pub trait Connector: Send + Sync + 'static {
@@ -122,6 +167,18 @@ pub trait Connector: Send + Sync + 'static {
         &self,
         address: &Address,
     ) -> impl Future<Output = io::Result<Connected<Self::Connection>>> + Send + 'static;
+
+    /// Connects to `address` for calls that go by the names in `context`. The channel calls
+    /// this; the default ignores the names and calls [`Connector::connect`], which is all a
+    /// connector that neither verifies nor names its server needs.
+    fn connect_with(
+        &self,
+        address: &Address,
+        context: &ConnectContext<'_>,
+    ) -> impl Future<Output = io::Result<Connected<Self::Connection>>> + Send + 'static {
+        let _ = context;
+        self.connect(address)
+    }
 
     /// Whether a call already found `connection` dead. A pick that lands on such a connection
     /// waits for the next picker (which will no longer offer it) instead of sending the call.
@@ -160,23 +217,15 @@ impl<C: Connector> Connector for AddressedConnector<C> {
         &self,
         address: &Address,
     ) -> impl Future<Output = io::Result<Connected<Self::Connection>>> + Send + 'static {
-        let attempt = self.0.connect(address);
-        let address = Arc::new(address.clone());
-        async move {
-            let Connected {
-                connection,
-                closed,
-                health,
-            } = attempt.await?;
-            Ok(Connected {
-                connection: Addressed {
-                    connection,
-                    address,
-                },
-                closed,
-                health,
-            })
-        }
+        addressed(self.0.connect(address), address)
+    }
+
+    fn connect_with(
+        &self,
+        address: &Address,
+        context: &ConnectContext<'_>,
+    ) -> impl Future<Output = io::Result<Connected<Self::Connection>>> + Send + 'static {
+        addressed(self.0.connect_with(address, context), address)
     }
 
     fn is_broken(connection: &Self::Connection) -> bool {
@@ -185,5 +234,28 @@ impl<C: Connector> Connector for AddressedConnector<C> {
 
     fn error_code(error: &(dyn StdError + 'static)) -> Option<Code> {
         C::error_code(error)
+    }
+}
+
+/// The connection `attempt` makes, with the `address` it was made to.
+fn addressed<T>(
+    attempt: impl Future<Output = io::Result<Connected<T>>> + Send + 'static,
+    address: &Address,
+) -> impl Future<Output = io::Result<Connected<Addressed<T>>>> + Send + 'static {
+    let address = Arc::new(address.clone());
+    async move {
+        let Connected {
+            connection,
+            closed,
+            health,
+        } = attempt.await?;
+        Ok(Connected {
+            connection: Addressed {
+                connection,
+                address,
+            },
+            closed,
+            health,
+        })
     }
 }

@@ -12,6 +12,7 @@ use croupier::{
 use futures_lite::future;
 
 use crate::connector::{Connected, Connector, Health, HealthWatch};
+use crate::names::Names;
 use crate::resolver::ResolveNow;
 use crate::runtime::{BoxFuture, Runtime, Task};
 use crate::shared::{Shared, Snapshot};
@@ -56,6 +57,8 @@ pub(crate) struct Driver<C: Connector> {
     pub(crate) inbox: async_channel::Receiver<Input>,
     pub(crate) resolve_now: Arc<ResolveNow>,
     pub(crate) resolver: Option<Task>,
+    /// The names connection attempts are made under.
+    pub(crate) names: Names,
     reports: Reports<C::Connection>,
     /// Connection attempts (and the watchers of the connections they made), by subchannel.
     tasks: HashMap<SubchannelId, (ConnectionId, Address, Task)>,
@@ -86,6 +89,7 @@ impl<C: Connector> Driver<C> {
             inbox,
             resolve_now,
             resolver: None,
+            names: Names::default(),
             reports: async_channel::unbounded(),
             tasks: HashMap::new(),
             connections: HashMap::new(),
@@ -166,7 +170,10 @@ impl<C: Connector> Driver<C> {
 
     fn handle_input(&mut self, input: Input, now: Instant) {
         match input {
-            Input::Resolved(update) => self.balancer.handle_resolver_update(update, now),
+            Input::Resolved(update) => {
+                self.names.learn(&update);
+                self.balancer.handle_resolver_update(update, now)
+            }
             Input::ResolverFailed(error) => self.balancer.handle_resolver_error(error, now),
             Input::CallEnded(subchannel, outcome) => {
                 self.balancer.handle_call_outcome(subchannel, outcome, now)
@@ -294,7 +301,9 @@ impl<C: Connector> Driver<C> {
     }
 
     fn connect(&mut self, connection: ConnectionId, address: Address) {
-        let attempt = self.connector.connect(&address);
+        let attempt = self
+            .connector
+            .connect_with(&address, &self.names.context(&address));
         let reports = self.reports.0.clone();
         let task = Task::spawn(&self.runtime, async move {
             match attempt.await {

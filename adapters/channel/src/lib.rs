@@ -41,6 +41,7 @@ mod connector;
 mod driver;
 #[cfg(feature = "tower")]
 mod grpc;
+mod names;
 #[cfg(feature = "tower")]
 mod replay;
 mod resolver;
@@ -51,7 +52,9 @@ mod shared;
 mod stream;
 
 pub use channel::{BuildError, CallGuard, Channel, ChannelBuilder, PickOptions, Picked};
-pub use connector::{health_channel, Connected, Connector, Health, HealthReporter, HealthWatch};
+pub use connector::{
+    health_channel, ConnectContext, Connected, Connector, Health, HealthReporter, HealthWatch,
+};
 #[cfg(feature = "tower")]
 pub use replay::{ReplayBody, REPLAY_LIMIT};
 pub use resolver::{

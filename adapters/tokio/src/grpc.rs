@@ -52,16 +52,25 @@
 //!   ends: then its stream is reset and it fails `DEADLINE_EXCEEDED`. A call lost with its
 //!   connection fails `UNAVAILABLE`, naming the address (see `croupier_channel`'s `Service`).
 //! - Client-side health checking (gRFC A17) is optional: [`Http2Connector::health_check`].
-//! - TLS and other wrappings of the byte stream: implement [`Transport`] (say, a TCP connection
-//!   from [`StreamConnector`] wrapped in a TLS client) and pass it to
-//!   [`GrpcChannelBuilder::transport`].
+//! - Names, as gRPC sets them: a request's `:authority` is the target's endpoint
+//!   (`dns:///api.internal:50051` -> `api.internal:50051`), or the server name a resolver gave
+//!   the address's endpoint ([`Endpoint::server_name`](croupier::Endpoint::server_name)), or the
+//!   channel's own ([`GrpcChannelBuilder::authority`]), which wins; `:scheme` is `https` over a
+//!   secure [`Transport`], else `http`; `user-agent` is `croupier/<version>` after the
+//!   application's prefix ([`GrpcChannelBuilder::user_agent`]).
+//! - TLS is built in with the `tls` feature (rustls): `GrpcChannelBuilder::tls` and the `tls`
+//!   module. Other wrappings of the byte stream (a proxy's tunnel): implement [`Transport`] and
+//!   pass it to [`GrpcChannelBuilder::transport`].
 
 mod builder;
 mod client_io;
 mod codes;
 mod frames;
 mod health;
+mod names;
 mod options;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -74,10 +83,11 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use croupier::Address;
 use croupier_channel::{
-    describe_error as describe, BoxError, Connected, Connector, ReplayBody, Unprocessed,
+    describe_error as describe, BoxError, ConnectContext, Connected, Connector, ReplayBody,
+    Unprocessed,
 };
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, Uri};
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
@@ -88,10 +98,13 @@ use tokio::sync::{oneshot, Notify};
 use crate::connector::{Stream, StreamConnector};
 use client_io::ClientIo;
 use frames::{GoAway, GoAwaySignal};
+use names::RequestNames;
 
 pub use builder::GrpcChannelBuilder;
 pub use health::HealthCheck;
 pub use options::{Http2Options, KeepAlive};
+#[cfg(feature = "tls")]
+pub use tls::TlsTransport;
 
 /// Opens the byte stream an HTTP/2 connection runs over. [`StreamConnector`] opens plain TCP and
 /// unix-domain streams; implement it to wrap them (TLS, a proxy's tunnel).
@@ -134,6 +147,24 @@ pub trait Transport: Send + Sync + 'static {
         &self,
         address: &Address,
     ) -> impl Future<Output = io::Result<Self::Io>> + Send + 'static;
+
+    /// Opens a stream to `address` for calls to `authority`, the name the server goes by (what
+    /// TLS verifies its certificate against). The connector calls this; the default ignores
+    /// the name and calls [`Transport::open`].
+    fn open_for(
+        &self,
+        address: &Address,
+        authority: &Authority,
+    ) -> impl Future<Output = io::Result<Self::Io>> + Send + 'static {
+        let _ = authority;
+        self.open(address)
+    }
+
+    /// Whether the streams are secure (TLS): calls over them say `:scheme` `https`, else
+    /// `http`. The default is `false`.
+    fn is_secure(&self) -> bool {
+        false
+    }
 }
 
 impl Transport for StreamConnector {
@@ -171,6 +202,7 @@ pub struct Http2Connector<B, T = StreamConnector> {
     transport: Arc<T>,
     options: Http2Options,
     authority: Option<Authority>,
+    user_agent: HeaderValue,
     health: Option<HealthCheck>,
     _body: PhantomData<fn(B)>,
 }
@@ -180,6 +212,7 @@ impl<B, T> fmt::Debug for Http2Connector<B, T> {
         f.debug_struct("Http2Connector")
             .field("options", &self.options)
             .field("authority", &self.authority)
+            .field("user_agent", &self.user_agent)
             .field("health", &self.health)
             .finish_non_exhaustive()
     }
@@ -192,6 +225,7 @@ impl<B, T: Transport> Http2Connector<B, T> {
             transport: Arc::new(transport),
             options: Http2Options::new(),
             authority: None,
+            user_agent: HeaderValue::from_static(names::USER_AGENT_BASE),
             health: None,
             _body: PhantomData,
         }
@@ -203,6 +237,7 @@ impl<B, T: Transport> Http2Connector<B, T> {
             transport: Arc::new(transport),
             options: self.options,
             authority: self.authority,
+            user_agent: self.user_agent,
             health: self.health,
             _body: PhantomData,
         }
@@ -228,10 +263,21 @@ impl<B, T: Transport> Http2Connector<B, T> {
         self
     }
 
-    /// The `:authority` of requests that name none (a tonic client names none). By default, the
-    /// address connected to (`127.0.0.1:50051`; `localhost` for unix sockets).
+    /// The `:authority` of requests that name none (a tonic client names none), and the name a
+    /// TLS transport verifies, for every connection of the channel. By default, the server name
+    /// the resolver gave the address's endpoint, else the target's default authority
+    /// (`api.internal:50051` for `dns:///api.internal:50051`), as gRPC: see [`ConnectContext`].
     pub fn authority(mut self, authority: Authority) -> Self {
         self.authority = Some(authority);
+        self
+    }
+
+    /// Puts `prefix` before the library's own `croupier/<version>` in every request's
+    /// `user-agent` (`myapp/1.2` -> `myapp/1.2 croupier/0.1.0`), as gRPC does with its own. The
+    /// channel's `user-agent` replaces any a request carries (gRPC reserves the header; a tonic
+    /// client drops one set in a call's metadata before it reaches the channel).
+    pub fn user_agent(mut self, prefix: &HeaderValue) -> Self {
+        self.user_agent = names::user_agent(prefix);
         self
     }
 }
@@ -264,8 +310,8 @@ impl<B> fmt::Debug for Http2Connection<B> {
 /// What every handle to one connection shares.
 #[derive(Debug)]
 struct ConnectionState {
-    /// The `:authority` of requests that name none (a tonic client sends only the path).
-    authority: Option<Authority>,
+    /// What requests are named with (a tonic client sends only the path).
+    names: RequestNames,
     /// Set when a call found the connection dead.
     broken: OnceLock<String>,
     /// The server's first GOAWAY, once it has come: the connection drains, taking no new call.
@@ -312,16 +358,12 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReplayBody<B>>) -> Self::Future {
-        if request.uri().authority().is_none() {
-            if let Some(uri) = absolute(request.uri(), self.state.authority.as_ref()) {
-                *request.uri_mut() = uri;
-            }
-        }
         if let Some(goaway) = self.state.goaway.get() {
             // Not sent: the channel sends it on another connection.
             let error = Unprocessed::new(format!("{goaway}: the connection takes no new call"));
             return Box::pin(std::future::ready(Err(Box::new(error) as BoxError)));
         }
+        self.state.names.apply(&mut request);
         let connection = self.clone();
         let sent = self.sender.try_send_request(request);
         Box::pin(async move {
@@ -383,14 +425,53 @@ where
         &self,
         address: &Address,
     ) -> impl Future<Output = io::Result<Connected<Http2Connection<B>>>> + Send + 'static {
-        let opened = self.transport.open(address);
+        let authority = self
+            .authority
+            .clone()
+            .unwrap_or_else(|| names::of_address(address));
+        self.attempt(address, Ok(authority))
+    }
+
+    fn connect_with(
+        &self,
+        address: &Address,
+        context: &ConnectContext<'_>,
+    ) -> impl Future<Output = io::Result<Connected<Http2Connection<B>>>> + Send + 'static {
+        let authority = names::authority(self.authority.as_ref(), context, address);
+        self.attempt(address, authority)
+    }
+}
+
+impl<B, T> Http2Connector<B, T>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    T: Transport,
+{
+    /// One connection attempt to `address`, whose calls go to `authority`.
+    fn attempt(
+        &self,
+        address: &Address,
+        authority: io::Result<Authority>,
+    ) -> impl Future<Output = io::Result<Connected<Http2Connection<B>>>> + Send + 'static {
+        let opened = authority.map(|authority| {
+            let opened: croupier_channel::BoxFuture<'static, io::Result<T::Io>> =
+                Box::pin(self.transport.open_for(address, &authority));
+            (opened, authority)
+        });
+        let scheme = if self.transport.is_secure() {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        };
+        let user_agent = self.user_agent.clone();
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder.timer(TokioTimer::new());
         self.options.configure(&mut builder);
         let heard = self.options.goaway_listener();
         let health = self.health.clone();
-        let authority = self.authority.clone().or_else(|| authority_of(address));
         let attempt = async move {
+            let (opened, authority) = opened?;
             let (io, preface, goaway) = ClientIo::new(opened.await?);
             let (sender, connection) = builder
                 .handshake::<_, ReplayBody<B>>(TokioIo::new(io))
@@ -402,7 +483,11 @@ where
                     )
                 })?;
             let state = Arc::new(ConnectionState {
-                authority,
+                names: RequestNames {
+                    authority,
+                    scheme,
+                    user_agent,
+                },
                 broken: OnceLock::new(),
                 goaway: Arc::clone(&goaway),
                 kill: Notify::new(),
@@ -480,24 +565,4 @@ async fn over(
         }
         reason = ended => reason.unwrap_or_else(|_| "the HTTP/2 connection task ended".to_owned()),
     }
-}
-
-/// The default `:authority` for connections to `address`.
-fn authority_of(address: &Address) -> Option<Authority> {
-    match address {
-        Address::Socket(addr) => addr.to_string().parse().ok(),
-        Address::Opaque(name) => name.parse().ok(),
-        _ => Some(Authority::from_static("localhost")),
-    }
-}
-
-/// `uri` (a path) made absolute with the `http` scheme and `authority`.
-fn absolute(uri: &Uri, authority: Option<&Authority>) -> Option<Uri> {
-    let mut parts = uri.clone().into_parts();
-    parts.scheme = Some(uri.scheme().cloned().unwrap_or(Scheme::HTTP));
-    parts.authority = Some(authority?.clone());
-    if parts.path_and_query.is_none() {
-        parts.path_and_query = Some(PathAndQuery::from_static("/"));
-    }
-    Uri::from_parts(parts).ok()
 }

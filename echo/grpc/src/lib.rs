@@ -24,8 +24,13 @@ pub mod pb {
     tonic::include_proto!("grpc.examples.echo");
 }
 
+mod seen;
+#[cfg(feature = "tls")]
+pub mod tls;
+
 pub use pb::echo_client::EchoClient;
 pub use pb::{EchoRequest, EchoResponse};
+pub use seen::SeenRequest;
 pub use tonic_health::ServingStatus;
 
 /// How many replies `ServerStreamingEcho` sends to a call it answers in full.
@@ -173,6 +178,8 @@ pub struct ServerOptions {
     stream: (usize, Duration),
     max_concurrent_streams: Option<u32>,
     max_connection_age: Option<Duration>,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<tls::rustls::ServerConfig>>,
 }
 
 impl Default for ServerOptions {
@@ -184,6 +191,8 @@ impl Default for ServerOptions {
             stream: (STREAMED_REPLIES, Duration::ZERO),
             max_concurrent_streams: None,
             max_connection_age: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -232,6 +241,13 @@ impl ServerOptions {
         self.stall_message = Some(message.into());
         self
     }
+
+    /// Serve over TLS with `config` (see [`tls::server_config`]).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: Arc<tls::rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
 }
 
 /// A tonic Echo server on 127.0.0.1, on a thread of its own.
@@ -240,6 +256,7 @@ pub struct GrpcEchoServer {
     address: SocketAddr,
     tally: Arc<Tally>,
     connections: Arc<AtomicUsize>,
+    seen: seen::Seen,
     health: Option<tonic_health::server::HealthReporter>,
     graceful: Option<oneshot::Sender<()>>,
     kill: Option<oneshot::Sender<()>>,
@@ -260,8 +277,6 @@ impl GrpcEchoServer {
             stall_message: options.stall_message,
             stream: options.stream,
         });
-        let max_concurrent_streams = options.max_concurrent_streams;
-        let max_connection_age = options.max_connection_age;
         let connections = Arc::new(AtomicUsize::new(0));
         let accepted = Arc::clone(&connections);
         let (health, health_service) = if options.health {
@@ -273,6 +288,18 @@ impl GrpcEchoServer {
         } else {
             (None, None)
         };
+        let seen = seen::Seen::default();
+        let mut server = tonic::transport::Server::builder()
+            .max_concurrent_streams(options.max_concurrent_streams);
+        if let Some(age) = options.max_connection_age {
+            server = server.max_connection_age(age);
+        }
+        let router = server
+            .layer(seen::RecordLayer(Arc::clone(&seen)))
+            .add_optional_service(health_service)
+            .add_service(echo);
+        #[cfg(feature = "tls")]
+        let tls = options.tls;
         let (graceful, graceful_rx) = oneshot::channel::<()>();
         let (kill, kill_rx) = oneshot::channel::<()>();
         let (stopped_tx, stopped) = oneshot::channel::<()>();
@@ -285,6 +312,24 @@ impl GrpcEchoServer {
                 runtime.block_on(async move {
                     let serve = async move {
                         let listener = tokio::net::TcpListener::from_std(listener)?;
+                        let graceful = async {
+                            let _ = graceful_rx.await;
+                        };
+                        #[cfg(feature = "tls")]
+                        if let Some(config) = tls {
+                            let counted = Arc::clone(&accepted);
+                            let incoming = tokio_stream::StreamExt::map(
+                                tls::incoming(listener, config),
+                                move |connection| {
+                                    counted.fetch_add(1, Ordering::SeqCst);
+                                    connection
+                                },
+                            );
+                            return router
+                                .serve_with_incoming_shutdown(incoming, graceful)
+                                .await
+                                .map_err(io::Error::other);
+                        }
                         let incoming = tokio_stream::StreamExt::map(
                             tokio_stream::wrappers::TcpListenerStream::new(listener),
                             move |connection| {
@@ -292,17 +337,8 @@ impl GrpcEchoServer {
                                 connection
                             },
                         );
-                        let mut server = tonic::transport::Server::builder()
-                            .max_concurrent_streams(max_concurrent_streams);
-                        if let Some(age) = max_connection_age {
-                            server = server.max_connection_age(age);
-                        }
-                        server
-                            .add_optional_service(health_service)
-                            .add_service(echo)
-                            .serve_with_incoming_shutdown(incoming, async {
-                                let _ = graceful_rx.await;
-                            })
+                        router
+                            .serve_with_incoming_shutdown(incoming, graceful)
                             .await
                             .map_err(io::Error::other)
                     };
@@ -319,6 +355,7 @@ impl GrpcEchoServer {
             address,
             tally,
             connections,
+            seen,
             health,
             graceful: Some(graceful),
             kill: Some(kill),
@@ -355,6 +392,15 @@ impl GrpcEchoServer {
     /// The connections it has accepted.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// The names (`:authority`, `:scheme`, `user-agent`) of every request it has received, in
+    /// order, health checks included.
+    pub fn seen(&self) -> Vec<SeenRequest> {
+        self.seen
+            .lock()
+            .map(|seen| seen.clone())
+            .unwrap_or_default()
     }
 
     /// Sets the health status of the whole server (`""`); does nothing without a health service.

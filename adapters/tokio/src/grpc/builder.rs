@@ -8,6 +8,7 @@ use bytes::Bytes;
 use croupier::{BackoffConfig, PolicyConfig, ResolutionConfig};
 use croupier_channel::{BoxError, BuildError, ChannelBuilder, Resolver};
 use http::uri::Authority;
+use http::HeaderValue;
 use http_body::Body;
 
 use super::{HealthCheck, Http2Channel, Http2Connector, Http2Options, KeepAlive, Transport};
@@ -22,12 +23,15 @@ use crate::runtime::TokioRuntime;
 /// from that use.
 pub struct GrpcChannelBuilder<B, T = StreamConnector> {
     inner: ChannelBuilder<Http2Connector<B, T>>,
+    /// A setting that could not be taken, reported by `build`.
+    invalid: Option<BuildError>,
 }
 
 impl<B, T> fmt::Debug for GrpcChannelBuilder<B, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GrpcChannelBuilder")
             .field("inner", &self.inner)
+            .field("invalid", &self.invalid)
             .finish()
     }
 }
@@ -49,7 +53,26 @@ where
                 Arc::new(TokioRuntime::current()),
                 Http2Connector::new(StreamConnector::new()),
             ),
+            invalid: None,
         }
+    }
+}
+
+#[cfg(feature = "tls")]
+impl<B> GrpcChannelBuilder<B, StreamConnector>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// Runs every connection over TLS with `config` (feature `tls`): see [`super::tls`] for
+    /// the configurations it offers, which name each server is verified against, and ALPN.
+    /// Calls say `:scheme` `https`. Over a transport of your own:
+    /// `.transport(TlsTransport::over(yours, config))`.
+    pub fn tls(
+        self,
+        config: super::tls::rustls::ClientConfig,
+    ) -> GrpcChannelBuilder<B, super::TlsTransport> {
+        self.transport(super::TlsTransport::new(config))
     }
 }
 
@@ -145,9 +168,27 @@ where
         self.options(|_| options)
     }
 
-    /// The `:authority` of requests that name none (a tonic client names none).
+    /// The `:authority` of requests that name none (a tonic client names none), and the name
+    /// TLS verifies, for every connection: see [`Http2Connector::authority`].
     pub fn authority(self, authority: Authority) -> Self {
         self.connector(|c| c.authority(authority))
+    }
+
+    /// Puts `prefix` before the library's own `croupier/<version>` in every request's
+    /// `user-agent` (`myapp/1.2` -> `myapp/1.2 croupier/0.1.0`), as gRPC does; the channel's
+    /// `user-agent` replaces any a request carries. A prefix that cannot be a header value
+    /// (control characters) fails [`build`](Self::build), naming it.
+    pub fn user_agent(mut self, prefix: &str) -> Self {
+        match HeaderValue::from_str(prefix.trim()) {
+            Ok(prefix) => self.connector(|c| c.user_agent(&prefix)),
+            Err(_) => {
+                self.invalid.get_or_insert(BuildError::Setting {
+                    setting: "user_agent",
+                    reason: format!("{prefix:?} is not a valid header value"),
+                });
+                self
+            }
+        }
     }
 
     /// Opens the byte streams that HTTP/2 runs over with `transport` (TLS, a proxy's tunnel)
@@ -155,16 +196,22 @@ where
     pub fn transport<U: Transport>(self, transport: U) -> GrpcChannelBuilder<B, U> {
         GrpcChannelBuilder {
             inner: self.inner.map_connector(|c| c.with_transport(transport)),
+            invalid: self.invalid,
         }
     }
 
     /// Parses the target, starts its resolver and the channel's driver task, and returns the
     /// channel. Must run inside a tokio runtime.
     pub fn build(self) -> Result<Http2Channel<B>, BuildError> {
+        if let Some(invalid) = self.invalid {
+            return Err(invalid);
+        }
         self.inner.build()
     }
 
-    /// The channel builder underneath, for settings of its own.
+    /// The channel builder underneath, for settings of its own. A setting this builder refused
+    /// (a `user_agent` that is no header value) is not carried over: only [`build`](Self::build)
+    /// reports it.
     pub fn into_inner(self) -> ChannelBuilder<Http2Connector<B, T>> {
         self.inner
     }
@@ -175,6 +222,7 @@ where
     ) -> Self {
         GrpcChannelBuilder {
             inner: f(self.inner),
+            invalid: self.invalid,
         }
     }
 
@@ -188,6 +236,7 @@ where
     fn connector(self, f: impl FnOnce(Http2Connector<B, T>) -> Http2Connector<B, T>) -> Self {
         GrpcChannelBuilder {
             inner: self.inner.map_connector(f),
+            invalid: self.invalid,
         }
     }
 }

@@ -1,0 +1,147 @@
+//! What the gRPC examples share (feature `grpc`): tonic Echo servers on the ports asked for, a
+//! resolver of our own for the `example` scheme, and ten `UnaryEcho` calls through a
+//! pick_first channel, then ten through a round_robin one.
+
+use std::net::SocketAddr;
+
+use croupier::{Endpoint, PolicyConfig, ResolverUpdate, Target};
+use croupier_echo_grpc::{EchoClient, EchoRequest, GrpcEchoServer, ServerOptions};
+use croupier_tokio::grpc::Http2Channel;
+use croupier_tokio::{BoxFuture, BuildError, Resolver, ResolverContext};
+
+/// The scheme our resolver is registered for.
+pub const EXAMPLE_SCHEME: &str = "example";
+/// The one name it resolves.
+pub const EXAMPLE_SERVICE_NAME: &str = "lb.example.grpc.io";
+
+/// The channel a tonic client uses.
+pub type Channel = Http2Channel<tonic::body::Body>;
+
+/// A tonic client on a croupier channel: the only croupier-specific part is the channel.
+type Client = EchoClient<Channel>;
+
+/// Resolves `example:///lb.example.grpc.io` to the servers' addresses.
+struct ExampleResolver {
+    addresses: Vec<SocketAddr>,
+}
+
+impl Resolver for ExampleResolver {
+    fn resolve(&self, target: &Target, context: ResolverContext) -> BoxFuture<'static, ()> {
+        if target.endpoint() == EXAMPLE_SERVICE_NAME {
+            context.update(ResolverUpdate::new(
+                self.addresses.iter().copied().map(Endpoint::new),
+            ));
+        } else {
+            context.error(croupier::ResolverError::new(format!(
+                "the example resolver only knows {EXAMPLE_SERVICE_NAME}, not {}",
+                target.endpoint()
+            )));
+        }
+        // A static list: nothing more to do. A real resolver would loop on `context.resolve_now()`.
+        Box::pin(async {})
+    }
+}
+
+/// The ports of the command line (`--ports 6001,6002`), by default 50051 and 50052.
+pub fn ports_from_args(program: &str) -> Result<Vec<u16>, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => Ok(vec![50051, 50052]),
+        [flag, list] if flag == "--ports" => list
+            .split(',')
+            .map(|p| {
+                p.trim()
+                    .parse::<u16>()
+                    .map_err(|_| format!("not a port: {p:?}"))
+            })
+            .collect(),
+        _ => Err(format!("usage: {program} [--ports PORT,PORT]")),
+    }
+}
+
+/// Starts an Echo server with `options` on each port; `run` is the command that runs the
+/// example, for the hint when a port is taken.
+pub async fn start_servers(
+    ports: &[u16],
+    options: ServerOptions,
+    run: &str,
+) -> Result<Vec<GrpcEchoServer>, String> {
+    let mut servers = Vec::new();
+    for &port in ports {
+        let server = GrpcEchoServer::start(port, options.clone())
+            .await
+            .map_err(|error| {
+                format!(
+                    "cannot listen on 127.0.0.1:{port}: {error}\n\
+                     another program holds that port; pick free ones with: \
+                     {run} -- --ports 6001,6002"
+                )
+            })?;
+        servers.push(server);
+    }
+    // Register the resolver for the whole program before building channels (gRPC's
+    // `resolver.Register` in `init`).
+    croupier_tokio::register_resolver(
+        EXAMPLE_SCHEME,
+        ExampleResolver {
+            addresses: servers.iter().map(GrpcEchoServer::address).collect(),
+        },
+    );
+    Ok(servers)
+}
+
+async fn call_unary_echo(client: &mut Client, message: &str) -> Result<(), String> {
+    let request = tonic::Request::new(EchoRequest {
+        message: message.to_owned(),
+    });
+    let response = client
+        .unary_echo(request)
+        .await
+        .map_err(|status| format!("the call failed: {status}"))?;
+    println!("{}", response.into_inner().message);
+    Ok(())
+}
+
+async fn make_rpcs(client: &mut Client, n: usize) -> Result<(), String> {
+    for _ in 0..n {
+        call_unary_echo(client, "this is examples/load_balancing").await?;
+    }
+    Ok(())
+}
+
+async fn wait_until_all_ready(channel: &Channel, backends: usize) {
+    for _ in 0..500 {
+        let ready = channel
+            .subchannels()
+            .await
+            .iter()
+            .filter(|s| s.state == croupier::ConnectivityState::Ready)
+            .count();
+        if ready >= backends {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Ten calls through a pick_first channel (all to one server), then ten through a round_robin
+/// one (alternating over `backends` servers); `channel` builds each channel with the policy.
+pub async fn call_with_each_policy(
+    backends: usize,
+    channel: impl Fn(PolicyConfig) -> Result<Channel, BuildError>,
+) -> Result<(), String> {
+    // pick_first is the default policy; named here to show both.
+    let pick_first = channel(PolicyConfig::pick_first()).map_err(|error| error.to_string())?;
+    let mut client = EchoClient::new(pick_first);
+    println!("--- calling grpc.examples.echo.Echo/UnaryEcho with pick_first ---");
+    make_rpcs(&mut client, 10).await?;
+    println!();
+
+    let round_robin = channel(PolicyConfig::round_robin()).map_err(|error| error.to_string())?;
+    // round_robin connects to every backend at once and spreads calls over the READY ones; let
+    // both connections finish so the output shows the alternation from the first call.
+    wait_until_all_ready(&round_robin, backends).await;
+    let mut client = EchoClient::new(round_robin);
+    println!("--- calling grpc.examples.echo.Echo/UnaryEcho with round_robin ---");
+    make_rpcs(&mut client, 10).await
+}
