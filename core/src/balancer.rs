@@ -12,17 +12,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::address::{Address, Endpoint};
-use crate::backoff::BackoffConfig;
 use crate::call::CallOutcome;
 use crate::picker::{Picker, QueuePicker};
 use crate::policy::{Controller, Policy, PolicyConfig, SubchannelUpdate};
-use crate::resolution::{Resolution, ResolutionConfig};
+use crate::resolution::Resolution;
 use crate::resolver::{PolicyChoice, ResolverError, ResolverUpdate};
 use crate::rng::Rng;
 use crate::status::ConnectivityState;
 use crate::subchannel::{
     ConnectionEvent, ConnectionId, Effect, Subchannel, SubchannelId, SubchannelInfo, Subchannels,
 };
+
+mod config;
+
+pub use config::{BalancerConfig, DEFAULT_MAX_ENDPOINTS};
 
 /// Something the balancer wants the adapter to do, or to know.
 #[derive(Clone, Debug)]
@@ -58,71 +61,6 @@ pub enum Action {
     StateChanged(ConnectivityState),
     /// A new picker: from now on, picks use it (waiting calls should pick again).
     UpdatePicker(Arc<dyn Picker>),
-}
-
-/// A balancer's configuration: the policy, the backoff, the re-resolution schedule.
-#[derive(Clone, Debug, Default)]
-#[non_exhaustive]
-pub struct BalancerConfig {
-    /// The policy used until a resolver chooses another (default: pick_first).
-    pub policy: PolicyConfig,
-    /// Further policies a resolver may choose by name, besides the built-in ones.
-    pub policies: Vec<PolicyConfig>,
-    /// Connection backoff for every subchannel.
-    pub backoff: BackoffConfig,
-    /// When to ask the resolver again.
-    pub resolution: ResolutionConfig,
-}
-
-impl BalancerConfig {
-    /// Sets the policy.
-    pub fn policy(mut self, policy: PolicyConfig) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// Makes `policy` choosable by name in resolver updates.
-    pub fn register_policy(mut self, policy: PolicyConfig) -> Self {
-        self.policies.push(policy);
-        self
-    }
-
-    /// Sets the connection backoff.
-    pub fn backoff(mut self, backoff: BackoffConfig) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
-    /// Sets the re-resolution schedule.
-    pub fn resolution(mut self, resolution: ResolutionConfig) -> Self {
-        self.resolution = resolution;
-        self
-    }
-
-    /// The policy a resolver's choice names, configured with its parameters.
-    fn lookup(&self, choice: &PolicyChoice) -> Result<PolicyConfig, String> {
-        let builtins = [PolicyConfig::pick_first(), PolicyConfig::round_robin()];
-        let known = std::iter::once(&self.policy)
-            .chain(&self.policies)
-            .chain(builtins.iter());
-        // And every built-in the policy module lists (ring_hash, outlier_detection, ...).
-        let listed = crate::policy::builtins();
-        let known = known.chain(listed.iter());
-        let mut names = Vec::new();
-        for policy in known {
-            if policy.name() == choice.name() {
-                return policy.with_params(choice.params());
-            }
-            names.push(policy.name().to_owned());
-        }
-        names.sort();
-        names.dedup();
-        Err(format!(
-            "unknown load-balancing policy {:?} (known: {})",
-            choice.name(),
-            names.join(", ")
-        ))
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -342,10 +280,16 @@ impl Balancer {
             .map(Subchannel::state)
     }
 
-    /// The resolver produced `update`. Applying the same update again changes nothing.
+    /// The resolver produced `update`. Applying the same update again changes nothing. An update
+    /// with more endpoints than [`BalancerConfig::max_endpoints`] is refused as a resolver error
+    /// that says how many came and what the limit is: the last good list stays in use.
     pub fn handle_resolver_update(&mut self, update: ResolverUpdate, now: Instant) {
         self.core.advance(now);
         let ResolverUpdate { endpoints, policy } = update;
+        if let Err(error) = self.core.config.check_size(&endpoints) {
+            self.handle_resolver_error(error, now);
+            return;
+        }
         let repeat = self
             .last_update
             .as_ref()

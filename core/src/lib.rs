@@ -115,7 +115,7 @@ pub mod testing;
 
 pub use address::{Address, Attributes, Endpoint};
 pub use backoff::BackoffConfig;
-pub use balancer::{Action, Balancer, BalancerConfig};
+pub use balancer::{Action, Balancer, BalancerConfig, DEFAULT_MAX_ENDPOINTS};
 pub use call::{CallOutcome, LoadReport};
 pub use picker::{
     FailPicker, Pick, PickRequest, Picker, QueuePicker, RoundRobinPicker, SinglePicker,
