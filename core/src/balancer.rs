@@ -23,65 +23,18 @@ use crate::subchannel::{
     ConnectionEvent, ConnectionId, Effect, Subchannel, SubchannelId, SubchannelInfo, Subchannels,
 };
 
+mod actions;
 mod config;
 
+pub use actions::Action;
+use actions::{ActionQueue, Queued};
 pub use config::{BalancerConfig, DEFAULT_MAX_ENDPOINTS};
-
-/// Something the balancer wants the adapter to do, or to know.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-#[must_use = "every action must be carried out or the channel stalls"]
-pub enum Action {
-    /// Open a connection to `address`, and report how it went with
-    /// [`Balancer::handle_connection_event`] and `connection`. The core fails the attempt itself
-    /// at `deadline` (and then asks for a [`Action::Disconnect`]); an adapter may also give up then.
-    Connect {
-        /// The attempt; report its events with this id.
-        connection: ConnectionId,
-        /// Where to connect.
-        address: Address,
-        /// When the core will count the attempt as failed.
-        deadline: Instant,
-    },
-    /// Drop the attempt or connection `connection` (it timed out, or the policy is done with it).
-    /// The subchannel lives on and may connect again later.
-    Disconnect {
-        /// The attempt or connection to drop.
-        connection: ConnectionId,
-    },
-    /// The subchannel is gone for good: drop whatever it holds and forget it. Sent exactly once per
-    /// removed subchannel.
-    Shutdown {
-        /// The removed subchannel.
-        subchannel: SubchannelId,
-    },
-    /// Ask the resolver for fresh results (already rate-limited: act on every one).
-    ResolveNow,
-    /// The channel's connectivity state changed.
-    StateChanged(ConnectivityState),
-    /// A new picker: from now on, picks use it (waiting calls should pick again).
-    UpdatePicker(Arc<dyn Picker>),
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
     Subchannel(SubchannelId),
     Policy(u64),
     Resolution,
-}
-
-/// An action as queued. A connect names only its attempt, and becomes an [`Action::Connect`]
-/// with the subchannel's address and deadline when it is polled: a fresh update of thousands of
-/// endpoints queues 24 bytes per connect instead of 64 (the memory such an update first touches
-/// is most of its cost).
-#[derive(Debug)]
-enum Queued {
-    Connect(ConnectionId),
-    Disconnect(ConnectionId),
-    Shutdown(SubchannelId),
-    ResolveNow,
-    StateChanged(ConnectivityState),
-    UpdatePicker(Arc<dyn Picker>),
 }
 
 /// Subchannel state changes not yet told to the policy, in order. A change takes 16 bytes; the
@@ -125,7 +78,7 @@ struct Core {
     config: BalancerConfig,
     rng: Rng,
     subchannels: Subchannels,
-    actions: VecDeque<Queued>,
+    actions: ActionQueue,
     updates: Updates,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     state: ConnectivityState,
@@ -172,7 +125,7 @@ impl Balancer {
                 config,
                 rng: Rng::new(seed),
                 subchannels: Subchannels::default(),
-                actions: VecDeque::new(),
+                actions: ActionQueue::default(),
                 updates: Updates::default(),
                 timers: BinaryHeap::new(),
                 state: ConnectivityState::Connecting,
@@ -201,11 +154,19 @@ impl Balancer {
 
     /// The next action to carry out. Drain it after every `handle_*` call, until `None`.
     ///
+    /// Actions come out in the order they were queued, with one exception that keeps the queue
+    /// bounded however late it is drained: a newer [`Action::UpdatePicker`] takes the place of
+    /// one not yet polled, and so does a newer [`Action::StateChanged`] (one that returns to the
+    /// state last polled announces nothing), and a second [`Action::ResolveNow`] joins one still
+    /// waiting. An adapter that handles many inputs before draining thus sees only the newest
+    /// picker and state, never an older one after a newer, at the place of the first one queued
+    /// since it last drained; the queue holds at most a few actions per subchannel.
+    ///
     /// A connection attempt is announced as it stands when polled: one that ended before (its
     /// subchannel was removed by the same input) is left out, with nothing to connect.
     pub fn poll_action(&mut self) -> Option<Action> {
         loop {
-            let action = match self.core.actions.pop_front()? {
+            let action = match self.core.actions.pop()? {
                 Queued::Connect(connection) => {
                     let Some(subchannel) = self.core.subchannels.get(&connection.subchannel())
                     else {
@@ -225,6 +186,7 @@ impl Balancer {
                 Queued::ResolveNow => Action::ResolveNow,
                 Queued::StateChanged(state) => Action::StateChanged(state),
                 Queued::UpdatePicker(picker) => Action::UpdatePicker(picker),
+                Queued::Superseded => continue,
             };
             return Some(action);
         }
@@ -402,7 +364,7 @@ impl Balancer {
                         Effect::None => {}
                         Effect::Changed => self.core.subchannel_changed(id),
                         Effect::ChangedAndDisconnect => {
-                            self.core.actions.push_back(Queued::Disconnect(attempt));
+                            self.core.actions.push(Queued::Disconnect(attempt));
                             self.core.subchannel_changed(id);
                         }
                     }
@@ -414,7 +376,7 @@ impl Balancer {
                         .resolution
                         .on_timeout(self.core.now, &mut self.core.rng)
                     {
-                        self.core.actions.push_back(Queued::ResolveNow);
+                        self.core.actions.push_resolve_now();
                         self.core.schedule_resolution();
                     }
                 }
@@ -447,9 +409,7 @@ impl Balancer {
             }
         }
         if std::mem::take(&mut self.core.published) {
-            self.core
-                .actions
-                .push_back(Queued::UpdatePicker(Arc::clone(&self.core.picker)));
+            self.core.actions.push_picker(Arc::clone(&self.core.picker));
         }
     }
 }
@@ -513,7 +473,7 @@ impl Controller for Core {
         if let Some((connection, deadline)) =
             subchannel.connect(id, &self.config.backoff, self.now, &mut self.rng)
         {
-            self.actions.push_back(Queued::Connect(connection));
+            self.actions.push(Queued::Connect(connection));
             self.updates.push(id, ConnectivityState::Connecting, None);
             // The attempt's deadline is the subchannel's next one.
             debug_assert_eq!(subchannel.deadline(), Some(deadline));
@@ -525,7 +485,7 @@ impl Controller for Core {
     fn remove_subchannel(&mut self, id: SubchannelId) {
         if let Some(mut subchannel) = self.subchannels.remove(&id) {
             subchannel.shutdown();
-            self.actions.push_back(Queued::Shutdown(id));
+            self.actions.push(Queued::Shutdown(id));
         }
     }
 
@@ -541,7 +501,7 @@ impl Controller for Core {
         };
         if state != self.state {
             self.state = state;
-            self.actions.push_back(Queued::StateChanged(state));
+            self.actions.push_state(state);
         }
         self.picker = picker;
         self.published = true;
@@ -549,7 +509,7 @@ impl Controller for Core {
 
     fn request_resolution(&mut self) {
         if self.resolution.request(self.now) {
-            self.actions.push_back(Queued::ResolveNow);
+            self.actions.push_resolve_now();
         }
         self.schedule_resolution();
     }
