@@ -277,3 +277,70 @@ fn fresh_updates_and_one_percent_changes_cost_linear_work_and_memory() {
         );
     }
 }
+
+/// ring_hash over `n` endpoints with a ring of `n` entries (one each): a pick for every
+/// endpoint's entry flags it, one exit_idle connects them all, and they become READY one event at
+/// a time in a shuffled order.
+fn ring_hash_all_ready_one_at_a_time(n: u32) -> Usage {
+    let start = Instant::now();
+    let list = pods(0, n);
+    let hashes: Vec<u64> = list
+        .iter()
+        .map(|endpoint| {
+            let key = format!("{}_0", endpoint.addresses()[0]);
+            xxhash_rust::xxh64::xxh64(key.as_bytes(), 0)
+        })
+        .collect();
+    let ring = croupier::policy::RingHashConfig::default()
+        .min_ring_size(u64::from(n))
+        .max_ring_size(u64::from(n));
+    let policy = PolicyConfig::new(ring);
+    let mut connects = Vec::with_capacity(n as usize);
+    let (balancer, usage) = usage_of(|| {
+        let mut balancer = balancer(&policy, start);
+        balancer.handle_resolver_update(ResolverUpdate::new(list), start);
+        drain(&mut balancer, &mut connects);
+        let picker = balancer.picker();
+        for hash in &hashes {
+            assert_eq!(
+                picker.pick(&PickRequest::new().with_hash(*hash)),
+                Pick::Queue
+            );
+        }
+        balancer.exit_idle(start);
+        drain(&mut balancer, &mut connects);
+        Rng::new(u64::from(n)).shuffle(&mut connects);
+        let mut more = Vec::new();
+        for (i, connection) in std::mem::take(&mut connects).into_iter().enumerate() {
+            let at = start + Duration::from_micros(i as u64);
+            balancer.handle_connection_event(connection, ConnectionEvent::Connected, at);
+            drain(&mut balancer, &mut more);
+        }
+        assert!(more.is_empty(), "no reconnects: {}", more.len());
+        balancer
+    });
+    let states = balancer.subchannel_states();
+    assert!(states
+        .into_iter()
+        .all(|(_, s)| s == ConnectivityState::Ready));
+    // Every endpoint answers the calls that hash to it, through the newest picker.
+    let picker = balancer.picker();
+    let picked: HashSet<_> = hashes
+        .iter()
+        .filter_map(
+            |hash| match picker.pick(&PickRequest::new().with_hash(*hash)) {
+                Pick::Ready(id) => Some(id),
+                _ => None,
+            },
+        )
+        .collect();
+    assert_eq!(picked.len(), n as usize);
+    usage
+}
+
+#[test]
+fn ring_hash_endpoints_becoming_ready_one_by_one_cost_linear_work_and_memory() {
+    let small = ring_hash_all_ready_one_at_a_time(10_000);
+    let large = ring_hash_all_ready_one_at_a_time(100_000);
+    assert_linear("ring_hash", small, large, 12);
+}
