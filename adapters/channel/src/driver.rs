@@ -16,6 +16,10 @@ use crate::resolver::ResolveNow;
 use crate::runtime::{BoxFuture, Runtime, Task};
 use crate::shared::{Shared, Snapshot};
 
+/// The most reports and inputs the driver hands the balancer before it carries out the actions
+/// they caused (each round takes one of each kind).
+const BATCH_LIMIT: usize = 65_536;
+
 /// What the driver hears from handles, guards and the resolver.
 #[derive(Debug)]
 pub(crate) enum Input {
@@ -142,19 +146,40 @@ impl<C: Connector> Driver<C> {
                     self.balancer.handle_timeout(now);
                 }
             }
-            // Take whatever else is already waiting, so a burst becomes one picker update.
-            while let Ok(report) = self.reports.1.try_recv() {
-                self.handle_report(report, now);
-            }
-            loop {
-                match self.inbox.try_recv() {
-                    Ok(input) => self.handle_input(input, now),
-                    Err(async_channel::TryRecvError::Empty) => break,
-                    Err(async_channel::TryRecvError::Closed) => return self.shutdown(),
-                }
+            if self.take_waiting(now).is_err() {
+                break;
             }
         }
         self.shutdown();
+    }
+
+    /// Hands the balancer every report and input already waiting, before any action is carried
+    /// out, so a burst (thousands of connections completing at once) costs one drain of the
+    /// actions and one published snapshot, not one per event. A batch takes at most
+    /// [`BATCH_LIMIT`] inputs, so a flood cannot hold back the actions for ever. `Err` once every
+    /// handle is gone.
+    fn take_waiting(&mut self, now: Instant) -> Result<(), ()> {
+        let mut taken = 0;
+        while taken < BATCH_LIMIT {
+            let mut took = false;
+            if let Ok(report) = self.reports.1.try_recv() {
+                self.handle_report(report, now);
+                took = true;
+            }
+            match self.inbox.try_recv() {
+                Ok(input) => {
+                    self.handle_input(input, now);
+                    took = true;
+                }
+                Err(async_channel::TryRecvError::Empty) => {}
+                Err(async_channel::TryRecvError::Closed) => return Err(()),
+            }
+            if !took {
+                break;
+            }
+            taken += 1;
+        }
+        Ok(())
     }
 
     fn shutdown(&mut self) {
