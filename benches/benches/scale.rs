@@ -1,68 +1,21 @@
 //! The core at 10,000, 100,000 and 200,000 endpoints (consecutive IPs behind one port, as a fleet
 //! of pods): a fresh round_robin update, a 1% change, and every endpoint connecting and becoming
 //! READY one event at a time in a shuffled order, the actions drained after each event as an
-//! adapter does. Linear work means 100,000 costs about ten times 10,000. (The bytes and
-//! allocations of the same scenarios are counted, deterministically, in `core/tests/scale.rs`.)
+//! adapter does, for round_robin, the policies built on it, and ring_hash. Linear work means
+//! 100,000 costs about ten times 10,000. (`core/tests/scale.rs` counts the bytes and allocations
+//! of the same scenarios, which unlike time are deterministic.)
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
-use croupier::{
-    Action, Balancer, BalancerConfig, ConnectionEvent, ConnectionId, Endpoint, PolicyConfig,
-    ResolverUpdate, Rng,
+use croupier::testing::scale::{
+    all_ready_one_by_one, balancer, connecting, drain, one_percent_changed, pods,
+    ring_hash_connecting,
 };
-use croupier_benches::{pod_address, pod_endpoints};
+use croupier::{PolicyConfig, ResolverUpdate};
 
-const SIZES: [usize; 3] = [10_000, 100_000, 200_000];
-
-fn fresh(policy: &PolicyConfig, now: Instant) -> Balancer {
-    let config = BalancerConfig::default()
-        .policy(policy.clone())
-        .max_endpoints(200_000);
-    Balancer::new(config, 7, now)
-}
-
-/// Drains the actions, keeping the attempts to connect.
-fn drain(balancer: &mut Balancer, connects: &mut Vec<ConnectionId>) {
-    while let Some(action) = balancer.poll_action() {
-        if let Action::Connect { connection, .. } = action {
-            connects.push(connection);
-        }
-    }
-}
-
-/// The list with every hundredth endpoint replaced by a new one.
-fn one_percent_changed(n: usize) -> Vec<Endpoint> {
-    let mut list = pod_endpoints(n);
-    for (i, endpoint) in list.iter_mut().enumerate().step_by(100) {
-        *endpoint = Endpoint::new(pod_address(n + i));
-    }
-    list
-}
-
-/// A balancer that was just given `n` endpoints, and its attempts in a shuffled order.
-fn connecting(policy: &PolicyConfig, n: usize, now: Instant) -> (Balancer, Vec<ConnectionId>) {
-    let mut balancer = fresh(policy, now);
-    balancer.handle_resolver_update(ResolverUpdate::new(pod_endpoints(n)), now);
-    let mut connects = Vec::with_capacity(n);
-    drain(&mut balancer, &mut connects);
-    Rng::new(n as u64).shuffle(&mut connects);
-    (balancer, connects)
-}
-
-/// Every attempt connects, a microsecond apart, then the last waiting picker is published.
-fn all_ready(balancer: &mut Balancer, connects: Vec<ConnectionId>, now: Instant) {
-    let n = connects.len() as u64;
-    let mut more = Vec::new();
-    for (i, connection) in connects.into_iter().enumerate() {
-        let at = now + Duration::from_micros(i as u64);
-        balancer.handle_connection_event(connection, ConnectionEvent::Connected, at);
-        drain(balancer, &mut more);
-    }
-    balancer.handle_timeout(now + Duration::from_micros(n) + Duration::from_secs(1));
-    drain(balancer, &mut more);
-}
+const SIZES: [u32; 3] = [10_000, 100_000, 200_000];
 
 fn scale(c: &mut Criterion) {
     let mut group = c.benchmark_group("scale");
@@ -73,11 +26,11 @@ fn scale(c: &mut Criterion) {
     let now = Instant::now();
     let policy = PolicyConfig::round_robin();
     for n in SIZES {
-        let list = pod_endpoints(n);
+        let list = pods(0, n);
         let changed = one_percent_changed(n);
         group.bench_with_input(BenchmarkId::new("round_robin/fresh", n), &n, |b, _| {
             b.iter_batched(
-                || (fresh(&policy, now), ResolverUpdate::new(list.clone())),
+                || (balancer(&policy, now), ResolverUpdate::new(list.clone())),
                 |(mut balancer, update)| {
                     balancer.handle_resolver_update(update, now);
                     drain(&mut balancer, &mut Vec::new());
@@ -117,13 +70,29 @@ fn scale(c: &mut Criterion) {
                 b.iter_batched(
                     || connecting(&policy, n, now),
                     |(mut balancer, connects)| {
-                        all_ready(&mut balancer, connects, now);
-                        black_box(balancer)
+                        black_box(all_ready_one_by_one(&mut balancer, connects, now));
+                        balancer
                     },
                     BatchSize::LargeInput,
                 )
             });
         }
+    }
+    for n in SIZES {
+        let name = "ring_hash/all_ready_one_by_one";
+        group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+            b.iter_batched(
+                || {
+                    let (balancer, connects, _) = ring_hash_connecting(n, now);
+                    (balancer, connects)
+                },
+                |(mut balancer, connects)| {
+                    black_box(all_ready_one_by_one(&mut balancer, connects, now));
+                    balancer
+                },
+                BatchSize::LargeInput,
+            )
+        });
     }
     group.finish();
 }

@@ -13,8 +13,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
+use croupier::testing::scale::pods;
 use croupier::{Balancer, BalancerConfig, Endpoint, PolicyConfig, ResolverUpdate};
-use croupier_benches::{endpoints, pod_endpoints, port};
+use croupier_benches::{endpoints, port};
 
 fn policies() -> Vec<PolicyConfig> {
     vec![PolicyConfig::pick_first(), PolicyConfig::round_robin()]
@@ -115,7 +116,7 @@ fn update(c: &mut Criterion) {
                     BatchSize::LargeInput,
                 )
             });
-            let pods = pod_endpoints(n);
+            let pods = pods(0, n as u32);
             group.bench_with_input(
                 BenchmarkId::new(format!("{name}/fresh_pods"), n),
                 &n,

@@ -15,18 +15,6 @@ pub fn endpoints(n: usize) -> Vec<Endpoint> {
     (0..n).map(|i| Endpoint::new(addr(port(i)))).collect()
 }
 
-/// `n` endpoints on consecutive IPv4 addresses from 10.0.0.0, all on port 8080: a fleet of pods
-/// behind one service port (never connected to: the core does no I/O).
-pub fn pod_endpoints(n: usize) -> Vec<Endpoint> {
-    (0..n).map(|i| Endpoint::new(pod_address(i))).collect()
-}
-
-/// The address of pod `i`: 10.0.0.0 + `i`, port 8080.
-pub fn pod_address(i: usize) -> std::net::SocketAddr {
-    let ip = std::net::Ipv4Addr::from(0x0a00_0000u32.wrapping_add(i as u32));
-    std::net::SocketAddr::new(ip.into(), 8080)
-}
-
 /// A distinct port for endpoint `i` (10,000 endpoints fit below 65,535).
 pub fn port(i: usize) -> u16 {
     1_024 + (i % 60_000) as u16

@@ -9,13 +9,14 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use croupier::{
-    Action, Balancer, BalancerConfig, ConnectionEvent, ConnectivityState, Endpoint, Pick,
-    PickRequest, PolicyConfig, ResolverUpdate, Rng,
+use croupier::testing::scale::{
+    all_ready_one_by_one, balancer, connecting, drain, one_percent_changed, pods,
+    ring_hash_connecting,
 };
+use croupier::ResolverUpdate;
+use croupier::{Balancer, ConnectionEvent, ConnectivityState, Pick, PickRequest, PolicyConfig};
 
 thread_local! {
     /// Bytes allocated, allocations made, bytes live now and at most, on this thread.
@@ -85,65 +86,26 @@ fn usage_of<T>(f: impl FnOnce() -> T) -> (T, Usage) {
     (value, usage)
 }
 
-/// `n` endpoints on consecutive IPv4 addresses from 10.0.0.0, all on port 8080, starting at
-/// `first`.
-fn pods(first: u32, n: u32) -> Vec<Endpoint> {
-    (first..first + n)
-        .map(|i| {
-            Endpoint::new(SocketAddr::new(
-                Ipv4Addr::from(0x0a00_0000 + i).into(),
-                8080,
-            ))
-        })
-        .collect()
-}
-
-fn balancer(policy: &PolicyConfig, now: Instant) -> Balancer {
-    let config = BalancerConfig::default()
-        .policy(policy.clone())
-        .max_endpoints(200_000);
-    Balancer::new(config, 11, now)
-}
-
-/// Carries out the actions as an adapter would: the newest picker is kept.
-fn drain(balancer: &mut Balancer, connects: &mut Vec<croupier::ConnectionId>) {
-    while let Some(action) = balancer.poll_action() {
-        if let Action::Connect { connection, .. } = action {
-            connects.push(connection);
-        }
-    }
-}
-
 /// A fresh balancer given `n` endpoints, every one connecting and then becoming READY one event
 /// at a time in a shuffled order, a microsecond apart, the actions drained after each event.
 fn all_ready_one_at_a_time(policy: &PolicyConfig, n: u32) -> Usage {
     let start = Instant::now();
-    let list = pods(0, n);
-    let mut connects = Vec::with_capacity(n as usize);
     let (balancer, usage) = usage_of(|| {
-        let mut balancer = balancer(policy, start);
-        balancer.handle_resolver_update(ResolverUpdate::new(list), start);
-        drain(&mut balancer, &mut connects);
-        Rng::new(u64::from(n)).shuffle(&mut connects);
-        let mut more = Vec::new();
-        for (i, connection) in std::mem::take(&mut connects).into_iter().enumerate() {
-            let at = start + Duration::from_micros(i as u64);
-            balancer.handle_connection_event(connection, ConnectionEvent::Connected, at);
-            drain(&mut balancer, &mut more);
-        }
-        // Whatever waited for the next picker is published by the window's end.
-        let end = start + Duration::from_micros(u64::from(n)) + Duration::from_secs(1);
-        balancer.handle_timeout(end);
-        drain(&mut balancer, &mut more);
+        let (mut balancer, connects) = connecting(policy, n, start);
+        let more = all_ready_one_by_one(&mut balancer, connects, start);
         assert!(more.is_empty(), "no reconnects: {}", more.len());
         balancer
     });
+    all_ready(&balancer);
+    usage
+}
+
+fn all_ready(balancer: &Balancer) {
     assert_eq!(balancer.state(), ConnectivityState::Ready);
     let states = balancer.subchannel_states();
     assert!(states
         .into_iter()
         .all(|(_, s)| s == ConnectivityState::Ready));
-    usage
 }
 
 fn assert_linear(what: &str, small: Usage, large: Usage, ratio: u64) {
@@ -205,10 +167,7 @@ fn every_policy_on_round_robins_machinery_is_linear_too() {
 #[test]
 fn the_final_picker_offers_every_endpoint() {
     let start = Instant::now();
-    let mut balancer = balancer(&PolicyConfig::round_robin(), start);
-    balancer.handle_resolver_update(ResolverUpdate::new(pods(0, 1_000)), start);
-    let mut connects = Vec::new();
-    drain(&mut balancer, &mut connects);
+    let (mut balancer, connects) = connecting(&PolicyConfig::round_robin(), 1_000, start);
     let mut seen_ready = 0;
     for (i, connection) in connects.into_iter().enumerate() {
         let at = start + Duration::from_micros(i as u64);
@@ -244,10 +203,7 @@ fn distinct_picks(balancer: &Balancer, picks: usize) -> usize {
 fn update_usage(policy: &PolicyConfig, n: u32) -> (Usage, Usage) {
     let start = Instant::now();
     let list = pods(0, n);
-    let mut changed = list.clone();
-    for (i, endpoint) in changed.iter_mut().enumerate().step_by(100) {
-        *endpoint = pods(n + i as u32, 1).remove(0);
-    }
+    let changed = one_percent_changed(n);
     let mut connects = Vec::with_capacity(n as usize);
     let (mut balancer, fresh) = usage_of(|| {
         let mut balancer = balancer(policy, start);
@@ -278,51 +234,18 @@ fn fresh_updates_and_one_percent_changes_cost_linear_work_and_memory() {
     }
 }
 
-/// ring_hash over `n` endpoints with a ring of `n` entries (one each): a pick for every
-/// endpoint's entry flags it, one exit_idle connects them all, and they become READY one event at
-/// a time in a shuffled order.
+/// ring_hash over `n` endpoints, a ring entry each, all flagged by picks and connected by one
+/// exit_idle, becoming READY one event at a time in a shuffled order.
 fn ring_hash_all_ready_one_at_a_time(n: u32) -> Usage {
     let start = Instant::now();
-    let list = pods(0, n);
-    let hashes: Vec<u64> = list
-        .iter()
-        .map(|endpoint| {
-            let key = format!("{}_0", endpoint.addresses()[0]);
-            xxhash_rust::xxh64::xxh64(key.as_bytes(), 0)
-        })
-        .collect();
-    let ring = croupier::policy::RingHashConfig::default()
-        .min_ring_size(u64::from(n))
-        .max_ring_size(u64::from(n));
-    let policy = PolicyConfig::new(ring);
-    let mut connects = Vec::with_capacity(n as usize);
-    let (balancer, usage) = usage_of(|| {
-        let mut balancer = balancer(&policy, start);
-        balancer.handle_resolver_update(ResolverUpdate::new(list), start);
-        drain(&mut balancer, &mut connects);
-        let picker = balancer.picker();
-        for hash in &hashes {
-            assert_eq!(
-                picker.pick(&PickRequest::new().with_hash(*hash)),
-                Pick::Queue
-            );
-        }
-        balancer.exit_idle(start);
-        drain(&mut balancer, &mut connects);
-        Rng::new(u64::from(n)).shuffle(&mut connects);
-        let mut more = Vec::new();
-        for (i, connection) in std::mem::take(&mut connects).into_iter().enumerate() {
-            let at = start + Duration::from_micros(i as u64);
-            balancer.handle_connection_event(connection, ConnectionEvent::Connected, at);
-            drain(&mut balancer, &mut more);
-        }
+    let ((balancer, hashes), usage) = usage_of(|| {
+        let (mut balancer, connects, hashes) = ring_hash_connecting(n, start);
+        assert_eq!(connects.len(), n as usize, "every endpoint connects");
+        let more = all_ready_one_by_one(&mut balancer, connects, start);
         assert!(more.is_empty(), "no reconnects: {}", more.len());
-        balancer
+        (balancer, hashes)
     });
-    let states = balancer.subchannel_states();
-    assert!(states
-        .into_iter()
-        .all(|(_, s)| s == ConnectivityState::Ready));
+    all_ready(&balancer);
     // Every endpoint answers the calls that hash to it, through the newest picker.
     let picker = balancer.picker();
     let picked: HashSet<_> = hashes
