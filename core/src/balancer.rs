@@ -194,6 +194,8 @@ impl Balancer {
 
     /// When [`Balancer::handle_timeout`] should next be called, if ever. Ask again after every
     /// `handle_*` call: inputs move it.
+    #[must_use = "an adapter that does not wake at this instant leaves backoffs, connection \
+                  deadlines and waiting pickers stalled"]
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         while let Some(Reverse((at, key))) = self.core.timers.peek().copied() {
             let live = match key {

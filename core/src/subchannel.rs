@@ -132,6 +132,7 @@ pub enum ConnectionEvent {
 
 /// A snapshot of one subchannel, for observability.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SubchannelInfo {
     /// The handle.
     pub id: SubchannelId,

@@ -33,6 +33,12 @@
 //! (in the resolver's order, after the one that failed last), so the policy recovers even when no
 //! calls come to trigger it.
 //!
+//! **Publication.** Each endpoint's state sits in a cell that the policy updates in place and
+//! every picker reads, so an endpoint that connects or fails is shown by publishing the same
+//! picker again (which wakes the calls that wait), at no cost in the number of endpoints. The
+//! picker is rebuilt when the endpoints or the ring change, and for a changed failure message as
+//! round_robin paces its pickers (at once below 16 endpoints).
+//!
 //! Where croupier differs: [`Balancer::exit_idle`](crate::Balancer::exit_idle) with no endpoint
 //! flagged (a user asking for a connection before the first call) connects the endpoint of one
 //! random hash, so the channel leaves IDLE.

@@ -13,6 +13,15 @@
 //! Aggregate state: READY if any endpoint is; else CONNECTING if any is; else IDLE if any is; else
 //! TRANSIENT_FAILURE. An endpoint that failed counts as failed until it is READY again ("sticky"
 //! TRANSIENT_FAILURE, gRFC A61), so the channel does not flap through CONNECTING while it retries.
+//!
+//! A picker is a snapshot of the READY endpoints, so building one costs the list. It is rebuilt at
+//! once when the state changes, when an endpoint it offers is no longer READY, after a resolver
+//! update, when an eighth of the endpoints changed since the last one, or when the last one is
+//! older than 100 ms; any other change (an endpoint joining the READY ones, a failure message)
+//! waits at most 100 ms, gathered with the next ones. So 200,000 endpoints coming up one
+//! connection at a time cost a few rebuilds of the list, not one each (which took 96 s at
+//! 100,000); below 16 endpoints an eighth is one change, and every change is published at once.
+//! (gRPC rebuilds the picker on every change.)
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::AtomicUsize;
