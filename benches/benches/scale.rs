@@ -1,8 +1,9 @@
 //! The core at 10,000, 100,000 and 200,000 endpoints (consecutive IPs behind one port, as a fleet
 //! of pods): a fresh round_robin update, a 1% change, and every endpoint connecting and becoming
 //! READY one event at a time in a shuffled order, the actions drained after each event as an
-//! adapter does, for round_robin, the policies built on it, and ring_hash. Linear work means
-//! 100,000 costs about ten times 10,000. (`core/tests/scale.rs` counts the bytes and allocations
+//! adapter does, for round_robin, the policies built on it, and ring_hash (and for round_robin in
+//! creation order too, which shows what the cache misses of the shuffled order cost). Linear work
+//! means 100,000 costs about ten times 10,000. (`core/tests/scale.rs` counts the bytes and allocations
 //! of the same scenarios, which unlike time are deterministic.)
 
 use std::hint::black_box;
@@ -77,6 +78,26 @@ fn scale(c: &mut Criterion) {
                 )
             });
         }
+    }
+    // The same in creation order: each event touches memory next to the last one's, so this
+    // shows what the shuffled order's cache misses cost.
+    let policy = PolicyConfig::round_robin();
+    for n in SIZES {
+        let name = "round_robin/all_ready_in_order";
+        group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+            b.iter_batched(
+                || {
+                    let (balancer, mut connects) = connecting(&policy, n, now);
+                    connects.sort_unstable();
+                    (balancer, connects)
+                },
+                |(mut balancer, connects)| {
+                    black_box(all_ready_one_by_one(&mut balancer, connects, now));
+                    balancer
+                },
+                BatchSize::LargeInput,
+            )
+        });
     }
     for n in SIZES {
         let name = "ring_hash/all_ready_one_by_one";
