@@ -145,6 +145,8 @@ pub(crate) struct RingHash {
     current: Option<Arc<RingHashPicker>>,
     /// Whether any endpoint is READY, as every picker reads it.
     any_ready: Arc<AtomicBool>,
+    /// Whether a picker flagged an endpoint since the policy last looked.
+    any_flagged: Arc<AtomicBool>,
     pacing: Pacing,
     resolver_error: Option<ResolverError>,
     /// The child that last went TRANSIENT_FAILURE: the proactive connection moves on from it.
@@ -180,6 +182,7 @@ impl RingHash {
             published: None,
             current: None,
             any_ready: Arc::new(AtomicBool::new(false)),
+            any_flagged: Arc::new(AtomicBool::new(false)),
             pacing: Pacing::default(),
             resolver_error: None,
             last_failed: None,
@@ -384,6 +387,7 @@ impl RingHash {
             .collect();
         RingHashPicker {
             any_ready: Arc::clone(&self.any_ready),
+            any_flagged: Arc::clone(&self.any_flagged),
             ring: Arc::clone(&self.ring),
             slots,
             header: self.config.hash_header().cloned(),
@@ -488,12 +492,17 @@ impl Policy for RingHash {
     }
 
     fn exit_idle(&mut self, ctl: &mut dyn Controller) {
-        let flagged: Vec<u32> = self
-            .children
-            .iter()
-            .filter(|(_, child)| child.live.connect.swap(false, Ordering::Relaxed))
-            .map(|(key, _)| *key)
-            .collect();
+        // Every call that queued asks for this: look through the endpoints only if a pick
+        // flagged one since the last look (a pick raises its endpoint's flag first).
+        let flagged: Vec<u32> = if self.any_flagged.swap(false, Ordering::Acquire) {
+            self.children
+                .iter()
+                .filter(|(_, child)| child.live.connect.swap(false, Ordering::Relaxed))
+                .map(|(key, _)| *key)
+                .collect()
+        } else {
+            Vec::new()
+        };
         for &key in &flagged {
             self.connect_child(key, ctl);
         }

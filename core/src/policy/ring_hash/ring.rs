@@ -143,6 +143,9 @@ pub(super) struct RingHashPicker {
     /// is, a random hash's walk stops once it has flagged an endpoint, instead of going round
     /// the whole ring looking for one.
     pub(super) any_ready: Arc<AtomicBool>,
+    /// Raised (after the endpoint's own flag) by a pick that flags an endpoint, so the policy
+    /// looks for flagged endpoints only when there are some.
+    pub(super) any_flagged: Arc<AtomicBool>,
 }
 
 const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -192,6 +195,7 @@ impl Picker for RingHashPicker {
                 _ if flagged => {}
                 (ConnectivityState::Idle, _) => {
                     slot.live.connect.store(true, Ordering::Relaxed);
+                    self.any_flagged.store(true, Ordering::Release);
                     if !random {
                         return Pick::Queue;
                     }
