@@ -11,6 +11,7 @@ use croupier::{
 };
 use futures_lite::future;
 
+use crate::connections::Connections;
 use crate::connector::{Connected, Connector, Health, HealthWatch};
 use crate::resolver::ResolveNow;
 use crate::runtime::{BoxFuture, Runtime, Task};
@@ -65,6 +66,8 @@ pub(crate) struct Driver<C: Connector> {
     tasks: HashMap<SubchannelId, (ConnectionId, Address, Task)>,
     /// Established connections, by subchannel.
     connections: HashMap<SubchannelId, (ConnectionId, C::Connection)>,
+    /// The same connections as the next snapshot offers them to calls.
+    offered: Connections<C::Connection>,
     connections_changed: bool,
     picker: Option<Arc<dyn Picker>>,
     state: Option<ConnectivityState>,
@@ -93,6 +96,7 @@ impl<C: Connector> Driver<C> {
             reports: async_channel::unbounded(),
             tasks: HashMap::new(),
             connections: HashMap::new(),
+            offered: Connections::default(),
             connections_changed: false,
             picker: None,
             state: None,
@@ -186,6 +190,7 @@ impl<C: Connector> Driver<C> {
         self.resolver = None;
         self.tasks.clear();
         self.connections.clear();
+        self.offered = Connections::default();
         self.shared.close();
     }
 
@@ -217,9 +222,7 @@ impl<C: Connector> Driver<C> {
                 if !self.is_current(connection) {
                     return; // an attempt the core has given up on: drop what it made
                 }
-                self.connections
-                    .insert(connection.subchannel(), (connection, established));
-                self.connections_changed = true;
+                self.offer(connection, established);
                 self.balancer
                     .handle_connection_event(connection, ConnectionEvent::Connected, now);
                 // Applied before the next picker is published: an unhealthy connection is
@@ -251,9 +254,7 @@ impl<C: Connector> Driver<C> {
                 }
                 let reason = self.describe(connection, &reason);
                 self.tasks.remove(&connection.subchannel());
-                if self.connections.remove(&connection.subchannel()).is_some() {
-                    self.connections_changed = true;
-                }
+                self.withdraw(connection.subchannel());
                 self.balancer.handle_connection_event(
                     connection,
                     ConnectionEvent::Closed(reason),
@@ -300,15 +301,12 @@ impl<C: Connector> Driver<C> {
                         .get(&subchannel)
                         .is_some_and(|(current, _)| *current == connection)
                     {
-                        self.connections.remove(&subchannel);
-                        self.connections_changed = true;
+                        self.withdraw(subchannel);
                     }
                 }
                 Action::Shutdown { subchannel } => {
                     self.tasks.remove(&subchannel);
-                    if self.connections.remove(&subchannel).is_some() {
-                        self.connections_changed = true;
-                    }
+                    self.withdraw(subchannel);
                 }
                 Action::ResolveNow => self.resolve_now.request(),
                 Action::StateChanged(state) => self.state = Some(state),
@@ -373,6 +371,23 @@ impl<C: Connector> Driver<C> {
             .insert(connection.subchannel(), (connection, address, task));
     }
 
+    /// Keeps the connection `connection` established, offered to calls from the next snapshot.
+    fn offer(&mut self, connection: ConnectionId, established: C::Connection) {
+        let subchannel = connection.subchannel();
+        self.offered.insert(subchannel, established.clone());
+        self.connections
+            .insert(subchannel, (connection, established));
+        self.connections_changed = true;
+    }
+
+    /// Drops the connection of `subchannel`, if it has one.
+    fn withdraw(&mut self, subchannel: SubchannelId) {
+        if self.connections.remove(&subchannel).is_some() {
+            self.offered.remove(subchannel);
+            self.connections_changed = true;
+        }
+    }
+
     /// Publishes a new snapshot if the picker, the state or the connections changed.
     fn publish(&mut self) {
         let picker = self.picker.take();
@@ -387,12 +402,8 @@ impl<C: Connector> Driver<C> {
             return;
         }
         let connections = if std::mem::take(&mut self.connections_changed) {
-            Arc::new(
-                self.connections
-                    .iter()
-                    .map(|(id, (_, connection))| (*id, connection.clone()))
-                    .collect(),
-            )
+            // Shares every part of the map with the last snapshot but those that changed.
+            Arc::new(self.offered.clone())
         } else {
             Arc::clone(&previous.connections)
         };

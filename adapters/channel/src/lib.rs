@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 mod channel;
+mod connections;
 mod connector;
 mod driver;
 #[cfg(feature = "tower")]
