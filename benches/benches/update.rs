@@ -1,5 +1,7 @@
 //! Applying resolver updates: N endpoints to a fresh balancer, the identical list again, and a
-//! list with 1% of it changed. The actions each emits are counted and printed once.
+//! list with 1% of it changed. The actions each emits are counted and printed once. Endpoints
+//! differ by port, except in `fresh_pods`: consecutive IPs behind one port, as a fleet of pods is
+//! (what a hash that leaves its low bits unmixed puts in a few buckets).
 //!
 //! Between the iterations of `fresh`, the allocator keeps the memory the last balancer freed and
 //! hands it to the next, so `fresh` measures a balancer built in memory the process has used
@@ -11,6 +13,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
+use croupier::testing::scale::pods;
 use croupier::{Balancer, BalancerConfig, Endpoint, PolicyConfig, ResolverUpdate};
 use croupier_benches::{endpoints, port};
 
@@ -113,6 +116,22 @@ fn update(c: &mut Criterion) {
                     BatchSize::LargeInput,
                 )
             });
+            let pods = pods(0, n as u32);
+            group.bench_with_input(
+                BenchmarkId::new(format!("{name}/fresh_pods"), n),
+                &n,
+                |b, _| {
+                    b.iter_batched(
+                        || (fresh(&policy, now), ResolverUpdate::new(pods.clone())),
+                        |(mut balancer, update)| {
+                            balancer.handle_resolver_update(update, now);
+                            black_box(drain(&mut balancer));
+                            balancer
+                        },
+                        BatchSize::LargeInput,
+                    )
+                },
+            );
             #[cfg(all(target_os = "linux", target_env = "gnu"))]
             if n == 10_000 {
                 group.bench_with_input(

@@ -12,11 +12,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::address::{Address, Endpoint};
-use crate::backoff::BackoffConfig;
 use crate::call::CallOutcome;
 use crate::picker::{Picker, QueuePicker};
 use crate::policy::{Controller, Policy, PolicyConfig, SubchannelUpdate};
-use crate::resolution::{Resolution, ResolutionConfig};
+use crate::resolution::Resolution;
 use crate::resolver::{PolicyChoice, ResolverError, ResolverUpdate};
 use crate::rng::Rng;
 use crate::status::ConnectivityState;
@@ -24,126 +23,18 @@ use crate::subchannel::{
     ConnectionEvent, ConnectionId, Effect, Subchannel, SubchannelId, SubchannelInfo, Subchannels,
 };
 
-/// Something the balancer wants the adapter to do, or to know.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-#[must_use = "every action must be carried out or the channel stalls"]
-pub enum Action {
-    /// Open a connection to `address`, and report how it went with
-    /// [`Balancer::handle_connection_event`] and `connection`. The core fails the attempt itself
-    /// at `deadline` (and then asks for a [`Action::Disconnect`]); an adapter may also give up then.
-    Connect {
-        /// The attempt; report its events with this id.
-        connection: ConnectionId,
-        /// Where to connect.
-        address: Address,
-        /// When the core will count the attempt as failed.
-        deadline: Instant,
-    },
-    /// Drop the attempt or connection `connection` (it timed out, or the policy is done with it).
-    /// The subchannel lives on and may connect again later.
-    Disconnect {
-        /// The attempt or connection to drop.
-        connection: ConnectionId,
-    },
-    /// The subchannel is gone for good: drop whatever it holds and forget it. Sent exactly once per
-    /// removed subchannel.
-    Shutdown {
-        /// The removed subchannel.
-        subchannel: SubchannelId,
-    },
-    /// Ask the resolver for fresh results (already rate-limited: act on every one).
-    ResolveNow,
-    /// The channel's connectivity state changed.
-    StateChanged(ConnectivityState),
-    /// A new picker: from now on, picks use it (waiting calls should pick again).
-    UpdatePicker(Arc<dyn Picker>),
-}
+mod actions;
+mod config;
 
-/// A balancer's configuration: the policy, the backoff, the re-resolution schedule.
-#[derive(Clone, Debug, Default)]
-#[non_exhaustive]
-pub struct BalancerConfig {
-    /// The policy used until a resolver chooses another (default: pick_first).
-    pub policy: PolicyConfig,
-    /// Further policies a resolver may choose by name, besides the built-in ones.
-    pub policies: Vec<PolicyConfig>,
-    /// Connection backoff for every subchannel.
-    pub backoff: BackoffConfig,
-    /// When to ask the resolver again.
-    pub resolution: ResolutionConfig,
-}
-
-impl BalancerConfig {
-    /// Sets the policy.
-    pub fn policy(mut self, policy: PolicyConfig) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// Makes `policy` choosable by name in resolver updates.
-    pub fn register_policy(mut self, policy: PolicyConfig) -> Self {
-        self.policies.push(policy);
-        self
-    }
-
-    /// Sets the connection backoff.
-    pub fn backoff(mut self, backoff: BackoffConfig) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
-    /// Sets the re-resolution schedule.
-    pub fn resolution(mut self, resolution: ResolutionConfig) -> Self {
-        self.resolution = resolution;
-        self
-    }
-
-    /// The policy a resolver's choice names, configured with its parameters.
-    fn lookup(&self, choice: &PolicyChoice) -> Result<PolicyConfig, String> {
-        let builtins = [PolicyConfig::pick_first(), PolicyConfig::round_robin()];
-        let known = std::iter::once(&self.policy)
-            .chain(&self.policies)
-            .chain(builtins.iter());
-        // And every built-in the policy module lists (ring_hash, outlier_detection, ...).
-        let listed = crate::policy::builtins();
-        let known = known.chain(listed.iter());
-        let mut names = Vec::new();
-        for policy in known {
-            if policy.name() == choice.name() {
-                return policy.with_params(choice.params());
-            }
-            names.push(policy.name().to_owned());
-        }
-        names.sort();
-        names.dedup();
-        Err(format!(
-            "unknown load-balancing policy {:?} (known: {})",
-            choice.name(),
-            names.join(", ")
-        ))
-    }
-}
+pub use actions::Action;
+use actions::{ActionQueue, Queued};
+pub use config::{BalancerConfig, DEFAULT_MAX_ENDPOINTS};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
     Subchannel(SubchannelId),
     Policy(u64),
     Resolution,
-}
-
-/// An action as queued. A connect names only its attempt, and becomes an [`Action::Connect`]
-/// with the subchannel's address and deadline when it is polled: a fresh update of thousands of
-/// endpoints queues 24 bytes per connect instead of 64 (the memory such an update first touches
-/// is most of its cost).
-#[derive(Debug)]
-enum Queued {
-    Connect(ConnectionId),
-    Disconnect(ConnectionId),
-    Shutdown(SubchannelId),
-    ResolveNow,
-    StateChanged(ConnectivityState),
-    UpdatePicker(Arc<dyn Picker>),
 }
 
 /// Subchannel state changes not yet told to the policy, in order. A change takes 16 bytes; the
@@ -187,7 +78,7 @@ struct Core {
     config: BalancerConfig,
     rng: Rng,
     subchannels: Subchannels,
-    actions: VecDeque<Queued>,
+    actions: ActionQueue,
     updates: Updates,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     state: ConnectivityState,
@@ -234,7 +125,7 @@ impl Balancer {
                 config,
                 rng: Rng::new(seed),
                 subchannels: Subchannels::default(),
-                actions: VecDeque::new(),
+                actions: ActionQueue::default(),
                 updates: Updates::default(),
                 timers: BinaryHeap::new(),
                 state: ConnectivityState::Connecting,
@@ -263,11 +154,19 @@ impl Balancer {
 
     /// The next action to carry out. Drain it after every `handle_*` call, until `None`.
     ///
+    /// Actions come out in the order they were queued, with one exception that keeps the queue
+    /// bounded however late it is drained: a newer [`Action::UpdatePicker`] takes the place of
+    /// one not yet polled, and so does a newer [`Action::StateChanged`] (one that returns to the
+    /// state last polled announces nothing), and a second [`Action::ResolveNow`] joins one still
+    /// waiting. An adapter that handles many inputs before draining thus sees only the newest
+    /// picker and state, never an older one after a newer, at the place of the first one queued
+    /// since it last drained; the queue holds at most a few actions per subchannel.
+    ///
     /// A connection attempt is announced as it stands when polled: one that ended before (its
     /// subchannel was removed by the same input) is left out, with nothing to connect.
     pub fn poll_action(&mut self) -> Option<Action> {
         loop {
-            let action = match self.core.actions.pop_front()? {
+            let action = match self.core.actions.pop()? {
                 Queued::Connect(connection) => {
                     let Some(subchannel) = self.core.subchannels.get(&connection.subchannel())
                     else {
@@ -287,6 +186,7 @@ impl Balancer {
                 Queued::ResolveNow => Action::ResolveNow,
                 Queued::StateChanged(state) => Action::StateChanged(state),
                 Queued::UpdatePicker(picker) => Action::UpdatePicker(picker),
+                Queued::Superseded => continue,
             };
             return Some(action);
         }
@@ -294,6 +194,8 @@ impl Balancer {
 
     /// When [`Balancer::handle_timeout`] should next be called, if ever. Ask again after every
     /// `handle_*` call: inputs move it.
+    #[must_use = "an adapter that does not wake at this instant leaves backoffs, connection \
+                  deadlines and waiting pickers stalled"]
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         while let Some(Reverse((at, key))) = self.core.timers.peek().copied() {
             let live = match key {
@@ -342,10 +244,16 @@ impl Balancer {
             .map(Subchannel::state)
     }
 
-    /// The resolver produced `update`. Applying the same update again changes nothing.
+    /// The resolver produced `update`. Applying the same update again changes nothing. An update
+    /// with more endpoints than [`BalancerConfig::max_endpoints`] is refused as a resolver error
+    /// that says how many came and what the limit is: the last good list stays in use.
     pub fn handle_resolver_update(&mut self, update: ResolverUpdate, now: Instant) {
         self.core.advance(now);
         let ResolverUpdate { endpoints, policy } = update;
+        if let Err(error) = self.core.config.check_size(&endpoints) {
+            self.handle_resolver_error(error, now);
+            return;
+        }
         let repeat = self
             .last_update
             .as_ref()
@@ -458,7 +366,7 @@ impl Balancer {
                         Effect::None => {}
                         Effect::Changed => self.core.subchannel_changed(id),
                         Effect::ChangedAndDisconnect => {
-                            self.core.actions.push_back(Queued::Disconnect(attempt));
+                            self.core.actions.push(Queued::Disconnect(attempt));
                             self.core.subchannel_changed(id);
                         }
                     }
@@ -470,7 +378,7 @@ impl Balancer {
                         .resolution
                         .on_timeout(self.core.now, &mut self.core.rng)
                     {
-                        self.core.actions.push_back(Queued::ResolveNow);
+                        self.core.actions.push_resolve_now();
                         self.core.schedule_resolution();
                     }
                 }
@@ -503,9 +411,7 @@ impl Balancer {
             }
         }
         if std::mem::take(&mut self.core.published) {
-            self.core
-                .actions
-                .push_back(Queued::UpdatePicker(Arc::clone(&self.core.picker)));
+            self.core.actions.push_picker(Arc::clone(&self.core.picker));
         }
     }
 }
@@ -569,7 +475,7 @@ impl Controller for Core {
         if let Some((connection, deadline)) =
             subchannel.connect(id, &self.config.backoff, self.now, &mut self.rng)
         {
-            self.actions.push_back(Queued::Connect(connection));
+            self.actions.push(Queued::Connect(connection));
             self.updates.push(id, ConnectivityState::Connecting, None);
             // The attempt's deadline is the subchannel's next one.
             debug_assert_eq!(subchannel.deadline(), Some(deadline));
@@ -581,7 +487,7 @@ impl Controller for Core {
     fn remove_subchannel(&mut self, id: SubchannelId) {
         if let Some(mut subchannel) = self.subchannels.remove(&id) {
             subchannel.shutdown();
-            self.actions.push_back(Queued::Shutdown(id));
+            self.actions.push(Queued::Shutdown(id));
         }
     }
 
@@ -597,7 +503,7 @@ impl Controller for Core {
         };
         if state != self.state {
             self.state = state;
-            self.actions.push_back(Queued::StateChanged(state));
+            self.actions.push_state(state);
         }
         self.picker = picker;
         self.published = true;
@@ -605,7 +511,7 @@ impl Controller for Core {
 
     fn request_resolution(&mut self) {
         if self.resolution.request(self.now) {
-            self.actions.push_back(Queued::ResolveNow);
+            self.actions.push_resolve_now();
         }
         self.schedule_resolution();
     }

@@ -10,7 +10,14 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
 
-/// Word-at-a-time multiply-rotate hashing (the FxHash construction).
+/// Word-at-a-time multiply-rotate hashing (the FxHash construction), finished with murmur3's
+/// 64-bit avalanche.
+///
+/// The multiply-rotate steps alone leave the low bits of the hash depending on the low bits of
+/// the input only, and hashbrown finds a bucket by the low bits: 100,000 consecutive IPv4
+/// addresses behind one port (a fleet of pods) landed in 64 of 131,072 buckets, 78 probes per
+/// insert. The finalizer makes every output bit depend on every input bit, for a few cycles per
+/// key; its output is fixed by its constants, so it is the same on every run and every version.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct FastHasher(u64);
 
@@ -24,7 +31,7 @@ impl FastHasher {
 impl Hasher for FastHasher {
     #[inline]
     fn finish(&self) -> u64 {
-        self.0
+        avalanche(self.0)
     }
 
     #[inline]
@@ -67,6 +74,16 @@ impl Hasher for FastHasher {
     fn write_usize(&mut self, value: usize) {
         self.add(value as u64);
     }
+}
+
+/// murmur3's `fmix64`: each input bit flips about half of the output bits.
+#[inline]
+fn avalanche(mut hash: u64) -> u64 {
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
 }
 
 /// A hasher for keys that are handed out in sequence (subchannel ids, child keys): the low bits
@@ -128,6 +145,53 @@ mod tests {
         assert_ne!(hash(&[1u8, 2, 3][..]), hash(&[1u8, 2, 3, 0][..]));
         let distinct: FastSet<u64> = (0..10_000u64).map(|i| hash(&i)).collect();
         assert_eq!(distinct.len(), 10_000);
+    }
+
+    /// How 100,000 keys spread over a hashbrown table of 131,072 buckets: the most keys in one
+    /// bucket (by the low bits, where hashbrown starts probing), how many buckets are used, and
+    /// how many of the 128 tags (the top seven bits, compared before the keys) occur.
+    fn spread(hashes: impl Iterator<Item = u64>) -> (usize, usize, usize) {
+        const BUCKETS: usize = 1 << 17;
+        let mut load = vec![0usize; BUCKETS];
+        let mut tags = [false; 128];
+        for hash in hashes {
+            load[hash as usize & (BUCKETS - 1)] += 1;
+            tags[(hash >> 57) as usize] = true;
+        }
+        let max = load.iter().copied().max().unwrap_or(0);
+        let used = load.iter().filter(|n| **n > 0).count();
+        (max, used, tags.iter().filter(|t| **t).count())
+    }
+
+    fn assert_spread_evenly(what: &str, hashes: impl Iterator<Item = u64>) {
+        // Uniform hashes put 100,000 keys in about 69,700 of the buckets, at most 8 or 9 in one.
+        let (max, used, tags) = spread(hashes);
+        assert!(max <= 16, "{what}: {max} keys in one bucket");
+        assert!(used >= 65_000, "{what}: only {used} buckets used");
+        assert_eq!(tags, 128, "{what}: only {tags} distinct tags");
+    }
+
+    #[test]
+    fn consecutive_addresses_behind_one_port_spread_over_the_buckets() {
+        use crate::address::Address;
+        use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+        let v4 = (0..100_000u32).map(|i| {
+            let ip = Ipv4Addr::from(0x0a00_0000 + i);
+            hash(&Address::from(SocketAddr::new(ip.into(), 8080)))
+        });
+        assert_spread_evenly("10.0.0.0 + i, port 8080", v4);
+        let v6 = (0..100_000u128).map(|i| {
+            let ip = Ipv6Addr::from(0xfd00_0000_0000_0000_0000_0000_0000_0000 + i);
+            hash(&Address::from(SocketAddr::new(ip.into(), 8080)))
+        });
+        assert_spread_evenly("[fd00:: + i]:8080", v6);
+        let lists = (0..100_000u32).map(|i| {
+            let ip = Ipv4Addr::from(0xc0a8_0000 + i);
+            hash(&[Address::from(SocketAddr::new(ip.into(), 443))][..])
+        });
+        assert_spread_evenly("one-address lists from 192.168.0.0, port 443", lists);
+        let numbers = (0..100_000u64).map(|i| hash(&i));
+        assert_spread_evenly("0..100,000", numbers);
     }
 
     #[test]

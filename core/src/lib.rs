@@ -18,12 +18,15 @@
 //!    [`Balancer::handle_resolver_error`], [`Balancer::handle_connection_event`],
 //!    [`Balancer::handle_call_outcome`], [`Balancer::exit_idle`].
 //! 2. Drain [`Balancer::poll_action`] until `None`, carrying out each [`Action`]: open or drop a
-//!    connection, ask the resolver again, publish a new picker.
-//! 3. Ask [`Balancer::poll_timeout`] when to wake up; at that instant call
-//!    [`Balancer::handle_timeout`], then drain actions again.
+//!    connection, ask the resolver again, publish a new picker. An adapter may feed every input
+//!    already waiting before it drains (cheaper in a burst): a newer picker or state change takes
+//!    the place of one not yet polled, so the queue stays bounded.
+//! 3. Ask [`Balancer::poll_timeout`] when to wake up, after every input (each may move it); at
+//!    that instant call [`Balancer::handle_timeout`], then drain actions again.
 //! 4. Calls pick from the newest [`Picker`] (`Send + Sync`, shared by `Arc`) without touching the
 //!    balancer: [`Pick::Ready`] names the subchannel to use, [`Pick::Queue`] means wait for the next
-//!    picker, [`Pick::Fail`] and [`Pick::Drop`] carry the error.
+//!    picker (and call [`Balancer::exit_idle`]: an IDLE channel connects only when asked),
+//!    [`Pick::Fail`] and [`Pick::Drop`] carry the error.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -90,6 +93,12 @@
 //!   invalid service config), so the mistake is visible in failing calls, not silently ignored.
 //! - Switching policy removes the old policy's subchannels at once (gRPC keeps the old policy
 //!   serving until the new one is READY).
+//! - A resolver list longer than [`BalancerConfig::max_endpoints`] (100,000 by default) is refused
+//!   as a resolver error and the last good list kept (gRPC takes any list).
+//! - round_robin and the policies built on it rebuild their picker for a change no call waits for
+//!   (an endpoint joining the READY ones) at most once an eighth of the endpoints changed or every
+//!   100 ms, not on every change as gRPC does, so a large list coming up costs linear work; a
+//!   change that calls depend on (the state, an endpoint lost) is published at once.
 //! - weighted_round_robin uses the resolver's static endpoint weights while fewer than two
 //!   endpoints have usable load reports (gRPC then falls back to plain round robin), and takes
 //!   load reports only from call outcomes (no out-of-band reporting stream).
@@ -116,7 +125,7 @@ pub mod testing;
 
 pub use address::{Address, Attributes, Endpoint};
 pub use backoff::BackoffConfig;
-pub use balancer::{Action, Balancer, BalancerConfig};
+pub use balancer::{Action, Balancer, BalancerConfig, DEFAULT_MAX_ENDPOINTS};
 pub use call::{CallOutcome, LoadReport};
 pub use picker::{
     FailPicker, Pick, PickRequest, Picker, QueuePicker, RoundRobinPicker, SinglePicker,

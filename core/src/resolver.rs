@@ -14,6 +14,7 @@ use crate::address::Endpoint;
 /// A resolver's answer: the endpoints the target names now, and optionally the policy to balance
 /// them with (as gRPC's service config can choose one).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ResolverUpdate {
     /// The endpoints, in the resolver's order. An empty list is reported to callers as an error.
     pub endpoints: Vec<Endpoint>,

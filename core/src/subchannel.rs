@@ -41,6 +41,11 @@ impl SubchannelId {
         self.0.get()
     }
 
+    /// The handle whose number is `value` (from [`SubchannelId::as_u64`]), `None` for 0.
+    pub(crate) fn from_raw(value: u64) -> Option<Self> {
+        NonZeroU64::new(value).map(SubchannelId)
+    }
+
     /// A handle made up for a test.
     #[cfg(test)]
     pub(crate) fn from_u64(value: u64) -> Self {
@@ -127,6 +132,7 @@ pub enum ConnectionEvent {
 
 /// A snapshot of one subchannel, for observability.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SubchannelInfo {
     /// The handle.
     pub id: SubchannelId,

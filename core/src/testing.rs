@@ -15,6 +15,8 @@
 //! A broken invariant panics with a message saying which, so test runners and fuzzers both catch
 //! it.
 
+pub mod scale;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;

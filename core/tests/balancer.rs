@@ -80,6 +80,47 @@ fn a_resolver_error_keeps_the_last_good_endpoints() {
 }
 
 #[test]
+fn a_list_longer_than_the_limit_is_refused_and_the_last_good_list_kept() {
+    for policy in both() {
+        let name = policy.name().to_owned();
+        let config = BalancerConfig::default().policy(policy).max_endpoints(3);
+        let mut h = Harness::with_config(config, 1);
+        // Too many before any good list: calls fail with the reason.
+        let seen = h.resolve(update(&[1, 2, 3, 4]));
+        assert!(connects(&seen).is_empty(), "{name}: {seen:?}");
+        assert_eq!(h.state(), ConnectivityState::TransientFailure, "{name}");
+        match h.pick() {
+            Pick::Fail(status) => assert!(
+                status.message().contains("returned 4 endpoints")
+                    && status.message().contains("limit of 3"),
+                "{name}: {status}"
+            ),
+            other => panic!("{name}: expected failure, got {other:?}"),
+        }
+        // At the limit the list is taken; beyond it again, the last good one stays in use.
+        h.resolve(update(&[1, 2, 3]));
+        h.connected(&addr(1));
+        assert_eq!(h.state(), ConnectivityState::Ready, "{name}");
+        let before: Vec<_> = h.lb.subchannels().into_iter().map(|s| s.id).collect();
+        let seen = h.resolve(update(&[5, 6, 7, 8, 9]));
+        assert!(connects(&seen).is_empty(), "{name}: {seen:?}");
+        let after: Vec<_> = h.lb.subchannels().into_iter().map(|s| s.id).collect();
+        assert_eq!(
+            before, after,
+            "{name}: the subchannels are those of the last good list"
+        );
+        assert_eq!(h.state(), ConnectivityState::Ready, "{name}");
+        assert_eq!(h.pick_address(), Some(addr(1)), "{name}");
+    }
+}
+
+#[test]
+fn the_default_limit_is_a_hundred_thousand_endpoints() {
+    assert_eq!(BalancerConfig::default().max_endpoints, 100_000);
+    assert_eq!(croupier::DEFAULT_MAX_ENDPOINTS, 100_000);
+}
+
+#[test]
 fn resolver_errors_are_retried_with_backoff_until_an_answer() {
     let mut h = Harness::new(PolicyConfig::round_robin(), 1);
     h.resolver_error("down");

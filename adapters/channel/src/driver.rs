@@ -11,11 +11,16 @@ use croupier::{
 };
 use futures_lite::future;
 
+use crate::connections::Connections;
 use crate::connector::{Connected, Connector, Health, HealthWatch};
 use crate::names::Names;
 use crate::resolver::ResolveNow;
 use crate::runtime::{BoxFuture, Runtime, Task};
 use crate::shared::{Shared, Snapshot};
+
+/// The most reports and inputs the driver hands the balancer before it carries out the actions
+/// they caused (each round takes one of each kind).
+const BATCH_LIMIT: usize = 65_536;
 
 /// What the driver hears from handles, guards and the resolver.
 #[derive(Debug)]
@@ -64,6 +69,8 @@ pub(crate) struct Driver<C: Connector> {
     tasks: HashMap<SubchannelId, (ConnectionId, Address, Task)>,
     /// Established connections, by subchannel.
     connections: HashMap<SubchannelId, (ConnectionId, C::Connection)>,
+    /// The same connections as the next snapshot offers them to calls.
+    offered: Connections<C::Connection>,
     connections_changed: bool,
     picker: Option<Arc<dyn Picker>>,
     state: Option<ConnectivityState>,
@@ -93,6 +100,7 @@ impl<C: Connector> Driver<C> {
             reports: async_channel::unbounded(),
             tasks: HashMap::new(),
             connections: HashMap::new(),
+            offered: Connections::default(),
             connections_changed: false,
             picker: None,
             state: None,
@@ -146,25 +154,47 @@ impl<C: Connector> Driver<C> {
                     self.balancer.handle_timeout(now);
                 }
             }
-            // Take whatever else is already waiting, so a burst becomes one picker update.
-            while let Ok(report) = self.reports.1.try_recv() {
-                self.handle_report(report, now);
-            }
-            loop {
-                match self.inbox.try_recv() {
-                    Ok(input) => self.handle_input(input, now),
-                    Err(async_channel::TryRecvError::Empty) => break,
-                    Err(async_channel::TryRecvError::Closed) => return self.shutdown(),
-                }
+            if self.take_waiting(now).is_err() {
+                break;
             }
         }
         self.shutdown();
+    }
+
+    /// Hands the balancer every report and input already waiting, before any action is carried
+    /// out, so a burst (thousands of connections completing at once) costs one drain of the
+    /// actions and one published snapshot, not one per event. A batch takes at most
+    /// [`BATCH_LIMIT`] inputs, so a flood cannot hold back the actions for ever. `Err` once every
+    /// handle is gone.
+    fn take_waiting(&mut self, now: Instant) -> Result<(), ()> {
+        let mut taken = 0;
+        while taken < BATCH_LIMIT {
+            let mut took = false;
+            if let Ok(report) = self.reports.1.try_recv() {
+                self.handle_report(report, now);
+                took = true;
+            }
+            match self.inbox.try_recv() {
+                Ok(input) => {
+                    self.handle_input(input, now);
+                    took = true;
+                }
+                Err(async_channel::TryRecvError::Empty) => {}
+                Err(async_channel::TryRecvError::Closed) => return Err(()),
+            }
+            if !took {
+                break;
+            }
+            taken += 1;
+        }
+        Ok(())
     }
 
     fn shutdown(&mut self) {
         self.resolver = None;
         self.tasks.clear();
         self.connections.clear();
+        self.offered = Connections::default();
         self.shared.close();
     }
 
@@ -199,9 +229,7 @@ impl<C: Connector> Driver<C> {
                 if !self.is_current(connection) {
                     return; // an attempt the core has given up on: drop what it made
                 }
-                self.connections
-                    .insert(connection.subchannel(), (connection, established));
-                self.connections_changed = true;
+                self.offer(connection, established);
                 self.balancer
                     .handle_connection_event(connection, ConnectionEvent::Connected, now);
                 // Applied before the next picker is published: an unhealthy connection is
@@ -233,9 +261,7 @@ impl<C: Connector> Driver<C> {
                 }
                 let reason = self.describe(connection, &reason);
                 self.tasks.remove(&connection.subchannel());
-                if self.connections.remove(&connection.subchannel()).is_some() {
-                    self.connections_changed = true;
-                }
+                self.withdraw(connection.subchannel());
                 self.balancer.handle_connection_event(
                     connection,
                     ConnectionEvent::Closed(reason),
@@ -282,15 +308,12 @@ impl<C: Connector> Driver<C> {
                         .get(&subchannel)
                         .is_some_and(|(current, _)| *current == connection)
                     {
-                        self.connections.remove(&subchannel);
-                        self.connections_changed = true;
+                        self.withdraw(subchannel);
                     }
                 }
                 Action::Shutdown { subchannel } => {
                     self.tasks.remove(&subchannel);
-                    if self.connections.remove(&subchannel).is_some() {
-                        self.connections_changed = true;
-                    }
+                    self.withdraw(subchannel);
                 }
                 Action::ResolveNow => self.resolve_now.request(),
                 Action::StateChanged(state) => self.state = Some(state),
@@ -357,6 +380,23 @@ impl<C: Connector> Driver<C> {
             .insert(connection.subchannel(), (connection, address, task));
     }
 
+    /// Keeps the connection `connection` established, offered to calls from the next snapshot.
+    fn offer(&mut self, connection: ConnectionId, established: C::Connection) {
+        let subchannel = connection.subchannel();
+        self.offered.insert(subchannel, established.clone());
+        self.connections
+            .insert(subchannel, (connection, established));
+        self.connections_changed = true;
+    }
+
+    /// Drops the connection of `subchannel`, if it has one.
+    fn withdraw(&mut self, subchannel: SubchannelId) {
+        if self.connections.remove(&subchannel).is_some() {
+            self.offered.remove(subchannel);
+            self.connections_changed = true;
+        }
+    }
+
     /// Publishes a new snapshot if the picker, the state or the connections changed.
     fn publish(&mut self) {
         let picker = self.picker.take();
@@ -371,12 +411,8 @@ impl<C: Connector> Driver<C> {
             return;
         }
         let connections = if std::mem::take(&mut self.connections_changed) {
-            Arc::new(
-                self.connections
-                    .iter()
-                    .map(|(id, (_, connection))| (*id, connection.clone()))
-                    .collect(),
-            )
+            // Shares every part of the map with the last snapshot but those that changed.
+            Arc::new(self.offered.clone())
         } else {
             Arc::clone(&previous.connections)
         };

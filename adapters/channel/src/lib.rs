@@ -37,6 +37,7 @@
 #[cfg(feature = "tower")]
 mod body;
 mod channel;
+mod connections;
 mod connector;
 mod driver;
 #[cfg(feature = "tower")]

@@ -1,19 +1,20 @@
 //! What the driver publishes and every call reads: the newest picker with the connections it may
 //! name, swapped atomically so that picks take no lock.
 
-use std::collections::HashMap;
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use croupier::{ConnectivityState, FailPicker, Picker, QueuePicker, Status, SubchannelId};
+use croupier::{ConnectivityState, FailPicker, Picker, QueuePicker, Status};
 use event_listener::{Event, EventListener};
+
+use crate::connections::Connections;
 
 /// One consistent view: a picker and the connections of the subchannels it can name.
 pub(crate) struct Snapshot<T> {
     pub(crate) generation: u64,
     pub(crate) picker: Arc<dyn Picker>,
-    pub(crate) connections: Arc<HashMap<SubchannelId, T>>,
+    pub(crate) connections: Arc<Connections<T>>,
     pub(crate) state: ConnectivityState,
     /// The last connection error the channel saw, with its address.
     pub(crate) last_error: Option<Arc<str>>,
@@ -38,7 +39,7 @@ impl<T> Shared<T> {
             snapshot: ArcSwap::from_pointee(Snapshot {
                 generation: 0,
                 picker: Arc::new(QueuePicker),
-                connections: Arc::new(HashMap::new()),
+                connections: Arc::new(Connections::default()),
                 state: ConnectivityState::Connecting,
                 last_error: None,
                 wants_outcomes: true,
@@ -102,7 +103,7 @@ impl<T> Shared<T> {
             picker: Arc::new(FailPicker::new(Status::unavailable(
                 "the channel is closed",
             ))),
-            connections: Arc::new(HashMap::new()),
+            connections: Arc::new(Connections::default()),
             state: ConnectivityState::Shutdown,
             last_error: None,
             wants_outcomes: false,

@@ -38,6 +38,7 @@ mod child;
 pub mod least_request;
 pub mod outlier_detection;
 pub mod p2c_ewma;
+mod pacing;
 pub mod pick_first;
 pub mod random;
 pub mod ring_hash;

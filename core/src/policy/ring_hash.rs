@@ -33,6 +33,12 @@
 //! (in the resolver's order, after the one that failed last), so the policy recovers even when no
 //! calls come to trigger it.
 //!
+//! **Publication.** Each endpoint's state sits in a cell that the policy updates in place and
+//! every picker reads, so an endpoint that connects or fails is shown by publishing the same
+//! picker again (which wakes the calls that wait), at no cost in the number of endpoints. The
+//! picker is rebuilt when the endpoints or the ring change, and for a changed failure message as
+//! round_robin paces its pickers (at once below 16 endpoints).
+//!
 //! Where croupier differs: [`Balancer::exit_idle`](crate::Balancer::exit_idle) with no endpoint
 //! flagged (a user asking for a connection before the first call) connects the endpoint of one
 //! random hash, so the channel leaves IDLE.
@@ -44,6 +50,7 @@ use std::sync::Arc;
 use crate::address::{Address, Endpoint};
 use crate::picker::FailPicker;
 use crate::policy::child::ChildController;
+use crate::policy::pacing::{Admit, Pacing};
 use crate::policy::pick_first::{PickFirstList, DEFAULT_HAPPY_EYEBALLS_DELAY};
 use crate::policy::{Controller, Policy, SubchannelUpdate};
 use crate::resolver::ResolverError;
@@ -57,7 +64,11 @@ pub use config::{
     RingHashConfig, RingHashConfigError, DEFAULT_MAX_RING_SIZE, DEFAULT_MIN_RING_SIZE,
     MAX_RING_SIZE_CAP,
 };
-use ring::{build_ring, RingEntry, RingHashPicker, Slot};
+use ring::{build_ring, Live, RingEntry, RingHashPicker, Slot};
+
+/// The timer token of a picker that waits (see [`Pacing`]); children's tokens carry their key,
+/// which never takes the value `u32::MAX`, in their top half.
+const PUBLICATION_TIMER: u64 = u64::MAX;
 
 /// One endpoint and the list that connects it.
 #[derive(Debug)]
@@ -68,8 +79,8 @@ struct Child {
     counted: ConnectivityState,
     /// The READY subchannel last put in the picker.
     ready: Option<SubchannelId>,
-    /// Shared with every picker's slot for this endpoint.
-    connect: Arc<AtomicBool>,
+    /// Its state as every picker's slot for this endpoint reads it.
+    live: Arc<Live>,
 }
 
 /// How many endpoints are in each state.
@@ -122,9 +133,21 @@ pub(crate) struct RingHash {
     /// Each placed endpoint's ring key, weight and child, in resolver order: the picker's slots.
     placement: Vec<(String, u64, u32)>,
     ring: Arc<[RingEntry]>,
-    /// Something the picker shows changed since it was last published.
+    /// An endpoint's state changed since the picker was last published (its slot shows it
+    /// already: the same picker is published again, to wake the calls that wait).
     dirty: bool,
+    /// The endpoints or the ring changed: the picker must be rebuilt.
+    reshape: bool,
+    /// A failure message changed: the picker is rebuilt when [`Pacing`] says.
+    failures: bool,
     published: Option<ConnectivityState>,
+    /// The picker last published, while there are endpoints.
+    current: Option<Arc<RingHashPicker>>,
+    /// Whether any endpoint is READY, as every picker reads it.
+    any_ready: Arc<AtomicBool>,
+    /// Whether a picker flagged an endpoint since the policy last looked.
+    any_flagged: Arc<AtomicBool>,
+    pacing: Pacing,
     resolver_error: Option<ResolverError>,
     /// The child that last went TRANSIENT_FAILURE: the proactive connection moves on from it.
     last_failed: Option<u32>,
@@ -154,7 +177,13 @@ impl RingHash {
             placement: Vec::new(),
             ring: Arc::from(Vec::new()),
             dirty: false,
+            reshape: false,
+            failures: false,
             published: None,
+            current: None,
+            any_ready: Arc::new(AtomicBool::new(false)),
+            any_flagged: Arc::new(AtomicBool::new(false)),
+            pacing: Pacing::default(),
             resolver_error: None,
             last_failed: None,
         }
@@ -182,14 +211,17 @@ impl RingHash {
         };
         let changed = f(child, &mut child_ctl);
         let state = child.list.state();
-        if state != child.counted {
-            self.counts.add(child.counted, -1);
+        let was = child.counted;
+        if state != was {
+            self.counts.add(was, -1);
             self.counts.add(state, 1);
             child.counted = state;
             self.dirty = true;
             if state == ConnectivityState::TransientFailure {
                 self.last_failed = Some(key);
             }
+            // A slot carries a failure message only while its endpoint is failed.
+            self.failures |= [was, state].contains(&ConnectivityState::TransientFailure);
         }
         let ready = child
             .list
@@ -199,8 +231,11 @@ impl RingHash {
             child.ready = ready;
             self.dirty = true;
         }
+        if self.dirty {
+            child.live.set(state, ready);
+        }
         if changed && state == ConnectivityState::TransientFailure {
-            self.dirty = true; // the failure message names this child's errors
+            self.failures = true; // the failure message names this child's errors
         }
     }
 
@@ -267,19 +302,24 @@ impl RingHash {
             child.list.shutdown(&mut child_ctl);
             self.counts.add(child.counted, -1);
             self.by_addresses.remove(&child.addresses);
-            self.dirty = true;
+            self.reshape = true;
         }
     }
 
+    /// Publishes what changed: a rebuilt picker when the endpoints did (or, as [`Pacing`] says,
+    /// their failure messages), else the same picker again when an endpoint's state did.
     fn settle(&mut self, ctl: &mut dyn Controller) {
         self.keep_connecting(ctl);
         let state = self.state();
-        if !self.dirty && self.published == Some(state) {
-            return;
-        }
-        self.dirty = false;
-        self.published = Some(state);
         if self.children.is_empty() {
+            if !self.dirty && !self.reshape && self.published == Some(state) {
+                return;
+            }
+            self.dirty = false;
+            self.reshape = false;
+            self.failures = false;
+            self.current = None;
+            self.published = Some(state);
             let message = match &self.resolver_error {
                 Some(error) => error.to_string(),
                 None => "the resolver returned no endpoints".to_owned(),
@@ -288,6 +328,41 @@ impl RingHash {
             ctl.publish(ConnectivityState::TransientFailure, Arc::new(picker));
             return;
         }
+        let mut rebuild = self.reshape || self.current.is_none();
+        if rebuild || self.failures {
+            match self.pacing.admit(rebuild, self.placement.len(), ctl.now()) {
+                Admit::Now => rebuild = true,
+                Admit::Later(Some(at)) => ctl.set_timer(at, PUBLICATION_TIMER),
+                Admit::Later(None) => {}
+            }
+        }
+        if !rebuild && !self.dirty && self.published == Some(state) {
+            return;
+        }
+        self.dirty = false;
+        self.published = Some(state);
+        self.any_ready
+            .store(self.counts.ready > 0, Ordering::Relaxed);
+        let seed = ctl.rng().next_u64();
+        let picker = match &self.current {
+            Some(current) if !rebuild => {
+                // As a new picker would, the same one starts its random hashes afresh.
+                current.random.store(seed, Ordering::Relaxed);
+                Arc::clone(current)
+            }
+            _ => {
+                self.reshape = false;
+                self.failures = false;
+                let picker = Arc::new(self.build_picker(seed));
+                self.current = Some(Arc::clone(&picker));
+                picker
+            }
+        };
+        ctl.publish(state, picker);
+    }
+
+    /// A picker over the current placement, its random hashes seeded with `seed`.
+    fn build_picker(&self, seed: u64) -> RingHashPicker {
         let endpoints = self.children.len();
         // Slot i is placement[i], the endpoint ring entries with `slot == i` belong to.
         let slots: Box<[Slot]> = self
@@ -295,9 +370,7 @@ impl RingHash {
             .iter()
             .map(|(_, _, key)| match self.children.get(key) {
                 Some(child) => Slot {
-                    state: child.counted,
-                    ready: child.ready,
-                    connect: Arc::clone(&child.connect),
+                    live: Arc::clone(&child.live),
                     failure: (child.counted == ConnectivityState::TransientFailure).then(|| {
                         Status::unavailable(format!(
                             "ring_hash: none of {endpoints} endpoints is reachable; the one the \
@@ -307,25 +380,22 @@ impl RingHash {
                     }),
                 },
                 None => Slot {
-                    state: ConnectivityState::TransientFailure,
-                    ready: None,
-                    connect: Arc::new(AtomicBool::new(false)),
+                    live: Arc::new(Live::gone()),
                     failure: None,
                 },
             })
             .collect();
-        let any_ready = slots.iter().any(|slot| slot.ready.is_some());
-        let picker = RingHashPicker {
-            any_ready,
+        RingHashPicker {
+            any_ready: Arc::clone(&self.any_ready),
+            any_flagged: Arc::clone(&self.any_flagged),
             ring: Arc::clone(&self.ring),
             slots,
             header: self.config.hash_header().cloned(),
-            random: AtomicU64::new(ctl.rng().next_u64()),
+            random: AtomicU64::new(seed),
             fallback: Status::unavailable(format!(
                 "ring_hash: none of {endpoints} endpoints is reachable"
             )),
-        };
-        ctl.publish(state, Arc::new(picker));
+        }
     }
 }
 
@@ -360,7 +430,12 @@ impl Policy for RingHash {
                 Some(&key) => key,
                 None => {
                     let key = self.next_key;
-                    self.next_key = self.next_key.wrapping_add(1);
+                    // (Keys skip `u32::MAX`, the publication timer's.)
+                    self.next_key = self
+                        .next_key
+                        .checked_add(1)
+                        .filter(|k| *k != u32::MAX)
+                        .unwrap_or(0);
                     self.by_addresses.insert(addresses.to_vec(), key);
                     self.children.insert(
                         key,
@@ -369,11 +444,11 @@ impl Policy for RingHash {
                             list: PickFirstList::new(key, DEFAULT_HAPPY_EYEBALLS_DELAY),
                             counted: ConnectivityState::Idle,
                             ready: None,
-                            connect: Arc::new(AtomicBool::new(false)),
+                            live: Arc::new(Live::default()),
                         },
                     );
                     self.counts.add(ConnectivityState::Idle, 1);
-                    self.dirty = true;
+                    self.reshape = true;
                     key
                 }
             };
@@ -385,7 +460,7 @@ impl Policy for RingHash {
                 placement.iter().map(|(k, w, _)| (k.clone(), *w)).collect();
             self.ring = Arc::from(build_ring(&keyed, min, max));
             self.placement = placement;
-            self.dirty = true;
+            self.reshape = true;
         }
         if self.children.is_empty() {
             self.dirty = true;
@@ -417,12 +492,17 @@ impl Policy for RingHash {
     }
 
     fn exit_idle(&mut self, ctl: &mut dyn Controller) {
-        let flagged: Vec<u32> = self
-            .children
-            .iter()
-            .filter(|(_, child)| child.connect.swap(false, Ordering::Relaxed))
-            .map(|(key, _)| *key)
-            .collect();
+        // Every call that queued asks for this: look through the endpoints only if a pick
+        // flagged one since the last look (a pick raises its endpoint's flag first).
+        let flagged: Vec<u32> = if self.any_flagged.swap(false, Ordering::Acquire) {
+            self.children
+                .iter()
+                .filter(|(_, child)| child.live.connect.swap(false, Ordering::Relaxed))
+                .map(|(key, _)| *key)
+                .collect()
+        } else {
+            Vec::new()
+        };
         for &key in &flagged {
             self.connect_child(key, ctl);
         }
@@ -442,6 +522,11 @@ impl Policy for RingHash {
     }
 
     fn timer(&mut self, token: u64, ctl: &mut dyn Controller) {
+        if token == PUBLICATION_TIMER {
+            self.pacing.timer_fired();
+            self.settle(ctl);
+            return;
+        }
         let key = (token >> 32) as u32;
         self.with_child(key, ctl, |child, ctl| child.list.on_timer(token, ctl));
         self.settle(ctl);

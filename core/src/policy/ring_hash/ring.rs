@@ -71,13 +71,60 @@ fn hash_header(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
     (!empty).then(|| hasher.digest())
 }
 
+/// One endpoint as it is now, shared by the policy and every picker: its state and READY
+/// subchannel, which the policy updates in place (so a change of state needs no new picker, only
+/// the same one published again to wake the calls that wait), and the flag a pick raises when it
+/// needs the endpoint connected.
+#[derive(Debug, Default)]
+pub(super) struct Live {
+    /// A READY endpoint's subchannel number (whose low 32 bits are never all zero), else the
+    /// state's code in the high 32 bits: one word, so a pick never reads half an update.
+    word: AtomicU64,
+    /// Set by a pick that needs this IDLE endpoint connected; the policy reads and clears it.
+    pub(super) connect: AtomicBool,
+}
+
+const STATES: [ConnectivityState; 5] = [
+    ConnectivityState::Idle,
+    ConnectivityState::Connecting,
+    ConnectivityState::Ready,
+    ConnectivityState::TransientFailure,
+    ConnectivityState::Shutdown,
+];
+
+impl Live {
+    /// An endpoint that is gone: skipped by every walk.
+    pub(super) fn gone() -> Self {
+        let live = Live::default();
+        live.set(ConnectivityState::TransientFailure, None);
+        live
+    }
+
+    pub(super) fn set(&self, state: ConnectivityState, ready: Option<SubchannelId>) {
+        let word = match ready.map(SubchannelId::as_u64) {
+            Some(id) if state == ConnectivityState::Ready && id & 0xffff_ffff != 0 => id,
+            _ => (STATES.iter().position(|s| *s == state).unwrap_or(3) as u64) << 32,
+        };
+        self.word.store(word, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> (ConnectivityState, Option<SubchannelId>) {
+        let word = self.word.load(Ordering::Relaxed);
+        if word & 0xffff_ffff != 0 {
+            return (ConnectivityState::Ready, SubchannelId::from_raw(word));
+        }
+        let state = STATES
+            .get((word >> 32) as usize)
+            .copied()
+            .unwrap_or(ConnectivityState::TransientFailure);
+        (state, None)
+    }
+}
+
 /// One endpoint as a picker sees it.
 #[derive(Debug)]
 pub(super) struct Slot {
-    pub(super) state: ConnectivityState,
-    pub(super) ready: Option<SubchannelId>,
-    /// Set by a pick that needs this IDLE endpoint connected; the policy reads and clears it.
-    pub(super) connect: Arc<AtomicBool>,
+    pub(super) live: Arc<Live>,
     /// What a pick fails with when its walk found every endpoint failed, starting here.
     pub(super) failure: Option<Status>,
 }
@@ -92,9 +139,13 @@ pub(super) struct RingHashPicker {
     pub(super) random: AtomicU64,
     /// For an empty ring, or a failed endpoint with no message.
     pub(super) fallback: Status,
-    /// Whether any endpoint is READY: if none is, a random hash's walk stops once it has flagged
-    /// an endpoint, instead of going round the whole ring looking for one.
-    pub(super) any_ready: bool,
+    /// Whether any endpoint is READY (shared with the policy, which keeps it current): if none
+    /// is, a random hash's walk stops once it has flagged an endpoint, instead of going round
+    /// the whole ring looking for one.
+    pub(super) any_ready: Arc<AtomicBool>,
+    /// Raised (after the endpoint's own flag) by a pick that flags an endpoint, so the policy
+    /// looks for flagged endpoints only when there are some.
+    pub(super) any_flagged: Arc<AtomicBool>,
 }
 
 const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -139,16 +190,17 @@ impl Picker for RingHashPicker {
             let Some(slot) = self.slots.get(entry.slot as usize) else {
                 continue;
             };
-            match (slot.state, slot.ready) {
+            match slot.live.get() {
                 (ConnectivityState::Ready, Some(subchannel)) => return Pick::Ready(subchannel),
                 _ if flagged => {}
                 (ConnectivityState::Idle, _) => {
-                    slot.connect.store(true, Ordering::Relaxed);
+                    slot.live.connect.store(true, Ordering::Relaxed);
+                    self.any_flagged.store(true, Ordering::Release);
                     if !random {
                         return Pick::Queue;
                     }
                     // A76: a random hash flags one endpoint, then looks on for a READY one.
-                    if !self.any_ready {
+                    if !self.any_ready.load(Ordering::Relaxed) {
                         return Pick::Queue;
                     }
                     flagged = true;

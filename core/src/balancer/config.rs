@@ -1,0 +1,112 @@
+//! A balancer's configuration.
+
+use crate::address::Endpoint;
+use crate::backoff::BackoffConfig;
+use crate::policy::PolicyConfig;
+use crate::resolution::ResolutionConfig;
+use crate::resolver::{PolicyChoice, ResolverError};
+
+/// A balancer's configuration: the policy, the backoff, the re-resolution schedule, and the most
+/// endpoints it takes.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct BalancerConfig {
+    /// The policy used until a resolver chooses another (default: pick_first).
+    pub policy: PolicyConfig,
+    /// Further policies a resolver may choose by name, besides the built-in ones.
+    pub policies: Vec<PolicyConfig>,
+    /// Connection backoff for every subchannel.
+    pub backoff: BackoffConfig,
+    /// When to ask the resolver again.
+    pub resolution: ResolutionConfig,
+    /// The most endpoints a resolver update may list (default [`DEFAULT_MAX_ENDPOINTS`]). A
+    /// longer list is refused as a resolver error, and the last good list stays in use: a
+    /// resolver gone wrong cannot make the channel hold connections and memory without bound.
+    pub max_endpoints: usize,
+}
+
+/// The most endpoints a resolver update may list unless [`BalancerConfig::max_endpoints`]
+/// says otherwise.
+pub const DEFAULT_MAX_ENDPOINTS: usize = 100_000;
+
+impl Default for BalancerConfig {
+    fn default() -> Self {
+        BalancerConfig {
+            policy: PolicyConfig::default(),
+            policies: Vec::new(),
+            backoff: BackoffConfig::default(),
+            resolution: ResolutionConfig::default(),
+            max_endpoints: DEFAULT_MAX_ENDPOINTS,
+        }
+    }
+}
+
+impl BalancerConfig {
+    /// Sets the policy.
+    pub fn policy(mut self, policy: PolicyConfig) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Makes `policy` choosable by name in resolver updates.
+    pub fn register_policy(mut self, policy: PolicyConfig) -> Self {
+        self.policies.push(policy);
+        self
+    }
+
+    /// Sets the connection backoff.
+    pub fn backoff(mut self, backoff: BackoffConfig) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Sets the re-resolution schedule.
+    pub fn resolution(mut self, resolution: ResolutionConfig) -> Self {
+        self.resolution = resolution;
+        self
+    }
+
+    /// Sets the most endpoints a resolver update may list.
+    pub fn max_endpoints(mut self, max: usize) -> Self {
+        self.max_endpoints = max;
+        self
+    }
+
+    /// `Err` with the reason when `endpoints` is more than an update may list.
+    pub(crate) fn check_size(&self, endpoints: &[Endpoint]) -> Result<(), ResolverError> {
+        if endpoints.len() <= self.max_endpoints {
+            return Ok(());
+        }
+        Err(ResolverError::new(format!(
+            "the resolver returned {} endpoints, more than the limit of {} \
+             (BalancerConfig::max_endpoints); the last list accepted stays in use",
+            endpoints.len(),
+            self.max_endpoints
+        )))
+    }
+
+    /// The policy a resolver's choice names, configured with its parameters.
+    pub(crate) fn lookup(&self, choice: &PolicyChoice) -> Result<PolicyConfig, String> {
+        let builtins = [PolicyConfig::pick_first(), PolicyConfig::round_robin()];
+        let known = std::iter::once(&self.policy)
+            .chain(&self.policies)
+            .chain(builtins.iter());
+        // And every built-in the policy module lists (ring_hash, outlier_detection, ...).
+        let listed = crate::policy::builtins();
+        let known = known.chain(listed.iter());
+        let mut names = Vec::new();
+        for policy in known {
+            if policy.name() == choice.name() {
+                return policy.with_params(choice.params());
+            }
+            names.push(policy.name().to_owned());
+        }
+        names.sort();
+        names.dedup();
+        Err(format!(
+            "unknown load-balancing policy {:?} (known: {})",
+            choice.name(),
+            names.join(", ")
+        ))
+    }
+}
