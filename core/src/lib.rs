@@ -80,6 +80,8 @@
 //!   balancer in virtual time and checks the core's invariants after every step, for your own
 //!   policies' tests.
 //! - `arbitrary`: lets fuzzers generate the simulated adapter's inputs.
+//! - `service-config` (on by default): [`service_config`], gRPC's JSON service config parsed
+//!   into typed values (the policy, per-method settings, retry throttling), on `serde_json`.
 //!
 //! ## Where croupier differs from gRPC on purpose
 //!
@@ -106,6 +108,8 @@ pub mod policy;
 mod resolution;
 mod resolver;
 mod rng;
+#[cfg(feature = "service-config")]
+pub mod service_config;
 mod slab;
 mod status;
 mod subchannel;

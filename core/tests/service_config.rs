@@ -1,0 +1,755 @@
+//! Service configs as gRPC's documents and its clients' parsers define them: what each valid
+//! config parses to, and the exact place and message of each invalid one.
+#![cfg(feature = "service-config")]
+
+use std::time::Duration;
+
+use croupier::policy::{RingHashConfig, RoundRobinConfig, WeightedRoundRobinConfig};
+use croupier::service_config::{
+    LoadBalancingConfig, ServiceConfig, ServiceConfigErrorKind, ServiceConfigParser,
+};
+use croupier::{Code, PolicyConfig};
+
+fn parse(json: &str) -> ServiceConfig {
+    match ServiceConfigParser::new().parse(json) {
+        Ok(config) => config,
+        Err(error) => panic!("{json} should parse, got: {error}"),
+    }
+}
+
+fn lb(json: &str) -> LoadBalancingConfig {
+    parse(json).load_balancing.expect("a policy was chosen")
+}
+
+fn lb_list(list: &str) -> LoadBalancingConfig {
+    lb(&format!(r#"{{"loadBalancingConfig": {list}}}"#))
+}
+
+/// Every invalid config, with the exact error it gets: `path: message`.
+const INVALID: &[(&str, &str)] = &[
+    // The document itself.
+    ("", "the service config is not valid JSON: EOF while parsing a value at line 1 column 0"),
+    ("[]", "expected an object, got []"),
+    // loadBalancingConfig's shape.
+    (r#"{"loadBalancingConfig": {}}"#, "loadBalancingConfig: expected a list, got {}"),
+    (r#"{"loadBalancingConfig": []}"#, "loadBalancingConfig: no known load-balancing policy among an empty list"),
+    (
+        r#"{"loadBalancingConfig": [{"grpclb": {}}, {"xds_cluster_impl": {}}]}"#,
+        r#"loadBalancingConfig: no known load-balancing policy among "grpclb", "xds_cluster_impl""#,
+    ),
+    (r#"{"loadBalancingConfig": ["round_robin"]}"#, r#"loadBalancingConfig[0]: expected an object, got "round_robin""#),
+    (
+        r#"{"loadBalancingConfig": [{}]}"#,
+        "loadBalancingConfig[0]: a loadBalancingConfig entry must have exactly one field, the policy's name, got 0",
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"round_robin": {}, "pick_first": {}}]}"#,
+        "loadBalancingConfig[0]: a loadBalancingConfig entry must have exactly one field, the policy's name, got 2",
+    ),
+    (r#"{"loadBalancingConfig": [{"round_robin": []}]}"#, "loadBalancingConfig[0].round_robin: expected an object, got []"),
+    // A known policy with a bad config is an error, not a reason to try the next entry.
+    (
+        r#"{"loadBalancingConfig": [{"pick_first": {"shuffleAddressList": "yes"}}, {"round_robin": {}}]}"#,
+        r#"loadBalancingConfig[0].pick_first.shuffleAddressList: expected true or false, got "yes""#,
+    ),
+    (r#"{"loadBalancingPolicy": "no_such_policy"}"#, r#"loadBalancingPolicy: unknown load-balancing policy "no_such_policy""#),
+    (r#"{"loadBalancingPolicy": 1}"#, "loadBalancingPolicy: expected a string, got 1"),
+    // ring_hash (A42, A76).
+    (
+        r#"{"loadBalancingConfig": [{"ring_hash_experimental": {"minRingSize": "big"}}]}"#,
+        r#"loadBalancingConfig[0].ring_hash_experimental.minRingSize: expected a number, got "big""#,
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"ring_hash": {"minRingSize": 0}}]}"#,
+        "loadBalancingConfig[0].ring_hash.minRingSize: must be from 1 to 8388608, got 0",
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"ring_hash": {"maxRingSize": 8388609}}]}"#,
+        "loadBalancingConfig[0].ring_hash.maxRingSize: must be from 1 to 8388608, got 8388609",
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"ring_hash": {"minRingSize": 10, "maxRingSize": 5}}]}"#,
+        "loadBalancingConfig[0].ring_hash: minRingSize (10) must not be larger than maxRingSize (5)",
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"ring_hash": {"minRingSize": -1}}]}"#,
+        "loadBalancingConfig[0].ring_hash.minRingSize: must be a whole number from 0 to 18446744073709551615, got -1",
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"ring_hash": {"minRingSize": 1.5}}]}"#,
+        "loadBalancingConfig[0].ring_hash.minRingSize: must be a whole number from 0 to 18446744073709551615, got 1.5",
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"ring_hash": {"requestHashHeader": "session-bin"}}]}"#,
+        r#"loadBalancingConfig[0].ring_hash.requestHashHeader: ring_hash request_hash_header "session-bin" is a binary header; name a text header"#,
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"ring_hash": {"requestHashHeader": "two words"}}]}"#,
+        r#"loadBalancingConfig[0].ring_hash.requestHashHeader: ring_hash request_hash_header "two words" is not a valid header name"#,
+    ),
+    // least_request (A48).
+    (
+        r#"{"loadBalancingConfig": [{"least_request_experimental": {"choiceCount": 1}}]}"#,
+        "loadBalancingConfig[0].least_request_experimental.choiceCount: must be at least 2, got 1",
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"least_request": {"choiceCount": 4294967296}}]}"#,
+        "loadBalancingConfig[0].least_request.choiceCount: must be a whole number from 0 to 4294967295, got 4294967296",
+    ),
+    // weighted_round_robin (A58).
+    (
+        r#"{"loadBalancingConfig": [{"weighted_round_robin": {"blackoutPeriod": "10"}}]}"#,
+        r#"loadBalancingConfig[0].weighted_round_robin.blackoutPeriod: a duration must end in "s", as in "1.5s""#,
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"weighted_round_robin": {"blackoutPeriod": 10}}]}"#,
+        r#"loadBalancingConfig[0].weighted_round_robin.blackoutPeriod: expected a duration such as "1.5s", got 10"#,
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"weighted_round_robin": {"weightExpirationPeriod": "-3s"}}]}"#,
+        "loadBalancingConfig[0].weighted_round_robin.weightExpirationPeriod: a duration must not be negative",
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"weighted_round_robin": {"errorUtilizationPenalty": -0.5}}]}"#,
+        "loadBalancingConfig[0].weighted_round_robin.errorUtilizationPenalty: must not be negative, got -0.5",
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"weighted_round_robin": {"enableOobLoadReport": 1}}]}"#,
+        "loadBalancingConfig[0].weighted_round_robin.enableOobLoadReport: expected true or false, got 1",
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"weighted_round_robin": {"oobReportingPeriod": "1.0000000001s"}}]}"#,
+        "loadBalancingConfig[0].weighted_round_robin.oobReportingPeriod: a duration has at most 9 digits after the point (nanoseconds)",
+    ),
+    // outlier_detection (A50).
+    (
+        r#"{"loadBalancingConfig": [{"outlier_detection_experimental": {}}]}"#,
+        "loadBalancingConfig[0].outlier_detection_experimental: childPolicy is required",
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"outlier_detection": {"childPolicy": [{"nope": {}}]}}]}"#,
+        r#"loadBalancingConfig[0].outlier_detection.childPolicy: no known load-balancing policy among "nope""#,
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"outlier_detection": {"childPolicy": [{"ring_hash": {"maxRingSize": "x"}}]}}]}"#,
+        r#"loadBalancingConfig[0].outlier_detection.childPolicy[0].ring_hash.maxRingSize: expected a number, got "x""#,
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"outlier_detection": {"maxEjectionPercent": 101, "childPolicy": [{"round_robin": {}}]}}]}"#,
+        "loadBalancingConfig[0].outlier_detection.maxEjectionPercent: is a percentage, at most 100, got 101",
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"outlier_detection": {"childPolicy": [{"round_robin": {}}], "successRateEjection": {"enforcementPercentage": 200}}}]}"#,
+        "loadBalancingConfig[0].outlier_detection.successRateEjection.enforcementPercentage: is a percentage, at most 100, got 200",
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"outlier_detection": {"childPolicy": [{"round_robin": {}}], "failurePercentageEjection": {"threshold": 150}}}]}"#,
+        "loadBalancingConfig[0].outlier_detection.failurePercentageEjection.threshold: is a percentage, at most 100, got 150",
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"outlier_detection": {"childPolicy": [{"round_robin": {}}], "interval": "ten seconds"}}]}"#,
+        r#"loadBalancingConfig[0].outlier_detection.interval: a duration must be a decimal number of seconds, as in "1.5s""#,
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"outlier_detection": {"childPolicy": [{"round_robin": {}}], "baseEjectionTime": "1.5.0s"}}]}"#,
+        r#"loadBalancingConfig[0].outlier_detection.baseEjectionTime: a duration must be a decimal number of seconds, as in "1.5s""#,
+    ),
+    (
+        r#"{"loadBalancingConfig": [{"outlier_detection": {"childPolicy": [{"round_robin": {}}], "maxEjectionTime": "315576000001s"}}]}"#,
+        "loadBalancingConfig[0].outlier_detection.maxEjectionTime: a duration is at most 315576000000s",
+    ),
+    // methodConfig names (doc/service_config.md).
+    (r#"{"methodConfig": {}}"#, "methodConfig: expected a list, got {}"),
+    (
+        r#"{"methodConfig": [{"name": [{"method": "Get"}]}]}"#,
+        r#"methodConfig[0].name[0]: method "Get" needs a service: an empty service may only go with an empty method"#,
+    ),
+    (
+        r#"{"methodConfig": [{"name": [{"service": "a.B"}]}, {"name": [{"service": "a.B", "method": ""}]}]}"#,
+        r#"methodConfig[1].name[0]: service "a.B" is named by an earlier method config"#,
+    ),
+    (
+        r#"{"methodConfig": [{"name": [{"service": "a.B", "method": "C"}, {"service": "a.B", "method": "C"}]}]}"#,
+        "methodConfig[0].name[1]: method a.B/C is named by an earlier method config",
+    ),
+    (
+        r#"{"methodConfig": [{"name": [{}]}, {"name": [{"service": ""}]}]}"#,
+        "methodConfig[1].name[0]: a second default method config ({})",
+    ),
+    (r#"{"methodConfig": [{"name": [{"service": 7}]}]}"#, "methodConfig[0].name[0].service: expected a string, got 7"),
+    (r#"{"methodConfig": [{"name": {"service": "a.B"}}]}"#, r#"methodConfig[0].name: expected a list, got {"service":"a.B"}"#),
+    // methodConfig settings.
+    (r#"{"methodConfig": [{"name": [{}], "timeout": "1m"}]}"#, r#"methodConfig[0].timeout: a duration must end in "s", as in "1.5s""#),
+    (r#"{"methodConfig": [{"name": [{}], "waitForReady": "true"}]}"#, r#"methodConfig[0].waitForReady: expected true or false, got "true""#),
+    (
+        r#"{"methodConfig": [{"name": [{}], "maxRequestMessageBytes": "lots"}]}"#,
+        r#"methodConfig[0].maxRequestMessageBytes: expected a number, got "lots""#,
+    ),
+    // retryPolicy (A6).
+    (
+        r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 1, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 1, "retryableStatusCodes": ["UNAVAILABLE"]}}]}"#,
+        "methodConfig[0].retryPolicy.maxAttempts: must be at least 2, got 1",
+    ),
+    (
+        r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 1, "retryableStatusCodes": ["UNAVAILABLE"]}}]}"#,
+        "methodConfig[0].retryPolicy: maxAttempts is required",
+    ),
+    (
+        r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 2, "initialBackoff": "0s", "maxBackoff": "1s", "backoffMultiplier": 1, "retryableStatusCodes": ["UNAVAILABLE"]}}]}"#,
+        "methodConfig[0].retryPolicy.initialBackoff: must be more than 0s",
+    ),
+    (
+        r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 2, "initialBackoff": "1s", "maxBackoff": "0.000s", "backoffMultiplier": 1, "retryableStatusCodes": ["UNAVAILABLE"]}}]}"#,
+        "methodConfig[0].retryPolicy.maxBackoff: must be more than 0s",
+    ),
+    (
+        r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 2, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 0, "retryableStatusCodes": ["UNAVAILABLE"]}}]}"#,
+        "methodConfig[0].retryPolicy.backoffMultiplier: must be more than 0, got 0",
+    ),
+    (
+        r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 2, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": []}}]}"#,
+        "methodConfig[0].retryPolicy.retryableStatusCodes: must name at least one status code",
+    ),
+    (
+        r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 2, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE", "NOT_A_CODE"]}}]}"#,
+        r#"methodConfig[0].retryPolicy.retryableStatusCodes[1]: is not a gRPC status code, got "NOT_A_CODE""#,
+    ),
+    (
+        r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 2, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": [17]}}]}"#,
+        "methodConfig[0].retryPolicy.retryableStatusCodes[0]: is not a gRPC status code, got 17",
+    ),
+    (
+        r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 2, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": [true]}}]}"#,
+        "methodConfig[0].retryPolicy.retryableStatusCodes[0]: expected a status code name or number, got true",
+    ),
+    // hedgingPolicy (A6), and never both.
+    (
+        r#"{"methodConfig": [{"name": [{}], "hedgingPolicy": {"hedgingDelay": "1s"}}]}"#,
+        "methodConfig[0].hedgingPolicy: maxAttempts is required",
+    ),
+    (
+        r#"{"methodConfig": [{"name": [{}], "hedgingPolicy": {"maxAttempts": 3, "nonFatalStatusCodes": "UNAVAILABLE"}}]}"#,
+        r#"methodConfig[0].hedgingPolicy.nonFatalStatusCodes: expected a list, got "UNAVAILABLE""#,
+    ),
+    (
+        r#"{"methodConfig": [{"name": [{}], "hedgingPolicy": {"maxAttempts": 3}, "retryPolicy": {"maxAttempts": 2, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": [14]}}]}"#,
+        "methodConfig[0]: a method config may have a retryPolicy or a hedgingPolicy, not both",
+    ),
+    // retryThrottling (A6).
+    (r#"{"retryThrottling": {"maxTokens": 0, "tokenRatio": 0.1}}"#, "retryThrottling.maxTokens: must be from 1 to 1000, got 0"),
+    (r#"{"retryThrottling": {"maxTokens": 1001, "tokenRatio": 0.1}}"#, "retryThrottling.maxTokens: must be from 1 to 1000, got 1001"),
+    (r#"{"retryThrottling": {"tokenRatio": 0.1}}"#, "retryThrottling: maxTokens is required"),
+    (r#"{"retryThrottling": {"maxTokens": 10, "tokenRatio": 0}}"#, "retryThrottling.tokenRatio: must be at least 0.001, got 0"),
+    (r#"{"retryThrottling": {"maxTokens": 10, "tokenRatio": 0.0004}}"#, "retryThrottling.tokenRatio: must be at least 0.001, got 0.0004"),
+    (r#"{"retryThrottling": {"maxTokens": 10, "tokenRatio": "NaN"}}"#, r#"retryThrottling.tokenRatio: must be a finite number, got "NaN""#),
+    // healthCheckConfig.
+    (r#"{"healthCheckConfig": {"serviceName": 5}}"#, "healthCheckConfig.serviceName: expected a string, got 5"),
+    (r#"{"healthCheckConfig": "svc"}"#, r#"healthCheckConfig: expected an object, got "svc""#),
+];
+
+#[test]
+fn every_invalid_config_names_the_path_and_the_problem() {
+    let parser = ServiceConfigParser::new();
+    let mut wrong = Vec::new();
+    for (json, expected) in INVALID {
+        match parser.parse(json) {
+            Ok(config) => wrong.push(format!(
+                "{json}\n  parsed: {config:?}\n  wanted: {expected}"
+            )),
+            Err(error) if error.to_string() != *expected => {
+                wrong.push(format!("{json}\n  got:    {error}\n  wanted: {expected}"));
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cases:\n{}",
+        wrong.len(),
+        INVALID.len(),
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn an_error_keeps_its_path_and_kind_apart() {
+    let error = ServiceConfigParser::new()
+        .parse(r#"{"loadBalancingConfig": [{"ring_hash": {"minRingSize": "big"}}]}"#)
+        .unwrap_err();
+    assert_eq!(error.path(), "loadBalancingConfig[0].ring_hash.minRingSize");
+    assert_eq!(
+        error.kind(),
+        &ServiceConfigErrorKind::Type {
+            expected: "a number",
+            got: "\"big\"".to_owned()
+        }
+    );
+}
+
+#[test]
+fn a_long_offending_value_is_quoted_shortened() {
+    let long = "x".repeat(500);
+    let json = format!(r#"{{"healthCheckConfig": {{"serviceName": ["{long}"]}}}}"#);
+    let message = ServiceConfigParser::new()
+        .parse(&json)
+        .unwrap_err()
+        .to_string();
+    assert!(message.len() < 200, "{message}");
+    assert!(message.ends_with("..."), "{message}");
+}
+
+#[test]
+fn an_empty_config_chooses_nothing() {
+    let config = parse("{}");
+    assert!(config.load_balancing.is_none());
+    assert!(config.policy().is_none());
+    assert!(config.methods.is_empty());
+    assert!(config.retry_throttling.is_none());
+    assert!(config.health_check_service_name.is_none());
+}
+
+#[test]
+fn unknown_fields_are_ignored_everywhere() {
+    let config = parse(
+        r#"{
+            "someFutureField": {"anything": [1, 2]},
+            "loadBalancingConfig": [{"round_robin": {"futureKnob": true}}],
+            "methodConfig": [{"name": [{"service": "a.B", "futureNameField": 1}], "futureSetting": "x"}],
+            "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.5, "futureRatio": 2},
+            "healthCheckConfig": {"serviceName": "", "futureHealth": 1}
+        }"#,
+    );
+    assert_eq!(config.load_balancing.unwrap().name(), "round_robin");
+    assert!(config.methods.for_path("/a.B/C").is_some());
+    assert_eq!(config.health_check_service_name.as_deref(), Some(""));
+}
+
+#[test]
+fn grpc_go_load_balancing_example_chooses_round_robin() {
+    let config = parse(r#"{"loadBalancingConfig":[{"round_robin":{}}]}"#);
+    assert!(matches!(
+        config.load_balancing,
+        Some(LoadBalancingConfig::RoundRobin(_))
+    ));
+    assert_eq!(config.policy().unwrap().name(), "round_robin");
+}
+
+#[test]
+fn the_first_known_policy_wins_and_unknown_ones_before_it_are_skipped() {
+    let chosen =
+        lb_list(r#"[{"grpclb": {"childPolicy": 1}}, {"pick_first": {}}, {"round_robin": {}}]"#);
+    assert_eq!(chosen.name(), "pick_first");
+    // Entries after the chosen one are not looked at, even malformed ones.
+    let chosen = lb_list(r#"[{"round_robin": {}}, "not even an object"]"#);
+    assert_eq!(chosen.name(), "round_robin");
+}
+
+#[test]
+fn null_fields_are_absent_fields() {
+    let config = parse(
+        r#"{"loadBalancingConfig": null, "loadBalancingPolicy": "round_robin", "methodConfig": null}"#,
+    );
+    assert_eq!(config.load_balancing.unwrap().name(), "round_robin");
+    let LoadBalancingConfig::RingHash(ring) = lb_list(r#"[{"ring_hash": {"minRingSize": null}}]"#)
+    else {
+        panic!("ring_hash");
+    };
+    assert_eq!(ring.min_ring_size, 1024);
+}
+
+#[test]
+fn load_balancing_policy_is_read_without_a_config_list_in_any_case() {
+    assert_eq!(
+        lb(r#"{"loadBalancingPolicy": "ROUND_ROBIN"}"#).name(),
+        "round_robin"
+    );
+    assert_eq!(
+        lb(r#"{"loadBalancingPolicy": "pick_first"}"#).name(),
+        "pick_first"
+    );
+    // loadBalancingConfig wins when both are given.
+    let both = lb(
+        r#"{"loadBalancingPolicy": "round_robin", "loadBalancingConfig": [{"pick_first": {}}]}"#,
+    );
+    assert_eq!(both.name(), "pick_first");
+}
+
+#[test]
+fn pick_first_reads_shuffle_address_list() {
+    let LoadBalancingConfig::PickFirst(config) =
+        lb_list(r#"[{"pick_first": {"shuffleAddressList": true}}]"#)
+    else {
+        panic!("pick_first");
+    };
+    assert!(config.shuffle_address_list);
+    let LoadBalancingConfig::PickFirst(config) = lb_list(r#"[{"pick_first": {}}]"#) else {
+        panic!("pick_first");
+    };
+    assert!(!config.shuffle_address_list);
+}
+
+#[test]
+fn least_request_choice_count_defaults_to_2_and_is_clamped_to_10() {
+    let count = |list: &str| match lb_list(list) {
+        LoadBalancingConfig::LeastRequest(config) => config.choice_count,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(count(r#"[{"least_request_experimental": {}}]"#), 2);
+    assert_eq!(count(r#"[{"least_request": {"choiceCount": 3}}]"#), 3);
+    assert_eq!(
+        count(r#"[{"least_request": {"choiceCount": "4"}}]"#),
+        4,
+        "an integer as a string"
+    );
+    assert_eq!(
+        count(r#"[{"least_request": {"choiceCount": 5.0}}]"#),
+        5,
+        "an integral float"
+    );
+    assert_eq!(count(r#"[{"least_request": {"choiceCount": 11}}]"#), 10);
+    assert_eq!(
+        count(r#"[{"least_request": {"choiceCount": 4000000000}}]"#),
+        10
+    );
+}
+
+#[test]
+fn weighted_round_robin_reads_a58_fields_and_floors_the_update_period() {
+    let LoadBalancingConfig::WeightedRoundRobin(config) = lb_list(
+        r#"[{"weighted_round_robin": {
+            "enableOobLoadReport": true, "oobReportingPeriod": "5s",
+            "blackoutPeriod": "2.5s", "weightExpirationPeriod": "60s",
+            "weightUpdatePeriod": "0.01s", "errorUtilizationPenalty": "1.5"
+        }}]"#,
+    ) else {
+        panic!("weighted_round_robin");
+    };
+    assert_eq!(config.blackout_period, Duration::from_millis(2500));
+    assert_eq!(config.weight_expiration_period, Duration::from_secs(60));
+    assert_eq!(config.weight_update_period, Duration::from_millis(100));
+    assert_eq!(config.error_utilization_penalty, 1.5);
+    let LoadBalancingConfig::WeightedRoundRobin(defaults) =
+        lb_list(r#"[{"weighted_round_robin": {}}]"#)
+    else {
+        panic!("weighted_round_robin");
+    };
+    assert_eq!(defaults, WeightedRoundRobinConfig::default());
+}
+
+#[test]
+fn ring_hash_reads_sizes_as_numbers_or_strings_and_the_header() {
+    let LoadBalancingConfig::RingHash(config) = lb_list(
+        r#"[{"ring_hash_experimental": {"minRingSize": "10", "maxRingSize": 8388608, "requestHashHeader": "X-User"}}]"#,
+    ) else {
+        panic!("ring_hash");
+    };
+    assert_eq!(config.min_ring_size, 10);
+    assert_eq!(config.max_ring_size, 8_388_608);
+    assert_eq!(config.hash_header().map(|h| h.as_str()), Some("x-user"));
+    let LoadBalancingConfig::RingHash(config) =
+        lb_list(r#"[{"ring_hash": {"requestHashHeader": ""}}]"#)
+    else {
+        panic!("ring_hash");
+    };
+    assert_eq!(
+        config,
+        RingHashConfig::default(),
+        "an empty header is no header"
+    );
+}
+
+#[test]
+fn croupiers_own_policies_have_camel_case_fields() {
+    let LoadBalancingConfig::PeakEwma(config) =
+        lb_list(r#"[{"p2c_ewma": {"decay": "5s", "defaultRtt": "0.002s"}}]"#)
+    else {
+        panic!("p2c_ewma");
+    };
+    assert_eq!(config.decay, Duration::from_secs(5));
+    assert_eq!(config.default_rtt, Duration::from_millis(2));
+    assert_eq!(lb_list(r#"[{"random": {}}]"#).name(), "random");
+}
+
+#[test]
+fn outlier_detection_reads_a50_fields_and_a_child_list() {
+    let LoadBalancingConfig::OutlierDetection { config, child } = lb_list(
+        r#"[{"outlier_detection_experimental": {
+            "interval": "1s", "baseEjectionTime": "2s", "maxEjectionTime": "20s",
+            "maxEjectionPercent": 50,
+            "successRateEjection": {"stdevFactor": 1000, "enforcementPercentage": 90, "minimumHosts": 3, "requestVolume": 10},
+            "failurePercentageEjection": {"threshold": 60, "minimumHosts": 2, "requestVolume": "20"},
+            "childPolicy": [{"unknown_child": {}}, {"least_request_experimental": {"choiceCount": 3}}]
+        }}]"#,
+    ) else {
+        panic!("outlier_detection");
+    };
+    assert_eq!(config.interval, Duration::from_secs(1));
+    assert_eq!(config.base_ejection_time, Duration::from_secs(2));
+    assert_eq!(config.max_ejection_time, Duration::from_secs(20));
+    assert_eq!(config.max_ejection_percent, 50);
+    let success = config.success_rate_ejection.clone().unwrap();
+    assert_eq!(
+        (
+            success.stdev_factor,
+            success.enforcement_percentage,
+            success.minimum_hosts,
+            success.request_volume
+        ),
+        (1000, 90, 3, 10)
+    );
+    let failure = config.failure_percentage_ejection.clone().unwrap();
+    assert_eq!(
+        (
+            failure.threshold,
+            failure.enforcement_percentage,
+            failure.minimum_hosts,
+            failure.request_volume
+        ),
+        (60, 100, 2, 20),
+        "enforcement defaults to 100 once the algorithm is configured"
+    );
+    assert!(matches!(*child, LoadBalancingConfig::LeastRequest(ref c) if c.choice_count == 3));
+    assert_eq!(config.child_policy.name(), "least_request");
+}
+
+#[test]
+fn outlier_detection_algorithms_are_off_unless_configured() {
+    let LoadBalancingConfig::OutlierDetection { config, child } = lb_list(
+        r#"[{"outlier_detection": {"childPolicy": [{"outlier_detection": {"childPolicy": [{"round_robin": {}}]}}]}}]"#,
+    ) else {
+        panic!("outlier_detection");
+    };
+    assert!(config.success_rate_ejection.is_none());
+    assert!(config.failure_percentage_ejection.is_none());
+    assert_eq!(config.interval, Duration::from_secs(10));
+    assert_eq!(config.max_ejection_percent, 10);
+    // The child list is a loadBalancingConfig of its own, so it nests.
+    let LoadBalancingConfig::OutlierDetection {
+        child: grandchild, ..
+    } = *child
+    else {
+        panic!("nested outlier_detection");
+    };
+    assert_eq!(grandchild.name(), "round_robin");
+}
+
+fn retry_json(policy: &str) -> String {
+    format!(r#"{{"methodConfig": [{{"name": [{{}}], "retryPolicy": {policy}}}]}}"#)
+}
+
+#[test]
+fn retry_policy_is_read_per_a6_with_max_attempts_capped_at_5() {
+    let config = parse(&retry_json(
+        r#"{"maxAttempts": 7, "initialBackoff": "0.1s", "maxBackoff": "2s", "backoffMultiplier": 1.5,
+            "retryableStatusCodes": ["UNAVAILABLE", "resource_exhausted", 10]}"#,
+    ));
+    let retry = config
+        .methods
+        .for_path("/any.Service/Call")
+        .unwrap()
+        .retry_policy
+        .clone()
+        .unwrap();
+    assert_eq!(retry.max_attempts, 5);
+    assert_eq!(retry.initial_backoff, Duration::from_millis(100));
+    assert_eq!(retry.max_backoff, Duration::from_secs(2));
+    assert_eq!(retry.backoff_multiplier, 1.5);
+    let codes: Vec<Code> = retry.retryable_status_codes.iter().collect();
+    assert_eq!(
+        codes,
+        [Code::ResourceExhausted, Code::Aborted, Code::Unavailable]
+    );
+    assert!(!retry.retryable_status_codes.contains(Code::Internal));
+}
+
+#[test]
+fn hedging_policy_defaults_its_delay_and_codes() {
+    let config = parse(
+        r#"{"methodConfig": [{"name": [{"service": "a.B"}], "hedgingPolicy": {"maxAttempts": "3"}}]}"#,
+    );
+    let hedging = config
+        .methods
+        .for_path("/a.B/C")
+        .unwrap()
+        .hedging_policy
+        .clone()
+        .unwrap();
+    assert_eq!(hedging.max_attempts, 3);
+    assert_eq!(hedging.hedging_delay, Duration::ZERO);
+    assert!(hedging.non_fatal_status_codes.is_empty());
+    let config = parse(
+        r#"{"methodConfig": [{"name": [{}], "hedgingPolicy": {"maxAttempts": 9, "hedgingDelay": "0.25s", "nonFatalStatusCodes": ["UNAVAILABLE"]}}]}"#,
+    );
+    let hedging = config
+        .methods
+        .default_config()
+        .unwrap()
+        .hedging_policy
+        .clone()
+        .unwrap();
+    assert_eq!(hedging.max_attempts, 5);
+    assert_eq!(hedging.hedging_delay, Duration::from_millis(250));
+    assert!(hedging.non_fatal_status_codes.contains(Code::Unavailable));
+}
+
+#[test]
+fn a_method_config_is_found_by_method_then_service_then_default() {
+    let config = parse(
+        r#"{"methodConfig": [
+            {"name": [{"service": "shop.Cart", "method": "Checkout"}], "timeout": "30s", "waitForReady": true},
+            {"name": [{"service": "shop.Cart"}, {"service": "shop.Stock", "method": ""}], "timeout": "2s",
+             "maxRequestMessageBytes": "1048576", "maxResponseMessageBytes": 4194304},
+            {"name": [{"service": ""}], "timeout": "0.5s"},
+            {"timeout": "99s"}
+        ]}"#,
+    );
+    let methods = &config.methods;
+    let timeout = |path| methods.for_path(path).and_then(|m| m.timeout);
+    assert_eq!(
+        timeout("/shop.Cart/Checkout"),
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(timeout("/shop.Cart/Add"), Some(Duration::from_secs(2)));
+    assert_eq!(timeout("/shop.Stock/Count"), Some(Duration::from_secs(2)));
+    assert_eq!(
+        timeout("/shop.Other/Count"),
+        Some(Duration::from_millis(500))
+    );
+    assert_eq!(
+        timeout("/shop.Cart"),
+        Some(Duration::from_millis(500)),
+        "not a method path"
+    );
+    let checkout = methods.for_path("/shop.Cart/Checkout").unwrap();
+    assert_eq!(checkout.wait_for_ready, Some(true));
+    assert_eq!(
+        checkout.max_request_message_bytes, None,
+        "no merging with the service entry"
+    );
+    let add = methods.for_path("/shop.Cart/Add").unwrap();
+    assert_eq!(add.max_request_message_bytes, Some(1_048_576));
+    assert_eq!(add.max_response_message_bytes, Some(4_194_304));
+    // The entry without a name applies to nothing; four names are filed.
+    assert_eq!(methods.len(), 4);
+}
+
+#[test]
+fn without_a_default_unmatched_paths_have_no_method_config() {
+    let config = parse(
+        r#"{"methodConfig": [{"name": [{"service": "a.B", "method": "C"}], "timeout": "1s"}]}"#,
+    );
+    assert!(config.methods.for_path("/a.B/C").is_some());
+    assert!(config.methods.for_path("/a.B/D").is_none());
+    assert!(config.methods.default_config().is_none());
+}
+
+#[test]
+fn retry_throttling_keeps_three_decimal_places_of_token_ratio() {
+    let throttling = |json: &str| parse(json).retry_throttling.unwrap();
+    let t = throttling(r#"{"retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1}}"#);
+    assert_eq!((t.max_tokens, t.token_ratio_millis), (10, 100));
+    let t = throttling(r#"{"retryThrottling": {"maxTokens": "1000", "tokenRatio": 4.35}}"#);
+    assert_eq!((t.max_tokens, t.token_ratio_millis), (1000, 4350));
+    assert_eq!(t.token_ratio(), 4.35);
+    let t = throttling(r#"{"retryThrottling": {"maxTokens": 1, "tokenRatio": "0.12345"}}"#);
+    assert_eq!(
+        t.token_ratio_millis, 123,
+        "digits past the third are dropped"
+    );
+    let t = throttling(r#"{"retryThrottling": {"maxTokens": 1, "tokenRatio": 1e9}}"#);
+    assert_eq!(t.token_ratio_millis, 1_000_000);
+}
+
+#[test]
+fn health_check_config_names_the_service() {
+    let config = parse(r#"{"healthCheckConfig": {"serviceName": "grpc.health.v1.Health"}}"#);
+    assert_eq!(
+        config.health_check_service_name.as_deref(),
+        Some("grpc.health.v1.Health")
+    );
+    assert!(parse(r#"{"healthCheckConfig": {}}"#)
+        .health_check_service_name
+        .is_none());
+}
+
+#[test]
+fn a_registered_policy_is_parsed_by_its_own_parser() {
+    let parser = ServiceConfigParser::new().policy("sticky_round_robin", |json| {
+        let stickiness = json.get("stickiness").and_then(|s| s.as_str());
+        match stickiness {
+            Some("session") => Ok(PolicyConfig::new(RoundRobinConfig::default())),
+            other => Err(format!("stickiness must be \"session\", got {other:?}")),
+        }
+    });
+    assert!(parser.knows("sticky_round_robin"));
+    assert!(parser.knows("ring_hash_experimental"));
+    let config = parser
+        .parse(r#"{"loadBalancingConfig": [{"sticky_round_robin": {"stickiness": "session"}}]}"#)
+        .unwrap();
+    assert!(matches!(
+        config.load_balancing,
+        Some(LoadBalancingConfig::Custom(_))
+    ));
+    // Its errors name it and its place; as a child of a built-in policy too.
+    let error = parser
+        .parse(r#"{"loadBalancingConfig": [{"outlier_detection": {"childPolicy": [{"sticky_round_robin": {}}]}}]}"#)
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "loadBalancingConfig[0].outlier_detection.childPolicy[0].sticky_round_robin: \
+         policy sticky_round_robin refused its config: stickiness must be \"session\", got None"
+    );
+    // The parser without it does not know the name.
+    assert!(!ServiceConfigParser::new().knows("sticky_round_robin"));
+}
+
+#[test]
+fn a_registered_parser_replaces_a_built_in_one() {
+    let parser = ServiceConfigParser::new().policy("round_robin", |_| Ok(PolicyConfig::random()));
+    let chosen = parser
+        .parse(r#"{"loadBalancingConfig": [{"round_robin": {}}]}"#)
+        .unwrap();
+    assert_eq!(chosen.policy().unwrap().name(), "random");
+}
+
+#[test]
+fn a_policy_holding_children_reads_their_list_with_the_same_parser() {
+    let inner = ServiceConfigParser::new();
+    let parser = ServiceConfigParser::new().policy("wrapper", move |json| {
+        let children = json.get("children").ok_or("children is required")?;
+        inner
+            .load_balancing_config(children)
+            .map(|child| child.policy())
+            .map_err(|e| e.to_string())
+    });
+    let config = parser
+        .parse(r#"{"loadBalancingConfig": [{"wrapper": {"children": [{"x": {}}, {"p2c_ewma": {}}]}}]}"#)
+        .unwrap();
+    assert_eq!(config.policy().unwrap().name(), "p2c_ewma");
+}
+
+#[test]
+fn from_str_uses_the_built_in_policies() {
+    let config: ServiceConfig = r#"{"loadBalancingPolicy": "round_robin"}"#.parse().unwrap();
+    assert_eq!(config.policy().unwrap().name(), "round_robin");
+}
+
+#[test]
+fn the_chosen_policy_runs_in_a_balancer() {
+    use croupier::{Action, Balancer, BalancerConfig, Endpoint, ResolverUpdate};
+    let config = parse(r#"{"loadBalancingConfig": [{"round_robin": {}}]}"#);
+    let start = std::time::Instant::now();
+    let policy = config.policy().unwrap();
+    let mut balancer = Balancer::new(BalancerConfig::default().policy(policy), 7, start);
+    let backends = ["127.0.0.1:50051", "127.0.0.1:50052"];
+    let endpoints = backends.map(|a| Endpoint::new(a.parse::<std::net::SocketAddr>().unwrap()));
+    balancer.handle_resolver_update(ResolverUpdate::new(endpoints), start);
+    let mut connects = 0;
+    while let Some(action) = balancer.poll_action() {
+        connects += usize::from(matches!(action, Action::Connect { .. }));
+    }
+    assert_eq!(
+        connects, 2,
+        "round_robin connects to every endpoint, pick_first to one"
+    );
+}
