@@ -753,3 +753,64 @@ fn the_chosen_policy_runs_in_a_balancer() {
         "round_robin connects to every endpoint, pick_first to one"
     );
 }
+
+#[test]
+fn a_printed_config_is_explicit_and_parses_to_the_same_config() {
+    let config = parse(
+        r#"{"loadBalancingConfig": [{"ring_hash_experimental": {"minRingSize": "16"}}],
+            "methodConfig": [{"name": [{"service": "a.B"}, {}], "timeout": "1.5s",
+                              "hedgingPolicy": {"maxAttempts": 7}}],
+            "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1234}}"#,
+    );
+    let printed = config.to_json();
+    let expected: serde_json::Value = serde_json::from_str(
+        r#"{"loadBalancingConfig": [{"ring_hash": {"minRingSize": 16, "maxRingSize": 4096, "requestHashHeader": ""}}],
+            "methodConfig": [
+                {"name": [{"service": "a.B"}], "timeout": "1.500s",
+                 "hedgingPolicy": {"maxAttempts": 5, "hedgingDelay": "0s", "nonFatalStatusCodes": []}},
+                {"name": [{}], "timeout": "1.500s",
+                 "hedgingPolicy": {"maxAttempts": 5, "hedgingDelay": "0s", "nonFatalStatusCodes": []}}
+            ],
+            "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.123}}"#,
+    )
+    .unwrap();
+    assert_eq!(printed, expected);
+    let again = ServiceConfigParser::new().parse_value(&printed).unwrap();
+    assert_eq!(again.to_json(), printed);
+    assert_eq!(again.methods, config.methods);
+}
+
+#[test]
+fn a_custom_policy_prints_its_json_as_written() {
+    let parser = ServiceConfigParser::new().policy("mine", |_| Ok(PolicyConfig::round_robin()));
+    let config = parser
+        .parse(r#"{"loadBalancingConfig": [{"mine": {"knob": [1, "two"]}}]}"#)
+        .unwrap();
+    let LoadBalancingConfig::Custom(custom) = config.load_balancing.as_ref().unwrap() else {
+        panic!("custom");
+    };
+    assert_eq!(custom.name(), "mine");
+    assert_eq!(custom.policy().name(), "round_robin");
+    assert_eq!(
+        config.to_json(),
+        serde_json::json!({"loadBalancingConfig": [{"mine": {"knob": [1, "two"]}}]})
+    );
+}
+
+#[test]
+fn the_fuzz_seed_corpus_is_valid_and_replays_cleanly() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/service_config");
+    let mut seeds = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        if let Err(error) = ServiceConfigParser::new().parse(&text) {
+            panic!("{}: {error}", path.display());
+        }
+        croupier::testing::check_service_config(&bytes);
+        seeds += 1;
+    }
+    assert!(seeds >= 10, "{seeds} seeds");
+}

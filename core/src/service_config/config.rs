@@ -64,11 +64,47 @@ pub enum LoadBalancingConfig {
         child: Box<LoadBalancingConfig>,
     },
     /// A policy parsed by a registered parser.
-    Custom(PolicyConfig),
+    Custom(CustomPolicy),
+}
+
+/// A policy read by a parser registered with
+/// [`ServiceConfigParser::policy`](super::ServiceConfigParser::policy): the name it was chosen
+/// by, its JSON config as written, and the policy the parser made of it.
+#[derive(Clone, Debug)]
+pub struct CustomPolicy {
+    name: String,
+    json: serde_json::Value,
+    policy: PolicyConfig,
+}
+
+impl CustomPolicy {
+    pub(crate) fn new(name: &str, json: &serde_json::Value, policy: PolicyConfig) -> Self {
+        CustomPolicy {
+            name: name.to_owned(),
+            json: json.clone(),
+            policy,
+        }
+    }
+
+    /// The name the `loadBalancingConfig` entry chose it by.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its config, as the service config held it.
+    pub fn json(&self) -> &serde_json::Value {
+        &self.json
+    }
+
+    /// The policy its parser made.
+    pub fn policy(&self) -> &PolicyConfig {
+        &self.policy
+    }
 }
 
 impl LoadBalancingConfig {
-    /// The policy's name in croupier (`ring_hash`, also for `ring_hash_experimental`).
+    /// The policy's name in croupier (`ring_hash`, also for `ring_hash_experimental`); a custom
+    /// policy's registered name.
     pub fn name(&self) -> &str {
         match self {
             LoadBalancingConfig::PickFirst(_) => "pick_first",
@@ -79,7 +115,7 @@ impl LoadBalancingConfig {
             LoadBalancingConfig::PeakEwma(_) => "p2c_ewma",
             LoadBalancingConfig::RingHash(_) => "ring_hash",
             LoadBalancingConfig::OutlierDetection { .. } => "outlier_detection",
-            LoadBalancingConfig::Custom(policy) => policy.name(),
+            LoadBalancingConfig::Custom(custom) => custom.name(),
         }
     }
 
@@ -96,7 +132,7 @@ impl LoadBalancingConfig {
             LoadBalancingConfig::OutlierDetection { config, .. } => {
                 PolicyConfig::new(OutlierDetectionConfig::clone(config))
             }
-            LoadBalancingConfig::Custom(policy) => policy.clone(),
+            LoadBalancingConfig::Custom(custom) => custom.policy.clone(),
         }
     }
 }

@@ -83,7 +83,6 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, DurationProblem> {
 
 /// Writes `duration` the way [`parse_duration`] reads it: seconds, then 3, 6 or 9 fractional
 /// digits as needed, then `s`.
-#[cfg(test)]
 pub(crate) fn format_duration(duration: Duration) -> String {
     let seconds = duration.as_secs();
     let nanos = duration.subsec_nanos();

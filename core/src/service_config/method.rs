@@ -106,16 +106,24 @@ impl FromIterator<Code> for CodeSet {
 pub struct MethodConfigs {
     by_path: BTreeMap<Box<str>, Arc<MethodConfig>>,
     default: Option<Arc<MethodConfig>>,
+    /// Every name with its entry, in the order the config gave them.
+    names: Vec<(MethodName, Arc<MethodConfig>)>,
 }
 
-/// What a method config entry's `name` matches.
+/// What one `name` of a method config entry matches.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum MethodName {
-    /// One method of one service.
-    Method { service: String, method: String },
-    /// Every method of a service.
+#[non_exhaustive]
+pub enum MethodName {
+    /// One method of one service: `{"service": "pkg.Service", "method": "Method"}`.
+    Method {
+        /// The service, with its package.
+        service: String,
+        /// The method.
+        method: String,
+    },
+    /// Every method of a service: `{"service": "pkg.Service"}`.
     Service(String),
-    /// Every method without a more specific entry.
+    /// Every method without a more specific entry: `{}`.
     Default,
 }
 
@@ -133,7 +141,7 @@ impl MethodName {
 impl MethodConfigs {
     /// Files `config` under `name`; `false` (and nothing changed) if the name is taken already.
     pub(crate) fn insert(&mut self, name: &MethodName, config: &Arc<MethodConfig>) -> bool {
-        match name.key() {
+        let filed = match name.key() {
             None if self.default.is_some() => false,
             None => {
                 self.default = Some(Arc::clone(config));
@@ -146,7 +154,16 @@ impl MethodConfigs {
                     true
                 }
             },
+        };
+        if filed {
+            self.names.push((name.clone(), Arc::clone(config)));
         }
+        filed
+    }
+
+    /// Every name with the settings it gets, in the order the config gave them.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&MethodName, &MethodConfig)> + '_ {
+        self.names.iter().map(|(name, config)| (name, &**config))
     }
 
     /// The settings for a call to `path` (`/package.Service/Method`), if any entry matches it.
@@ -170,7 +187,7 @@ impl MethodConfigs {
 
     /// How many names are filed (each `name` of each entry, the default included).
     pub fn len(&self) -> usize {
-        self.by_path.len() + usize::from(self.default.is_some())
+        self.names.len()
     }
 }
 

@@ -77,6 +77,8 @@
 //!   instead), so the mistake is seen.
 //! - Duplicate keys within one JSON object are not detected: the last one counts.
 
+#[cfg(feature = "testing")]
+pub(crate) mod check;
 mod config;
 mod duration;
 mod error;
@@ -84,12 +86,14 @@ mod json;
 mod method;
 mod parser;
 mod policies;
+mod printer;
 mod registry;
 
-pub use config::{LoadBalancingConfig, RetryThrottling, ServiceConfig};
+pub use config::{CustomPolicy, LoadBalancingConfig, RetryThrottling, ServiceConfig};
 pub use error::{ServiceConfigError, ServiceConfigErrorKind};
 pub use method::{
-    CodeSet, HedgingPolicy, MethodConfig, MethodConfigs, RetryPolicy, MAX_ATTEMPTS_LIMIT,
+    CodeSet, HedgingPolicy, MethodConfig, MethodConfigs, MethodName, RetryPolicy,
+    MAX_ATTEMPTS_LIMIT,
 };
 pub use registry::ServiceConfigParser;
 

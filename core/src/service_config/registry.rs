@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::config::{LoadBalancingConfig, ServiceConfig};
+use super::config::{CustomPolicy, LoadBalancingConfig, ServiceConfig};
 use super::error::{ServiceConfigError, ServiceConfigErrorKind};
 use super::json::Node;
 use super::{parser, policies};
@@ -157,7 +157,9 @@ impl ServiceConfigParser {
         match entry {
             Entry::Builtin(parse) => parse(self, config),
             Entry::Custom(parse) => parse(config.value())
-                .map(LoadBalancingConfig::Custom)
+                .map(|policy| {
+                    LoadBalancingConfig::Custom(CustomPolicy::new(name, config.value(), policy))
+                })
                 .map_err(|message| {
                     config.error(ServiceConfigErrorKind::Policy {
                         policy: name.to_owned(),
