@@ -195,37 +195,52 @@ fn outlier_detection(parser: &ServiceConfigParser, node: &Node<'_>) -> Result<Lo
     })
 }
 
+/// `enforcementPercentage`, `minimumHosts` and `requestVolume`, which both algorithms have, over
+/// the defaults given.
+fn shared_fields(fields: &Object<'_>, defaults: [u32; 3]) -> Result<[u32; 3]> {
+    let [enforcement, hosts, volume] = defaults;
+    Ok([
+        fields
+            .opt("enforcementPercentage", percent)?
+            .unwrap_or(enforcement),
+        fields.opt("minimumHosts", Node::u32)?.unwrap_or(hosts),
+        fields.opt("requestVolume", Node::u32)?.unwrap_or(volume),
+    ])
+}
+
 fn success_rate(fields: &Object<'_>) -> Result<SuccessRateEjection> {
-    let mut settings = SuccessRateEjection::default();
-    if let Some(factor) = fields.opt("stdevFactor", Node::u32)? {
-        settings = settings.stdev_factor(factor);
-    }
-    if let Some(percent) = fields.opt("enforcementPercentage", percent)? {
-        settings = settings.enforcement_percentage(percent);
-    }
-    if let Some(hosts) = fields.opt("minimumHosts", Node::u32)? {
-        settings = settings.minimum_hosts(hosts);
-    }
-    if let Some(calls) = fields.opt("requestVolume", Node::u32)? {
-        settings = settings.request_volume(calls);
-    }
-    Ok(settings)
+    let defaults = SuccessRateEjection::default();
+    let factor = fields
+        .opt("stdevFactor", Node::u32)?
+        .unwrap_or(defaults.stdev_factor);
+    let [enforcement, hosts, volume] = shared_fields(
+        fields,
+        [
+            defaults.enforcement_percentage,
+            defaults.minimum_hosts,
+            defaults.request_volume,
+        ],
+    )?;
+    Ok(defaults
+        .stdev_factor(factor)
+        .enforcement_percentage(enforcement)
+        .minimum_hosts(hosts)
+        .request_volume(volume))
 }
 
 fn failure_percentage(fields: &Object<'_>) -> Result<FailurePercentageEjection> {
+    let defaults = FailurePercentageEjection::default();
+    let threshold = fields
+        .opt("threshold", percent)?
+        .unwrap_or(defaults.threshold);
     // A50: enforcement defaults to 100 once the algorithm is configured at all.
-    let mut settings = FailurePercentageEjection::default().enforcement_percentage(100);
-    if let Some(threshold) = fields.opt("threshold", percent)? {
-        settings = settings.threshold(threshold);
-    }
-    if let Some(percent) = fields.opt("enforcementPercentage", percent)? {
-        settings = settings.enforcement_percentage(percent);
-    }
-    if let Some(hosts) = fields.opt("minimumHosts", Node::u32)? {
-        settings = settings.minimum_hosts(hosts);
-    }
-    if let Some(calls) = fields.opt("requestVolume", Node::u32)? {
-        settings = settings.request_volume(calls);
-    }
-    Ok(settings)
+    let [enforcement, hosts, volume] = shared_fields(
+        fields,
+        [100, defaults.minimum_hosts, defaults.request_volume],
+    )?;
+    Ok(defaults
+        .threshold(threshold)
+        .enforcement_percentage(enforcement)
+        .minimum_hosts(hosts)
+        .request_volume(volume))
 }

@@ -7,7 +7,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::policy::{FailurePercentageEjection, OutlierDetectionConfig, SuccessRateEjection};
+use crate::policy::OutlierDetectionConfig;
 
 use super::config::{LoadBalancingConfig, RetryThrottling, ServiceConfig};
 use super::duration::format_duration;
@@ -85,37 +85,31 @@ fn outlier_detection(config: &OutlierDetectionConfig, child: &LoadBalancingConfi
         "maxEjectionPercent": config.max_ejection_percent,
         "childPolicy": [child.to_json()],
     });
-    if let Some(SuccessRateEjection {
-        stdev_factor,
-        enforcement_percentage,
-        minimum_hosts,
-        request_volume,
-        ..
-    }) = &config.success_rate_ejection
-    {
-        fields["successRateEjection"] = json!({
-            "stdevFactor": stdev_factor,
-            "enforcementPercentage": enforcement_percentage,
-            "minimumHosts": minimum_hosts,
-            "requestVolume": request_volume,
-        });
+    if let Some(success) = &config.success_rate_ejection {
+        fields["successRateEjection"] = numbers(&[
+            ("stdevFactor", success.stdev_factor),
+            ("enforcementPercentage", success.enforcement_percentage),
+            ("minimumHosts", success.minimum_hosts),
+            ("requestVolume", success.request_volume),
+        ]);
     }
-    if let Some(FailurePercentageEjection {
-        threshold,
-        enforcement_percentage,
-        minimum_hosts,
-        request_volume,
-        ..
-    }) = &config.failure_percentage_ejection
-    {
-        fields["failurePercentageEjection"] = json!({
-            "threshold": threshold,
-            "enforcementPercentage": enforcement_percentage,
-            "minimumHosts": minimum_hosts,
-            "requestVolume": request_volume,
-        });
+    if let Some(failure) = &config.failure_percentage_ejection {
+        fields["failurePercentageEjection"] = numbers(&[
+            ("threshold", failure.threshold),
+            ("enforcementPercentage", failure.enforcement_percentage),
+            ("minimumHosts", failure.minimum_hosts),
+            ("requestVolume", failure.request_volume),
+        ]);
     }
     fields
+}
+
+/// An object of numeric fields.
+fn numbers(fields: &[(&str, u32)]) -> Value {
+    let fields = fields
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), json!(value)));
+    Value::Object(fields.collect())
 }
 
 /// One name's settings as a `methodConfig` entry of its own.
