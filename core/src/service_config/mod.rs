@@ -61,10 +61,11 @@
 //!   field is the same as an absent one.
 //! - Durations are protobuf JSON strings: `"10s"`, `"0.5s"`, `"1.000340012s"`, at most nine
 //!   fractional digits. A negative duration, or one beyond protobuf's range (315,576,000,000 s),
-//!   is an error, never clamped.
+//!   is an error, never clamped (gRPC's C++ parser refuses both too).
 //! - Integers may be written as JSON numbers (`5`, also `5.0`) or as strings (`"5"`), as
-//!   protobuf's JSON mapping allows and gRPC's C++ parser accepts; floating-point fields likewise.
-//!   A fraction, a negative number or one past the field's range is an error.
+//!   protobuf's JSON mapping allows and gRPC's C++ parser accepts (grpc-go's takes numbers
+//!   only); floating-point fields likewise. A fraction, a negative number or one past the
+//!   field's range is an error. Booleans are `true` or `false`, never strings.
 //! - `loadBalancingConfig` is a list of one-field objects; the first whose policy the
 //!   [`ServiceConfigParser`] knows is parsed and the rest are not looked at; unknown ones before
 //!   it are skipped; none known is an error. Without it, the deprecated `loadBalancingPolicy`
@@ -72,10 +73,15 @@
 //!   back to pick_first).
 //! - Out-of-range values gRPC clamps are clamped the same way: least_request's `choiceCount`
 //!   above 10 is 10, a retry or hedging `maxAttempts` above 5 is 5, weighted_round_robin's
-//!   `weightUpdatePeriod` below 100 ms is 100 ms. Everything else out of range is an error.
+//!   `weightUpdatePeriod` below 100 ms is 100 ms; `retryThrottling.tokenRatio` keeps three
+//!   decimal places (A6), and above 1000 is 1000. Everything else out of range is an error.
 //! - A retry policy that breaks gRFC A6's rules is an error (grpc-go drops it with a warning
 //!   instead), so the mistake is seen.
+//! - In `methodConfig`, an entry without `name` applies to no call; a name given twice, in one
+//!   entry or two, is an error, and so is a `method` without a `service`.
 //! - Duplicate keys within one JSON object are not detected: the last one counts.
+//! - [`ServiceConfig::to_json`] writes a config back, every setting explicit; parsing that gives
+//!   the same config.
 
 #[cfg(feature = "testing")]
 pub(crate) mod check;
