@@ -225,6 +225,10 @@ const INVALID: &[(&str, &str)] = &[
         r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 2, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": [true]}}]}"#,
         "methodConfig[0].retryPolicy.retryableStatusCodes[0]: expected a status code name or number, got true",
     ),
+    (
+        r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 2, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": [14], "perAttemptRecvTimeout": "0s"}}]}"#,
+        "methodConfig[0].retryPolicy.perAttemptRecvTimeout: must be more than 0s",
+    ),
     // hedgingPolicy (A6), and never both.
     (
         r#"{"methodConfig": [{"name": [{}], "hedgingPolicy": {"hedgingDelay": "1s"}}]}"#,

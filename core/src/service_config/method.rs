@@ -38,6 +38,9 @@ pub struct RetryPolicy {
     pub backoff_multiplier: f64,
     /// `retryableStatusCodes`: the statuses that are retried (at least one).
     pub retryable_status_codes: CodeSet,
+    /// `perAttemptRecvTimeout`: how long one attempt may wait for its response (more than zero),
+    /// if set; the call's own deadline still bounds them all.
+    pub per_attempt_recv_timeout: Option<Duration>,
 }
 
 /// `hedgingPolicy` (gRFC A6): copies of a call start every `hedging_delay` until one succeeds.

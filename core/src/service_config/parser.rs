@@ -157,7 +157,7 @@ fn positive_duration(node: &Node<'_>) -> Result<std::time::Duration> {
     }
 }
 
-/// `retryPolicy` (A6): every field required.
+/// `retryPolicy` (A6): every field required but `perAttemptRecvTimeout`.
 fn retry_policy(node: &Node<'_>) -> Result<RetryPolicy> {
     let fields = node.object()?;
     let multiplier = required(node, &fields, "backoffMultiplier")?;
@@ -176,6 +176,7 @@ fn retry_policy(node: &Node<'_>) -> Result<RetryPolicy> {
         max_backoff: positive_duration(&required(node, &fields, "maxBackoff")?)?,
         backoff_multiplier,
         retryable_status_codes,
+        per_attempt_recv_timeout: fields.opt("perAttemptRecvTimeout", positive_duration)?,
     })
 }
 

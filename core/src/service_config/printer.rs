@@ -140,6 +140,9 @@ fn method_config(name: &MethodName, config: &MethodConfig) -> Value {
             "backoffMultiplier": retry.backoff_multiplier,
             "retryableStatusCodes": codes(retry.retryable_status_codes),
         });
+        if let Some(timeout) = retry.per_attempt_recv_timeout {
+            fields["retryPolicy"]["perAttemptRecvTimeout"] = json!(format_duration(timeout));
+        }
     }
     if let Some(hedging) = &config.hedging_policy {
         fields["hedgingPolicy"] = json!({

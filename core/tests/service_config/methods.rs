@@ -34,6 +34,22 @@ fn retry_policy_is_read_per_a6_with_max_attempts_capped_at_5() {
         [Code::ResourceExhausted, Code::Aborted, Code::Unavailable]
     );
     assert!(!retry.retryable_status_codes.contains(Code::Internal));
+    assert_eq!(retry.per_attempt_recv_timeout, None);
+    let config = parse(&retry_json(
+        r#"{"maxAttempts": 2, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 1,
+            "retryableStatusCodes": [14], "perAttemptRecvTimeout": "0.25s"}"#,
+    ));
+    let retry = config
+        .methods
+        .default_config()
+        .unwrap()
+        .retry_policy
+        .clone()
+        .unwrap();
+    assert_eq!(
+        retry.per_attempt_recv_timeout,
+        Some(Duration::from_millis(250))
+    );
 }
 
 #[test]
