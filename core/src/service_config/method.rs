@@ -1,9 +1,10 @@
 //! Per-method call settings (`methodConfig`) and the table that finds them for a call's path.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::hasher::FastMap;
 use crate::status::Code;
 
 /// One `methodConfig` entry: settings for the calls its `name` list matches.
@@ -102,12 +103,13 @@ impl FromIterator<Code> for CodeSet {
 /// Every `methodConfig` entry, found by the path of a call (`/package.Service/Method`): the
 /// entry naming that method, else the one naming its service, else the default (`{}`).
 ///
-/// A lookup allocates nothing: entries are keyed by the path strings gRPC derives from their
-/// names (`/package.Service/Method` and `/package.Service/`), and a call's path, or the slice of
-/// it up to its second `/`, is looked up as it is.
+/// A lookup allocates nothing and hashes at most twice: entries are keyed by the path strings
+/// gRPC derives from their names (`/package.Service/Method` and `/package.Service/`), in a map
+/// with the core's deterministic hasher, and a call's path, or the slice of it up to its second
+/// `/`, is looked up as it is.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MethodConfigs {
-    by_path: BTreeMap<Box<str>, Arc<MethodConfig>>,
+    by_path: FastMap<Box<str>, Arc<MethodConfig>>,
     default: Option<Arc<MethodConfig>>,
     /// Every name with its entry, in the order the config gave them.
     names: Vec<(MethodName, Arc<MethodConfig>)>,
@@ -151,8 +153,8 @@ impl MethodConfigs {
                 true
             }
             Some(key) => match self.by_path.entry(key.into_boxed_str()) {
-                std::collections::btree_map::Entry::Occupied(_) => false,
-                std::collections::btree_map::Entry::Vacant(slot) => {
+                Entry::Occupied(_) => false,
+                Entry::Vacant(slot) => {
                     slot.insert(Arc::clone(config));
                     true
                 }
