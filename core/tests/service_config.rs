@@ -523,3 +523,26 @@ fn the_fuzz_seed_corpus_is_valid_and_replays_cleanly() {
     }
     assert!(seeds >= 10, "{seeds} seeds");
 }
+
+#[test]
+fn nesting_is_bounded_by_the_json_reader() {
+    let nested = |levels: usize| {
+        let open = r#"{"outlier_detection": {"childPolicy": ["#.repeat(levels);
+        let close = "]}}".repeat(levels);
+        format!(r#"{{"loadBalancingConfig": [{open}{{"round_robin": {{}}}}{close}]}}"#)
+    };
+    // Twenty policies deep is fine: each level is its own child's parent.
+    let mut chosen = lb(&nested(20));
+    let mut depth = 0;
+    while let LoadBalancingConfig::OutlierDetection { child, .. } = chosen {
+        chosen = *child;
+        depth += 1;
+    }
+    assert_eq!((depth, chosen.name()), (20, "round_robin"));
+    // Far deeper input is refused by serde_json's recursion limit before the parser sees it.
+    let error = ServiceConfigParser::new().parse(&nested(1000)).unwrap_err();
+    assert!(
+        matches!(error.kind(), ServiceConfigErrorKind::Syntax(message) if message.contains("recursion limit")),
+        "{error}"
+    );
+}
