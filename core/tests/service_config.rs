@@ -33,6 +33,14 @@ const INVALID: &[(&str, &str)] = &[
     // The document itself.
     ("", "the service config is not valid JSON: EOF while parsing a value at line 1 column 0"),
     ("[]", "expected an object, got []"),
+    (
+        r#"{"loadBalancingConfig": [{"round_robin": {}}], "loadBalancingConfig": [{"pick_first": {}}]}"#,
+        r#"the service config is not valid JSON: duplicate key "loadBalancingConfig" at line 1 column 68"#,
+    ),
+    (
+        r#"{"methodConfig": [{"name": [{}], "timeout": "1s", "timeout": "2s"}]}"#,
+        r#"the service config is not valid JSON: duplicate key "timeout" at line 1 column 59"#,
+    ),
     // loadBalancingConfig's shape.
     (r#"{"loadBalancingConfig": {}}"#, "loadBalancingConfig: expected a list, got {}"),
     (r#"{"loadBalancingConfig": []}"#, "loadBalancingConfig: no known load-balancing policy among an empty list"),

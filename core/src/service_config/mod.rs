@@ -79,7 +79,8 @@
 //!   instead), so the mistake is seen.
 //! - In `methodConfig`, an entry without `name` applies to no call; a name given twice, in one
 //!   entry or two, is an error, and so is a `method` without a `service`.
-//! - Duplicate keys within one JSON object are not detected: the last one counts.
+//! - An object that names a key twice is an error (gRPC's C++ reader refuses it too; a plain
+//!   JSON reader would keep the last one and drop the other without a word).
 //! - [`ServiceConfig::to_json`] writes a config back, every setting explicit; parsing that gives
 //!   the same config.
 
@@ -94,6 +95,7 @@ mod parser;
 mod policies;
 mod printer;
 mod registry;
+mod strict;
 
 pub use config::{CustomPolicy, LoadBalancingConfig, RetryThrottling, ServiceConfig};
 pub use error::{ServiceConfigError, ServiceConfigErrorKind};

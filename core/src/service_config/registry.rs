@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::config::{CustomPolicy, LoadBalancingConfig, ServiceConfig};
 use super::error::{ServiceConfigError, ServiceConfigErrorKind};
 use super::json::Node;
-use super::{parser, policies};
+use super::{parser, policies, strict};
 
 /// A user's parser for a policy's JSON config.
 type CustomParser = dyn Fn(&Value) -> Result<crate::PolicyConfig, String> + Send + Sync;
@@ -98,7 +98,7 @@ impl ServiceConfigParser {
 
     /// Parses and validates a service config in JSON.
     pub fn parse(&self, json: &str) -> Result<ServiceConfig, ServiceConfigError> {
-        let value: Value = serde_json::from_str(json).map_err(|error| {
+        let value = strict::read_json(json).map_err(|error| {
             ServiceConfigError::new(
                 String::new(),
                 ServiceConfigErrorKind::Syntax(error.to_string()),
