@@ -70,6 +70,27 @@
 //! assert!(balancer.poll_timeout().is_some());
 //! ```
 //!
+//! ## Service configs
+//!
+//! With the default feature `service-config`, a channel can be configured the way gRPC's are,
+//! with a JSON service config (grpc-go's `WithDefaultServiceConfig`); [`service_config`] parses
+//! it into typed values, the chosen policy among them:
+//!
+//! ```
+//! # #[cfg(feature = "service-config")]
+//! # fn main() -> Result<(), croupier::ServiceConfigError> {
+//! use croupier::{Balancer, BalancerConfig, ServiceConfig};
+//!
+//! let config: ServiceConfig = r#"{"loadBalancingConfig": [{"round_robin": {}}]}"#.parse()?;
+//! let policy = config.policy().expect("the config chose a policy");
+//! let balancer = Balancer::new(BalancerConfig::default().policy(policy), 42, std::time::Instant::now());
+//! # let _ = balancer;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "service-config"))]
+//! # fn main() {}
+//! ```
+//!
 //! ## Layers
 //!
 //! From the bottom up, each module depending only on those before it: [`target`] (parsing
@@ -83,6 +104,8 @@
 //!   balancer in virtual time and checks the core's invariants after every step, for your own
 //!   policies' tests.
 //! - `arbitrary`: lets fuzzers generate the simulated adapter's inputs.
+//! - `service-config` (on by default): [`service_config`], gRPC's JSON service config parsed
+//!   into typed values (the policy, per-method settings, retry throttling), on `serde_json`.
 //!
 //! ## Where croupier differs from gRPC on purpose
 //!
@@ -116,6 +139,8 @@ pub mod policy;
 mod resolution;
 mod resolver;
 mod rng;
+#[cfg(feature = "service-config")]
+pub mod service_config;
 mod slab;
 mod status;
 mod subchannel;
@@ -134,6 +159,8 @@ pub use policy::{Controller, Policy, PolicyBuilder, PolicyConfig, SubchannelUpda
 pub use resolution::ResolutionConfig;
 pub use resolver::{PolicyChoice, ResolverError, ResolverUpdate};
 pub use rng::Rng;
+#[cfg(feature = "service-config")]
+pub use service_config::{ServiceConfig, ServiceConfigError, ServiceConfigParser};
 pub use status::{Code, ConnectivityState, Status};
 pub use subchannel::{ConnectionEvent, ConnectionId, SubchannelId, SubchannelInfo};
 pub use target::{Target, TargetError};

@@ -31,6 +31,9 @@ use crate::resolver::{ResolverError, ResolverUpdate};
 use crate::status::{Code, ConnectivityState};
 use crate::subchannel::{ConnectionEvent, ConnectionId, SubchannelId};
 
+#[cfg(feature = "service-config")]
+pub use crate::service_config::check::check_service_config;
+
 /// `127.0.0.1:<port>`.
 pub fn addr(port: u16) -> Address {
     Address::Socket(SocketAddr::from(([127, 0, 0, 1], port)))

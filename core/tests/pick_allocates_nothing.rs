@@ -149,3 +149,32 @@ fn connect_everything_failing(h: &mut Harness) {
         h.failed(&address);
     }
 }
+
+/// A call's method config is looked up per call, like a pick: by its path, without allocating.
+#[cfg(feature = "service-config")]
+#[test]
+fn method_config_lookups_allocate_nothing() {
+    let config = croupier::service_config::ServiceConfigParser::new()
+        .parse(
+            r#"{"methodConfig": [
+                {"name": [{"service": "shop.Cart", "method": "Checkout"}], "timeout": "30s"},
+                {"name": [{"service": "shop.Cart"}], "timeout": "2s"},
+                {"name": [{}], "timeout": "1s"}
+            ]}"#,
+        )
+        .unwrap();
+    let paths = [
+        "/shop.Cart/Checkout",
+        "/shop.Cart/Add",
+        "/shop.Stock/Count",
+        "bad",
+    ];
+    let count = allocations_during(|| {
+        for _ in 0..1_000 {
+            for path in paths {
+                assert!(config.methods.for_path(path).is_some());
+            }
+        }
+    });
+    assert_eq!(count, 0, "method config lookups allocated");
+}
