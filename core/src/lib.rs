@@ -106,6 +106,7 @@ mod picker;
 pub mod policy;
 mod resolution;
 mod resolver;
+pub mod retry;
 mod rng;
 mod slab;
 mod status;

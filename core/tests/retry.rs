@@ -1,0 +1,731 @@
+//! The retry and hedging machine against gRFC A6, rule by rule, in virtual time; then random
+//! scenarios checked against its invariants.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arbitrary::{Arbitrary, Unstructured};
+use croupier::retry::{
+    AttemptId, CallPolicy, ChannelRetry, CodeSet, HedgingPolicy, Pushback, RetryAction,
+    RetryBuffer, RetryCall, RetryPolicy, RetryPolicyError, RetryScenario, RetryThrottle,
+    Unprocessed, NOT_SENT_REPLAY_LIMIT,
+};
+use croupier::{Code, Rng};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn codes(codes: &[Code]) -> CodeSet {
+    codes.iter().copied().collect()
+}
+
+fn retry(max_attempts: u32, initial: u64, max: u64, multiplier: f64) -> CallPolicy {
+    let policy = RetryPolicy::new(
+        max_attempts,
+        ms(initial),
+        ms(max),
+        multiplier,
+        codes(&[Code::Unavailable]),
+    );
+    CallPolicy::Retry(policy.unwrap())
+}
+
+fn hedging(max_attempts: u32, delay: u64) -> CallPolicy {
+    let policy = HedgingPolicy::new(max_attempts, ms(delay), codes(&[Code::Unavailable]));
+    CallPolicy::Hedging(policy.unwrap())
+}
+
+fn channel() -> Arc<ChannelRetry> {
+    Arc::new(ChannelRetry::new())
+}
+
+fn throttled(max_tokens: u32, ratio: f64) -> Arc<ChannelRetry> {
+    Arc::new(ChannelRetry::new().throttle(RetryThrottle::new(max_tokens, ratio).unwrap()))
+}
+
+fn drain(call: &mut RetryCall) -> Vec<RetryAction> {
+    std::iter::from_fn(|| call.poll_action()).collect()
+}
+
+fn start(attempt: u32, previous_attempts: u32) -> RetryAction {
+    RetryAction::Start {
+        attempt: attempt_id(attempt),
+        previous_attempts,
+        transparent: false,
+    }
+}
+
+fn transparent(attempt: u32, previous_attempts: u32) -> RetryAction {
+    RetryAction::Start {
+        attempt: attempt_id(attempt),
+        previous_attempts,
+        transparent: true,
+    }
+}
+
+fn attempt_id(n: u32) -> AttemptId {
+    AttemptId::new(n)
+}
+
+fn finish(attempt: u32, code: Code) -> RetryAction {
+    RetryAction::Finish {
+        attempt: attempt_id(attempt),
+        code,
+    }
+}
+
+fn fail(call: &mut RetryCall, attempt: u32, code: Code, now: Instant) {
+    call.handle_attempt_end(attempt_id(attempt), code, Pushback::None, now);
+}
+
+/// Runs a retried call whose attempts all fail UNAVAILABLE: the waits before each retry.
+fn retry_waits(policy: &CallPolicy, seed: u64) -> Vec<Duration> {
+    let mut now = Instant::now();
+    let mut call = RetryCall::new(policy.clone(), channel(), seed, now);
+    let mut waits = Vec::new();
+    for attempt in 0.. {
+        assert_eq!(drain(&mut call), [start(attempt, attempt)]);
+        fail(&mut call, attempt, Code::Unavailable, now);
+        let Some(at) = call.poll_timeout() else {
+            break;
+        };
+        waits.push(at - now);
+        now = at;
+        call.handle_timeout(now);
+    }
+    waits
+}
+
+#[test]
+fn retry_waits_lie_within_a_growing_ceiling_and_use_all_of_it() {
+    let policy = retry(5, 100, 1000, 2.0);
+    let ceilings = [ms(100), ms(200), ms(400), ms(800)];
+    let mut longest = [Duration::ZERO; 4];
+    for seed in 0..200 {
+        let waits = retry_waits(&policy, seed);
+        assert_eq!(waits.len(), 4);
+        for (i, wait) in waits.iter().enumerate() {
+            assert!(*wait <= ceilings[i], "retry {} waited {wait:?}", i + 1);
+            longest[i] = longest[i].max(*wait);
+        }
+    }
+    for (ceiling, longest) in ceilings.iter().zip(longest) {
+        assert!(longest > ceiling.mul_f64(0.9), "{longest:?} of {ceiling:?}");
+    }
+}
+
+#[test]
+fn retry_waits_never_pass_max_backoff() {
+    let policy = retry(5, 100, 300, 10.0);
+    let ceilings = [ms(100), ms(300), ms(300), ms(300)];
+    for seed in 0..100 {
+        for (wait, ceiling) in retry_waits(&policy, seed).iter().zip(ceilings) {
+            assert!(*wait <= ceiling);
+        }
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_waits() {
+    let policy = retry(5, 100, 1000, 2.0);
+    assert_eq!(retry_waits(&policy, 9), retry_waits(&policy, 9));
+    assert_ne!(retry_waits(&policy, 9), retry_waits(&policy, 10));
+}
+
+#[test]
+fn max_attempts_bounds_the_attempts_and_the_last_status_is_the_call_s() {
+    let policy = retry(3, 10, 10, 1.0);
+    assert_eq!(retry_waits(&policy, 1).len(), 2);
+    let mut now = Instant::now();
+    let mut call = RetryCall::new(policy, channel(), 1, now);
+    for attempt in 0..2 {
+        drain(&mut call);
+        fail(&mut call, attempt, Code::Unavailable, now);
+        now = call.poll_timeout().unwrap();
+        call.handle_timeout(now);
+    }
+    assert_eq!(drain(&mut call), [start(2, 2)]);
+    fail(&mut call, 2, Code::Unavailable, now);
+    assert_eq!(drain(&mut call), [finish(2, Code::Unavailable)]);
+    assert_eq!(call.policy_attempts(), 3);
+}
+
+#[test]
+fn max_attempts_above_five_counts_as_five() {
+    let policy = retry(100, 10, 10, 1.0);
+    assert_eq!(policy.max_attempts(), 5);
+    assert_eq!(retry_waits(&policy, 3).len(), 4);
+    let CallPolicy::Retry(retry) = &policy else {
+        unreachable!()
+    };
+    assert_eq!(retry.configured_max_attempts(), 100);
+    let hedging = hedging(9, 10);
+    assert_eq!(hedging.max_attempts(), 5);
+}
+
+#[test]
+fn a_status_not_in_retryable_codes_fails_at_once() {
+    let now = Instant::now();
+    let mut call = RetryCall::new(retry(5, 10, 10, 1.0), channel(), 1, now);
+    drain(&mut call);
+    fail(&mut call, 0, Code::InvalidArgument, now);
+    assert_eq!(drain(&mut call), [finish(0, Code::InvalidArgument)]);
+    assert_eq!(call.poll_timeout(), None);
+    assert!(call.is_finished());
+}
+
+#[test]
+fn success_finishes_the_call() {
+    let now = Instant::now();
+    let mut call = RetryCall::new(retry(5, 10, 10, 1.0), channel(), 1, now);
+    drain(&mut call);
+    fail(&mut call, 0, Code::Ok, now);
+    let commit = RetryAction::Commit(attempt_id(0));
+    assert_eq!(drain(&mut call), [commit, finish(0, Code::Ok)]);
+}
+
+/// Starts a call on `channel` whose first attempt fails UNAVAILABLE; whether it retries.
+fn first_failure_retries(channel: &Arc<ChannelRetry>) -> bool {
+    let now = Instant::now();
+    let mut call = RetryCall::new(retry(5, 10, 10, 1.0), Arc::clone(channel), 1, now);
+    drain(&mut call);
+    fail(&mut call, 0, Code::Unavailable, now);
+    let retries = call.poll_timeout().is_some();
+    assert_eq!(drain(&mut call).is_empty(), retries);
+    retries
+}
+
+fn succeed_once(channel: &Arc<ChannelRetry>) {
+    let now = Instant::now();
+    let mut call = RetryCall::new(retry(5, 10, 10, 1.0), Arc::clone(channel), 1, now);
+    drain(&mut call);
+    fail(&mut call, 0, Code::Ok, now);
+}
+
+#[test]
+fn the_throttle_stops_retries_at_half_its_tokens_and_successes_bring_them_back() {
+    let channel = throttled(4, 1.0);
+    let tokens = || channel.throttle.as_ref().unwrap().tokens();
+    assert!(first_failure_retries(&channel)); // 4 -> 3 > 2
+    assert_eq!(tokens(), 3.0);
+    assert!(!first_failure_retries(&channel)); // 3 -> 2, not above half
+    assert!(!first_failure_retries(&channel)); // 2 -> 1
+    assert_eq!(tokens(), 1.0);
+    succeed_once(&channel);
+    succeed_once(&channel);
+    assert_eq!(tokens(), 3.0);
+    assert!(!first_failure_retries(&channel)); // 3 -> 2
+    succeed_once(&channel);
+    succeed_once(&channel);
+    succeed_once(&channel);
+    assert_eq!(tokens(), 4.0, "never above maxTokens");
+    assert!(first_failure_retries(&channel));
+}
+
+#[test]
+fn the_throttle_counts_only_failures_the_policy_would_retry() {
+    let channel = throttled(4, 1.0);
+    let now = Instant::now();
+    let mut call = RetryCall::new(retry(5, 10, 10, 1.0), Arc::clone(&channel), 1, now);
+    drain(&mut call);
+    fail(&mut call, 0, Code::InvalidArgument, now);
+    assert_eq!(channel.throttle.as_ref().unwrap().tokens(), 4.0);
+}
+
+#[test]
+fn the_throttle_keeps_three_decimal_places_exactly() {
+    let throttle = RetryThrottle::new(10, 0.1234).unwrap();
+    assert_eq!(throttle.token_ratio(), 0.123);
+    assert_eq!(RetryThrottle::new(10, 1.001).unwrap().token_ratio(), 1.001);
+    throttle.record_failure();
+    for _ in 0..3 {
+        throttle.record_success();
+    }
+    assert_eq!(throttle.tokens(), 9.369);
+    for _ in 0..20 {
+        throttle.record_failure();
+    }
+    assert_eq!(throttle.tokens(), 0.0, "never below zero");
+    assert!(!throttle.allows_retries());
+}
+
+#[test]
+fn a_hedge_is_not_sent_while_the_throttle_is_at_half() {
+    let channel = throttled(2, 1.0);
+    channel.throttle.as_ref().unwrap().record_failure(); // 1: not above half
+    let now = Instant::now();
+    let mut call = RetryCall::new(hedging(3, 0), channel, 1, now);
+    assert_eq!(
+        drain(&mut call),
+        [start(0, 0)],
+        "the first copy always goes"
+    );
+    assert_eq!(call.poll_timeout(), None);
+    fail(&mut call, 0, Code::Unavailable, now);
+    assert_eq!(drain(&mut call), [finish(0, Code::Unavailable)]);
+}
+
+#[test]
+fn pushback_waits_exactly_its_time_and_the_backoff_starts_over() {
+    // Without the reset, the third wait's ceiling would be 1 s: most seeds would wait longer.
+    for seed in 0..50 {
+        let mut now = Instant::now();
+        let mut call = RetryCall::new(retry(5, 100, 10_000, 10.0), channel(), seed, now);
+        drain(&mut call);
+        fail(&mut call, 0, Code::Unavailable, now);
+        now = call.poll_timeout().unwrap();
+        call.handle_timeout(now);
+        assert_eq!(drain(&mut call), [start(1, 1)]);
+        let pushback = Pushback::from_header(Some(b"250"));
+        call.handle_attempt_end(attempt_id(1), Code::Unavailable, pushback, now);
+        assert_eq!(call.poll_timeout(), Some(now + ms(250)));
+        now += ms(249);
+        call.handle_timeout(now);
+        assert_eq!(drain(&mut call), []);
+        now += ms(1);
+        call.handle_timeout(now);
+        assert_eq!(drain(&mut call), [start(2, 2)]);
+        fail(&mut call, 2, Code::Unavailable, now);
+        assert!(call.poll_timeout().unwrap() - now <= ms(100), "seed {seed}");
+    }
+}
+
+#[test]
+fn negative_or_garbled_pushback_stops_retries() {
+    for header in [&b"-1"[..], b"abc", b"", b"+5", b"2147483648", b"1.5"] {
+        assert_eq!(Pushback::from_header(Some(header)), Pushback::Stop);
+        let now = Instant::now();
+        let mut call = RetryCall::new(retry(5, 10, 10, 1.0), channel(), 1, now);
+        drain(&mut call);
+        let pushback = Pushback::from_header(Some(header));
+        call.handle_attempt_end(attempt_id(0), Code::Unavailable, pushback, now);
+        assert_eq!(drain(&mut call), [finish(0, Code::Unavailable)]);
+    }
+    assert_eq!(Pushback::from_header(None), Pushback::None);
+    assert_eq!(Pushback::from_header(Some(b"0")), Pushback::After(ms(0)));
+    assert_eq!(
+        Pushback::from_header(Some(b"2147483647")),
+        Pushback::After(ms(2_147_483_647))
+    );
+}
+
+#[test]
+fn pushback_does_not_retry_past_max_attempts() {
+    let now = Instant::now();
+    let mut call = RetryCall::new(retry(2, 10, 10, 1.0), channel(), 1, now);
+    drain(&mut call);
+    fail(&mut call, 0, Code::Unavailable, now);
+    let now = call.poll_timeout().unwrap();
+    call.handle_timeout(now);
+    drain(&mut call);
+    let pushback = Pushback::After(ms(5));
+    call.handle_attempt_end(attempt_id(1), Code::Unavailable, pushback, now);
+    assert_eq!(drain(&mut call), [finish(1, Code::Unavailable)]);
+}
+
+#[test]
+fn hedges_start_every_hedging_delay_up_to_max_attempts() {
+    let start_time = Instant::now();
+    let mut call = RetryCall::new(hedging(4, 500), channel(), 1, start_time);
+    assert_eq!(drain(&mut call), [start(0, 0)]);
+    for n in 1..4 {
+        let due = start_time + ms(500 * u64::from(n));
+        assert_eq!(call.poll_timeout(), Some(due));
+        call.handle_timeout(due - ms(1));
+        assert_eq!(drain(&mut call), []);
+        call.handle_timeout(due);
+        assert_eq!(drain(&mut call), [start(n, n)]);
+    }
+    assert_eq!(call.poll_timeout(), None, "no fifth copy");
+    assert_eq!(call.running().count(), 4);
+}
+
+#[test]
+fn a_zero_hedging_delay_sends_every_copy_at_once() {
+    let mut call = RetryCall::new(hedging(3, 0), channel(), 1, Instant::now());
+    assert_eq!(drain(&mut call), [start(0, 0), start(1, 1), start(2, 2)]);
+    assert_eq!(call.poll_timeout(), None);
+}
+
+#[test]
+fn a_non_fatal_status_keeps_the_others_and_sends_the_next_hedge_at_once() {
+    let t0 = Instant::now();
+    let mut call = RetryCall::new(hedging(4, 1000), channel(), 1, t0);
+    drain(&mut call);
+    call.handle_timeout(t0 + ms(1000));
+    assert_eq!(drain(&mut call), [start(1, 1)]);
+    fail(&mut call, 0, Code::Unavailable, t0 + ms(1200));
+    assert_eq!(drain(&mut call), [start(2, 2)], "no Cancel of attempt 1");
+    assert_eq!(
+        call.poll_timeout(),
+        Some(t0 + ms(2200)),
+        "then hedgingDelay again"
+    );
+    let running: Vec<u32> = call.running().map(AttemptId::get).collect();
+    assert_eq!(running, [1, 2]);
+}
+
+#[test]
+fn the_last_hedge_failing_non_fatally_ends_the_call_with_its_status() {
+    let now = Instant::now();
+    let mut call = RetryCall::new(hedging(2, 0), channel(), 1, now);
+    drain(&mut call);
+    fail(&mut call, 1, Code::Unavailable, now);
+    assert_eq!(drain(&mut call), []);
+    fail(&mut call, 0, Code::Unavailable, now);
+    assert_eq!(drain(&mut call), [finish(0, Code::Unavailable)]);
+}
+
+#[test]
+fn a_successful_hedge_commits_and_cancels_the_rest() {
+    let now = Instant::now();
+    let mut call = RetryCall::new(hedging(3, 0), channel(), 1, now);
+    drain(&mut call);
+    fail(&mut call, 1, Code::Ok, now);
+    let id = attempt_id;
+    assert_eq!(
+        drain(&mut call),
+        [
+            RetryAction::Commit(id(1)),
+            RetryAction::Cancel(id(0)),
+            RetryAction::Cancel(id(2)),
+            finish(1, Code::Ok)
+        ]
+    );
+    fail(&mut call, 0, Code::Ok, now);
+    assert_eq!(drain(&mut call), [], "a late end is ignored");
+}
+
+#[test]
+fn a_fatal_hedge_status_commits_cancels_the_rest_and_stops_hedging() {
+    let t0 = Instant::now();
+    let mut call = RetryCall::new(hedging(3, 100), channel(), 1, t0);
+    drain(&mut call);
+    call.handle_timeout(t0 + ms(100));
+    drain(&mut call);
+    fail(&mut call, 0, Code::PermissionDenied, t0 + ms(150));
+    let id = attempt_id;
+    assert_eq!(
+        drain(&mut call),
+        [
+            RetryAction::Commit(id(0)),
+            RetryAction::Cancel(id(1)),
+            finish(0, Code::PermissionDenied)
+        ]
+    );
+    assert_eq!(call.poll_timeout(), None);
+}
+
+#[test]
+fn pushback_delays_the_next_hedge_or_stops_hedging() {
+    let t0 = Instant::now();
+    let mut call = RetryCall::new(hedging(4, 1000), channel(), 1, t0);
+    drain(&mut call);
+    let pushback = Pushback::After(ms(300));
+    call.handle_attempt_end(attempt_id(0), Code::Unavailable, pushback, t0 + ms(10));
+    assert_eq!(call.poll_timeout(), Some(t0 + ms(310)));
+    call.handle_timeout(t0 + ms(310));
+    assert_eq!(drain(&mut call), [start(1, 1)]);
+    assert_eq!(call.poll_timeout(), Some(t0 + ms(1310)), "n + hedgingDelay");
+    call.handle_timeout(t0 + ms(1310));
+    assert_eq!(drain(&mut call), [start(2, 2)]);
+    call.handle_attempt_end(
+        attempt_id(1),
+        Code::Unavailable,
+        Pushback::Stop,
+        t0 + ms(1400),
+    );
+    assert_eq!(drain(&mut call), [], "attempt 2 runs on");
+    assert_eq!(call.poll_timeout(), None, "no more hedges");
+    fail(&mut call, 2, Code::Unavailable, t0 + ms(1500));
+    assert_eq!(drain(&mut call), [finish(2, Code::Unavailable)]);
+}
+
+#[test]
+fn response_headers_commit_a_retried_call() {
+    let now = Instant::now();
+    let mut call = RetryCall::new(retry(5, 10, 10, 1.0), channel(), 1, now);
+    drain(&mut call);
+    call.handle_response_headers(attempt_id(0), now);
+    assert_eq!(drain(&mut call), [RetryAction::Commit(attempt_id(0))]);
+    fail(&mut call, 0, Code::Unavailable, now);
+    assert_eq!(drain(&mut call), [finish(0, Code::Unavailable)], "no retry");
+}
+
+#[test]
+fn response_headers_commit_a_hedged_call_to_their_attempt() {
+    let now = Instant::now();
+    let mut call = RetryCall::new(hedging(3, 0), channel(), 1, now);
+    drain(&mut call);
+    call.handle_response_headers(attempt_id(2), now);
+    let id = attempt_id;
+    assert_eq!(
+        drain(&mut call),
+        [
+            RetryAction::Commit(id(2)),
+            RetryAction::Cancel(id(0)),
+            RetryAction::Cancel(id(1))
+        ]
+    );
+    fail(&mut call, 2, Code::Unavailable, now);
+    assert_eq!(drain(&mut call), [finish(2, Code::Unavailable)]);
+}
+
+fn buffered_channel(per_call: u64, per_channel: u64) -> Arc<ChannelRetry> {
+    Arc::new(ChannelRetry::new().buffer(RetryBuffer::new(per_call, per_channel)))
+}
+
+#[test]
+fn passing_the_per_call_buffer_limit_commits() {
+    let channel = buffered_channel(100, 1000);
+    let now = Instant::now();
+    let mut call = RetryCall::new(retry(5, 10, 10, 1.0), Arc::clone(&channel), 1, now);
+    drain(&mut call);
+    call.handle_request_buffered(60, now);
+    assert_eq!(drain(&mut call), []);
+    assert_eq!(channel.buffer.used(), 60);
+    call.handle_request_buffered(50, now);
+    assert_eq!(drain(&mut call), [RetryAction::Commit(attempt_id(0))]);
+    assert_eq!(
+        channel.buffer.used(),
+        0,
+        "a committed call frees its buffer"
+    );
+    fail(&mut call, 0, Code::Unavailable, now);
+    assert_eq!(drain(&mut call), [finish(0, Code::Unavailable)]);
+}
+
+#[test]
+fn the_per_channel_buffer_limit_is_shared_across_calls() {
+    let channel = buffered_channel(80, 100);
+    let now = Instant::now();
+    let mut first = RetryCall::new(retry(5, 10, 10, 1.0), Arc::clone(&channel), 1, now);
+    let mut second = RetryCall::new(retry(5, 10, 10, 1.0), Arc::clone(&channel), 2, now);
+    drain(&mut first);
+    drain(&mut second);
+    first.handle_request_buffered(70, now);
+    second.handle_request_buffered(40, now);
+    assert_eq!(drain(&mut first), []);
+    assert_eq!(drain(&mut second), [RetryAction::Commit(attempt_id(0))]);
+    assert_eq!(channel.buffer.used(), 70);
+    drop(first);
+    assert_eq!(
+        channel.buffer.used(),
+        0,
+        "a dropped call gives its bytes back"
+    );
+    let mut third = RetryCall::new(retry(5, 10, 10, 1.0), Arc::clone(&channel), 3, now);
+    third.handle_request_buffered(70, now);
+    assert_eq!(drain(&mut third), [start(0, 0)]);
+}
+
+#[test]
+fn passing_the_buffer_limit_while_a_retry_waits_ends_the_call() {
+    let channel = buffered_channel(100, 100);
+    let now = Instant::now();
+    let mut call = RetryCall::new(retry(5, 10, 10, 1.0), channel, 1, now);
+    drain(&mut call);
+    fail(&mut call, 0, Code::Unavailable, now);
+    call.handle_request_buffered(101, now);
+    assert_eq!(drain(&mut call), [finish(0, Code::Unavailable)]);
+    assert_eq!(call.poll_timeout(), None);
+}
+
+#[test]
+fn passing_the_buffer_limit_commits_a_hedged_call_to_its_oldest_attempt() {
+    let channel = buffered_channel(100, 100);
+    let now = Instant::now();
+    let mut call = RetryCall::new(hedging(3, 0), channel, 1, now);
+    drain(&mut call);
+    call.handle_request_buffered(101, now);
+    let id = attempt_id;
+    assert_eq!(
+        drain(&mut call),
+        [
+            RetryAction::Commit(id(0)),
+            RetryAction::Cancel(id(1)),
+            RetryAction::Cancel(id(2))
+        ]
+    );
+}
+
+#[test]
+fn transparent_retries_are_counted_apart_from_the_policy_s() {
+    let channel = throttled(10, 0.1);
+    let now = Instant::now();
+    let mut call = RetryCall::new(retry(2, 10, 10, 1.0), Arc::clone(&channel), 1, now);
+    assert_eq!(drain(&mut call), [start(0, 0)]);
+    let not_sent = Unprocessed::NotSent;
+    call.handle_attempt_unprocessed(attempt_id(0), not_sent, Code::Unavailable, now);
+    assert_eq!(
+        drain(&mut call),
+        [transparent(1, 0)],
+        "replayed at once, as attempt 0"
+    );
+    fail(&mut call, 1, Code::Unavailable, now);
+    let now = call.poll_timeout().unwrap();
+    call.handle_timeout(now);
+    assert_eq!(drain(&mut call), [start(2, 1)]);
+    let refused = Unprocessed::Refused;
+    call.handle_attempt_unprocessed(attempt_id(2), refused, Code::Unavailable, now);
+    assert_eq!(
+        drain(&mut call),
+        [transparent(3, 1)],
+        "maxAttempts is used up, yet"
+    );
+    call.handle_attempt_unprocessed(attempt_id(3), refused, Code::Unavailable, now);
+    assert_eq!(
+        drain(&mut call),
+        [finish(3, Code::Unavailable)],
+        "a second refusal is an ordinary failure"
+    );
+    assert_eq!(call.policy_attempts(), 2);
+    assert_eq!(call.transparent_retries(), 2);
+    let tokens = channel.throttle.as_ref().unwrap().tokens();
+    assert_eq!(tokens, 8.0, "two failures counted, not the two replays");
+}
+
+#[test]
+fn replays_of_attempts_never_sent_are_bounded() {
+    let now = Instant::now();
+    let mut call = RetryCall::new(CallPolicy::None, channel(), 1, now);
+    drain(&mut call);
+    for n in 0..NOT_SENT_REPLAY_LIMIT {
+        let why = Unprocessed::NotSent;
+        call.handle_attempt_unprocessed(attempt_id(n), why, Code::Unavailable, now);
+        assert_eq!(drain(&mut call), [transparent(n + 1, 0)]);
+    }
+    let last = NOT_SENT_REPLAY_LIMIT;
+    let why = Unprocessed::NotSent;
+    call.handle_attempt_unprocessed(attempt_id(last), why, Code::Unavailable, now);
+    assert_eq!(drain(&mut call), [finish(last, Code::Unavailable)]);
+}
+
+#[test]
+fn a_committed_attempt_is_not_replayed() {
+    let channel = buffered_channel(10, 10);
+    let now = Instant::now();
+    let mut call = RetryCall::new(retry(5, 10, 10, 1.0), channel, 1, now);
+    drain(&mut call);
+    call.handle_request_buffered(11, now);
+    drain(&mut call);
+    let why = Unprocessed::Refused;
+    call.handle_attempt_unprocessed(attempt_id(0), why, Code::Unavailable, now);
+    assert_eq!(drain(&mut call), [finish(0, Code::Unavailable)]);
+}
+
+#[test]
+fn invalid_policies_are_errors_that_name_the_field() {
+    let unavailable = codes(&[Code::Unavailable]);
+    let cases = [
+        (
+            RetryPolicy::new(1, ms(1), ms(1), 1.0, unavailable).unwrap_err(),
+            "retryPolicy.maxAttempts is 1",
+        ),
+        (
+            RetryPolicy::new(2, ms(0), ms(1), 1.0, unavailable).unwrap_err(),
+            "retryPolicy.initialBackoff is zero",
+        ),
+        (
+            RetryPolicy::new(2, ms(1), ms(0), 1.0, unavailable).unwrap_err(),
+            "retryPolicy.maxBackoff is zero",
+        ),
+        (
+            RetryPolicy::new(2, ms(1), ms(1), 0.0, unavailable).unwrap_err(),
+            "retryPolicy.backoffMultiplier is 0",
+        ),
+        (
+            RetryPolicy::new(2, ms(1), ms(1), f64::NAN, unavailable).unwrap_err(),
+            "retryPolicy.backoffMultiplier is NaN",
+        ),
+        (
+            RetryPolicy::new(2, ms(1), ms(1), 1.0, CodeSet::new()).unwrap_err(),
+            "retryPolicy.retryableStatusCodes is empty",
+        ),
+        (
+            HedgingPolicy::new(0, ms(1), unavailable).unwrap_err(),
+            "hedgingPolicy.maxAttempts is 0",
+        ),
+        (
+            RetryThrottle::new(0, 0.1).unwrap_err(),
+            "retryThrottling.maxTokens is 0",
+        ),
+        (
+            RetryThrottle::new(1001, 0.1).unwrap_err(),
+            "retryThrottling.maxTokens is 1001",
+        ),
+        (
+            RetryThrottle::new(10, 0.0004).unwrap_err(),
+            "retryThrottling.tokenRatio is 0.0004",
+        ),
+    ];
+    for (error, message) in cases {
+        assert!(error.to_string().starts_with(message), "{error}");
+    }
+    let retry = RetryPolicy::new(2, ms(1), ms(1), 1.0, unavailable).unwrap();
+    let hedging = HedgingPolicy::new(2, ms(1), unavailable).unwrap();
+    let both = CallPolicy::from_parts(Some(retry.clone()), Some(hedging)).unwrap_err();
+    assert_eq!(both, RetryPolicyError::BothPolicies);
+    assert!(both.to_string().contains("retryPolicy and hedgingPolicy"));
+    assert_eq!(
+        CallPolicy::from_parts(Some(retry.clone()), None),
+        Ok(CallPolicy::Retry(retry))
+    );
+    assert_eq!(CallPolicy::from_parts(None, None), Ok(CallPolicy::None));
+}
+
+#[test]
+fn inputs_for_attempts_not_running_are_ignored() {
+    let now = Instant::now();
+    let mut call = RetryCall::new(retry(3, 10, 10, 1.0), channel(), 1, now);
+    drain(&mut call);
+    fail(&mut call, 7, Code::Unavailable, now);
+    call.handle_response_headers(attempt_id(7), now);
+    let why = Unprocessed::NotSent;
+    call.handle_attempt_unprocessed(attempt_id(7), why, Code::Unavailable, now);
+    assert_eq!(drain(&mut call), []);
+    assert_eq!(call.running().count(), 1);
+}
+
+/// Random scenarios from a fixed seed, each decoded as the fuzz target decodes its input.
+#[test]
+fn random_scenarios_keep_the_invariants() {
+    let mut rng = Rng::new(0x5eed);
+    let (mut retried, mut replayed, mut committed, mut runs) = (0, 0, 0, 0);
+    for _ in 0..3000 {
+        let len = 16 + rng.index(240);
+        let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        let Ok(scenario) = RetryScenario::arbitrary_take_rest(Unstructured::new(&bytes)) else {
+            continue;
+        };
+        let run = scenario.run();
+        runs += 1;
+        retried += usize::from(run.policy_attempts > 1);
+        replayed += usize::from(run.transparent_retries > 0);
+        committed += usize::from(run.committed);
+    }
+    // The scenarios reach the interesting paths, not only trivial ones.
+    assert!(runs > 2500, "{runs}");
+    assert!(retried > runs / 10, "{retried} of {runs}");
+    assert!(replayed > runs / 20, "{replayed} of {runs}");
+    assert!(committed > runs / 20, "{committed} of {runs}");
+}
+
+#[test]
+fn the_retry_fuzz_corpus_replays_cleanly() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/retry");
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut replayed = 0;
+    for entry in entries.flatten() {
+        // A fuzzer running beside the tests may remove files as it minimises: skip what vanished.
+        let Ok(bytes) = std::fs::read(entry.path()) else {
+            continue;
+        };
+        if let Ok(scenario) = RetryScenario::arbitrary_take_rest(Unstructured::new(&bytes)) {
+            scenario.run();
+            replayed += 1;
+        }
+    }
+    assert!(replayed > 0, "the retry corpus is empty");
+}
