@@ -37,6 +37,14 @@
 //!   [`NOT_SENT_REPLAY_LIMIT`] attempts that never left the client and [`REFUSED_REPLAY_LIMIT`]
 //!   (A6: one) that a server refused; past that, such an end counts as an ordinary failure.
 //!
+//! Where A6 leaves a choice open, the machine takes these:
+//!
+//! - The buffer limit passed while a retry waits ends the call with the last attempt's status (no
+//!   attempt could carry the new message); passed while hedges run, it commits to the oldest
+//!   running copy, which has sent the most.
+//! - A hedge that the throttle holds back ends the call's hedging; the copies running go on.
+//! - A call's deadline is the adapter's: it ends the call, and drops the machine, when it passes.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use std::time::{Duration, Instant};
