@@ -83,7 +83,8 @@ impl RetryCall {
             buffered: 0,
             finished: false,
             now,
-            actions: VecDeque::new(),
+            // Room for a burst of hedges or a commit with its cancels, so the queue never grows.
+            actions: VecDeque::with_capacity(2 * MAX_ATTEMPTS_LIMIT as usize),
         };
         call.run_timers();
         call
