@@ -176,6 +176,19 @@ fn the_throttle_keeps_three_decimal_places_exactly() {
     let throttle = RetryThrottle::new(10, 0.1234).unwrap();
     assert_eq!(throttle.token_ratio(), 0.123);
     assert_eq!(RetryThrottle::new(10, 1.001).unwrap().token_ratio(), 1.001);
+    let exact = RetryThrottle::with_thousandths(10, 123).unwrap();
+    assert_eq!(exact.token_ratio(), 0.123);
+    assert_eq!(
+        RetryThrottle::with_thousandths(10, 0)
+            .unwrap_err()
+            .to_string(),
+        "retryThrottling.tokenRatio is 0: it must be at least 0.001"
+    );
+    assert_eq!(
+        RetryThrottle::new(2, 5.0).unwrap().token_ratio(),
+        2.0,
+        "at most maxTokens"
+    );
     throttle.record_failure();
     for _ in 0..3 {
         throttle.record_success();

@@ -31,21 +31,33 @@ impl RetryThrottle {
     /// A full throttle of `max_tokens` (1 to 1000) that regains `token_ratio` (at least 0.001;
     /// digits past the third decimal place are dropped) per success.
     pub fn new(max_tokens: u32, token_ratio: f64) -> Result<Self, RetryPolicyError> {
-        if !(1..=MAX_TOKENS_LIMIT).contains(&max_tokens) {
-            return Err(RetryPolicyError::BadMaxTokens(max_tokens));
-        }
         // The small bias keeps a ratio such as 1.001, stored as 1.000999..., at 1001 thousandths.
         let thousandths = (token_ratio * f64::from(MILLIS) + 1e-6).floor();
         if !(thousandths.is_finite() && thousandths >= 1.0) {
             return Err(RetryPolicyError::BadTokenRatio(token_ratio));
         }
+        // Past u32, the ratio refills any bucket at once anyway.
+        RetryThrottle::with_thousandths(max_tokens, thousandths.min(f64::from(u32::MAX)) as u32)
+    }
+
+    /// The same with `tokenRatio` given exactly, in thousandths of a token (as a parser that
+    /// reads the decimal digits has it): at least 1.
+    pub fn with_thousandths(
+        max_tokens: u32,
+        token_ratio_thousandths: u32,
+    ) -> Result<Self, RetryPolicyError> {
+        if !(1..=MAX_TOKENS_LIMIT).contains(&max_tokens) {
+            return Err(RetryPolicyError::BadMaxTokens(max_tokens));
+        }
+        if token_ratio_thousandths == 0 {
+            return Err(RetryPolicyError::BadTokenRatio(0.0));
+        }
         let max = max_tokens * MILLIS;
-        // A ratio past maxTokens refills the bucket at once, as maxTokens itself does.
-        let ratio = thousandths.min(f64::from(max)) as u32;
         Ok(RetryThrottle {
             tokens: AtomicU32::new(max),
             max,
-            ratio,
+            // A ratio past maxTokens refills the bucket at once, as maxTokens itself does.
+            ratio: token_ratio_thousandths.min(max),
         })
     }
 
