@@ -96,14 +96,16 @@
 //! From the bottom up, each module depending only on those before it: [`target`] (parsing
 //! `scheme://authority/endpoint`), addresses and endpoints, the seeded generator, connection
 //! backoff, resolver results, subchannels, pickers, [`policy`] (the [`Policy`] trait and the
-//! built-in policies), and the [`Balancer`] on top.
+//! built-in policies), and the [`Balancer`] on top. Beside them, [`retry`] decides each call's
+//! retries and hedges (gRFC A6) with a machine of its own per call.
 //!
 //! ## Features
 //!
 //! - `testing`: the module `croupier::testing`, a simulated adapter that drives a
 //!   balancer in virtual time and checks the core's invariants after every step, for your own
-//!   policies' tests.
-//! - `arbitrary`: lets fuzzers generate the simulated adapter's inputs.
+//!   policies' tests; and `croupier::retry::RetryScenario`, which does the same for one call's
+//!   retry machine.
+//! - `arbitrary`: lets fuzzers generate the simulated adapter's and the retry scenario's inputs.
 //! - `service-config` (on by default): [`service_config`], gRPC's JSON service config parsed
 //!   into typed values (the policy, per-method settings, retry throttling), on `serde_json`.
 //!
@@ -125,6 +127,9 @@
 //! - weighted_round_robin uses the resolver's static endpoint weights while fewer than two
 //!   endpoints have usable load reports (gRPC then falls back to plain round robin), and takes
 //!   load reports only from call outcomes (no out-of-band reporting stream).
+//! - A call replays at most [`retry::NOT_SENT_REPLAY_LIMIT`] attempts that never left the client
+//!   (A6 allows any number until the deadline), so a picker that keeps naming a dead connection
+//!   cannot spin it; a hedge the throttle holds back ends the call's hedging.
 
 #![forbid(unsafe_code)]
 
@@ -138,6 +143,7 @@ mod picker;
 pub mod policy;
 mod resolution;
 mod resolver;
+pub mod retry;
 mod rng;
 #[cfg(feature = "service-config")]
 pub mod service_config;

@@ -1,4 +1,5 @@
-//! A pick allocates nothing: counted with a global allocator that tallies every allocation.
+//! A pick allocates nothing, and a call's retry machine allocates once: counted with a global
+//! allocator that tallies every allocation.
 
 #![allow(unsafe_code)] // a GlobalAlloc is unsafe to implement; it only forwards to the system's
 
@@ -177,4 +178,55 @@ fn method_config_lookups_allocate_nothing() {
         }
     });
     assert_eq!(count, 0, "method config lookups allocated");
+}
+
+/// A call's retry machine allocates once, its action queue, however its attempts go: a hedge of
+/// five copies at once, then a commit with four cancels, or a call retried four times.
+#[test]
+fn a_retried_or_hedged_call_allocates_only_its_action_queue() {
+    use croupier::retry::{
+        CallPolicy, ChannelRetry, CodeSet, HedgingPolicy, Pushback, RetryAction, RetryCall,
+        RetryPolicy, RetryThrottle,
+    };
+    use croupier::Code;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    let codes = CodeSet::new().with(Code::Unavailable);
+    let hedging = CallPolicy::Hedging(HedgingPolicy::new(5, ms(0), codes).unwrap());
+    let retry = CallPolicy::Retry(RetryPolicy::new(5, ms(10), ms(100), 2.0, codes).unwrap());
+    let channel = Arc::new(ChannelRetry::new().throttle(RetryThrottle::new(100, 1.0).unwrap()));
+    let now = Instant::now();
+    let count = allocations_during(|| {
+        let mut call = RetryCall::new(hedging, Arc::clone(&channel), 1, now);
+        call.handle_request_buffered(100, now);
+        let mut copies = [None; 5];
+        for copy in &mut copies {
+            if let Some(RetryAction::Start { attempt, .. }) = call.poll_action() {
+                *copy = Some(attempt);
+            }
+        }
+        call.handle_attempt_end(copies[4].unwrap(), Code::Ok, Pushback::None, now);
+        assert_eq!(std::iter::from_fn(|| call.poll_action()).count(), 6);
+    });
+    assert_eq!(
+        count, 1,
+        "a hedged call allocated more than its action queue"
+    );
+    let count = allocations_during(|| {
+        let mut at = now;
+        let mut call = RetryCall::new(retry, Arc::clone(&channel), 1, at);
+        while let Some(RetryAction::Start { attempt, .. }) = call.poll_action() {
+            call.handle_attempt_end(attempt, Code::Unavailable, Pushback::None, at);
+            if let Some(retry_at) = call.poll_timeout() {
+                at = retry_at;
+                call.handle_timeout(at);
+            }
+        }
+        assert_eq!(call.policy_attempts(), 5);
+    });
+    assert_eq!(
+        count, 1,
+        "a retried call allocated more than its action queue"
+    );
 }

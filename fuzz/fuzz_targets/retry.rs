@@ -1,0 +1,11 @@
+//! Arbitrary policies, throttles, buffer limits and attempt events through one call's retry and
+//! hedging machine, with its invariants checked after every step (croupier::retry::RetryScenario),
+//! then a liveness check: ending every attempt left finishes the call.
+#![no_main]
+
+use croupier::retry::RetryScenario;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|scenario: RetryScenario| {
+    scenario.run();
+});
