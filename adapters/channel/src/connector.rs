@@ -5,6 +5,8 @@ use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
+#[cfg(feature = "tower")]
+use croupier::LoadReport;
 use croupier::{Address, Code};
 
 use crate::runtime::BoxFuture;
@@ -196,6 +198,18 @@ pub trait Connector: Send + Sync + 'static {
         let _ = error;
         None
     }
+
+    /// The load report a backend sent at the end of a call's response, in its trailers (or in
+    /// the headers of a response without a body): for gRPC, ORCA's `endpoint-load-metrics-bin`
+    /// (gRFC A51). The channel's `Service` asks only while the policy learns from call outcomes
+    /// (weighted_round_robin weighs endpoints by these reports), and passes the report with the
+    /// call's outcome. `None`, the default, is a call without one; a report that cannot be read
+    /// should be `None` too: it never fails the call.
+    #[cfg(feature = "tower")]
+    fn load_report(trailers: &http::HeaderMap) -> Option<LoadReport> {
+        let _ = trailers;
+        None
+    }
 }
 
 /// A connection with the address it was made to: what the channel keeps of each, so that a call
@@ -234,6 +248,11 @@ impl<C: Connector> Connector for AddressedConnector<C> {
 
     fn error_code(error: &(dyn StdError + 'static)) -> Option<Code> {
         C::error_code(error)
+    }
+
+    #[cfg(feature = "tower")]
+    fn load_report(trailers: &http::HeaderMap) -> Option<LoadReport> {
+        C::load_report(trailers)
     }
 }
 
