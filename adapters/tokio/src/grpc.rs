@@ -69,6 +69,7 @@ mod frames;
 mod health;
 mod names;
 mod options;
+pub mod orca;
 #[cfg(feature = "tls")]
 pub mod tls;
 
@@ -419,6 +420,10 @@ where
 
     fn error_code(error: &(dyn StdError + 'static)) -> Option<croupier::Code> {
         codes::error_code(error)
+    }
+
+    fn load_report(trailers: &http::HeaderMap) -> Option<croupier::LoadReport> {
+        orca::load_report(trailers)
     }
 
     fn connect(

@@ -1,0 +1,135 @@
+//! ORCA load reports (gRFC A51) from real tonic servers reach weighted_round_robin (gRFC A58):
+//! the per-call report in each response's `endpoint-load-metrics-bin` trailer (or a
+//! trailers-only response's headers) goes back with the call's outcome, so calls split by the
+//! weights the reports give; a garbled report is ignored and the call is unaffected.
+
+mod support;
+
+use std::time::Duration;
+
+use croupier::policy::WeightedRoundRobinConfig;
+use croupier::PolicyConfig;
+use croupier_echo_grpc::orca::OrcaLoadReport;
+use croupier_echo_grpc::{EchoClient, GrpcEchoServer, ServerOptions};
+use support::{call, target, until_ready, GrpcChannel, PATIENCE};
+
+/// Calls per round when measuring the split.
+const ROUND: usize = 100;
+
+/// A report of 100 queries per second at `utilization`: A58 weighs it 100 / utilization.
+fn report(utilization: f64) -> OrcaLoadReport {
+    OrcaLoadReport {
+        rps_fractional: 100.0,
+        application_utilization: utilization,
+        ..OrcaLoadReport::default()
+    }
+}
+
+/// A server started with `options`.
+async fn server(options: ServerOptions) -> GrpcEchoServer {
+    GrpcEchoServer::start(0, options)
+        .await
+        .expect("a free port on loopback")
+}
+
+/// weighted_round_robin that counts reports at once and recomputes weights every 100 ms.
+fn quick_weighted_round_robin() -> PolicyConfig {
+    PolicyConfig::new(
+        WeightedRoundRobinConfig::default()
+            .blackout_period(Duration::ZERO)
+            .weight_update_period(Duration::from_millis(100)),
+    )
+}
+
+/// A weighted_round_robin channel to `servers`, once all of them are READY.
+async fn channel(servers: &[GrpcEchoServer]) -> EchoClient<GrpcChannel> {
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target(servers))
+        .policy(quick_weighted_round_robin())
+        .build()
+        .unwrap();
+    until_ready(&channel, servers.len()).await;
+    EchoClient::new(channel)
+}
+
+/// Sends rounds of [`ROUND`] calls of `message` (each may fail, as `message` makes it) until
+/// `servers[0]`'s share of a round is within 0.07 of `share`; fails after [`PATIENCE`] with the
+/// last share seen.
+async fn until_share(
+    client: &mut EchoClient<GrpcChannel>,
+    servers: &[GrpcEchoServer],
+    message: &str,
+    share: f64,
+) {
+    let mut last = f64::NAN;
+    let reached = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let before = servers[0].calls();
+            for _ in 0..ROUND {
+                let _ = call(client, message).await;
+            }
+            last = (servers[0].calls() - before) as f64 / ROUND as f64;
+            if (last - share).abs() <= 0.07 {
+                return;
+            }
+            // Let the next weight update come.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    })
+    .await;
+    assert!(
+        reached.is_ok(),
+        "the first server's share of calls never came near {share}; last {last}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_round_robin_splits_calls_by_the_load_servers_report_per_call() {
+    // Weights 400 and 133: three calls in four go to the first server.
+    let servers = [
+        server(ServerOptions::new().load_report(&report(0.25))).await,
+        server(ServerOptions::new().load_report(&report(0.75))).await,
+    ];
+    let mut client = channel(&servers).await;
+    until_share(&mut client, &servers, "weigh", 0.75).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_in_a_trailers_only_response_counts_too() {
+    // Every call fails on the server, which answers with its status (and report) in headers.
+    let options = |utilization| {
+        ServerOptions::new()
+            .fail_message("refused")
+            .load_report(&report(utilization))
+    };
+    let servers = [server(options(0.75)).await, server(options(0.25)).await];
+    let mut client = channel(&servers).await;
+    let status = call(&mut client, "refused").await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    until_share(&mut client, &servers, "refused", 0.25).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbled_report_is_ignored_and_the_call_succeeds() {
+    let garbled = |value: &'static str| {
+        ServerOptions::new().load_report_value(http::HeaderValue::from_static(value))
+    };
+    // Not base64, and base64 of a message cut short: neither is a report.
+    let servers = [
+        server(garbled("not base64!")).await,
+        server(garbled("CQAA")).await,
+    ];
+    let mut client = channel(&servers).await;
+    for _ in 0..ROUND {
+        let reply = call(&mut client, "garbled")
+            .await
+            .expect("the call succeeds");
+        assert!(reply.starts_with("garbled (from :"), "{reply}");
+    }
+    // No weights: round robin's even split, round after round.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let before = servers[0].calls();
+    for _ in 0..ROUND {
+        call(&mut client, "garbled").await.unwrap();
+    }
+    assert_eq!(servers[0].calls() - before, ROUND / 2);
+}
