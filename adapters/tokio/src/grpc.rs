@@ -51,6 +51,10 @@
 //!   [`default_timeout`](GrpcChannelBuilder::default_timeout)) bounds it until its response
 //!   ends: then its stream is reset and it fails `DEADLINE_EXCEEDED`. A call lost with its
 //!   connection fails `UNAVAILABLE`, naming the address (see `croupier_channel`'s `Service`).
+//! - A backend's ORCA load report (gRFC A51) in a response's `endpoint-load-metrics-bin`
+//!   trailer goes back with the call's outcome, for weighted_round_robin to weigh it by (see
+//!   [`orca`]); it is read only while the policy learns from outcomes, and one that does not
+//!   read is ignored.
 //! - Client-side health checking (gRFC A17) is optional: [`Http2Connector::health_check`].
 //! - Names, as gRPC sets them: a request's `:authority` is the target's endpoint
 //!   (`dns:///api.internal:50051` -> `api.internal:50051`), or the server name a resolver gave

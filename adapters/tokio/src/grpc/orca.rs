@@ -44,6 +44,9 @@ pub(crate) mod service {
 /// The trailer that carries a call's load report.
 pub const LOAD_REPORT_TRAILER: &str = "endpoint-load-metrics-bin";
 
+/// [`LOAD_REPORT_TRAILER`] as a header name, so that looking it up hashes no string.
+const TRAILER: http::HeaderName = http::HeaderName::from_static(LOAD_REPORT_TRAILER);
+
 /// Base64 as gRPC's `-bin` values come: the standard alphabet, padded or not.
 const BINARY_METADATA: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
@@ -53,7 +56,7 @@ const BINARY_METADATA: GeneralPurpose = GeneralPurpose::new(
 /// The load report in a response's `trailers` (or a trailers-only response's headers), if there
 /// is one that reads as an `OrcaLoadReport`; `None` if there is none or it is garbled.
 pub fn load_report(trailers: &http::HeaderMap) -> Option<LoadReport> {
-    let value = trailers.get(LOAD_REPORT_TRAILER)?;
+    let value = trailers.get(&TRAILER)?;
     let bytes = BINARY_METADATA.decode(value.as_bytes()).ok()?;
     let report = data::OrcaLoadReport::decode(bytes.as_slice()).ok()?;
     Some(to_load_report(&report))
