@@ -91,8 +91,7 @@
 //! - Switching policy removes the old policy's subchannels at once (gRPC keeps the old policy
 //!   serving until the new one is READY).
 //! - weighted_round_robin uses the resolver's static endpoint weights while fewer than two
-//!   endpoints have usable load reports (gRPC then falls back to plain round robin), and takes
-//!   load reports only from call outcomes (no out-of-band reporting stream).
+//!   endpoints have usable load reports (gRPC then falls back to plain round robin).
 
 #![forbid(unsafe_code)]
 
