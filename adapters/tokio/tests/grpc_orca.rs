@@ -1,7 +1,8 @@
 //! ORCA load reports (gRFC A51) from real tonic servers reach weighted_round_robin (gRFC A58):
 //! the per-call report in each response's `endpoint-load-metrics-bin` trailer (or a
 //! trailers-only response's headers) goes back with the call's outcome, so calls split by the
-//! weights the reports give; a garbled report is ignored and the call is unaffected.
+//! weights the reports give; a garbled report is ignored and the call is unaffected. Out of
+//! band, the reports of each connection's `StreamCoreMetrics` stream do the same.
 
 mod support;
 
@@ -132,4 +133,35 @@ async fn a_garbled_report_is_ignored_and_the_call_succeeds() {
         call(&mut client, "garbled").await.unwrap();
     }
     assert_eq!(servers[0].calls() - before, ROUND / 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_round_robin_splits_calls_by_out_of_band_reports() {
+    // The streams say 3 to 1 for the first server; the per-call reports, which weighted_round_robin
+    // then ignores, say the opposite.
+    let options = |stream, per_call| {
+        ServerOptions::new()
+            .oob_load_report(report(stream))
+            .load_report(&report(per_call))
+    };
+    let servers = [
+        server(options(0.25, 0.75)).await,
+        server(options(0.75, 0.25)).await,
+    ];
+    let period = Duration::from_millis(50);
+    let policy = WeightedRoundRobinConfig::default()
+        .blackout_period(Duration::ZERO)
+        .weight_update_period(Duration::from_millis(100))
+        .enable_oob_load_report(true);
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target(&servers))
+        .policy(PolicyConfig::new(policy))
+        .orca_oob(period)
+        .build()
+        .unwrap();
+    until_ready(&channel, servers.len()).await;
+    let mut client = EchoClient::new(channel);
+    until_share(&mut client, &servers, "weigh", 0.75).await;
+    for server in &servers {
+        assert_eq!(server.report_interval(), Some(period));
+    }
 }

@@ -19,6 +19,9 @@ use base64::Engine;
 use croupier::LoadReport;
 use prost::Message;
 
+mod oob;
+pub(super) use oob::attach;
+
 /// The messages of `xds/data/orca/v3/orca_load_report.proto`, as prost generates them.
 #[allow(
     missing_docs,
