@@ -5,7 +5,8 @@
 //! example does, and `ServerStreamingEcho` with that reply [`STREAMED_REPLIES`] times (or as
 //! often and as far apart as [`ServerOptions::stream`] says: a call that stays open); it can be
 //! told to fail or to stall on a given message ([`ServerOptions`]). It also serves the standard health service (`grpc.health.v1.Health`) unless
-//! asked not to. It runs on a thread and runtime of its own, so that it can be stopped two ways:
+//! asked not to, and can report its load as ORCA does (gRFC A51: [`orca`]), with every response
+//! or on the out-of-band stream. It runs on a thread and runtime of its own, so that it can be stopped two ways:
 //! gracefully ([`GrpcEchoServer::shutdown`]: GOAWAY, in-flight calls finish) or abruptly
 //! ([`GrpcEchoServer::kill`]: every socket is dropped at once, as when a process dies).
 
