@@ -165,3 +165,48 @@ async fn weighted_round_robin_splits_calls_by_out_of_band_reports() {
         assert_eq!(server.report_interval(), Some(period));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_the_report_stream_still_takes_calls() {
+    // Neither server serves OpenRcaService: each stream ends UNIMPLEMENTED at once.
+    let servers = [
+        server(ServerOptions::new()).await,
+        server(ServerOptions::new()).await,
+    ];
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target(&servers))
+        .policy(PolicyConfig::round_robin())
+        .orca_oob(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    until_ready(&channel, servers.len()).await;
+    let mut client = EchoClient::new(channel);
+    for _ in 0..10 {
+        call(&mut client, "plain").await.expect("the call succeeds");
+    }
+    assert_eq!(servers[0].calls(), 5);
+    assert_eq!(servers[0].report_interval(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_graceful_shutdown_is_not_held_up_by_its_report_stream() {
+    let servers = [server(ServerOptions::new().oob_load_report(report(0.5))).await];
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target(&servers))
+        .orca_oob(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    until_ready(&channel, 1).await;
+    let mut client = EchoClient::new(channel);
+    call(&mut client, "before").await.unwrap();
+    let [server] = servers;
+    // The stream is open (the server has been asked); GOAWAY ends it with the connection.
+    tokio::time::timeout(PATIENCE, async {
+        while server.report_interval().is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the report stream opens");
+    tokio::time::timeout(PATIENCE, server.shutdown())
+        .await
+        .expect("the server's graceful shutdown ends");
+}
