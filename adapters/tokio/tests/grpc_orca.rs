@@ -210,3 +210,58 @@ async fn a_servers_graceful_shutdown_is_not_held_up_by_its_report_stream() {
         .await
         .expect("the server's graceful shutdown ends");
 }
+
+/// How many times [`Counting`] was asked to read a report.
+static READS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The gRPC connector, counting the load reports the channel asks it to read.
+struct Counting(croupier_tokio::grpc::Http2Connector<tonic::body::Body>);
+
+impl croupier_tokio::Connector for Counting {
+    type Connection = croupier_tokio::grpc::Http2Connection<tonic::body::Body>;
+
+    fn connect(
+        &self,
+        address: &croupier::Address,
+    ) -> impl std::future::Future<
+        Output = std::io::Result<croupier_tokio::Connected<Self::Connection>>,
+    > + Send
+           + 'static {
+        self.0.connect(address)
+    }
+
+    fn load_report(trailers: &http::HeaderMap) -> Option<croupier::LoadReport> {
+        READS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        croupier_tokio::grpc::orca::load_report(trailers)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_read_only_while_the_policy_learns_from_calls() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let servers = [
+        server(ServerOptions::new().load_report(&report(0.25))).await,
+        server(ServerOptions::new().load_report(&report(0.75))).await,
+    ];
+    let connector = || {
+        Counting(croupier_tokio::grpc::Http2Connector::new(
+            croupier_tokio::StreamConnector::new(),
+        ))
+    };
+    let calls = |policy| async {
+        let channel = croupier_tokio::builder(target(&servers))
+            .policy(policy)
+            .connector(connector())
+            .build()
+            .unwrap();
+        until_ready(&channel, servers.len()).await;
+        let mut client = EchoClient::new(channel);
+        for _ in 0..10 {
+            call(&mut client, "count").await.unwrap();
+        }
+    };
+    calls(PolicyConfig::round_robin()).await;
+    assert_eq!(READS.load(SeqCst), 0, "round_robin ignores outcomes");
+    calls(quick_weighted_round_robin()).await;
+    assert_eq!(READS.load(SeqCst), 10, "one read per call");
+}
