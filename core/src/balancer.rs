@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::address::{Address, Endpoint};
-use crate::call::CallOutcome;
+use crate::call::{CallOutcome, LoadReport};
 use crate::picker::{Picker, QueuePicker};
 use crate::policy::{Controller, Policy, PolicyConfig, SubchannelUpdate};
 use crate::resolution::Resolution;
@@ -314,6 +314,23 @@ impl Balancer {
             }
         }
         self.settle();
+    }
+
+    /// The backend behind `subchannel` reported its load out of band (ORCA's stream, gRFC A51),
+    /// not with a call; weighted_round_robin weighs by it when `enable_oob_load_report` is set.
+    /// A report for an unknown or removed subchannel is ignored. Drain
+    /// [`Balancer::poll_action`] after it.
+    pub fn handle_load_report(
+        &mut self,
+        subchannel: SubchannelId,
+        report: LoadReport,
+        now: Instant,
+    ) {
+        self.core.advance(now);
+        if self.core.subchannels.contains_key(&subchannel) {
+            self.policy.load_report(subchannel, &report, &mut self.core);
+            self.settle();
+        }
     }
 
     /// A call that a pick sent to `subchannel` ended.

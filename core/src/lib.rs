@@ -125,8 +125,7 @@
 //!   100 ms, not on every change as gRPC does, so a large list coming up costs linear work; a
 //!   change that calls depend on (the state, an endpoint lost) is published at once.
 //! - weighted_round_robin uses the resolver's static endpoint weights while fewer than two
-//!   endpoints have usable load reports (gRPC then falls back to plain round robin), and takes
-//!   load reports only from call outcomes (no out-of-band reporting stream).
+//!   endpoints have usable load reports (gRPC then falls back to plain round robin).
 //! - A call replays at most [`retry::NOT_SENT_REPLAY_LIMIT`] attempts that never left the client
 //!   (A6 allows any number until the deadline), so a picker that keeps naming a dead connection
 //!   cannot spin it; a hedge the throttle holds back ends the call's hedging.

@@ -236,12 +236,53 @@ fn bad_parameters_are_refused_naming_them() {
         .unwrap_err();
     assert!(err.contains("error_utilization_penalty"), "{err}");
     let err = config
-        .with_params(&params("enable_oob_load_report", "true"))
+        .with_params(&params("enable_oob_load_report", "yes"))
         .unwrap_err();
-    assert!(err.contains("out-of-band"), "{err}");
+    assert!(err.contains("enable_oob_load_report"), "{err}");
     assert!(config
-        .with_params(&params("enable_oob_load_report", "false"))
+        .with_params(&params("enable_oob_load_report", "true"))
+        .is_ok());
+    assert!(config
+        .with_params(&params("oob_reporting_period_ms", "5000"))
         .is_ok());
     let err = config.with_params(&params("nonsense", "1")).unwrap_err();
     assert!(err.contains("nonsense"), "{err}");
+}
+
+/// Sends each of `loads` as an out-of-band report, `rounds` times, `every` apart.
+fn report_out_of_band(h: &mut Harness, loads: &[(u16, f64, f64)], rounds: usize, every: Duration) {
+    for _ in 0..rounds {
+        for &(port, qps, utilization) in loads {
+            let id =
+                h.lb.subchannels()
+                    .into_iter()
+                    .find(|s| s.address == addr(port))
+                    .expect("a subchannel")
+                    .id;
+            h.lb.handle_load_report(id, LoadReport::new(qps, utilization), h.now);
+        }
+        h.drain();
+        h.advance(every);
+    }
+}
+
+#[test]
+fn out_of_band_reports_set_the_weights_when_enabled_and_call_reports_do_not() {
+    let config = WeightedRoundRobinConfig::default()
+        .blackout_period(Duration::ZERO)
+        .enable_oob_load_report(true);
+    let mut h = ready(PolicyConfig::new(config), update(&[1, 2]), 12);
+    // Reports with calls are ignored: still an even split.
+    report(&mut h, &[(1, 100.0, 1.0), (2, 300.0, 1.0)], 3, ms(1000));
+    assert_shares(&shares(&h, 8_000), &[(1, 1.0), (2, 1.0)], 0.01);
+    report_out_of_band(&mut h, &[(1, 100.0, 1.0), (2, 300.0, 1.0)], 2, ms(1000));
+    assert_shares(&shares(&h, 8_000), &[(1, 1.0), (2, 3.0)], 0.01);
+}
+
+#[test]
+fn out_of_band_reports_are_ignored_unless_enabled() {
+    let config = WeightedRoundRobinConfig::default().blackout_period(Duration::ZERO);
+    let mut h = ready(PolicyConfig::new(config), update(&[1, 2]), 13);
+    report_out_of_band(&mut h, &[(1, 100.0, 1.0), (2, 300.0, 1.0)], 3, ms(1000));
+    assert_shares(&shares(&h, 8_000), &[(1, 1.0), (2, 1.0)], 0.01);
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use croupier::{Address, Code, Status};
+use croupier::{Address, Code, LoadReport, Status};
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
 
@@ -20,6 +20,9 @@ use crate::service::{describe_error, BoxError};
 
 /// A connector's reading of a call's transport error as a gRPC code.
 pub(crate) type ErrorCode = fn(&(dyn StdError + 'static)) -> Option<Code>;
+
+/// A connector's reading of the load report a backend put in a response's trailers.
+pub(crate) type LoadReader = fn(&http::HeaderMap) -> Option<LoadReport>;
 
 /// A call's deadline: a timer on the channel's runtime, and the time the call was given.
 pub(crate) struct Deadline {
@@ -108,7 +111,8 @@ impl fmt::Debug for Deadline {
 
 pin_project_lite::pin_project! {
     /// A response body that reports its call's outcome and latency to the channel when it ends:
-    /// at its trailers or its last frame (with the gRPC status they carry), at an error, or when
+    /// at its trailers or its last frame (with the gRPC status they carry, and the backend's load
+    /// report if the connector reads one there and the policy wants it), at an error, or when
     /// dropped before its end (`CANCELLED`).
     ///
     /// It also ends the call when the call's deadline passes before the body's end: the
@@ -126,8 +130,11 @@ pin_project_lite::pin_project! {
         address: Option<Arc<Address>>,
         deadline: Option<Deadline>,
         error_code: ErrorCode,
+        load_report: LoadReader,
         grpc: bool,
         code: Option<Code>,
+        // The load report of a trailers-only response (in its headers).
+        load: Option<LoadReport>,
     }
 }
 
@@ -143,7 +150,7 @@ impl<B> CallBody<B> {
 
     fn finish(&mut self, code: Code) {
         if let Some(call) = self.call.take() {
-            call.finish(code);
+            call.finish_with(code, self.load);
         }
     }
 }
@@ -158,8 +165,10 @@ impl<B> Default for CallBody<B> {
             address: None,
             deadline: None,
             error_code: |_| None,
+            load_report: |_| None,
             grpc: false,
             code: None,
+            load: None,
         }
     }
 }
@@ -182,6 +191,7 @@ pub(crate) fn observe<RB: Body>(
     call: CallGuard,
     deadline: Option<Deadline>,
     error_code: ErrorCode,
+    load_report: LoadReader,
 ) -> Response<CallBody<RB>> {
     let grpc = is_grpc(response.headers());
     let (parts, body) = response.into_parts();
@@ -191,13 +201,16 @@ pub(crate) fn observe<RB: Body>(
         call: Some(call),
         deadline,
         error_code,
+        load_report,
         grpc,
         code: None,
+        load: None,
     };
     if grpc {
-        // A trailers-only response carries its status in the headers.
+        // A trailers-only response carries its status (and any load report) in the headers.
         if let Some(code) = grpc_status(&parts.headers) {
             body.code = Some(code);
+            body.load = read_load(body.call.as_ref(), load_report, &parts.headers);
         } else if parts.status != http::StatusCode::OK {
             body.finish(http_status_code(parts.status));
         }
@@ -258,7 +271,8 @@ where
                 if *this.grpc && Deadline::overtakes(this.deadline.as_ref(), code) {
                     Cut::Deadline(Some(code))
                 } else {
-                    end(this.call, this.deadline, code);
+                    let load = read_load(this.call.as_ref(), *this.load_report, trailers);
+                    end(this.call, this.deadline, code, load.or(*this.load));
                     return Poll::Ready(Some(Ok(frame)));
                 }
             }
@@ -268,6 +282,7 @@ where
                     this.call,
                     this.deadline,
                     this.code.unwrap_or(Code::Internal),
+                    *this.load,
                 );
                 return Poll::Ready(None);
             }
@@ -297,7 +312,7 @@ where
                 (code, message, Some(error))
             }
         };
-        end(this.call, this.deadline, code);
+        end(this.call, this.deadline, code, None);
         Poll::Ready(Some(match (*this.grpc, error) {
             // A gRPC client reads the call's status from trailers (an error would be UNKNOWN).
             (true, _) => Ok(Frame::trailers(status_headers(code, &message))),
@@ -325,12 +340,28 @@ enum Cut {
     Failed(BoxError),
 }
 
-/// The call ended with `code`: report it, and stop timing it.
-fn end(call: &mut Option<CallGuard>, deadline: &mut Option<Deadline>, code: Code) {
+/// The call ended with `code` (and the backend's `load`): report it, and stop timing it.
+fn end(
+    call: &mut Option<CallGuard>,
+    deadline: &mut Option<Deadline>,
+    code: Code,
+    load: Option<LoadReport>,
+) {
     if let Some(call) = call.take() {
-        call.finish(code);
+        call.finish_with(code, load);
     }
     *deadline = None;
+}
+
+/// The load report in `metadata`, read only while `call` still waits for its outcome (a policy
+/// that ignores outcomes costs no decoding).
+fn read_load(
+    call: Option<&CallGuard>,
+    load_report: LoadReader,
+    metadata: &http::HeaderMap,
+) -> Option<LoadReport> {
+    call.filter(|call| call.expects_outcome())
+        .and_then(|_| load_report(metadata))
 }
 
 /// An address as a message names it.

@@ -221,6 +221,8 @@ impl<C: Connector> ChannelBuilder<C> {
                 target,
                 default_timeout: self.default_timeout,
                 error_code: C::error_code,
+                #[cfg(feature = "tower")]
+                load_report: C::load_report,
             }),
         })
     }
@@ -242,6 +244,9 @@ struct Handle<T> {
     /// The connector's reading of a call's transport error as a gRPC code.
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     error_code: fn(&(dyn std::error::Error + 'static)) -> Option<Code>,
+    /// The connector's reading of a backend's load report in a response's trailers.
+    #[cfg(feature = "tower")]
+    load_report: crate::body::LoadReader,
 }
 
 impl<T> Drop for Handle<T> {
@@ -377,6 +382,19 @@ impl CallGuard {
     /// weighted_round_robin weighs endpoints by).
     pub fn finish_with_load(mut self, code: Code, load: LoadReport) {
         self.report(code, Some(load));
+    }
+
+    /// Whether the channel still waits for the call's outcome: it has not been reported, and
+    /// the policy learns from outcomes. A load report is worth reading only then.
+    #[cfg(feature = "tower")]
+    pub(crate) fn expects_outcome(&self) -> bool {
+        !self.done
+    }
+
+    /// The call ended with `code`, with the backend's load report if it sent one.
+    #[cfg(feature = "tower")]
+    pub(crate) fn finish_with(mut self, code: Code, load: Option<LoadReport>) {
+        self.report(code, load);
     }
 
     fn report(&mut self, code: Code, load: Option<LoadReport>) {
@@ -562,6 +580,12 @@ impl<T> Channel<T> {
     #[cfg(feature = "tower")]
     pub(crate) fn error_code(&self) -> fn(&(dyn std::error::Error + 'static)) -> Option<Code> {
         self.handle.error_code
+    }
+
+    /// The connector's reading of a backend's load report in a response's trailers.
+    #[cfg(feature = "tower")]
+    pub(crate) fn load_report(&self) -> crate::body::LoadReader {
+        self.handle.load_report
     }
 }
 

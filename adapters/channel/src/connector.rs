@@ -5,7 +5,7 @@ use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
-use croupier::{Address, Code};
+use croupier::{Address, Code, LoadReport};
 
 use crate::runtime::BoxFuture;
 
@@ -20,6 +20,9 @@ pub struct Connected<T> {
     pub closed: BoxFuture<'static, String>,
     /// Reports of the connection's health, if the connector checks it ([`Connected::with_health`]).
     pub health: Option<HealthWatch>,
+    /// Its server's out-of-band load reports, if the connector asks for them
+    /// ([`Connected::with_load_reports`]).
+    pub load_reports: Option<LoadWatch>,
 }
 
 impl<T> Connected<T> {
@@ -29,6 +32,7 @@ impl<T> Connected<T> {
             connection,
             closed: Box::pin(closed),
             health: None,
+            load_reports: None,
         }
     }
 
@@ -42,6 +46,14 @@ impl<T> Connected<T> {
         self
     }
 
+    /// Passes the server's out-of-band load reports (ORCA's stream, gRFC A51) to the balancer,
+    /// for as long as the channel keeps the connection: weighted_round_robin weighs by them
+    /// when its `enable_oob_load_report` is set.
+    pub fn with_load_reports(mut self, reports: LoadWatch) -> Self {
+        self.load_reports = Some(reports);
+        self
+    }
+
     /// A connection whose end the connector cannot observe; calls will find out instead, and
     /// report it through their [`CallGuard`](crate::CallGuard).
     pub fn unobserved(connection: T) -> Self {
@@ -49,6 +61,7 @@ impl<T> Connected<T> {
             connection,
             closed: Box::pin(std::future::pending()),
             health: None,
+            load_reports: None,
         }
     }
 }
@@ -71,43 +84,74 @@ pub enum Health {
     NotServing(String),
 }
 
-/// The sending half of a connection's health reports: the connector's health check holds it.
-#[derive(Clone, Debug)]
-pub struct HealthReporter {
-    sender: async_channel::Sender<Health>,
+/// The sending half of a connection's reports (of its health, of its server's load): the
+/// connector's check or stream holds it.
+#[derive(Debug)]
+pub struct Reporter<T> {
+    sender: async_channel::Sender<T>,
 }
 
-impl HealthReporter {
-    /// Reports `health`. Returns `false` once the channel no longer listens (the connection was
-    /// let go), so the check can stop.
-    pub fn report(&self, health: Health) -> bool {
-        self.sender.try_send(health).is_ok()
+impl<T> Clone for Reporter<T> {
+    fn clone(&self) -> Self {
+        Reporter {
+            sender: self.sender.clone(),
+        }
     }
 }
 
-/// The receiving half of a connection's health reports, handed to the channel with
-/// [`Connected::with_health`].
-#[derive(Debug)]
-pub struct HealthWatch {
-    receiver: async_channel::Receiver<Health>,
+impl<T> Reporter<T> {
+    /// Reports `report`. Returns `false` once the channel no longer listens (the connection was
+    /// let go), so the check or stream can stop.
+    pub fn report(&self, report: T) -> bool {
+        self.sender.try_send(report).is_ok()
+    }
 }
 
-impl HealthWatch {
+/// The receiving half of a connection's reports, handed to the channel with the connection.
+#[derive(Debug)]
+pub struct Watch<T> {
+    receiver: async_channel::Receiver<T>,
+}
+
+impl<T> Watch<T> {
     /// Waits for the next report; `None` once the reporter is gone.
-    pub(crate) async fn next(&self) -> Option<Health> {
+    pub(crate) async fn next(&self) -> Option<T> {
         self.receiver.recv().await.ok()
     }
 
     /// The reports already waiting.
-    pub(crate) fn pending(&self) -> Vec<Health> {
+    pub(crate) fn pending(&self) -> Vec<T> {
         std::iter::from_fn(|| self.receiver.try_recv().ok()).collect()
     }
 }
 
+/// The sending half of a connection's health reports: the connector's health check holds it.
+pub type HealthReporter = Reporter<Health>;
+
+/// The receiving half of a connection's health reports, handed to the channel with
+/// [`Connected::with_health`].
+pub type HealthWatch = Watch<Health>;
+
+/// The sending half of a server's out-of-band load reports: the connector's stream holds it.
+pub type LoadReporter = Reporter<LoadReport>;
+
+/// The receiving half of a server's out-of-band load reports, handed to the channel with
+/// [`Connected::with_load_reports`].
+pub type LoadWatch = Watch<LoadReport>;
+
+fn report_channel<T>() -> (Reporter<T>, Watch<T>) {
+    let (sender, receiver) = async_channel::unbounded();
+    (Reporter { sender }, Watch { receiver })
+}
+
 /// A channel for one connection's health reports.
 pub fn health_channel() -> (HealthReporter, HealthWatch) {
-    let (sender, receiver) = async_channel::unbounded();
-    (HealthReporter { sender }, HealthWatch { receiver })
+    report_channel()
+}
+
+/// A channel for one connection's out-of-band load reports.
+pub fn load_report_channel() -> (LoadReporter, LoadWatch) {
+    report_channel()
 }
 
 /// What a connection attempt is for, besides its address: the names its calls go by.
@@ -196,6 +240,18 @@ pub trait Connector: Send + Sync + 'static {
         let _ = error;
         None
     }
+
+    /// The load report a backend sent at the end of a call's response, in its trailers (or in
+    /// the headers of a response without a body): for gRPC, ORCA's `endpoint-load-metrics-bin`
+    /// (gRFC A51). The channel's `Service` asks only while the policy learns from call outcomes
+    /// (weighted_round_robin weighs endpoints by these reports), and passes the report with the
+    /// call's outcome. `None`, the default, is a call without one; a report that cannot be read
+    /// should be `None` too: it never fails the call.
+    #[cfg(feature = "tower")]
+    fn load_report(trailers: &http::HeaderMap) -> Option<LoadReport> {
+        let _ = trailers;
+        None
+    }
 }
 
 /// A connection with the address it was made to: what the channel keeps of each, so that a call
@@ -235,6 +291,11 @@ impl<C: Connector> Connector for AddressedConnector<C> {
     fn error_code(error: &(dyn StdError + 'static)) -> Option<Code> {
         C::error_code(error)
     }
+
+    #[cfg(feature = "tower")]
+    fn load_report(trailers: &http::HeaderMap) -> Option<LoadReport> {
+        C::load_report(trailers)
+    }
 }
 
 /// The connection `attempt` makes, with the `address` it was made to.
@@ -248,6 +309,7 @@ fn addressed<T>(
             connection,
             closed,
             health,
+            load_reports,
         } = attempt.await?;
         Ok(Connected {
             connection: Addressed {
@@ -256,6 +318,7 @@ fn addressed<T>(
             },
             closed,
             health,
+            load_reports,
         })
     }
 }

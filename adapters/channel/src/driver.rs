@@ -7,12 +7,12 @@ use std::time::Instant;
 
 use croupier::{
     Action, Address, Balancer, CallOutcome, ConnectionEvent, ConnectionId, ConnectivityState,
-    Picker, ResolverError, ResolverUpdate, SubchannelId, SubchannelInfo,
+    LoadReport, Picker, ResolverError, ResolverUpdate, SubchannelId, SubchannelInfo,
 };
 use futures_lite::future;
 
 use crate::connections::Connections;
-use crate::connector::{Connected, Connector, Health, HealthWatch};
+use crate::connector::{Connected, Connector, Health, HealthWatch, Watch};
 use crate::names::Names;
 use crate::resolver::ResolveNow;
 use crate::runtime::{BoxFuture, Runtime, Task};
@@ -37,6 +37,8 @@ enum ConnectionReport<T> {
     /// Connected, with the health reports that came before the connection was handed over.
     Established(ConnectionId, T, Vec<Health>),
     Health(ConnectionId, Health),
+    /// The server's out-of-band load report.
+    Load(ConnectionId, LoadReport),
     Failed(ConnectionId, String),
     Closed(ConnectionId, String),
 }
@@ -243,6 +245,12 @@ impl<C: Connector> Driver<C> {
                     self.handle_health(connection, health, now);
                 }
             }
+            ConnectionReport::Load(connection, report) => {
+                if self.is_current(connection) {
+                    self.balancer
+                        .handle_load_report(connection.subchannel(), report, now);
+                }
+            }
             ConnectionReport::Failed(connection, reason) => {
                 if !self.is_current(connection) {
                     return;
@@ -334,6 +342,7 @@ impl<C: Connector> Driver<C> {
                     connection: established,
                     closed,
                     health,
+                    load_reports,
                 }) => {
                     let early = health
                         .as_ref()
@@ -350,21 +359,19 @@ impl<C: Connector> Driver<C> {
                     {
                         return;
                     }
-                    let reason = match health {
-                        None => closed.await,
-                        Some(health) => {
-                            let forward = async {
-                                while let Some(report) = health.next().await {
-                                    let report = ConnectionReport::Health(connection, report);
-                                    if reports.send(report).await.is_err() {
-                                        break;
-                                    }
-                                }
-                                future::pending().await
-                            };
-                            future::or(closed, forward).await
-                        }
-                    };
+                    let forward = future::zip(
+                        forward(health, &reports, |h| {
+                            ConnectionReport::Health(connection, h)
+                        }),
+                        forward(load_reports, &reports, |l| {
+                            ConnectionReport::Load(connection, l)
+                        }),
+                    );
+                    let reason = future::or(closed, async {
+                        forward.await;
+                        future::pending().await
+                    })
+                    .await;
                     let _ = reports
                         .send(ConnectionReport::Closed(connection, reason))
                         .await;
@@ -424,5 +431,22 @@ impl<C: Connector> Driver<C> {
             last_error: self.last_error.clone(),
             wants_outcomes,
         });
+    }
+}
+
+/// Passes each report of `watch` (if there is one) to the driver as `report` makes it, until
+/// the watch or the driver ends.
+async fn forward<R, T>(
+    watch: Option<Watch<R>>,
+    reports: &async_channel::Sender<ConnectionReport<T>>,
+    report: impl Fn(R) -> ConnectionReport<T>,
+) {
+    let Some(watch) = watch else {
+        return;
+    };
+    while let Some(next) = watch.next().await {
+        if reports.send(report(next)).await.is_err() {
+            return;
+        }
     }
 }

@@ -54,7 +54,8 @@ mod stream;
 
 pub use channel::{BuildError, CallGuard, Channel, ChannelBuilder, PickOptions, Picked};
 pub use connector::{
-    health_channel, ConnectContext, Connected, Connector, Health, HealthReporter, HealthWatch,
+    health_channel, load_report_channel, ConnectContext, Connected, Connector, Health,
+    HealthReporter, HealthWatch, LoadReporter, LoadWatch, Reporter, Watch,
 };
 #[cfg(feature = "tower")]
 pub use replay::{ReplayBody, REPLAY_LIMIT};

@@ -139,7 +139,13 @@ where
         Deadline::new(channel.runtime(), at, at.saturating_duration_since(started))
     });
     match attempt(&channel, request, options, &mut deadline).await {
-        Ok((response, call)) => Ok(observe(response, call, deadline, channel.error_code())),
+        Ok((response, call)) => Ok(observe(
+            response,
+            call,
+            deadline,
+            channel.error_code(),
+            channel.load_report(),
+        )),
         Err(Failure::Status(status) | Failure::Transport(_, status)) if grpc => {
             Ok(status_response(&status))
         }

@@ -51,6 +51,10 @@
 //!   [`default_timeout`](GrpcChannelBuilder::default_timeout)) bounds it until its response
 //!   ends: then its stream is reset and it fails `DEADLINE_EXCEEDED`. A call lost with its
 //!   connection fails `UNAVAILABLE`, naming the address (see `croupier_channel`'s `Service`).
+//! - A backend's ORCA load report (gRFC A51) in a response's `endpoint-load-metrics-bin`
+//!   trailer goes back with the call's outcome, for weighted_round_robin to weigh it by (see
+//!   [`orca`]); it is read only while the policy learns from outcomes, and one that does not
+//!   read is ignored. Out of band: [`GrpcChannelBuilder::orca_oob`].
 //! - Client-side health checking (gRFC A17) is optional: [`Http2Connector::health_check`].
 //! - Names, as gRPC sets them: a request's `:authority` is the target's endpoint
 //!   (`dns:///api.internal:50051` -> `api.internal:50051`), or the server name a resolver gave
@@ -69,6 +73,8 @@ mod frames;
 mod health;
 mod names;
 mod options;
+pub mod orca;
+mod streaming;
 #[cfg(feature = "tls")]
 pub mod tls;
 
@@ -79,6 +85,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use croupier::Address;
@@ -204,6 +211,7 @@ pub struct Http2Connector<B, T = StreamConnector> {
     authority: Option<Authority>,
     user_agent: HeaderValue,
     health: Option<HealthCheck>,
+    orca_oob: Option<Duration>,
     _body: PhantomData<fn(B)>,
 }
 
@@ -214,6 +222,7 @@ impl<B, T> fmt::Debug for Http2Connector<B, T> {
             .field("authority", &self.authority)
             .field("user_agent", &self.user_agent)
             .field("health", &self.health)
+            .field("orca_oob", &self.orca_oob)
             .finish_non_exhaustive()
     }
 }
@@ -227,6 +236,7 @@ impl<B, T: Transport> Http2Connector<B, T> {
             authority: None,
             user_agent: HeaderValue::from_static(names::USER_AGENT_BASE),
             health: None,
+            orca_oob: None,
             _body: PhantomData,
         }
     }
@@ -239,6 +249,7 @@ impl<B, T: Transport> Http2Connector<B, T> {
             authority: self.authority,
             user_agent: self.user_agent,
             health: self.health,
+            orca_oob: self.orca_oob,
             _body: PhantomData,
         }
     }
@@ -260,6 +271,15 @@ impl<B, T: Transport> Http2Connector<B, T> {
     /// checking, gRFC A17): see [`HealthCheck`]. Off by default.
     pub fn health_check(mut self, check: HealthCheck) -> Self {
         self.health = Some(check);
+        self
+    }
+
+    /// Opens ORCA's out-of-band load report stream (gRFC A51,
+    /// `xds.service.orca.v3.OpenRcaService/StreamCoreMetrics`) on each connection, asking for a
+    /// report every `period`, and passes the reports to the balancer: weighted_round_robin
+    /// weighs by them when its `enable_oob_load_report` is set (see [`orca`]). Off by default.
+    pub fn orca_oob(mut self, period: Duration) -> Self {
+        self.orca_oob = Some(period);
         self
     }
 
@@ -421,6 +441,10 @@ where
         codes::error_code(error)
     }
 
+    fn load_report(trailers: &http::HeaderMap) -> Option<croupier::LoadReport> {
+        orca::load_report(trailers)
+    }
+
     fn connect(
         &self,
         address: &Address,
@@ -470,6 +494,7 @@ where
         self.options.configure(&mut builder);
         let heard = self.options.goaway_listener();
         let health = self.health.clone();
+        let orca_oob = self.orca_oob;
         let attempt = async move {
             let (opened, authority) = opened?;
             let (io, preface, goaway) = ClientIo::new(opened.await?);
@@ -539,10 +564,14 @@ where
                 connection.mark_broken(reason.clone());
                 return Err(io::Error::new(io::ErrorKind::ConnectionRefused, reason));
             }
-            match health {
-                None => Ok(Connected::new(connection, closed)),
-                Some(check) => health::connect(check, connection, closed).await,
-            }
+            let connected = match health {
+                None => Connected::new(connection, closed),
+                Some(check) => health::connect(check, connection, closed).await?,
+            };
+            Ok(match orca_oob {
+                None => connected,
+                Some(period) => orca::attach(connected, period),
+            })
         };
         self.options.bound(address, attempt)
     }

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::address::{Address, Endpoint};
-use crate::call::CallOutcome;
+use crate::call::{CallOutcome, LoadReport};
 use crate::picker::Picker;
 use crate::resolver::ResolverError;
 use crate::rng::Rng;
@@ -147,6 +147,17 @@ pub trait Policy: Send + fmt::Debug {
         ctl: &mut dyn Controller,
     ) {
         let _ = (subchannel, outcome, ctl);
+    }
+
+    /// The backend behind `subchannel` reported its load out of band (not with a call: ORCA's
+    /// stream, gRFC A51). weighted_round_robin weighs by these when configured to.
+    fn load_report(
+        &mut self,
+        subchannel: SubchannelId,
+        report: &LoadReport,
+        ctl: &mut dyn Controller,
+    ) {
+        let _ = (subchannel, report, ctl);
     }
 }
 

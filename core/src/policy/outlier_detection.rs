@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use crate::address::{Address, Endpoint};
 use crate::backoff::later;
-use crate::call::CallOutcome;
+use crate::call::{CallOutcome, LoadReport};
 use crate::picker::Picker;
 use crate::policy::{Controller, Policy, SubchannelUpdate};
 use crate::resolver::ResolverError;
@@ -469,5 +469,18 @@ impl Policy for OutlierDetection {
         };
         self.child
             .call_finished(subchannel, outcome, &mut child_ctl);
+    }
+
+    fn load_report(
+        &mut self,
+        subchannel: SubchannelId,
+        report: &LoadReport,
+        ctl: &mut dyn Controller,
+    ) {
+        let mut child_ctl = ChildController {
+            inner: ctl,
+            book: &mut self.book,
+        };
+        self.child.load_report(subchannel, report, &mut child_ctl);
     }
 }

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::address::{Address, Endpoint};
-use crate::call::CallOutcome;
+use crate::call::{CallOutcome, LoadReport};
 use crate::hasher::{FastHasher, FastSet};
 use crate::picker::{FailPicker, Picker, QueuePicker, RoundRobinPicker};
 use crate::policy::child::ChildController;
@@ -484,6 +484,24 @@ impl Policy for RoundRobin {
             Spread::RoundRobin | Spread::Random => return,
         }
         self.arm_spread_timer(ctl);
+    }
+
+    fn load_report(
+        &mut self,
+        subchannel: SubchannelId,
+        report: &LoadReport,
+        ctl: &mut dyn Controller,
+    ) {
+        let Spread::Weighted(weights) = &mut self.spread else {
+            return;
+        };
+        let recorded = self
+            .by_subchannel
+            .get(&subchannel)
+            .is_some_and(|&key| weights.out_of_band(key, report, ctl.now()));
+        if recorded {
+            self.arm_spread_timer(ctl);
+        }
     }
 
     fn resolver_update(&mut self, endpoints: &[Endpoint], ctl: &mut dyn Controller) {

@@ -26,7 +26,10 @@
 //! each one relaxed atomic add. Endpoints are connected and aggregated exactly as round_robin
 //! does.
 //!
-//! Out-of-band load reporting (a stream per backend) is not offered: reports ride on calls.
+//! With `enable_oob_load_report`, weights come from out-of-band reports instead (ORCA's stream
+//! per backend, gRFC A51, which the adapter opens and passes on with
+//! [`Balancer::handle_load_report`](crate::Balancer::handle_load_report)), and reports that ride
+//! on calls are ignored, as A58 says; the weight math, blackout and expiry are the same.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -64,6 +67,12 @@ pub struct WeightedRoundRobinConfig {
     pub weight_update_period: Duration,
     /// How much utilization an error ratio of 1 costs (1.0; negative or not finite counts as 0).
     pub error_utilization_penalty: f64,
+    /// Weigh by out-of-band load reports instead of those that come with calls (false).
+    pub enable_oob_load_report: bool,
+    /// How often backends should send out-of-band reports (10 s). The core does not open the
+    /// streams: the adapter asks its backends at the period it is given (for the gRPC channel,
+    /// `GrpcChannelBuilder::orca_oob`).
+    pub oob_reporting_period: Duration,
 }
 
 impl Default for WeightedRoundRobinConfig {
@@ -73,6 +82,8 @@ impl Default for WeightedRoundRobinConfig {
             weight_expiration_period: Duration::from_secs(180),
             weight_update_period: Duration::from_secs(1),
             error_utilization_penalty: 1.0,
+            enable_oob_load_report: false,
+            oob_reporting_period: Duration::from_secs(10),
         }
     }
 }
@@ -102,6 +113,18 @@ impl WeightedRoundRobinConfig {
         self
     }
 
+    /// Sets [`WeightedRoundRobinConfig::enable_oob_load_report`].
+    pub fn enable_oob_load_report(mut self, enable: bool) -> Self {
+        self.enable_oob_load_report = enable;
+        self
+    }
+
+    /// Sets [`WeightedRoundRobinConfig::oob_reporting_period`].
+    pub fn oob_reporting_period(mut self, period: Duration) -> Self {
+        self.oob_reporting_period = period;
+        self
+    }
+
     fn update_period(&self) -> Duration {
         self.weight_update_period.max(MIN_WEIGHT_UPDATE_PERIOD)
     }
@@ -118,8 +141,8 @@ impl PolicyBuilder for WeightedRoundRobinConfig {
     }
 
     /// Takes `blackout_period_ms`, `weight_expiration_period_ms`, `weight_update_period_ms`,
-    /// `error_utilization_penalty` (a number at least 0) and `enable_oob_load_report` (only
-    /// `false`: reports ride on calls).
+    /// `error_utilization_penalty` (a number at least 0), `enable_oob_load_report` and
+    /// `oob_reporting_period_ms`.
     fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, String> {
         let mut config = self.clone();
         for (key, value) in params {
@@ -141,19 +164,16 @@ impl PolicyBuilder for WeightedRoundRobinConfig {
                         }
                     };
                 }
-                "enable_oob_load_report" => {
-                    if parse_bool(key, value)? {
-                        return Err("weighted_round_robin takes load reports from calls; \
-                                    out-of-band load reports are not supported"
-                            .to_owned());
-                    }
+                "enable_oob_load_report" => config.enable_oob_load_report = parse_bool(key, value)?,
+                "oob_reporting_period_ms" => {
+                    config.oob_reporting_period = parse_millis(key, value)?;
                 }
                 other => {
                     return Err(format!(
                         "policy weighted_round_robin has no parameter {other:?} (known: \
                          blackout_period_ms, weight_expiration_period_ms, \
                          weight_update_period_ms, error_utilization_penalty, \
-                         enable_oob_load_report)"
+                         enable_oob_load_report, oob_reporting_period_ms)"
                     ))
                 }
             }
@@ -239,17 +259,25 @@ impl Weights {
     }
 
     /// A call to endpoint `key` ended, perhaps with a load report. Returns whether it recorded a
-    /// weight (only then can the weights start changing with time).
+    /// weight (only then can the weights start changing with time). Ignored when weights come
+    /// from out-of-band reports.
     pub(crate) fn call_finished(
         &mut self,
         key: SlabKey,
         outcome: &CallOutcome,
         now: Instant,
     ) -> bool {
-        outcome
-            .load
-            .as_ref()
-            .is_some_and(|report| self.report(key, report, now))
+        !self.config.enable_oob_load_report
+            && outcome
+                .load
+                .as_ref()
+                .is_some_and(|report| self.report(key, report, now))
+    }
+
+    /// Endpoint `key`'s backend sent an out-of-band load report. Returns whether it recorded a
+    /// weight; ignored unless weights come from out-of-band reports.
+    pub(crate) fn out_of_band(&mut self, key: SlabKey, report: &LoadReport, now: Instant) -> bool {
+        self.config.enable_oob_load_report && self.report(key, report, now)
     }
 
     fn report(&mut self, key: SlabKey, report: &LoadReport, now: Instant) -> bool {

@@ -5,7 +5,8 @@
 //! example does, and `ServerStreamingEcho` with that reply [`STREAMED_REPLIES`] times (or as
 //! often and as far apart as [`ServerOptions::stream`] says: a call that stays open); it can be
 //! told to fail or to stall on a given message ([`ServerOptions`]). It also serves the standard health service (`grpc.health.v1.Health`) unless
-//! asked not to. It runs on a thread and runtime of its own, so that it can be stopped two ways:
+//! asked not to, and can report its load as ORCA does (gRFC A51: [`orca`]), with every response
+//! or on the out-of-band stream. It runs on a thread and runtime of its own, so that it can be stopped two ways:
 //! gracefully ([`GrpcEchoServer::shutdown`]: GOAWAY, in-flight calls finish) or abruptly
 //! ([`GrpcEchoServer::kill`]: every socket is dropped at once, as when a process dies).
 
@@ -24,10 +25,12 @@ pub mod pb {
     tonic::include_proto!("grpc.examples.echo");
 }
 
+pub mod orca;
 mod seen;
 #[cfg(feature = "tls")]
 pub mod tls;
 
+use orca::pb::xds::service::orca::v3 as pb_orca;
 pub use pb::echo_client::EchoClient;
 pub use pb::{EchoRequest, EchoResponse};
 pub use seen::SeenRequest;
@@ -178,6 +181,8 @@ pub struct ServerOptions {
     stream: (usize, Duration),
     max_concurrent_streams: Option<u32>,
     max_connection_age: Option<Duration>,
+    load_report: Option<http::HeaderValue>,
+    oob_load_report: Option<orca::OrcaLoadReport>,
     #[cfg(feature = "tls")]
     tls: Option<Arc<tls::rustls::ServerConfig>>,
 }
@@ -191,6 +196,8 @@ impl Default for ServerOptions {
             stream: (STREAMED_REPLIES, Duration::ZERO),
             max_concurrent_streams: None,
             max_connection_age: None,
+            load_report: None,
+            oob_load_report: None,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -242,6 +249,27 @@ impl ServerOptions {
         self
     }
 
+    /// Put `report` in every response, as ORCA's per-call load report (gRFC A51): the trailer
+    /// `endpoint-load-metrics-bin`, or a header of a response without a body.
+    pub fn load_report(self, report: &orca::OrcaLoadReport) -> Self {
+        self.load_report_value(orca::trailer_value(report))
+    }
+
+    /// Put `value` in every response as the `endpoint-load-metrics-bin` trailer, as it is (a
+    /// garbled one, say).
+    pub fn load_report_value(mut self, value: http::HeaderValue) -> Self {
+        self.load_report = Some(value);
+        self
+    }
+
+    /// Also serve ORCA's out-of-band `xds.service.orca.v3.OpenRcaService`, whose
+    /// `StreamCoreMetrics` sends `report` at the interval each call asks for (at least
+    /// [`orca::MIN_REPORT_INTERVAL`]).
+    pub fn oob_load_report(mut self, report: orca::OrcaLoadReport) -> Self {
+        self.oob_load_report = Some(report);
+        self
+    }
+
     /// Serve over TLS with `config` (see [`tls::server_config`]).
     #[cfg(feature = "tls")]
     pub fn tls(mut self, config: Arc<tls::rustls::ServerConfig>) -> Self {
@@ -257,6 +285,8 @@ pub struct GrpcEchoServer {
     tally: Arc<Tally>,
     connections: Arc<AtomicUsize>,
     seen: seen::Seen,
+    /// The report interval the last `StreamCoreMetrics` call asked for.
+    report_interval: Arc<Mutex<Option<Duration>>>,
     health: Option<tonic_health::server::HealthReporter>,
     graceful: Option<oneshot::Sender<()>>,
     kill: Option<oneshot::Sender<()>>,
@@ -294,9 +324,18 @@ impl GrpcEchoServer {
         if let Some(age) = options.max_connection_age {
             server = server.max_connection_age(age);
         }
+        let report_interval = Arc::new(Mutex::new(None));
+        let oob = options.oob_load_report.map(|report| {
+            pb_orca::open_rca_service_server::OpenRcaServiceServer::new(orca::OpenRca {
+                report,
+                asked: Arc::clone(&report_interval),
+            })
+        });
         let router = server
             .layer(seen::RecordLayer(Arc::clone(&seen)))
+            .layer(orca::TrailerLayer(options.load_report))
             .add_optional_service(health_service)
+            .add_optional_service(oob)
             .add_service(echo);
         #[cfg(feature = "tls")]
         let tls = options.tls;
@@ -356,11 +395,18 @@ impl GrpcEchoServer {
             tally,
             connections,
             seen,
+            report_interval,
             health,
             graceful: Some(graceful),
             kill: Some(kill),
             stopped: Some(stopped),
         })
+    }
+
+    /// The report interval the last out-of-band load report stream asked for
+    /// ([`ServerOptions::oob_load_report`]), if one did.
+    pub fn report_interval(&self) -> Option<Duration> {
+        self.report_interval.lock().ok().and_then(|asked| *asked)
     }
 
     /// The address it listens on.

@@ -130,6 +130,13 @@ where
         self.connector(|c| c.health_check(check))
     }
 
+    /// Opens ORCA's out-of-band load report stream on each connection, asking for a report
+    /// every `period`, for weighted_round_robin with `enable_oob_load_report` to weigh by: see
+    /// [`Http2Connector::orca_oob`].
+    pub fn orca_oob(self, period: Duration) -> Self {
+        self.connector(|c| c.orca_oob(period))
+    }
+
     /// Sends HTTP/2 keepalive pings (gRFC A8) and closes a connection whose ping goes
     /// unanswered: see [`KeepAlive`]. Off by default. (tonic: `http2_keep_alive_interval`,
     /// `keep_alive_timeout`, `keep_alive_while_idle`.)

@@ -2,38 +2,26 @@
 //! connection, on the connection itself.
 //!
 //! The two messages are small enough to write by hand (request: `string service = 1`;
-//! response: `ServingStatus status = 1`), framed as gRPC frames them: a compression flag byte,
-//! a 4-byte big-endian length, the message.
+//! response: `ServingStatus status = 1`).
 
-use std::future::poll_fn;
 use std::io;
-use std::pin::Pin;
-use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
-use croupier_channel::{
-    health_channel, BoxError, BoxFuture, Connected, Health, HealthReporter, ReplayBody,
-};
-use http::{Request, Response};
+use bytes::{Bytes, BytesMut};
+use croupier_channel::{health_channel, BoxError, BoxFuture, Connected, Health, HealthReporter};
 use http_body::Body;
 use hyper::body::Incoming;
-use tower_service::Service;
 
+use super::streaming::{self, Next, Opened};
 use super::Http2Connection;
+
+/// What the errors call it.
+const WHAT: &str = "the health check";
 
 /// The method every health check calls.
 const WATCH_PATH: &str = "/grpc.health.v1.Health/Watch";
 
-/// The largest health message accepted (a response is a few bytes).
-const MAX_MESSAGE: usize = 4096;
-
-/// gRPC status codes the check tells apart.
-const GRPC_OK: u32 = 0;
-const GRPC_UNIMPLEMENTED: u32 = 12;
-
-/// The first wait before a failed Watch call is made again, and the longest.
-const RETRY_INITIAL: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(30);
+/// The gRPC status code of a server without the health service.
+pub(super) const GRPC_UNIMPLEMENTED: u32 = 12;
 
 /// How connections' health is checked: the service name to ask about (`""`, the default, is the
 /// whole server).
@@ -160,7 +148,7 @@ where
             }
             let Some(stream) = self.stream.as_mut() else {
                 if self.failures > 0 {
-                    tokio::time::sleep(retry_delay(self.failures)).await;
+                    tokio::time::sleep(streaming::retry_delay(self.failures)).await;
                 }
                 match self.start().await {
                     Ok(Some(health)) => return health,
@@ -168,12 +156,16 @@ where
                     Err(reason) => return self.failed(reason),
                 }
             };
-            return match read_message(stream, &mut self.buffer).await {
-                Ok(Message::Status(status)) => {
+            let next = streaming::next_message(stream, &mut self.buffer, WHAT).await;
+            return match next.and_then(|next| match next {
+                Next::Message(message) => parse_status(&message).map(Ok),
+                Next::End(code, message) => Ok(Err((code, message))),
+            }) {
+                Ok(Ok(status)) => {
                     self.failures = 0;
                     serving_status(status)
                 }
-                Ok(Message::End(code, message)) => {
+                Ok(Err((code, message))) => {
                     self.stream = None;
                     self.failed(format!(
                         "the health check stream ended with status {code}{message}"
@@ -195,48 +187,23 @@ where
     /// Starts a Watch call. `Ok(Some(_))` when the call ended at once with an answer of its own
     /// (UNIMPLEMENTED: healthy), `Ok(None)` when the stream is open.
     async fn start(&mut self) -> Result<Option<Health>, String> {
-        let request = Request::post(WATCH_PATH)
-            .header(http::header::CONTENT_TYPE, "application/grpc")
-            .header(http::header::TE, "trailers")
-            .body(ReplayBody::full(watch_request(&self.check.service)))
-            .map_err(|error| format!("cannot make the health check request: {error}"))?;
-        let mut connection = self.connection.clone();
-        poll_fn(|cx| connection.poll_ready(cx))
-            .await
-            .map_err(|error| format!("cannot start the health check: {error}"))?;
-        let response: Response<Incoming> = connection
-            .call(request)
-            .await
-            .map_err(|error| format!("the health check call failed: {error}"))?;
-        let (parts, body) = response.into_parts();
-        if parts.status != http::StatusCode::OK {
-            return Err(format!(
-                "the health check call failed with HTTP status {}",
-                parts.status
-            ));
-        }
-        if let Some(code) = grpc_status(&parts.headers) {
+        let request = watch_request(&self.check.service);
+        match streaming::open(&self.connection, WATCH_PATH, request, WHAT).await? {
             // A trailers-only answer: the call is over.
-            return match code {
-                GRPC_UNIMPLEMENTED => {
-                    self.unimplemented = true;
-                    Ok(Some(Health::Serving))
-                }
-                code => Err(format!(
-                    "the health check call failed with status {code}{}",
-                    grpc_message(&parts.headers)
-                )),
-            };
+            Opened::Ended(GRPC_UNIMPLEMENTED, _) => {
+                self.unimplemented = true;
+                Ok(Some(Health::Serving))
+            }
+            Opened::Ended(code, message) => Err(format!(
+                "the health check call failed with status {code}{message}"
+            )),
+            Opened::Stream(body) => {
+                self.stream = Some(body);
+                self.buffer.clear();
+                Ok(None)
+            }
         }
-        self.stream = Some(body);
-        self.buffer.clear();
-        Ok(None)
     }
-}
-
-fn retry_delay(failures: u32) -> Duration {
-    let factor = 1u32 << failures.saturating_sub(1).min(16);
-    RETRY_INITIAL.saturating_mul(factor).min(RETRY_MAX)
 }
 
 /// A `HealthCheckRequest { service }`, framed.
@@ -247,11 +214,7 @@ fn watch_request(service: &str) -> Bytes {
         put_varint(&mut message, service.len() as u64);
         message.extend_from_slice(service.as_bytes());
     }
-    let mut framed = Vec::with_capacity(message.len() + 5);
-    framed.push(0); // not compressed
-    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&message);
-    Bytes::from(framed)
+    streaming::frame(&message)
 }
 
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {
@@ -260,60 +223,6 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
         value >>= 7;
     }
     out.push(value as u8);
-}
-
-/// What the health stream said next.
-#[derive(Debug, PartialEq, Eq)]
-enum Message {
-    /// A `HealthCheckResponse` with this status.
-    Status(u64),
-    /// The call ended, with this gRPC status code and message (as `: message`, or empty).
-    End(u32, String),
-}
-
-async fn read_message(stream: &mut Incoming, buffer: &mut BytesMut) -> Result<Message, String> {
-    loop {
-        if let Some(message) = take_message(buffer)? {
-            return Ok(Message::Status(parse_status(&message)?));
-        }
-        match poll_fn(|cx| Pin::new(&mut *stream).poll_frame(cx)).await {
-            None => return Ok(Message::End(GRPC_OK, String::new())),
-            Some(Err(error)) => return Err(format!("the health check stream failed: {error}")),
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => {
-                    if buffer.len() + data.len() > MAX_MESSAGE + 5 {
-                        return Err("the health check answer is too large".to_owned());
-                    }
-                    buffer.extend_from_slice(&data);
-                }
-                Err(frame) => {
-                    if let Some(trailers) = frame.trailers_ref() {
-                        let code = grpc_status(trailers).unwrap_or(GRPC_OK);
-                        return Ok(Message::End(code, grpc_message(trailers)));
-                    }
-                }
-            },
-        }
-    }
-}
-
-/// One whole gRPC message from the front of `buffer`, if it holds one.
-fn take_message(buffer: &mut BytesMut) -> Result<Option<Bytes>, String> {
-    if buffer.len() < 5 {
-        return Ok(None);
-    }
-    if buffer[0] != 0 {
-        return Err("the health check answer is compressed, which was not asked for".to_owned());
-    }
-    let length = u32::from_be_bytes([buffer[1], buffer[2], buffer[3], buffer[4]]) as usize;
-    if length > MAX_MESSAGE {
-        return Err("the health check answer is too large".to_owned());
-    }
-    if buffer.len() < 5 + length {
-        return Ok(None);
-    }
-    buffer.advance(5);
-    Ok(Some(buffer.split_to(length).freeze()))
 }
 
 /// The `status` field (1, varint) of a `HealthCheckResponse`; absent means UNKNOWN (0).
@@ -364,26 +273,6 @@ fn serving_status(status: u64) -> Health {
     }
 }
 
-fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
-    headers
-        .get("grpc-status")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-fn grpc_message(headers: &http::HeaderMap) -> String {
-    match headers
-        .get("grpc-message")
-        .and_then(|value| value.to_str().ok())
-    {
-        Some(message) if !message.is_empty() => format!(": {message}"),
-        _ => String::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,35 +302,10 @@ mod tests {
     }
 
     #[test]
-    fn messages_are_taken_whole_from_the_buffer() {
-        let mut buffer = BytesMut::from(&[0, 0, 0, 0, 2, 0x08][..]);
-        assert_eq!(take_message(&mut buffer), Ok(None));
-        buffer.extend_from_slice(&[0x01, 0, 0, 0]);
-        assert_eq!(
-            take_message(&mut buffer),
-            Ok(Some(Bytes::from_static(&[0x08, 0x01])))
-        );
-        assert_eq!(take_message(&mut buffer), Ok(None));
-        let mut compressed = BytesMut::from(&[1, 0, 0, 0, 0][..]);
-        assert!(take_message(&mut compressed).is_err());
-        let mut huge = BytesMut::from(&[0, 0xff, 0xff, 0xff, 0xff][..]);
-        assert!(take_message(&mut huge).is_err());
-    }
-
-    #[test]
     fn only_serving_is_healthy() {
         assert_eq!(serving_status(1), Health::Serving);
         for status in [0, 2, 3, 99] {
             assert!(matches!(serving_status(status), Health::NotServing(_)));
         }
-    }
-
-    #[test]
-    fn retries_back_off_to_a_limit() {
-        assert_eq!(retry_delay(1), Duration::from_secs(1));
-        assert_eq!(retry_delay(2), Duration::from_secs(2));
-        assert_eq!(retry_delay(5), Duration::from_secs(16));
-        assert_eq!(retry_delay(6), RETRY_MAX);
-        assert_eq!(retry_delay(u32::MAX), RETRY_MAX);
     }
 }
