@@ -130,7 +130,10 @@ pub use call::{CallOutcome, LoadReport};
 pub use picker::{
     FailPicker, Pick, PickRequest, Picker, QueuePicker, RoundRobinPicker, SinglePicker,
 };
-pub use policy::{Controller, Policy, PolicyBuilder, PolicyConfig, SubchannelUpdate};
+pub use policy::{
+    Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError, PolicyParamErrorKind,
+    SubchannelUpdate,
+};
 pub use resolution::ResolutionConfig;
 pub use resolver::{PolicyChoice, ResolverError, ResolverUpdate};
 pub use rng::Rng;
