@@ -99,6 +99,37 @@
 //! built-in policies), and the [`Balancer`] on top. Beside them, [`retry`] decides each call's
 //! retries and hedges (gRFC A6) with a machine of its own per call.
 //!
+//! ## Glossary
+//!
+//! The words are gRPC's; two of them name a type one level away from grpc-go's type of the same
+//! name, so they are worth pinning down.
+//!
+//! - **Target**: the name a channel is made for, `scheme://authority/endpoint` ([`Target`]); its
+//!   scheme chooses the resolver.
+//! - **Resolver**: turns a target into endpoints. It runs in the adapter (the core has no I/O) and
+//!   hands the balancer [`ResolverUpdate`]s, which may carry a [`PolicyChoice`] (gRPC's
+//!   service-config choice of policy), or [`ResolverError`]s.
+//! - **Address** and **Endpoint**: an [`Address`] is one place to connect to (a socket address, a
+//!   Unix path); an [`Endpoint`] is one backend, reachable at one or more addresses (say its IPv4
+//!   and IPv6 ones), with [`Attributes`] such as a weight. Resolvers list endpoints; policies
+//!   balance over endpoints and connect to addresses.
+//! - **Subchannel**: one logical connection to one address, named by a [`SubchannelId`] that
+//!   stays valid until the policy removes it; the balancer asks the adapter to open and drop its
+//!   actual connections ([`ConnectionId`]) and reconnects it with backoff.
+//! - **Connectivity state**: IDLE, CONNECTING, READY, TRANSIENT_FAILURE or SHUTDOWN
+//!   ([`ConnectivityState`]), of a subchannel and, as its policy sums them up, of the channel.
+//! - **[`Balancer`]**: the channel side of load balancing: what grpc-go's `ClientConn` and its
+//!   balancer wrapper do. It owns the subchannels, the timers and the current policy, switches
+//!   policy when the resolver chooses another, and emits [`Action`]s for the adapter.
+//! - **[`Policy`]**: a load-balancing policy: what grpc-go calls a `Balancer` (pick_first,
+//!   round_robin, ...). It decides which subchannels exist and which are used, and publishes
+//!   pickers. [`PolicyConfig`] is a policy with its settings (grpc-go's `Builder` plus parsed
+//!   config).
+//! - **[`Controller`]**: the balancer as a policy sees it (grpc-go's `balancer.ClientConn`):
+//!   create, connect and remove subchannels, set timers, publish a picker, ask to re-resolve.
+//! - **[`Picker`]**: the policy's immutable snapshot for calls; each call's pick ([`Pick`])
+//!   names a READY subchannel, or says to queue, fail or drop the call.
+//!
 //! ## Features
 //!
 //! - `testing`: the module `croupier::testing`, a simulated adapter that drives a
@@ -160,7 +191,10 @@ pub use call::{CallOutcome, LoadReport};
 pub use picker::{
     FailPicker, Pick, PickRequest, Picker, QueuePicker, RoundRobinPicker, SinglePicker,
 };
-pub use policy::{Controller, Policy, PolicyBuilder, PolicyConfig, SubchannelUpdate};
+pub use policy::{
+    Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError, PolicyParamErrorKind,
+    SubchannelUpdate,
+};
 pub use resolution::ResolutionConfig;
 pub use resolver::{PolicyChoice, ResolverError, ResolverUpdate};
 pub use rng::Rng;

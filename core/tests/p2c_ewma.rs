@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use croupier::policy::PeakEwmaConfig;
 use croupier::{
-    Action, Address, CallOutcome, ConnectionEvent, Pick, PolicyChoice, PolicyConfig, SubchannelId,
+    Action, Address, CallOutcome, ConnectionEvent, Pick, PolicyChoice, PolicyConfig,
+    PolicyParamErrorKind, SubchannelId,
 };
 use support::*;
 
@@ -158,5 +159,11 @@ fn chosen_by_name_with_parameters() {
     let err = PolicyConfig::p2c_ewma()
         .with_params(&[("decay_ms".to_owned(), "soon".to_owned())])
         .unwrap_err();
-    assert!(err.contains("decay_ms"), "{err}");
+    assert_eq!(err.policy, "p2c_ewma");
+    assert!(
+        matches!(&err.kind, PolicyParamErrorKind::InvalidValue { key, value, .. }
+            if key == "decay_ms" && value == "soon"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("decay_ms"), "{err}");
 }

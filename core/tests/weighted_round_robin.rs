@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use croupier::policy::WeightedRoundRobinConfig;
 use croupier::{
-    Address, CallOutcome, Endpoint, LoadReport, PolicyChoice, PolicyConfig, ResolverUpdate,
+    Address, CallOutcome, Endpoint, LoadReport, PolicyChoice, PolicyConfig, PolicyParamErrorKind,
+    ResolverUpdate,
 };
 use support::*;
 
@@ -234,11 +235,19 @@ fn bad_parameters_are_refused_naming_them() {
     let err = config
         .with_params(&params("error_utilization_penalty", "-1"))
         .unwrap_err();
-    assert!(err.contains("error_utilization_penalty"), "{err}");
+    assert!(
+        matches!(&err.kind, PolicyParamErrorKind::InvalidValue { key, .. }
+            if key == "error_utilization_penalty"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("error_utilization_penalty"),
+        "{err}"
+    );
     let err = config
         .with_params(&params("enable_oob_load_report", "yes"))
         .unwrap_err();
-    assert!(err.contains("enable_oob_load_report"), "{err}");
+    assert!(err.to_string().contains("enable_oob_load_report"), "{err}");
     assert!(config
         .with_params(&params("enable_oob_load_report", "true"))
         .is_ok());
@@ -246,7 +255,12 @@ fn bad_parameters_are_refused_naming_them() {
         .with_params(&params("oob_reporting_period_ms", "5000"))
         .is_ok());
     let err = config.with_params(&params("nonsense", "1")).unwrap_err();
-    assert!(err.contains("nonsense"), "{err}");
+    assert_eq!(err.policy, "weighted_round_robin");
+    assert!(
+        matches!(&err.kind, PolicyParamErrorKind::UnknownParameter { key, .. } if key == "nonsense"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("nonsense"), "{err}");
 }
 
 /// Sends each of `loads` as an out-of-band report, `rounds` times, `every` apart.

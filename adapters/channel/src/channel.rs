@@ -13,7 +13,8 @@ use croupier::{
 use futures_lite::future;
 
 use crate::connector::{Addressed, AddressedConnector, Connector};
-use crate::driver::{Driver, Input};
+use crate::driver::Driver;
+use crate::inbox::Input;
 use crate::names::Names;
 use crate::resolver::{global_resolvers, ResolveNow, Resolver, ResolverContext, ResolverRegistry};
 use crate::runtime::{Runtime, Task};

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use croupier::{
-    Action, Address, Balancer, CallOutcome, ConnectionEvent, ConnectionId, ConnectivityState,
-    LoadReport, Picker, ResolverError, ResolverUpdate, SubchannelId, SubchannelInfo,
+    Action, Address, Balancer, ConnectionEvent, ConnectionId, ConnectivityState, LoadReport,
+    Picker, SubchannelId, SubchannelInfo,
 };
 use futures_lite::future;
 
 use crate::connections::Connections;
 use crate::connector::{Connected, Connector, Health, HealthWatch, Watch};
+use crate::inbox::Input;
 use crate::names::Names;
 use crate::resolver::ResolveNow;
 use crate::runtime::{BoxFuture, Runtime, Task};
@@ -21,16 +22,6 @@ use crate::shared::{Shared, Snapshot};
 /// The most reports and inputs the driver hands the balancer before it carries out the actions
 /// they caused (each round takes one of each kind).
 const BATCH_LIMIT: usize = 65_536;
-
-/// What the driver hears from handles, guards and the resolver.
-#[derive(Debug)]
-pub(crate) enum Input {
-    Resolved(ResolverUpdate),
-    ResolverFailed(ResolverError),
-    CallEnded(SubchannelId, CallOutcome),
-    ExitIdle,
-    Subchannels(async_channel::Sender<Vec<SubchannelInfo>>),
-}
 
 /// What connection tasks report.
 enum ConnectionReport<T> {
@@ -255,7 +246,7 @@ impl<C: Connector> Driver<C> {
                 if !self.is_current(connection) {
                     return;
                 }
-                let reason = self.describe(connection, &reason);
+                let reason = self.record_error(connection, &reason);
                 self.tasks.remove(&connection.subchannel());
                 self.balancer.handle_connection_event(
                     connection,
@@ -267,7 +258,7 @@ impl<C: Connector> Driver<C> {
                 if !self.is_current(connection) {
                     return;
                 }
-                let reason = self.describe(connection, &reason);
+                let reason = self.record_error(connection, &reason);
                 self.tasks.remove(&connection.subchannel());
                 self.withdraw(connection.subchannel());
                 self.balancer.handle_connection_event(
@@ -282,7 +273,7 @@ impl<C: Connector> Driver<C> {
     fn handle_health(&mut self, connection: ConnectionId, health: Health, now: Instant) {
         let event = match health {
             Health::NotServing(reason) => {
-                ConnectionEvent::Unhealthy(self.describe(connection, &reason))
+                ConnectionEvent::Unhealthy(self.record_error(connection, &reason))
             }
             _ => ConnectionEvent::Healthy,
         };
@@ -290,8 +281,9 @@ impl<C: Connector> Driver<C> {
             .handle_connection_event(connection, event, now);
     }
 
-    /// Remembers `reason` as the channel's last connection error, naming the address.
-    fn describe(&mut self, connection: ConnectionId, reason: &str) -> String {
+    /// Records `reason` as the channel's last connection error, naming the address, and returns
+    /// it for the balancer.
+    fn record_error(&mut self, connection: ConnectionId, reason: &str) -> String {
         if let Some((_, address, _)) = self.tasks.get(&connection.subchannel()) {
             self.last_error = Some(format!("{address}: {reason}").into());
         }

@@ -42,6 +42,7 @@ mod connector;
 mod driver;
 #[cfg(feature = "tower")]
 mod grpc;
+mod inbox;
 mod names;
 #[cfg(feature = "tower")]
 mod replay;

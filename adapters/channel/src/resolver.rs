@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use croupier::{Endpoint, ResolverError, ResolverUpdate, Target};
 use event_listener::Event;
 
-use crate::driver::Input;
+use crate::inbox::Input;
 use crate::runtime::{BoxFuture, Runtime};
 
 /// Resolves targets of one scheme. Register it with [`register_resolver`] (for every channel of the

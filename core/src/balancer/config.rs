@@ -1,8 +1,10 @@
 //! A balancer's configuration.
 
+use std::fmt;
+
 use crate::address::Endpoint;
 use crate::backoff::BackoffConfig;
-use crate::policy::PolicyConfig;
+use crate::policy::{PolicyConfig, PolicyParamError};
 use crate::resolution::ResolutionConfig;
 use crate::resolver::{PolicyChoice, ResolverError};
 
@@ -86,7 +88,7 @@ impl BalancerConfig {
     }
 
     /// The policy a resolver's choice names, configured with its parameters.
-    pub(crate) fn lookup(&self, choice: &PolicyChoice) -> Result<PolicyConfig, String> {
+    pub(crate) fn lookup(&self, choice: &PolicyChoice) -> Result<PolicyConfig, PolicyChoiceError> {
         let builtins = [PolicyConfig::pick_first(), PolicyConfig::round_robin()];
         let known = std::iter::once(&self.policy)
             .chain(&self.policies)
@@ -97,16 +99,39 @@ impl BalancerConfig {
         let mut names = Vec::new();
         for policy in known {
             if policy.name() == choice.name() {
-                return policy.with_params(choice.params());
+                return policy
+                    .with_params(choice.params())
+                    .map_err(PolicyChoiceError::Params);
             }
             names.push(policy.name().to_owned());
         }
         names.sort();
         names.dedup();
-        Err(format!(
-            "unknown load-balancing policy {:?} (known: {})",
-            choice.name(),
-            names.join(", ")
-        ))
+        Err(PolicyChoiceError::UnknownPolicy {
+            name: choice.name().to_owned(),
+            known: names,
+        })
+    }
+}
+
+/// Why a resolver's [`PolicyChoice`] cannot be used.
+#[derive(Debug)]
+pub(crate) enum PolicyChoiceError {
+    /// No policy the balancer knows has this name.
+    UnknownPolicy { name: String, known: Vec<String> },
+    /// The policy refused the choice's parameters.
+    Params(PolicyParamError),
+}
+
+impl fmt::Display for PolicyChoiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicyChoiceError::UnknownPolicy { name, known } => write!(
+                f,
+                "unknown load-balancing policy {name:?} (known: {})",
+                known.join(", ")
+            ),
+            PolicyChoiceError::Params(error) => error.fmt(f),
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::picker::{Pick, PickRequest, Picker};
 use crate::policy::round_robin::{RoundRobin, Spread};
-use crate::policy::{Policy, PolicyBuilder, PolicyConfig};
+use crate::policy::{parse_whole, Policy, PolicyBuilder, PolicyConfig, PolicyParamError};
 use crate::rng::AtomicRng;
 use crate::subchannel::SubchannelId;
 
@@ -46,18 +46,18 @@ impl PolicyBuilder for LeastRequestConfig {
         Box::new(RoundRobin::with_spread(Spread::LeastRequest(choices)))
     }
 
-    fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, String> {
+    fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, PolicyParamError> {
         let mut config = self.clone();
         for (key, value) in params {
             match key.as_str() {
                 "choice_count" | "choiceCount" => {
-                    config.choice_count = value.parse().map_err(|_| {
-                        format!("parameter {key} must be a whole number, got {value:?}")
-                    })?;
+                    config.choice_count = parse_whole(self.name(), key, value)?;
                 }
                 other => {
-                    return Err(format!(
-                        "policy least_request has no parameter {other:?} (known: choice_count)"
+                    return Err(PolicyParamError::unknown_parameter(
+                        self.name(),
+                        other,
+                        "choice_count",
                     ))
                 }
             }

@@ -39,6 +39,7 @@ pub mod least_request;
 pub mod outlier_detection;
 pub mod p2c_ewma;
 mod pacing;
+mod params;
 pub mod pick_first;
 pub mod random;
 pub mod ring_hash;
@@ -50,6 +51,8 @@ pub use outlier_detection::{
     FailurePercentageEjection, OutlierDetectionConfig, SuccessRateEjection,
 };
 pub use p2c_ewma::PeakEwmaConfig;
+pub(crate) use params::{parse_bool, parse_millis, parse_whole};
+pub use params::{PolicyParamError, PolicyParamErrorKind};
 pub use pick_first::PickFirstConfig;
 pub use pick_first::PickFirstList;
 pub use random::RandomConfig;
@@ -172,13 +175,9 @@ pub trait PolicyBuilder: Send + Sync + fmt::Debug {
     /// The same kind of policy with settings from a resolver's
     /// [`PolicyChoice`](crate::PolicyChoice). Policies with no settings accept only an empty list.
     /// `params` is never empty: an empty list keeps the configured policy as it is.
-    fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, String> {
-        let keys: Vec<&str> = params.iter().map(|(key, _)| key.as_str()).collect();
-        Err(format!(
-            "policy {} takes no parameters, got {}",
-            self.name(),
-            keys.join(", ")
-        ))
+    fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, PolicyParamError> {
+        let keys = params.iter().map(|(key, _)| key.as_str());
+        Err(PolicyParamError::takes_no_parameters(self.name(), keys))
     }
 }
 
@@ -252,7 +251,10 @@ impl PolicyConfig {
     }
 
     /// This policy with `params` applied, or why they do not fit.
-    pub fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, String> {
+    pub fn with_params(
+        &self,
+        params: &[(String, String)],
+    ) -> Result<PolicyConfig, PolicyParamError> {
         if params.is_empty() {
             Ok(self.clone())
         } else {
@@ -281,25 +283,6 @@ pub(crate) fn builtins() -> Vec<PolicyConfig> {
         PolicyConfig::ring_hash(),
         PolicyConfig::outlier_detection(PolicyConfig::round_robin()),
     ]
-}
-
-/// Reads a boolean parameter value (`true`/`false`), naming the key when it is neither.
-pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
-    match value {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        other => Err(format!(
-            "parameter {key} must be true or false, got {other:?}"
-        )),
-    }
-}
-
-/// Reads a duration parameter given in whole milliseconds, naming the key when it is not one.
-pub(crate) fn parse_millis(key: &str, value: &str) -> Result<std::time::Duration, String> {
-    value
-        .parse()
-        .map(std::time::Duration::from_millis)
-        .map_err(|_| format!("parameter {key} must be a number of milliseconds, got {value:?}"))
 }
 
 /// Formats `address: error` pairs into one message, at most `limit` of them, saying how many more.

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crate::call::CallOutcome;
 use crate::picker::{Pick, PickRequest, Picker};
 use crate::policy::round_robin::{RoundRobin, Spread};
-use crate::policy::{parse_millis, Policy, PolicyBuilder, PolicyConfig};
+use crate::policy::{parse_millis, Policy, PolicyBuilder, PolicyConfig, PolicyParamError};
 use crate::rng::AtomicRng;
 use crate::subchannel::{IdMap, SubchannelId};
 
@@ -71,16 +71,17 @@ impl PolicyBuilder for PeakEwmaConfig {
     }
 
     /// Takes `decay_ms` and `default_rtt_ms`.
-    fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, String> {
+    fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, PolicyParamError> {
         let mut config = self.clone();
         for (key, value) in params {
             match key.as_str() {
-                "decay_ms" => config.decay = parse_millis(key, value)?,
-                "default_rtt_ms" => config.default_rtt = parse_millis(key, value)?,
+                "decay_ms" => config.decay = parse_millis(self.name(), key, value)?,
+                "default_rtt_ms" => config.default_rtt = parse_millis(self.name(), key, value)?,
                 other => {
-                    return Err(format!(
-                        "policy p2c_ewma has no parameter {other:?} (known: decay_ms, \
-                         default_rtt_ms)"
+                    return Err(PolicyParamError::unknown_parameter(
+                        self.name(),
+                        other,
+                        "decay_ms, default_rtt_ms",
                     ))
                 }
             }

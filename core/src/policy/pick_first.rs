@@ -22,8 +22,8 @@ use crate::backoff::later;
 use crate::hasher::FastSet;
 use crate::picker::{FailPicker, Picker, QueuePicker, SinglePicker};
 use crate::policy::{
-    describe_failures, parse_bool, Controller, Policy, PolicyBuilder, PolicyConfig,
-    SubchannelUpdate,
+    describe_failures, parse_bool, parse_millis, Controller, Policy, PolicyBuilder, PolicyConfig,
+    PolicyParamError, SubchannelUpdate,
 };
 use crate::resolver::ResolverError;
 use crate::status::{ConnectivityState, Status};
@@ -83,23 +83,21 @@ impl PolicyBuilder for PickFirstConfig {
         Box::new(PickFirst::new(self.clone()))
     }
 
-    fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, String> {
+    fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, PolicyParamError> {
         let mut config = self.clone();
         for (key, value) in params {
             match key.as_str() {
                 "shuffle_address_list" | "shuffleAddressList" => {
-                    config.shuffle_address_list = parse_bool(key, value)?;
+                    config.shuffle_address_list = parse_bool(self.name(), key, value)?;
                 }
                 "happy_eyeballs_delay_ms" => {
-                    let ms: u64 = value.parse().map_err(|_| {
-                        format!("parameter {key} must be a number of milliseconds, got {value:?}")
-                    })?;
-                    config.happy_eyeballs_delay = Duration::from_millis(ms);
+                    config.happy_eyeballs_delay = parse_millis(self.name(), key, value)?;
                 }
                 other => {
-                    return Err(format!(
-                        "policy pick_first has no parameter {other:?} \
-                         (known: shuffle_address_list, happy_eyeballs_delay_ms)"
+                    return Err(PolicyParamError::unknown_parameter(
+                        self.name(),
+                        other,
+                        "shuffle_address_list, happy_eyeballs_delay_ms",
                     ))
                 }
             }
@@ -659,6 +657,13 @@ mod tests {
         let err = config
             .with_params(&[("bogus".into(), "1".into())])
             .unwrap_err();
-        assert!(err.contains("bogus"), "{err}");
+        assert_eq!(
+            err,
+            PolicyParamError::unknown_parameter(
+                "pick_first",
+                "bogus",
+                "shuffle_address_list, happy_eyeballs_delay_ms"
+            )
+        );
     }
 }

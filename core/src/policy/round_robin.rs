@@ -522,9 +522,10 @@ impl Policy for RoundRobin {
                 fresh.push(endpoint);
                 continue;
             };
-            let Some(child) = self.children.get_mut(key) else {
-                continue;
-            };
+            let child = self
+                .children
+                .get_mut(key)
+                .expect("find returns only the key of a live child whose addresses it matched");
             if child.listed == update {
                 continue; // the same endpoint twice: the first one counts
             }

@@ -38,7 +38,9 @@ use crate::call::{CallOutcome, LoadReport};
 use crate::hasher::FastMap;
 use crate::picker::{fast_quotient, fast_remainder, Pick, PickRequest, Picker};
 use crate::policy::round_robin::{RoundRobin, Spread};
-use crate::policy::{parse_bool, parse_millis, Policy, PolicyBuilder, PolicyConfig};
+use crate::policy::{
+    parse_bool, parse_millis, Policy, PolicyBuilder, PolicyConfig, PolicyParamError,
+};
 use crate::slab::SlabKey;
 use crate::subchannel::SubchannelId;
 
@@ -143,37 +145,45 @@ impl PolicyBuilder for WeightedRoundRobinConfig {
     /// Takes `blackout_period_ms`, `weight_expiration_period_ms`, `weight_update_period_ms`,
     /// `error_utilization_penalty` (a number at least 0), `enable_oob_load_report` and
     /// `oob_reporting_period_ms`.
-    fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, String> {
+    fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, PolicyParamError> {
         let mut config = self.clone();
         for (key, value) in params {
             match key.as_str() {
-                "blackout_period_ms" => config.blackout_period = parse_millis(key, value)?,
+                "blackout_period_ms" => {
+                    config.blackout_period = parse_millis(self.name(), key, value)?
+                }
                 "weight_expiration_period_ms" => {
-                    config.weight_expiration_period = parse_millis(key, value)?;
+                    config.weight_expiration_period = parse_millis(self.name(), key, value)?;
                 }
                 "weight_update_period_ms" => {
-                    config.weight_update_period = parse_millis(key, value)?;
+                    config.weight_update_period = parse_millis(self.name(), key, value)?;
                 }
                 "error_utilization_penalty" => {
                     config.error_utilization_penalty = match value.parse::<f64>() {
                         Ok(penalty) if penalty.is_finite() && penalty >= 0.0 => penalty,
                         _ => {
-                            return Err(format!(
-                                "parameter {key} must be a number at least 0, got {value:?}"
+                            return Err(PolicyParamError::invalid_value(
+                                self.name(),
+                                key,
+                                value,
+                                "a number at least 0",
                             ))
                         }
                     };
                 }
-                "enable_oob_load_report" => config.enable_oob_load_report = parse_bool(key, value)?,
+                "enable_oob_load_report" => {
+                    config.enable_oob_load_report = parse_bool(self.name(), key, value)?;
+                }
                 "oob_reporting_period_ms" => {
-                    config.oob_reporting_period = parse_millis(key, value)?;
+                    config.oob_reporting_period = parse_millis(self.name(), key, value)?;
                 }
                 other => {
-                    return Err(format!(
-                        "policy weighted_round_robin has no parameter {other:?} (known: \
-                         blackout_period_ms, weight_expiration_period_ms, \
+                    return Err(PolicyParamError::unknown_parameter(
+                        self.name(),
+                        other,
+                        "blackout_period_ms, weight_expiration_period_ms, \
                          weight_update_period_ms, error_utilization_penalty, \
-                         enable_oob_load_report, oob_reporting_period_ms)"
+                         enable_oob_load_report, oob_reporting_period_ms",
                     ))
                 }
             }

@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use super::OutlierDetection;
-use crate::policy::{builtins, parse_bool, parse_millis, Policy, PolicyBuilder, PolicyConfig};
+use crate::policy::{
+    builtins, parse_bool, parse_millis, parse_whole, Policy, PolicyBuilder, PolicyConfig,
+    PolicyParamError,
+};
 
 /// Settings of success-rate ejection (gRFC A50); see the [policy docs](super).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -206,24 +209,27 @@ impl Default for OutlierDetectionConfig {
     }
 }
 
-fn number(key: &str, value: &str) -> Result<u32, String> {
-    value
-        .parse()
-        .map_err(|_| format!("parameter {key} must be a whole number, got {value:?}"))
+const NAME: &str = "outlier_detection";
+
+fn number(key: &str, value: &str) -> Result<u32, PolicyParamError> {
+    parse_whole(NAME, key, value)
 }
 
-fn percent(key: &str, value: &str) -> Result<u32, String> {
+fn percent(key: &str, value: &str) -> Result<u32, PolicyParamError> {
     match number(key, value)? {
         p if p <= 100 => Ok(p),
-        p => Err(format!(
-            "parameter {key} is a percentage, at most 100, got {p}"
+        _ => Err(PolicyParamError::invalid_value(
+            NAME,
+            key,
+            value,
+            "a percentage, at most 100",
         )),
     }
 }
 
 impl PolicyBuilder for OutlierDetectionConfig {
     fn name(&self) -> &str {
-        "outlier_detection"
+        NAME
     }
 
     fn build(&self) -> Box<dyn Policy> {
@@ -238,7 +244,7 @@ impl PolicyBuilder for OutlierDetectionConfig {
     /// `success_rate_request_volume`, and `failure_percentage=true|false` with
     /// `failure_percentage_threshold`, `failure_percentage_enforcement_percentage`,
     /// `failure_percentage_minimum_hosts`, `failure_percentage_request_volume`.
-    fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, String> {
+    fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, PolicyParamError> {
         let mut config = self.clone();
         let mut child_params = Vec::new();
         for (key, value) in params {
@@ -252,20 +258,30 @@ impl PolicyBuilder for OutlierDetectionConfig {
                     config.child_policy = if config.child_policy.name() == value {
                         config.child_policy.clone()
                     } else {
-                        builtins()
-                            .into_iter()
-                            .find(|policy| policy.name() == value)
-                            .ok_or_else(|| {
-                                format!("outlier_detection child_policy {value:?} is not a built-in policy")
-                            })?
+                        let builtins = builtins();
+                        match builtins.iter().find(|policy| policy.name() == value) {
+                            Some(policy) => policy.clone(),
+                            None => {
+                                let names: Vec<&str> =
+                                    builtins.iter().map(PolicyConfig::name).collect();
+                                let expected = format!("a built-in policy ({})", names.join(", "));
+                                return Err(PolicyParamError::invalid_value(
+                                    NAME, key, value, &expected,
+                                ));
+                            }
+                        }
                     };
                 }
-                "interval_ms" => config.interval = parse_millis(key, value)?,
-                "base_ejection_time_ms" => config.base_ejection_time = parse_millis(key, value)?,
-                "max_ejection_time_ms" => config.max_ejection_time = parse_millis(key, value)?,
+                "interval_ms" => config.interval = parse_millis(NAME, key, value)?,
+                "base_ejection_time_ms" => {
+                    config.base_ejection_time = parse_millis(NAME, key, value)?
+                }
+                "max_ejection_time_ms" => {
+                    config.max_ejection_time = parse_millis(NAME, key, value)?
+                }
                 "max_ejection_percent" => config.max_ejection_percent = percent(key, value)?,
                 "success_rate" => {
-                    config.success_rate_ejection = parse_bool(key, value)?.then_some(sr);
+                    config.success_rate_ejection = parse_bool(NAME, key, value)?.then_some(sr);
                 }
                 "success_rate_stdev_factor" => {
                     config.success_rate_ejection = Some(sr.stdev_factor(number(key, value)?));
@@ -281,7 +297,8 @@ impl PolicyBuilder for OutlierDetectionConfig {
                     config.success_rate_ejection = Some(sr.request_volume(number(key, value)?));
                 }
                 "failure_percentage" => {
-                    config.failure_percentage_ejection = parse_bool(key, value)?.then_some(fp);
+                    config.failure_percentage_ejection =
+                        parse_bool(NAME, key, value)?.then_some(fp);
                 }
                 "failure_percentage_threshold" => {
                     config.failure_percentage_ejection = Some(fp.threshold(percent(key, value)?));
@@ -301,13 +318,14 @@ impl PolicyBuilder for OutlierDetectionConfig {
                 other => match other.strip_prefix("child_policy.") {
                     Some(child_key) => child_params.push((child_key.to_owned(), value.clone())),
                     None => {
-                        return Err(format!(
-                            "policy outlier_detection has no parameter {other:?} (known: \
-                             child_policy, child_policy.<key>, interval_ms, \
+                        return Err(PolicyParamError::unknown_parameter(
+                            NAME,
+                            other,
+                            "child_policy, child_policy.<key>, interval_ms, \
                              base_ejection_time_ms, max_ejection_time_ms, max_ejection_percent, \
                              success_rate[_stdev_factor|_enforcement_percentage|_minimum_hosts|\
                              _request_volume], failure_percentage[_threshold|\
-                             _enforcement_percentage|_minimum_hosts|_request_volume])"
+                             _enforcement_percentage|_minimum_hosts|_request_volume]",
                         ))
                     }
                 },
@@ -374,10 +392,12 @@ mod tests {
             ("child_policy.bogus", "1"),
         ] {
             let error = config.with_params(&params(&[(key, value)])).unwrap_err();
-            assert!(
-                error.contains(key.trim_start_matches("child_policy.")),
-                "{error}"
-            );
+            let (policy, key) = match key.strip_prefix("child_policy.") {
+                Some(child_key) => ("round_robin", child_key),
+                None => ("outlier_detection", key),
+            };
+            assert_eq!(error.policy, policy, "{error}");
+            assert!(error.to_string().contains(key), "{error}");
         }
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use http::header::HeaderName;
 
 use super::RingHash;
-use crate::policy::{Policy, PolicyBuilder, PolicyConfig};
+use crate::policy::{parse_whole, Policy, PolicyBuilder, PolicyConfig, PolicyParamError};
 
 /// The default smallest ring: 1024 entries.
 pub const DEFAULT_MIN_RING_SIZE: u64 = 1024;
@@ -115,12 +115,6 @@ impl RingHashConfig {
     }
 }
 
-fn parse_count(key: &str, value: &str) -> Result<u64, String> {
-    value
-        .parse()
-        .map_err(|_| format!("parameter {key} must be a whole number, got {value:?}"))
-}
-
 impl PolicyBuilder for RingHashConfig {
     fn name(&self) -> &str {
         "ring_hash"
@@ -130,28 +124,43 @@ impl PolicyBuilder for RingHashConfig {
         Box::new(RingHash::new(self.clone()))
     }
 
-    fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, String> {
+    fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, PolicyParamError> {
         let mut config = self.clone();
         for (key, value) in params {
             match key.as_str() {
-                "min_ring_size" | "minRingSize" => config.min_ring_size = parse_count(key, value)?,
-                "max_ring_size" | "maxRingSize" => config.max_ring_size = parse_count(key, value)?,
+                "min_ring_size" | "minRingSize" => {
+                    config.min_ring_size = parse_whole(self.name(), key, value)?
+                }
+                "max_ring_size" | "maxRingSize" => {
+                    config.max_ring_size = parse_whole(self.name(), key, value)?
+                }
                 "request_hash_header" | "requestHashHeader" => {
-                    config = config
-                        .request_hash_header(value)
-                        .map_err(|error| error.to_string())?;
+                    config = config.request_hash_header(value).map_err(|error| {
+                        let expected = match error {
+                            RingHashConfigError::BinaryHeader(_) => {
+                                "a text header, not a binary header (-bin)"
+                            }
+                            _ => "a valid header name",
+                        };
+                        PolicyParamError::invalid_value(self.name(), key, value, expected)
+                    })?;
                 }
                 other => {
-                    return Err(format!(
-                        "policy ring_hash has no parameter {other:?} \
-                         (known: min_ring_size, max_ring_size, request_hash_header)"
+                    return Err(PolicyParamError::unknown_parameter(
+                        self.name(),
+                        other,
+                        "min_ring_size, max_ring_size, request_hash_header",
                     ))
                 }
             }
         }
         let (min, max) = (config.min_ring_size, config.max_ring_size);
         if min == 0 || max == 0 || min > max {
-            return Err(RingHashConfigError::RingSize { min, max }.to_string());
+            let error = RingHashConfigError::RingSize { min, max };
+            return Err(PolicyParamError::inconsistent(
+                self.name(),
+                error.to_string(),
+            ));
         }
         Ok(PolicyConfig::new(config))
     }
