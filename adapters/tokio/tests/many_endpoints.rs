@@ -11,22 +11,21 @@
 //! The core is tested to 200,000 endpoints without sockets (`core/tests/scale.rs`); here that
 //! many would need 800,000 descriptors.
 //!
-//! The listener is bound to 0.0.0.0, the only address that accepts connections to every
-//! 127.x.y.z (one bound to 127.0.0.1 accepts only 127.0.0.1), and to the loopback device, so
-//! nothing from another interface reaches it.
+//! One echo server serves them all ([`EchoServer::start_fleet`]); each reply names the address
+//! its client reached.
 
+#![cfg(target_os = "linux")]
 #![allow(unsafe_code)] // a GlobalAlloc is unsafe to implement, and getrlimit is a C call
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashSet;
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use croupier::{ConnectivityState, PickRequest, PolicyConfig};
-use croupier_echo::tokio_io::{read_frame, write_frame};
+use croupier_echo::tokio_io::echo;
+use croupier_echo::EchoServer;
 use croupier_tokio::SharedStream;
 
 /// Bytes allocated and not yet freed, by every thread of the test binary.
@@ -99,94 +98,6 @@ fn endpoint_count() -> usize {
     MAX_ENDPOINTS.min(descriptor_limit().saturating_sub(RESERVE) / DESCRIPTORS_PER_ENDPOINT)
 }
 
-/// Counters the server keeps.
-#[derive(Default)]
-struct Served {
-    accepted: AtomicUsize,
-    closed: AtomicUsize,
-}
-
-/// An echo server on one port of every loopback IP, on a thread and runtime of its own (as a
-/// fleet of servers is apart from its client). Each reply names the address the client reached.
-struct FleetServer {
-    port: u16,
-    served: Arc<Served>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl FleetServer {
-    fn start() -> FleetServer {
-        use socket2::{Domain, Socket, Type};
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        socket
-            .bind_device(Some(b"lo"))
-            .expect("binding a socket to the loopback device");
-        socket
-            .bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)).into())
-            .unwrap();
-        // As deep a queue as the kernel allows: thousands of clients connect at once.
-        socket.listen(4_096).unwrap();
-        socket.set_nonblocking(true).unwrap();
-        let listener = std::net::TcpListener::from(socket);
-        let port = listener.local_addr().unwrap().port();
-        let served = Arc::new(Served::default());
-        let counters = Arc::clone(&served);
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                tokio::select! {
-                    _ = stopped => {}
-                    _ = accept(listener, counters) => {}
-                }
-            });
-            // Dropping the runtime drops every connection task and closes its socket.
-        });
-        FleetServer {
-            port,
-            served,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for FleetServer {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-async fn accept(listener: tokio::net::TcpListener, served: Arc<Served>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        served.accepted.fetch_add(1, Ordering::SeqCst);
-        let served = Arc::clone(&served);
-        tokio::spawn(async move {
-            let reached = stream
-                .local_addr()
-                .map(|address| address.to_string())
-                .unwrap_or_default();
-            while let Ok(Some(_request)) = read_frame(&mut stream).await {
-                if write_frame(&mut stream, reached.as_bytes()).await.is_err() {
-                    break;
-                }
-            }
-            served.closed.fetch_add(1, Ordering::SeqCst);
-        });
-    }
-}
-
 /// Waits, checking every 20 ms, until `done` says so; panics with `what` after [`PATIENCE`].
 async fn wait_until<F: Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
     let waited = tokio::time::timeout(PATIENCE, async {
@@ -198,21 +109,18 @@ async fn wait_until<F: Future<Output = bool>>(what: &str, mut done: impl FnMut()
     assert!(waited.is_ok(), "{what}: not within {PATIENCE:?}");
 }
 
-/// The target naming `n` consecutive loopback IPs from 127.0.0.1, all on `port`.
-fn fleet_target(n: usize, port: u16) -> String {
-    let first = u32::from(Ipv4Addr::new(127, 0, 0, 1));
-    let addresses: Vec<String> = (0..n as u32)
-        .map(|i| SocketAddr::from((Ipv4Addr::from(first + i), port)).to_string())
+/// The target naming the first `n` addresses of the fleet `server` serves.
+fn fleet_target(server: &EchoServer, n: u32) -> String {
+    let addresses: Vec<String> = (0..n)
+        .map(|i| server.fleet_address(i).expect("in 127.0.0.0/8").to_string())
         .collect();
     format!("ipv4:{}", addresses.join(","))
 }
 
-/// One echo call on `connection`; returns the address the server says was reached.
+/// One echo call on `connection`.
 async fn call(connection: &SharedStream) -> String {
     let mut stream = connection.lock().await;
-    write_frame(&mut *stream, b"which backend?").await.unwrap();
-    let reply = read_frame(&mut *stream).await.unwrap().expect("a reply");
-    String::from_utf8(reply).unwrap()
+    echo(&mut *stream, "which backend?").await.unwrap()
 }
 
 /// What one round measured.
@@ -224,10 +132,10 @@ struct Round {
 /// Builds a round_robin channel over `n` endpoints, waits until all are READY, makes `n` calls
 /// (which must reach `n` distinct backends), drops the channel and waits until the server saw
 /// every connection end.
-async fn round(server: &FleetServer, n: usize) -> Round {
-    let accepted_before = server.served.accepted.load(Ordering::SeqCst);
+async fn round(server: &EchoServer, n: usize) -> Round {
+    let accepted_before = server.stats().accepted();
     let started = Instant::now();
-    let channel = croupier_tokio::builder(fleet_target(n, server.port))
+    let channel = croupier_tokio::builder(fleet_target(server, n as u32))
         .policy(PolicyConfig::round_robin())
         .build()
         .unwrap();
@@ -261,7 +169,7 @@ async fn round(server: &FleetServer, n: usize) -> Round {
         let backend = call(&picked.connection).await;
         assert_eq!(
             backend,
-            picked.call.address().to_string(),
+            format!("which backend? (from {})", picked.call.address()),
             "the call reached the backend its pick named"
         );
         picked.call.success();
@@ -269,7 +177,7 @@ async fn round(server: &FleetServer, n: usize) -> Round {
     }
     assert_eq!(reached.len(), n, "distinct backends reached by {n} calls");
     assert_eq!(
-        server.served.accepted.load(Ordering::SeqCst) - accepted_before,
+        server.stats().accepted() - accepted_before,
         n,
         "connections accepted: one per endpoint"
     );
@@ -277,8 +185,7 @@ async fn round(server: &FleetServer, n: usize) -> Round {
 
     drop(channel);
     wait_until("the server sees every connection end", || async {
-        let served = &server.served;
-        served.closed.load(Ordering::SeqCst) == served.accepted.load(Ordering::SeqCst)
+        server.stats().open() == 0
     })
     .await;
     Round {
@@ -296,13 +203,13 @@ fn thousands_of_loopback_endpoints_serve_calls_and_give_back_their_memory() {
         "a descriptor limit of {} allows only {n} endpoints; this test needs 4,096",
         descriptor_limit()
     );
-    let server = FleetServer::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
+        let server = EchoServer::start_fleet(0).await.unwrap();
         // A first round grows tokio's caches (I/O driver slabs, task queues) to this size.
         let warm_up = round(&server, n).await;
         let before = live_bytes();
