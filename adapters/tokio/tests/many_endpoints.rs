@@ -4,10 +4,10 @@
 //! closes every connection and gives back the memory it held.
 //!
 //! How many endpoints: as many as the process's descriptor limit allows, up to 8,000. Each one
-//! costs four descriptors: the client's socket, the watcher's second handle to it, the handle
-//! the watcher registers while it peeks at an idle connection, and the server's accepted socket.
+//! costs three descriptors: the client's socket, the watcher's second handle to it (registered
+//! with the runtime while it peeks at an idle connection), and the server's accepted socket.
 //! With 1,000 kept in reserve (the test harness, the runtimes, the listener), a limit of 20,000
-//! (this machine's and CI's, soft = hard, so it cannot be raised in-process) gives 4,750.
+//! (this machine's and CI's, soft = hard, so it cannot be raised in-process) gives 6,333.
 //! The core is tested to 200,000 endpoints without sockets (`core/tests/scale.rs`); here that
 //! many would need 800,000 descriptors.
 //!
@@ -69,7 +69,7 @@ fn live_bytes() -> isize {
 /// The most endpoints tested, whatever the limit.
 const MAX_ENDPOINTS: usize = 8_000;
 /// Descriptors per endpoint (see the crate docs).
-const DESCRIPTORS_PER_ENDPOINT: usize = 4;
+const DESCRIPTORS_PER_ENDPOINT: usize = 3;
 /// Descriptors kept for everything else.
 const RESERVE: usize = 1_000;
 /// How long every wait may take: generous, for 2 cores shared with other builds.
@@ -79,7 +79,7 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// have grown already). Runs leave 0, 16 or 24 KiB: growable buffers (run queues and the like)
 /// that reach a size in powers of two set by how many tasks woke at once, which varies with
 /// scheduling. Anything kept per connection (a task, a stream: hundreds of bytes each) would
-/// leave over a megabyte at 4,750 endpoints, and even 16 bytes per endpoint would exceed it.
+/// leave over a megabyte at 6,333 endpoints, and even 16 bytes per endpoint would exceed it.
 const MEMORY_BOUND: isize = 64 * 1024;
 
 /// The soft limit on open descriptors.
@@ -123,6 +123,13 @@ async fn call(connection: &SharedStream) -> String {
     echo(&mut *stream, "which backend?").await.unwrap()
 }
 
+/// How many descriptors the process has open.
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("listing /proc/self/fd")
+        .count()
+}
+
 /// What one round measured.
 struct Round {
     all_ready: Duration,
@@ -134,6 +141,7 @@ struct Round {
 /// every connection end.
 async fn round(server: &EchoServer, n: usize) -> Round {
     let accepted_before = server.stats().accepted();
+    let descriptors_before = open_descriptors();
     let started = Instant::now();
     let channel = croupier_tokio::builder(fleet_target(server, n as u32))
         .policy(PolicyConfig::round_robin())
@@ -162,6 +170,12 @@ async fn round(server: &EchoServer, n: usize) -> Round {
         picked.len() == n
     })
     .await;
+    // Every connection is idle now, and its watcher peeking at it.
+    let descriptors = open_descriptors() - descriptors_before;
+    assert!(
+        descriptors <= DESCRIPTORS_PER_ENDPOINT * n,
+        "{descriptors} descriptors open for {n} endpoints"
+    );
 
     let mut reached = HashSet::with_capacity(n);
     for _ in 0..n {
