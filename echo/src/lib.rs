@@ -1,7 +1,7 @@
 //! The echo protocol of croupier's examples and tests, and echo servers on loopback.
 //!
 //! The protocol is one length-prefixed frame each way: a 4-byte big-endian length, then the
-//! payload. A server answers each request with `"<payload> (from <its address>)"` (what the
+//! payload. A server answers each request with `"<payload> (from <the address its client reached>)"` (what the
 //! load-balancing examples print) and counts the connections it accepts and sees end.
 //!
 //! Servers run on a thread of their own (with `async-io`), so they serve tokio, async-std and smol
@@ -15,6 +15,11 @@ use std::sync::Arc;
 
 use async_net::{TcpListener, TcpStream};
 use futures_lite::future;
+
+/// How many connections a fleet's server lets wait to be accepted (the kernel caps it at
+/// `net.core.somaxconn`).
+#[cfg(target_os = "linux")]
+const FLEET_BACKLOG: i32 = 4_096;
 
 /// The largest frame either side accepts (1 MiB).
 pub const MAX_FRAME: usize = 1 << 20;
@@ -182,7 +187,35 @@ impl EchoServer {
 
     /// Starts a server on `address` (a loopback address).
     pub async fn start_on(address: SocketAddr) -> io::Result<EchoServer> {
-        let listener = StdListener::bind(address)?;
+        EchoServer::serve(StdListener::bind(address)?)
+    }
+
+    /// Starts one server for a fleet: it listens on `port` (`0` for any free port) of every
+    /// loopback address, so that endpoints on consecutive IPs (127.0.0.1, 127.0.0.2, ...: see
+    /// [`EchoServer::fleet_address`]) are served by one listener, and each reply names the
+    /// address its client reached. The listener is bound to 0.0.0.0, the only address that
+    /// accepts connections to every 127.x.y.z (one bound to 127.0.0.1 accepts only 127.0.0.1),
+    /// and to the loopback device, so that nothing from another interface reaches it.
+    #[cfg(target_os = "linux")]
+    pub async fn start_fleet(port: u16) -> io::Result<EchoServer> {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+        socket.bind_device(Some(b"lo"))?;
+        socket.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
+        // As deep a queue as the kernel allows: a fleet's clients connect all at once.
+        socket.listen(FLEET_BACKLOG)?;
+        EchoServer::serve(socket.into())
+    }
+
+    /// The `index`th address of a fleet's server ([`EchoServer::start_fleet`]): 127.0.0.1 plus
+    /// `index`, on its port. `None` past the end of 127.0.0.0/8.
+    pub fn fleet_address(&self, index: u32) -> Option<SocketAddr> {
+        let first = u32::from(std::net::Ipv4Addr::new(127, 0, 0, 1));
+        let ip = std::net::Ipv4Addr::from(first.checked_add(index)?);
+        (ip.octets()[0] == 127).then(|| SocketAddr::from((ip, self.port())))
+    }
+
+    fn serve(listener: StdListener) -> io::Result<EchoServer> {
         let address = listener.local_addr()?;
         let listener = TcpListener::try_from(listener)?;
         let stats = Arc::new(Stats::default());
@@ -192,12 +225,11 @@ impl EchoServer {
             .name(format!("echo-server-{address}"))
             .spawn(move || {
                 let executor = async_executor::LocalExecutor::new();
-                let name = address.to_string();
                 future::block_on(executor.run(future::or(
                     async {
                         let _ = stopped.recv().await;
                     },
-                    accept(&executor, listener, name, counters),
+                    accept(&executor, listener, counters),
                 )));
                 // Dropping the executor drops every connection task, closing their sockets.
             })?;
@@ -209,7 +241,7 @@ impl EchoServer {
         })
     }
 
-    /// Where it listens.
+    /// Where it listens (0.0.0.0 and its port for a fleet's server).
     pub fn address(&self) -> SocketAddr {
         self.address
     }
@@ -248,16 +280,18 @@ impl Drop for EchoServer {
 async fn accept(
     executor: &async_executor::LocalExecutor<'_>,
     listener: TcpListener,
-    name: String,
     stats: Arc<Stats>,
 ) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        let Ok(reached) = stream.local_addr() else {
+            continue; // dropped: the connection is gone already
+        };
         stats.accepted.fetch_add(1, Ordering::SeqCst);
         let tally = Tally(Arc::clone(&stats));
-        executor.spawn(serve(stream, name.clone(), tally)).detach();
+        executor.spawn(serve(stream, reached, tally)).detach();
     }
 }
 
@@ -270,10 +304,11 @@ impl Drop for Tally {
     }
 }
 
-async fn serve(mut stream: TcpStream, name: String, tally: Tally) {
+/// Serves one connection; replies name `reached`, the address the client connected to.
+async fn serve(mut stream: TcpStream, reached: SocketAddr, tally: Tally) {
     let _ = stream.set_nodelay(true);
     while let Ok(Some(request)) = futures_io::read_frame(&mut stream).await {
-        let reply = format!("{} (from {name})", String::from_utf8_lossy(&request));
+        let reply = format!("{} (from {reached})", String::from_utf8_lossy(&request));
         tally.0.calls.fetch_add(1, Ordering::SeqCst);
         if futures_io::write_frame(&mut stream, reply.as_bytes())
             .await

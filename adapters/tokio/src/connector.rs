@@ -244,15 +244,28 @@ enum IdleWatch {
 }
 
 impl IdleWatch {
+    /// The handle's own descriptor, registered for one peek: dropping the registration leaves
+    /// it open, so a peek costs no descriptor (a connection holds two, not three, however many
+    /// connections a channel has).
+    #[cfg(unix)]
+    fn register(&self) -> io::Result<tokio::io::unix::AsyncFd<std::os::fd::BorrowedFd<'_>>> {
+        use std::os::fd::AsFd;
+        let fd = match self {
+            IdleWatch::Tcp(socket) => socket.as_fd(),
+            IdleWatch::Unix(socket) => socket.as_fd(),
+        };
+        // Deprecated because an owned `T` need not keep its descriptor open while registered
+        // (tokio-rs/tokio#8587); a `BorrowedFd` does, for as long as the registration lives.
+        // Its replacement is an `unsafe fn`, and this crate has no unsafe code.
+        #[allow(deprecated)]
+        tokio::io::unix::AsyncFd::with_interest(fd, Interest::READABLE)
+    }
+
     /// A registered handle for one peek.
+    #[cfg(not(unix))]
     fn register(&self) -> io::Result<Stream> {
-        Ok(match self {
-            IdleWatch::Tcp(socket) => Stream::Tcp(TcpStream::from_std(socket.try_clone()?)?),
-            #[cfg(unix)]
-            IdleWatch::Unix(socket) => {
-                Stream::Unix(tokio::net::UnixStream::from_std(socket.try_clone()?)?)
-            }
-        })
+        let IdleWatch::Tcp(socket) = self;
+        Ok(Stream::Tcp(TcpStream::from_std(socket.try_clone()?)?))
     }
 }
 
@@ -261,6 +274,23 @@ impl PeerWatch for IdleWatch {
         tokio::time::sleep(croupier_channel::SETTLE).await;
     }
 
+    #[cfg(unix)]
+    async fn peek(&self) -> io::Result<usize> {
+        // Deregistered when the peek ends or a call interrupts it.
+        let registered = self.register()?;
+        loop {
+            let mut ready = registered.readable().await?;
+            let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+            // `Err` is a stale readiness (`WouldBlock`), cleared by `try_io`: wait again.
+            if let Ok(peeked) =
+                ready.try_io(|fd| socket2::SockRef::from(fd.get_ref()).peek(&mut byte))
+            {
+                return peeked;
+            }
+        }
+    }
+
+    #[cfg(not(unix))]
     async fn peek(&self) -> io::Result<usize> {
         // Dropped (and so deregistered) when the peek ends or a call interrupts it.
         let registered = self.register()?;
