@@ -126,6 +126,14 @@ impl<C: Connector> ChannelBuilder<C> {
         self
     }
 
+    /// The most endpoints a resolver update may list (default
+    /// [`croupier::DEFAULT_MAX_ENDPOINTS`], 100,000): a longer list is refused as a resolver error
+    /// that says how many came, and the last list accepted stays in use.
+    pub fn max_endpoints(mut self, max: usize) -> Self {
+        self.config.max_endpoints = max;
+        self
+    }
+
     /// The port for targets that name none (default 443, as gRPC).
     pub fn default_port(mut self, port: u16) -> Self {
         self.default_port = port;

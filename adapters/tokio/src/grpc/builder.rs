@@ -102,6 +102,12 @@ where
         self.channel(|b| b.resolution(resolution))
     }
 
+    /// The most endpoints a resolver update may list (default 100,000); see
+    /// [`ChannelBuilder::max_endpoints`].
+    pub fn max_endpoints(self, max: usize) -> Self {
+        self.channel(|b| b.max_endpoints(max))
+    }
+
     /// The port for targets that name none (default 443, as gRPC).
     pub fn default_port(self, port: u16) -> Self {
         self.channel(|b| b.default_port(port))
