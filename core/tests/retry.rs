@@ -420,6 +420,12 @@ fn invalid_policies_are_errors_that_name_the_field() {
             "retryPolicy.retryableStatusCodes is empty",
         ),
         (
+            RetryPolicy::new(2, ms(1), ms(1), 1.0, unavailable)
+                .and_then(|policy| policy.with_per_attempt_recv_timeout(ms(0)))
+                .unwrap_err(),
+            "retryPolicy.perAttemptRecvTimeout is zero",
+        ),
+        (
             HedgingPolicy::new(0, ms(1), unavailable).unwrap_err(),
             "hedgingPolicy.maxAttempts is 0",
         ),
@@ -446,9 +452,11 @@ fn invalid_policies_are_errors_that_name_the_field() {
     assert!(both.to_string().contains("retryPolicy and hedgingPolicy"));
     assert_eq!(
         CallPolicy::from_parts(Some(retry.clone()), None),
-        Ok(CallPolicy::Retry(retry))
+        Ok(CallPolicy::Retry(retry.clone()))
     );
     assert_eq!(CallPolicy::from_parts(None, None), Ok(CallPolicy::None));
+    let timed = retry.with_per_attempt_recv_timeout(ms(250)).unwrap();
+    assert_eq!(timed.per_attempt_recv_timeout(), Some(ms(250)));
 }
 
 #[test]

@@ -218,6 +218,10 @@ const INVALID: &[(&str, &str)] = &[
         "methodConfig[0].retryPolicy.backoffMultiplier: must be more than 0, got 0",
     ),
     (
+        r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 2, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": -1.5, "retryableStatusCodes": ["UNAVAILABLE"]}}]}"#,
+        "methodConfig[0].retryPolicy.backoffMultiplier: must be more than 0, got -1.5",
+    ),
+    (
         r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 2, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": []}}]}"#,
         "methodConfig[0].retryPolicy.retryableStatusCodes: must name at least one status code",
     ),
@@ -241,6 +245,10 @@ const INVALID: &[(&str, &str)] = &[
     (
         r#"{"methodConfig": [{"name": [{}], "hedgingPolicy": {"hedgingDelay": "1s"}}]}"#,
         "methodConfig[0].hedgingPolicy: maxAttempts is required",
+    ),
+    (
+        r#"{"methodConfig": [{"name": [{}], "hedgingPolicy": {"maxAttempts": 1}}]}"#,
+        "methodConfig[0].hedgingPolicy.maxAttempts: must be at least 2, got 1",
     ),
     (
         r#"{"methodConfig": [{"name": [{}], "hedgingPolicy": {"maxAttempts": 3, "nonFatalStatusCodes": "UNAVAILABLE"}}]}"#,
@@ -484,9 +492,9 @@ fn a_printed_config_is_explicit_and_parses_to_the_same_config() {
         r#"{"loadBalancingConfig": [{"ring_hash": {"minRingSize": 16, "maxRingSize": 4096, "requestHashHeader": ""}}],
             "methodConfig": [
                 {"name": [{"service": "a.B"}], "timeout": "1.500s",
-                 "hedgingPolicy": {"maxAttempts": 5, "hedgingDelay": "0s", "nonFatalStatusCodes": []}},
+                 "hedgingPolicy": {"maxAttempts": 7, "hedgingDelay": "0s", "nonFatalStatusCodes": []}},
                 {"name": [{}], "timeout": "1.500s",
-                 "hedgingPolicy": {"maxAttempts": 5, "hedgingDelay": "0s", "nonFatalStatusCodes": []}}
+                 "hedgingPolicy": {"maxAttempts": 7, "hedgingDelay": "0s", "nonFatalStatusCodes": []}}
             ],
             "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.123}}"#,
     )

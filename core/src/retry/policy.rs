@@ -60,6 +60,7 @@ pub struct RetryPolicy {
     max_backoff: Duration,
     backoff_multiplier: f64,
     retryable_status_codes: CodeSet,
+    per_attempt_recv_timeout: Option<Duration>,
 }
 
 impl RetryPolicy {
@@ -93,6 +94,23 @@ impl RetryPolicy {
             max_backoff,
             backoff_multiplier,
             retryable_status_codes,
+            per_attempt_recv_timeout: None,
+        })
+    }
+
+    /// This policy with `perAttemptRecvTimeout` (gRFC A6): how long one attempt may wait for its
+    /// response, more than zero. The machine does not time attempts; the adapter that starts one
+    /// bounds its wait by this, and the call's own deadline still bounds them all.
+    pub fn with_per_attempt_recv_timeout(
+        self,
+        timeout: Duration,
+    ) -> Result<Self, RetryPolicyError> {
+        if timeout.is_zero() {
+            return Err(RetryPolicyError::ZeroPerAttemptRecvTimeout);
+        }
+        Ok(RetryPolicy {
+            per_attempt_recv_timeout: Some(timeout),
+            ..self
         })
     }
 
@@ -124,6 +142,11 @@ impl RetryPolicy {
     /// `retryableStatusCodes`: the statuses that are retried.
     pub fn retryable_status_codes(&self) -> CodeSet {
         self.retryable_status_codes
+    }
+
+    /// `perAttemptRecvTimeout`, if set: the longest one attempt waits for its response.
+    pub fn per_attempt_recv_timeout(&self) -> Option<Duration> {
+        self.per_attempt_recv_timeout
     }
 }
 
@@ -248,6 +271,8 @@ pub enum RetryPolicyError {
         /// The field's name.
         field: &'static str,
     },
+    /// `perAttemptRecvTimeout` is zero.
+    ZeroPerAttemptRecvTimeout,
     /// `backoffMultiplier` is zero, negative or not a number.
     BadMultiplier(f64),
     /// `retryableStatusCodes` is empty.
@@ -272,6 +297,9 @@ impl fmt::Display for RetryPolicyError {
             ),
             RetryPolicyError::NonPositiveBackoff { field } => {
                 write!(f, "retryPolicy.{field} is zero: it must be more than zero")
+            }
+            RetryPolicyError::ZeroPerAttemptRecvTimeout => {
+                f.write_str("retryPolicy.perAttemptRecvTimeout is zero: it must be more than zero")
             }
             RetryPolicyError::BadMultiplier(value) => write!(
                 f,

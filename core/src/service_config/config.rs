@@ -4,6 +4,7 @@ use crate::policy::{
     LeastRequestConfig, OutlierDetectionConfig, PeakEwmaConfig, PickFirstConfig, PolicyConfig,
     RandomConfig, RingHashConfig, RoundRobinConfig, WeightedRoundRobinConfig,
 };
+use crate::retry::{RetryPolicyError, RetryThrottle};
 
 use super::method::MethodConfigs;
 
@@ -138,7 +139,8 @@ impl LoadBalancingConfig {
 }
 
 /// `retryThrottling` (gRFC A6): retries and hedges stop while a channel's failures outweigh
-/// its successes.
+/// its successes. It is the setting, not the bucket: each channel built from the config makes
+/// its own [`RetryThrottle`] with [`RetryThrottling::throttle`] and shares it among its calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryThrottling {
@@ -154,5 +156,11 @@ impl RetryThrottling {
     /// `tokenRatio` as written, to its three decimal places.
     pub fn token_ratio(&self) -> f64 {
         f64::from(self.token_ratio_millis) / 1000.0
+    }
+
+    /// A full throttle with these settings, for one channel. As parsed, the settings are valid;
+    /// the error is for fields changed since to values A6 refuses.
+    pub fn throttle(&self) -> Result<RetryThrottle, RetryPolicyError> {
+        RetryThrottle::with_thousandths(self.max_tokens, self.token_ratio_millis)
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::hasher::FastMap;
-use crate::status::Code;
+use crate::retry::CallPolicy;
 
 /// One `methodConfig` entry: settings for the calls its `name` list matches.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -19,85 +19,9 @@ pub struct MethodConfig {
     pub max_request_message_bytes: Option<u64>,
     /// `maxResponseMessageBytes`: the largest response message the client accepts.
     pub max_response_message_bytes: Option<u64>,
-    /// `retryPolicy` (gRFC A6); never set together with `hedging_policy`.
-    pub retry_policy: Option<RetryPolicy>,
-    /// `hedgingPolicy` (gRFC A6); never set together with `retry_policy`.
-    pub hedging_policy: Option<HedgingPolicy>,
-}
-
-/// `retryPolicy` (gRFC A6): a failed call is tried again with exponential backoff.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct RetryPolicy {
-    /// `maxAttempts`, the first attempt included: 2 to 5 (larger values are taken as 5).
-    pub max_attempts: u32,
-    /// `initialBackoff`: the longest wait before the first retry (more than zero).
-    pub initial_backoff: Duration,
-    /// `maxBackoff`: no wait is longer (more than zero).
-    pub max_backoff: Duration,
-    /// `backoffMultiplier`: how the longest wait grows per attempt (more than zero).
-    pub backoff_multiplier: f64,
-    /// `retryableStatusCodes`: the statuses that are retried (at least one).
-    pub retryable_status_codes: CodeSet,
-    /// `perAttemptRecvTimeout`: how long one attempt may wait for its response (more than zero),
-    /// if set; the call's own deadline still bounds them all.
-    pub per_attempt_recv_timeout: Option<Duration>,
-}
-
-/// `hedgingPolicy` (gRFC A6): copies of a call start every `hedging_delay` until one succeeds.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct HedgingPolicy {
-    /// `maxAttempts`, the first included: 2 to 5 (larger values are taken as 5).
-    pub max_attempts: u32,
-    /// `hedgingDelay`: the wait between copies (zero: all at once).
-    pub hedging_delay: Duration,
-    /// `nonFatalStatusCodes`: statuses that start the next copy at once instead of ending the
-    /// call.
-    pub non_fatal_status_codes: CodeSet,
-}
-
-/// The most attempts A6 allows a retry or hedging policy; more are taken as this many.
-pub const MAX_ATTEMPTS_LIMIT: u32 = 5;
-
-/// A set of gRPC status codes, as bits: asking whether it holds one costs nothing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct CodeSet(u32);
-
-impl CodeSet {
-    /// The empty set.
-    pub const fn new() -> Self {
-        CodeSet(0)
-    }
-
-    /// This set with `code` added.
-    #[must_use]
-    pub fn with(self, code: Code) -> Self {
-        CodeSet(self.0 | 1 << code.value())
-    }
-
-    /// Whether `code` is in the set.
-    pub fn contains(&self, code: Code) -> bool {
-        self.0 & 1 << code.value() != 0
-    }
-
-    /// Whether the set is empty.
-    pub fn is_empty(&self) -> bool {
-        self.0 == 0
-    }
-
-    /// The codes in the set, by numeric value.
-    pub fn iter(&self) -> impl Iterator<Item = Code> + '_ {
-        (0..17u32)
-            .map(Code::from_value)
-            .filter(move |code| self.contains(*code))
-    }
-}
-
-impl FromIterator<Code> for CodeSet {
-    fn from_iter<I: IntoIterator<Item = Code>>(codes: I) -> Self {
-        codes.into_iter().fold(CodeSet::new(), CodeSet::with)
-    }
+    /// `retryPolicy` or `hedgingPolicy` (gRFC A6, never both), as the retry machine runs it:
+    /// [`CallPolicy::None`] when the entry has neither.
+    pub call_policy: CallPolicy,
 }
 
 /// Every `methodConfig` entry, found by the path of a call (`/package.Service/Method`): the
@@ -228,16 +152,5 @@ mod tests {
         assert_eq!(timeout("no slashes"), Some(Duration::from_secs(3)));
         assert_eq!(timeout(""), Some(Duration::from_secs(3)));
         assert_eq!(table.len(), 3);
-    }
-
-    #[test]
-    fn a_code_set_holds_what_was_added() {
-        let set: CodeSet = [Code::Unavailable, Code::Aborted].into_iter().collect();
-        assert!(set.contains(Code::Unavailable));
-        assert!(!set.contains(Code::Ok));
-        assert_eq!(
-            set.iter().collect::<Vec<_>>(),
-            [Code::Aborted, Code::Unavailable]
-        );
     }
 }

@@ -6,8 +6,15 @@
 //! size limits, and a retry or hedging policy per gRFC A6), throttles retries
 //! (`retryThrottling`) and names the health-check service (`healthCheckConfig`, gRFC A17).
 //!
+//! The retry settings are read into [`crate::retry`]'s types: a method's policy is the
+//! [`CallPolicy`](crate::retry::CallPolicy) a [`RetryCall`](crate::retry::RetryCall) takes, and
+//! [`RetryThrottling::throttle`] builds a channel's
+//! [`RetryThrottle`](crate::retry::RetryThrottle). Their constructors check A6's rules, so a
+//! config that parses holds policies the machine can run.
+//!
 //! ```
 //! use std::time::Duration;
+//! use croupier::retry::CallPolicy;
 //! use croupier::service_config::{LoadBalancingConfig, ServiceConfigParser};
 //!
 //! let json = r#"{
@@ -40,7 +47,9 @@
 //! // Method settings are found by a call's path, without allocating.
 //! let method = config.methods.for_path("/echo.Echo/UnaryEcho").unwrap();
 //! assert_eq!(method.timeout, Some(Duration::from_millis(1500)));
-//! assert_eq!(method.retry_policy.as_ref().unwrap().max_attempts, 3);
+//! // Its retry policy is the one the retry machine runs (croupier::retry).
+//! let CallPolicy::Retry(retry) = &method.call_policy else { panic!("a retry policy") };
+//! assert_eq!(retry.max_attempts(), 3);
 //! assert!(config.methods.for_path("/other.Service/Call").is_none());
 //!
 //! // A mistake is reported with its place in the document.
@@ -72,9 +81,10 @@
 //!   (a policy name, any case) is read; an unknown name is an error there too (grpc-go would fall
 //!   back to pick_first).
 //! - Out-of-range values gRPC clamps are clamped the same way: least_request's `choiceCount`
-//!   above 10 is 10, a retry or hedging `maxAttempts` above 5 is 5, weighted_round_robin's
-//!   `weightUpdatePeriod` below 100 ms is 100 ms; `retryThrottling.tokenRatio` keeps three
-//!   decimal places (A6), and above 1000 is 1000. Everything else out of range is an error.
+//!   above 10 is 10, a retry or hedging `maxAttempts` above 5 counts as 5 (the policy keeps
+//!   the number written, and prints it), weighted_round_robin's `weightUpdatePeriod` below
+//!   100 ms is 100 ms; `retryThrottling.tokenRatio` keeps three decimal places (A6), and above
+//!   1000 is 1000. Everything else out of range is an error.
 //! - A retry policy that breaks gRFC A6's rules is an error (grpc-go drops it with a warning
 //!   instead), so the mistake is seen.
 //! - In `methodConfig`, an entry without `name` applies to no call; a name given twice, in one
@@ -95,14 +105,12 @@ mod parser;
 mod policies;
 mod printer;
 mod registry;
+mod retry;
 mod strict;
 
 pub use config::{CustomPolicy, LoadBalancingConfig, RetryThrottling, ServiceConfig};
 pub use error::{ServiceConfigError, ServiceConfigErrorKind};
-pub use method::{
-    CodeSet, HedgingPolicy, MethodConfig, MethodConfigs, MethodName, RetryPolicy,
-    MAX_ATTEMPTS_LIMIT,
-};
+pub use method::{MethodConfig, MethodConfigs, MethodName};
 pub use registry::ServiceConfigParser;
 
 impl std::str::FromStr for ServiceConfig {

@@ -1,20 +1,17 @@
-//! Reading a whole service config: its top-level fields, `methodConfig` and the retry
-//! settings, each checked as gRPC checks it (grpc/grpc `doc/service_config.md`, gRFC A6).
+//! Reading a whole service config: its top-level fields and `methodConfig`, each checked as gRPC
+//! checks it (grpc/grpc `doc/service_config.md`); the retry settings (gRFC A6) are read by
+//! [`super::retry`].
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::status::Code;
-
-use super::config::{LoadBalancingConfig, RetryThrottling, ServiceConfig};
+use super::config::{LoadBalancingConfig, ServiceConfig};
 use super::error::ServiceConfigError;
 use super::json::{Node, Object};
-use super::method::{
-    CodeSet, HedgingPolicy, MethodConfig, MethodConfigs, MethodName, RetryPolicy,
-    MAX_ATTEMPTS_LIMIT,
-};
+use super::method::{MethodConfig, MethodConfigs, MethodName};
 use super::registry::ServiceConfigParser;
+use super::retry::{call_policy, retry_throttling};
 
 type Result<T> = std::result::Result<T, ServiceConfigError>;
 
@@ -117,140 +114,11 @@ fn method_name(node: &Node<'_>) -> Result<MethodName> {
 
 /// One entry's settings.
 fn method_config(node: &Node<'_>, fields: &Object<'_>) -> Result<MethodConfig> {
-    let retry_policy = fields.opt("retryPolicy", retry_policy)?;
-    let hedging_policy = fields.opt("hedgingPolicy", hedging_policy)?;
-    if retry_policy.is_some() && hedging_policy.is_some() {
-        return Err(
-            node.invalid("a method config may have a retryPolicy or a hedgingPolicy, not both")
-        );
-    }
     Ok(MethodConfig {
         timeout: fields.opt("timeout", Node::duration)?,
         wait_for_ready: fields.opt("waitForReady", Node::bool)?,
         max_request_message_bytes: fields.opt("maxRequestMessageBytes", Node::u64)?,
         max_response_message_bytes: fields.opt("maxResponseMessageBytes", Node::u64)?,
-        retry_policy,
-        hedging_policy,
-    })
-}
-
-/// A required field.
-fn required<'a>(node: &Node<'a>, fields: &Object<'a>, key: &'a str) -> Result<Node<'a>> {
-    fields
-        .get(key)
-        .ok_or_else(|| node.invalid(format!("{key} is required")))
-}
-
-/// `maxAttempts`: at least 2; more than 5 is taken as 5 (A6).
-fn max_attempts(node: &Node<'_>) -> Result<u32> {
-    match node.u32()? {
-        attempts @ 0..=1 => Err(node.invalid(format!("must be at least 2, got {attempts}"))),
-        attempts => Ok(attempts.min(MAX_ATTEMPTS_LIMIT)),
-    }
-}
-
-/// A duration that must be more than zero.
-fn positive_duration(node: &Node<'_>) -> Result<std::time::Duration> {
-    match node.duration()? {
-        zero if zero.is_zero() => Err(node.invalid("must be more than 0s")),
-        duration => Ok(duration),
-    }
-}
-
-/// `retryPolicy` (A6): every field required but `perAttemptRecvTimeout`.
-fn retry_policy(node: &Node<'_>) -> Result<RetryPolicy> {
-    let fields = node.object()?;
-    let multiplier = required(node, &fields, "backoffMultiplier")?;
-    let backoff_multiplier = multiplier.f64()?;
-    if backoff_multiplier <= 0.0 {
-        return Err(multiplier.invalid(format!("must be more than 0, got {backoff_multiplier}")));
-    }
-    let codes = required(node, &fields, "retryableStatusCodes")?;
-    let retryable_status_codes = status_codes(&codes)?;
-    if retryable_status_codes.is_empty() {
-        return Err(codes.invalid("must name at least one status code"));
-    }
-    Ok(RetryPolicy {
-        max_attempts: max_attempts(&required(node, &fields, "maxAttempts")?)?,
-        initial_backoff: positive_duration(&required(node, &fields, "initialBackoff")?)?,
-        max_backoff: positive_duration(&required(node, &fields, "maxBackoff")?)?,
-        backoff_multiplier,
-        retryable_status_codes,
-        per_attempt_recv_timeout: fields.opt("perAttemptRecvTimeout", positive_duration)?,
-    })
-}
-
-/// `hedgingPolicy` (A6): `maxAttempts` required, `hedgingDelay` 0 and no non-fatal codes unless
-/// given.
-fn hedging_policy(node: &Node<'_>) -> Result<HedgingPolicy> {
-    let fields = node.object()?;
-    Ok(HedgingPolicy {
-        max_attempts: max_attempts(&required(node, &fields, "maxAttempts")?)?,
-        hedging_delay: fields
-            .opt("hedgingDelay", Node::duration)?
-            .unwrap_or_default(),
-        non_fatal_status_codes: fields
-            .opt("nonFatalStatusCodes", status_codes)?
-            .unwrap_or_default(),
-    })
-}
-
-/// A list of status codes, each by name in any case (`"UNAVAILABLE"`, `"unavailable"`) or by
-/// number (`14`), as A6 allows.
-fn status_codes(list: &Node<'_>) -> Result<CodeSet> {
-    let mut set = CodeSet::new();
-    for item in list.items()? {
-        set = set.with(status_code(&item)?);
-    }
-    Ok(set)
-}
-
-fn status_code(node: &Node<'_>) -> Result<Code> {
-    const CODES: u32 = 17;
-    let found = match node.value() {
-        Value::String(name) => (0..CODES)
-            .map(Code::from_value)
-            .find(|code| code.as_str().eq_ignore_ascii_case(name)),
-        Value::Number(_) => Some(node.u32()?)
-            .filter(|value| *value < CODES)
-            .map(Code::from_value),
-        _ => return Err(node.type_error("a status code name or number")),
-    };
-    found.ok_or_else(|| {
-        node.invalid(format!(
-            "is not a gRPC status code, got {}",
-            ServiceConfigError::quote(node.value())
-        ))
-    })
-}
-
-/// The most `tokenRatio` can mean: a success that refills the largest bucket at once.
-const MAX_TOKEN_RATIO_MILLIS: u32 = 1_000_000;
-
-/// `retryThrottling` (A6): `maxTokens` from 1 to 1000, `tokenRatio` more than 0, to three
-/// decimal places (further digits are dropped; a ratio above 1000 is taken as 1000).
-fn retry_throttling(node: &Node<'_>) -> Result<RetryThrottling> {
-    let fields = node.object()?;
-    let tokens = required(node, &fields, "maxTokens")?;
-    let max_tokens = match tokens.u32()? {
-        max @ 1..=1000 => max,
-        max => return Err(tokens.invalid(format!("must be from 1 to 1000, got {max}"))),
-    };
-    let ratio = required(node, &fields, "tokenRatio")?;
-    let value = ratio.f64()?;
-    // The tiny nudge keeps a ratio written as 4.35 from reading as 4.349 through binary
-    // rounding.
-    let millis = (value * 1000.0 * (1.0 + 1e-12)).floor();
-    if millis < 1.0 {
-        return Err(ratio.invalid(format!("must be at least 0.001, got {value}")));
-    }
-    let token_ratio_millis = if millis >= f64::from(MAX_TOKEN_RATIO_MILLIS) {
-        MAX_TOKEN_RATIO_MILLIS
-    } else {
-        millis as u32
-    };
-    Ok(RetryThrottling {
-        max_tokens,
-        token_ratio_millis,
+        call_policy: call_policy(node, fields)?,
     })
 }

@@ -8,10 +8,11 @@
 use serde_json::{json, Map, Value};
 
 use crate::policy::OutlierDetectionConfig;
+use crate::retry::{CallPolicy, CodeSet};
 
 use super::config::{LoadBalancingConfig, RetryThrottling, ServiceConfig};
 use super::duration::format_duration;
-use super::method::{CodeSet, MethodConfig, MethodName};
+use super::method::{MethodConfig, MethodName};
 
 impl ServiceConfig {
     /// This config as JSON that parses back to it (see the [module docs](super)).
@@ -132,24 +133,27 @@ fn method_config(name: &MethodName, config: &MethodConfig) -> Value {
     if let Some(bytes) = config.max_response_message_bytes {
         fields["maxResponseMessageBytes"] = json!(bytes);
     }
-    if let Some(retry) = &config.retry_policy {
-        fields["retryPolicy"] = json!({
-            "maxAttempts": retry.max_attempts,
-            "initialBackoff": format_duration(retry.initial_backoff),
-            "maxBackoff": format_duration(retry.max_backoff),
-            "backoffMultiplier": retry.backoff_multiplier,
-            "retryableStatusCodes": codes(retry.retryable_status_codes),
-        });
-        if let Some(timeout) = retry.per_attempt_recv_timeout {
-            fields["retryPolicy"]["perAttemptRecvTimeout"] = json!(format_duration(timeout));
+    match &config.call_policy {
+        CallPolicy::Retry(retry) => {
+            fields["retryPolicy"] = json!({
+                "maxAttempts": retry.configured_max_attempts(),
+                "initialBackoff": format_duration(retry.initial_backoff()),
+                "maxBackoff": format_duration(retry.max_backoff()),
+                "backoffMultiplier": retry.backoff_multiplier(),
+                "retryableStatusCodes": codes(retry.retryable_status_codes()),
+            });
+            if let Some(timeout) = retry.per_attempt_recv_timeout() {
+                fields["retryPolicy"]["perAttemptRecvTimeout"] = json!(format_duration(timeout));
+            }
         }
-    }
-    if let Some(hedging) = &config.hedging_policy {
-        fields["hedgingPolicy"] = json!({
-            "maxAttempts": hedging.max_attempts,
-            "hedgingDelay": format_duration(hedging.hedging_delay),
-            "nonFatalStatusCodes": codes(hedging.non_fatal_status_codes),
-        });
+        CallPolicy::Hedging(hedging) => {
+            fields["hedgingPolicy"] = json!({
+                "maxAttempts": hedging.configured_max_attempts(),
+                "hedgingDelay": format_duration(hedging.hedging_delay()),
+                "nonFatalStatusCodes": codes(hedging.non_fatal_status_codes()),
+            });
+        }
+        CallPolicy::None => {}
     }
     fields
 }

@@ -3,9 +3,26 @@
 
 use std::time::Duration;
 
+use croupier::retry::{CallPolicy, HedgingPolicy, RetryPolicy};
 use croupier::Code;
 
 use super::parse;
+
+/// The retry policy a config's default method config runs.
+fn retry_of(config: &croupier::ServiceConfig) -> RetryPolicy {
+    match &config.methods.default_config().unwrap().call_policy {
+        CallPolicy::Retry(retry) => retry.clone(),
+        other => panic!("a retry policy, got {other:?}"),
+    }
+}
+
+/// The hedging policy the config gives a call to `path`.
+fn hedging_of(config: &croupier::ServiceConfig, path: &str) -> HedgingPolicy {
+    match &config.methods.for_path(path).unwrap().call_policy {
+        CallPolicy::Hedging(hedging) => hedging.clone(),
+        other => panic!("a hedging policy, got {other:?}"),
+    }
+}
 
 fn retry_json(policy: &str) -> String {
     format!(r#"{{"methodConfig": [{{"name": [{{}}], "retryPolicy": {policy}}}]}}"#)
@@ -17,37 +34,25 @@ fn retry_policy_is_read_per_a6_with_max_attempts_capped_at_5() {
         r#"{"maxAttempts": 7, "initialBackoff": "0.1s", "maxBackoff": "2s", "backoffMultiplier": 1.5,
             "retryableStatusCodes": ["UNAVAILABLE", "resource_exhausted", 10]}"#,
     ));
-    let retry = config
-        .methods
-        .for_path("/any.Service/Call")
-        .unwrap()
-        .retry_policy
-        .clone()
-        .unwrap();
-    assert_eq!(retry.max_attempts, 5);
-    assert_eq!(retry.initial_backoff, Duration::from_millis(100));
-    assert_eq!(retry.max_backoff, Duration::from_secs(2));
-    assert_eq!(retry.backoff_multiplier, 1.5);
-    let codes: Vec<Code> = retry.retryable_status_codes.iter().collect();
+    let retry = retry_of(&config);
+    assert_eq!(retry.max_attempts(), 5);
+    assert_eq!(retry.configured_max_attempts(), 7, "kept as written");
+    assert_eq!(retry.initial_backoff(), Duration::from_millis(100));
+    assert_eq!(retry.max_backoff(), Duration::from_secs(2));
+    assert_eq!(retry.backoff_multiplier(), 1.5);
+    let codes: Vec<Code> = retry.retryable_status_codes().iter().collect();
     assert_eq!(
         codes,
         [Code::ResourceExhausted, Code::Aborted, Code::Unavailable]
     );
-    assert!(!retry.retryable_status_codes.contains(Code::Internal));
-    assert_eq!(retry.per_attempt_recv_timeout, None);
+    assert!(!retry.retryable_status_codes().contains(Code::Internal));
+    assert_eq!(retry.per_attempt_recv_timeout(), None);
     let config = parse(&retry_json(
         r#"{"maxAttempts": 2, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 1,
             "retryableStatusCodes": [14], "perAttemptRecvTimeout": "0.25s"}"#,
     ));
-    let retry = config
-        .methods
-        .default_config()
-        .unwrap()
-        .retry_policy
-        .clone()
-        .unwrap();
     assert_eq!(
-        retry.per_attempt_recv_timeout,
+        retry_of(&config).per_attempt_recv_timeout(),
         Some(Duration::from_millis(250))
     );
 }
@@ -57,29 +62,18 @@ fn hedging_policy_defaults_its_delay_and_codes() {
     let config = parse(
         r#"{"methodConfig": [{"name": [{"service": "a.B"}], "hedgingPolicy": {"maxAttempts": "3"}}]}"#,
     );
-    let hedging = config
-        .methods
-        .for_path("/a.B/C")
-        .unwrap()
-        .hedging_policy
-        .clone()
-        .unwrap();
-    assert_eq!(hedging.max_attempts, 3);
-    assert_eq!(hedging.hedging_delay, Duration::ZERO);
-    assert!(hedging.non_fatal_status_codes.is_empty());
+    let hedging = hedging_of(&config, "/a.B/C");
+    assert_eq!(hedging.max_attempts(), 3);
+    assert_eq!(hedging.hedging_delay(), Duration::ZERO);
+    assert!(hedging.non_fatal_status_codes().is_empty());
     let config = parse(
         r#"{"methodConfig": [{"name": [{}], "hedgingPolicy": {"maxAttempts": 9, "hedgingDelay": "0.25s", "nonFatalStatusCodes": ["UNAVAILABLE"]}}]}"#,
     );
-    let hedging = config
-        .methods
-        .default_config()
-        .unwrap()
-        .hedging_policy
-        .clone()
-        .unwrap();
-    assert_eq!(hedging.max_attempts, 5);
-    assert_eq!(hedging.hedging_delay, Duration::from_millis(250));
-    assert!(hedging.non_fatal_status_codes.contains(Code::Unavailable));
+    let hedging = hedging_of(&config, "/any.Service/Call");
+    assert_eq!(hedging.max_attempts(), 5);
+    assert_eq!(hedging.configured_max_attempts(), 9);
+    assert_eq!(hedging.hedging_delay(), Duration::from_millis(250));
+    assert!(hedging.non_fatal_status_codes().contains(Code::Unavailable));
 }
 
 #[test]
@@ -148,6 +142,30 @@ fn retry_throttling_keeps_three_decimal_places_of_token_ratio() {
     );
     let t = throttling(r#"{"retryThrottling": {"maxTokens": 1, "tokenRatio": 1e9}}"#);
     assert_eq!(t.token_ratio_millis, 1_000_000);
+}
+
+#[test]
+fn retry_throttling_builds_a_full_throttle_per_channel() {
+    let config = parse(r#"{"retryThrottling": {"maxTokens": 4, "tokenRatio": 0.5}}"#);
+    let settings = config.retry_throttling.unwrap();
+    let throttle = settings.throttle().unwrap();
+    assert_eq!((throttle.max_tokens(), throttle.token_ratio()), (4, 0.5));
+    assert_eq!(throttle.tokens(), 4.0, "it starts full");
+    // Three failures leave 1 token, not more than half of 4: retries stop.
+    for _ in 0..3 {
+        throttle.record_failure();
+    }
+    assert!(!throttle.allows_retries());
+    // A second channel's throttle is its own, full bucket.
+    assert!(settings.throttle().unwrap().allows_retries());
+}
+
+#[test]
+fn a_method_without_retry_settings_has_no_call_policy() {
+    let config = parse(r#"{"methodConfig": [{"name": [{}], "timeout": "1s"}]}"#);
+    let policy = &config.methods.default_config().unwrap().call_policy;
+    assert_eq!(*policy, CallPolicy::None);
+    assert_eq!(policy.max_attempts(), 1);
 }
 
 #[test]
