@@ -14,9 +14,9 @@ use http::Response;
 use http_body::{Body, Frame, SizeHint};
 
 use crate::channel::CallGuard;
+use crate::error::{describe_error, BoxError};
 use crate::grpc::{grpc_status, http_status_code, is_grpc, status_headers};
 use crate::runtime::{BoxFuture, Runtime};
-use crate::service::{describe_error, BoxError};
 
 /// A connector's reading of a call's transport error as a gRPC code.
 pub(crate) type ErrorCode = fn(&(dyn StdError + 'static)) -> Option<Code>;

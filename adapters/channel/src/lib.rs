@@ -41,6 +41,8 @@ mod connections;
 mod connector;
 mod driver;
 #[cfg(feature = "tower")]
+mod error;
+#[cfg(feature = "tower")]
 mod grpc;
 mod inbox;
 mod names;
@@ -59,12 +61,13 @@ pub use connector::{
     HealthReporter, HealthWatch, LoadReporter, LoadWatch, Reporter, Watch,
 };
 #[cfg(feature = "tower")]
+pub use error::{describe_error, BoxError};
+#[cfg(feature = "tower")]
 pub use replay::{ReplayBody, REPLAY_LIMIT};
 pub use resolver::{
     global_resolvers, register_resolver, Resolver, ResolverContext, ResolverRegistry,
     StaticResolver,
 };
 pub use runtime::{BoxFuture, Runtime};
-#[cfg(feature = "tower")]
-pub use service::{describe_error, BoxError, CallBody, Unprocessed};
+pub use service::{CallBody, Unprocessed};
 pub use stream::{PeerWatch, SharedStream, StreamGuard, SETTLE};

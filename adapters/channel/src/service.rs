@@ -21,13 +21,10 @@ use tower_service::Service;
 pub use crate::body::CallBody;
 use crate::body::{observe, until, Deadline};
 use crate::channel::{CallGuard, Channel, PickOptions, Picked};
+use crate::error::{describe_error, BoxError};
 use crate::grpc::{encode_grpc_timeout, grpc_status, grpc_timeout, insert_status, is_grpc};
 use crate::replay::ReplayBody;
 use crate::runtime::BoxFuture;
-
-/// The error type of the channel's `Service`: a pick's [`croupier::Status`], or the connection's
-/// own error.
-pub type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// How many connections one request may be handed to when each in turn closes before sending it.
 const MAX_SEND_ATTEMPTS: usize = 5;
@@ -269,22 +266,6 @@ fn status_response<RB>(status: &Status) -> Response<CallBody<RB>> {
     );
     insert_status(headers, status.code(), status.message());
     response
-}
-
-/// An error and its sources on one line, each source's text once: what a gRPC status message
-/// or a log line shows of a connection's failure.
-pub fn describe_error(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let message = cause.to_string();
-        if !text.contains(&message) {
-            text.push_str(": ");
-            text.push_str(&message);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Whether `error`, or one of its sources, says the server did not process the request.
