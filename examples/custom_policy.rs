@@ -17,10 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use croupier::policy::pick_first::{PickFirstList, DEFAULT_HAPPY_EYEBALLS_DELAY};
+use croupier::policy::SlotController;
 use croupier::{
     Address, ConnectivityState, Controller, Endpoint, FailPicker, Picker, Policy, PolicyBuilder,
     PolicyConfig, QueuePicker, ResolverError, RoundRobinPicker, Status, SubchannelId,
-    SubchannelUpdate,
+    SubchannelUpdate, TimerToken,
 };
 use croupier_echo::{tokio_io::echo, EchoServer};
 use croupier_tokio::{Channel, PickOptions, SharedStream, StaticResolver};
@@ -57,7 +58,8 @@ struct Backend {
 #[derive(Debug)]
 struct ZoneAffinityPolicy {
     zone: String,
-    /// Backends by timer tag: each list tags its timers with it, so timers find their list.
+    /// Backends by slot: each list works through a `SlotController` of its slot, so its timers
+    /// come back to it.
     backends: BTreeMap<u32, Backend>,
     next_tag: u32,
 }
@@ -117,7 +119,7 @@ impl Policy for ZoneAffinityPolicy {
             .collect();
         for tag in gone {
             if let Some(mut backend) = self.backends.remove(&tag) {
-                backend.list.shutdown(ctl);
+                backend.list.shutdown(&mut SlotController::new(ctl, tag));
             }
         }
         for endpoint in endpoints {
@@ -132,8 +134,9 @@ impl Policy for ZoneAffinityPolicy {
             }
             let tag = self.next_tag;
             self.next_tag += 1;
-            let mut list = PickFirstList::new(tag, DEFAULT_HAPPY_EYEBALLS_DELAY);
-            list.set_addresses(endpoint.addresses().to_vec(), ctl); // starts connecting
+            let mut list = PickFirstList::new(DEFAULT_HAPPY_EYEBALLS_DELAY);
+            let slot = &mut SlotController::new(ctl, tag);
+            list.set_addresses(endpoint.addresses().to_vec(), slot); // starts connecting
             let addresses = endpoint.addresses().to_vec();
             let backend = Backend {
                 addresses,
@@ -160,11 +163,12 @@ impl Policy for ZoneAffinityPolicy {
     ) {
         // A list ignores subchannels that are not its own, so offering the update to each is
         // enough with a handful of backends.
-        for backend in self.backends.values_mut() {
-            if backend.list.subchannel_update(subchannel, update, ctl)
+        for (tag, backend) in &mut self.backends {
+            let slot = &mut SlotController::new(ctl, *tag);
+            if backend.list.subchannel_update(subchannel, update, slot)
                 && backend.list.state() == ConnectivityState::Idle
             {
-                backend.list.exit_idle(ctl); // a lost connection: reconnect at once
+                backend.list.exit_idle(slot); // a lost connection: reconnect at once
             }
         }
         self.publish(ctl);
@@ -174,10 +178,16 @@ impl Policy for ZoneAffinityPolicy {
         false // it never looks at how calls ended, so the channel need not report them
     }
 
-    fn timer(&mut self, token: u64, ctl: &mut dyn Controller) {
-        let tag = (token >> 32) as u32;
+    fn timer(&mut self, token: TimerToken, ctl: &mut dyn Controller) {
+        // Our own timers would be `None`; every timer here is a list's.
+        let Some((tag, token)) = token.split() else {
+            return;
+        };
         if let Some(backend) = self.backends.get_mut(&tag) {
-            if backend.list.on_timer(token, ctl) {
+            if backend
+                .list
+                .on_timer(token, &mut SlotController::new(ctl, tag))
+            {
                 self.publish(ctl);
             }
         }

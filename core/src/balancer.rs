@@ -14,7 +14,7 @@ use std::time::Instant;
 use crate::address::{Address, Endpoint};
 use crate::call::{CallOutcome, LoadReport};
 use crate::picker::{Picker, QueuePicker};
-use crate::policy::{Controller, Policy, PolicyConfig, SubchannelUpdate};
+use crate::policy::{Controller, Policy, PolicyConfig, SubchannelUpdate, TimerToken};
 use crate::resolution::Resolution;
 use crate::resolver::{PolicyChoice, ResolverError, ResolverUpdate};
 use crate::rng::Rng;
@@ -33,7 +33,7 @@ pub use config::{BalancerConfig, DEFAULT_MAX_ENDPOINTS};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
     Subchannel(SubchannelId),
-    Policy(u64),
+    Policy(TimerToken),
     Resolution,
 }
 
@@ -533,7 +533,7 @@ impl Controller for Core {
         self.schedule_resolution();
     }
 
-    fn set_timer(&mut self, at: Instant, token: u64) {
+    fn set_timer(&mut self, at: Instant, token: TimerToken) {
         self.timers.push(Reverse((at, TimerKey::Policy(token))));
     }
 

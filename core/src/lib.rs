@@ -193,7 +193,7 @@ pub use picker::{
 };
 pub use policy::{
     Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError, PolicyParamErrorKind,
-    SubchannelUpdate,
+    SubchannelUpdate, TimerToken,
 };
 pub use resolution::ResolutionConfig;
 pub use resolver::{PolicyChoice, ResolverError, ResolverUpdate};

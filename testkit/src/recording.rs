@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use croupier::{
     CallOutcome, Controller, Endpoint, Policy, PolicyBuilder, PolicyConfig, ResolverError,
-    SubchannelId, SubchannelUpdate,
+    SubchannelId, SubchannelUpdate, TimerToken,
 };
 
 /// The outcomes a [`recording`] policy has heard, in order.
@@ -79,7 +79,7 @@ impl Policy for RecordingPolicy {
         self.inner.exit_idle(ctl);
     }
 
-    fn timer(&mut self, token: u64, ctl: &mut dyn Controller) {
+    fn timer(&mut self, token: TimerToken, ctl: &mut dyn Controller) {
         self.inner.timer(token, ctl);
     }
 

@@ -1,21 +1,22 @@
 //! The controller a multi-endpoint policy hands each endpoint's `PickFirstList`: it forwards
-//! everything to the real controller and records which endpoint owns each subchannel, so the
-//! policy can route subchannel updates back to the right list.
+//! everything to the real controller (through the endpoint's [`SlotController`], so its timers
+//! carry its slot) and records which endpoint owns each subchannel, so the policy can route
+//! subchannel updates back to the right list.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::address::Address;
 use crate::picker::Picker;
-use crate::policy::Controller;
+use crate::policy::{Controller, SlotController, TimerToken};
 use crate::rng::Rng;
 use crate::status::ConnectivityState;
 use crate::subchannel::{DenseIdMap, SubchannelId};
 
 /// The controller one child (endpoint) sees; `K` is how its policy names children.
 pub(crate) struct ChildController<'a, K = u32> {
-    /// The policy's own controller.
-    pub(crate) inner: &'a mut dyn Controller,
+    /// The policy's own controller, seen through the child's slot.
+    pub(crate) inner: SlotController<'a>,
     /// Which child owns each subchannel.
     pub(crate) owners: &'a mut DenseIdMap<K>,
     /// This child's key.
@@ -59,7 +60,7 @@ impl<K: Copy> Controller for ChildController<'_, K> {
         self.inner.request_resolution();
     }
 
-    fn set_timer(&mut self, at: Instant, token: u64) {
+    fn set_timer(&mut self, at: Instant, token: TimerToken) {
         self.inner.set_timer(at, token);
     }
 

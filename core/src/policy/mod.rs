@@ -44,6 +44,8 @@ pub mod pick_first;
 pub mod random;
 pub mod ring_hash;
 pub mod round_robin;
+mod slot;
+mod timer;
 pub mod weighted_round_robin;
 
 pub use least_request::LeastRequestConfig;
@@ -58,6 +60,8 @@ pub use pick_first::PickFirstList;
 pub use random::RandomConfig;
 pub use ring_hash::{RingHashConfig, RingHashConfigError};
 pub use round_robin::RoundRobinConfig;
+pub use slot::SlotController;
+pub use timer::TimerToken;
 pub use weighted_round_robin::WeightedRoundRobinConfig;
 
 /// A subchannel's new state, as the policy is told of it.
@@ -102,7 +106,14 @@ pub trait Controller {
     fn request_resolution(&mut self);
 
     /// Asks for [`Policy::timer`] with `token` at `at` (or at the first timeout handled after it).
-    fn set_timer(&mut self, at: Instant, token: u64);
+    ///
+    /// A policy names its timers with [`TimerToken::new`] from its own kinds (a number, an enum's
+    /// discriminant) and reads them back with [`TimerToken::kind`]. A controller that a policy
+    /// hands a child (one per endpoint, or a wrapped policy; [`SlotController`] is one) gives the
+    /// child's tokens the child's slot with [`TimerToken::child`], so a child's timers never collide with its parent's or a
+    /// sibling's; setting a timer allocates nothing. A timer nested deeper than
+    /// [`TimerToken::MAX_DEPTH`] wrapping controllers is not set (it could not be told apart).
+    fn set_timer(&mut self, at: Instant, token: TimerToken);
 
     /// The seeded random generator: the only randomness a policy should use.
     fn rng(&mut self) -> &mut Rng;
@@ -130,8 +141,13 @@ pub trait Policy: Send + fmt::Debug {
         let _ = ctl;
     }
 
-    /// A timer set with [`Controller::set_timer`] fired.
-    fn timer(&mut self, token: u64, ctl: &mut dyn Controller) {
+    /// A timer set with [`Controller::set_timer`] fired, with the token it was set with.
+    ///
+    /// A policy that wraps children routes a token with [`TimerToken::split`]: `Some((slot,
+    /// inner))` is child `slot`'s timer `inner`, `None` is the policy's own. Timers due at the
+    /// same instant fire in token order: children's (by slot) before the policy's own (by kind).
+    /// A timer of a policy no longer there (a child removed) may still fire: ignore unknown tokens.
+    fn timer(&mut self, token: TimerToken, ctl: &mut dyn Controller) {
         let _ = (token, ctl);
     }
 

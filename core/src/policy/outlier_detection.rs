@@ -35,7 +35,7 @@ use crate::address::{Address, Endpoint};
 use crate::backoff::later;
 use crate::call::{CallOutcome, LoadReport};
 use crate::picker::Picker;
-use crate::policy::{Controller, Policy, SubchannelUpdate};
+use crate::policy::{Controller, Policy, SlotController, SubchannelUpdate, TimerToken};
 use crate::resolver::ResolverError;
 use crate::rng::Rng;
 use crate::status::ConnectivityState;
@@ -81,13 +81,12 @@ struct Tracked {
 struct Book {
     records: BTreeMap<Address, Record>,
     subchannels: IdMap<Tracked>,
-    /// The child's timers: our token -> its token.
-    child_timers: BTreeMap<u64, u64>,
-    next_token: u64,
 }
 
-/// The token of the interval timer; child timers get 1, 2, ...
-const INTERVAL_TOKEN: u64 = 0;
+/// The token of the interval timer.
+const INTERVAL_TOKEN: TimerToken = TimerToken::new(0);
+/// The child's slot in its timer tokens ([`TimerToken::child`]).
+const CHILD_SLOT: u32 = 0;
 
 impl Book {
     fn is_ejected(&self, subchannel: SubchannelId) -> bool {
@@ -113,7 +112,7 @@ impl Book {
 /// The controller the child sees: it shows ejected subchannels as TRANSIENT_FAILURE and keeps
 /// the child's timers apart from the wrapper's.
 struct ChildController<'a> {
-    inner: &'a mut dyn Controller,
+    inner: SlotController<'a>,
     book: &'a mut Book,
 }
 
@@ -160,10 +159,8 @@ impl Controller for ChildController<'_> {
         self.inner.request_resolution();
     }
 
-    fn set_timer(&mut self, at: Instant, token: u64) {
-        self.book.next_token = self.book.next_token.wrapping_add(1).max(1);
-        self.book.child_timers.insert(self.book.next_token, token);
-        self.inner.set_timer(at, self.book.next_token);
+    fn set_timer(&mut self, at: Instant, token: TimerToken) {
+        self.inner.set_timer(at, token);
     }
 
     fn rng(&mut self) -> &mut Rng {
@@ -206,7 +203,7 @@ impl OutlierDetection {
                 }
             };
             let mut child_ctl = ChildController {
-                inner: &mut *ctl,
+                inner: SlotController::new(&mut *ctl, CHILD_SLOT),
                 book: &mut self.book,
             };
             self.child.subchannel_update(id, &update, &mut child_ctl);
@@ -382,7 +379,7 @@ impl Policy for OutlierDetection {
             self.schedule_interval(ctl);
         }
         let mut child_ctl = ChildController {
-            inner: ctl,
+            inner: SlotController::new(ctl, CHILD_SLOT),
             book: &mut self.book,
         };
         self.child.resolver_update(endpoints, &mut child_ctl);
@@ -390,7 +387,7 @@ impl Policy for OutlierDetection {
 
     fn resolver_error(&mut self, error: &ResolverError, ctl: &mut dyn Controller) {
         let mut child_ctl = ChildController {
-            inner: ctl,
+            inner: SlotController::new(ctl, CHILD_SLOT),
             book: &mut self.book,
         };
         self.child.resolver_error(error, &mut child_ctl);
@@ -409,7 +406,7 @@ impl Policy for OutlierDetection {
             return; // the child keeps seeing TRANSIENT_FAILURE until the address returns
         }
         let mut child_ctl = ChildController {
-            inner: ctl,
+            inner: SlotController::new(ctl, CHILD_SLOT),
             book: &mut self.book,
         };
         self.child
@@ -418,20 +415,20 @@ impl Policy for OutlierDetection {
 
     fn exit_idle(&mut self, ctl: &mut dyn Controller) {
         let mut child_ctl = ChildController {
-            inner: ctl,
+            inner: SlotController::new(ctl, CHILD_SLOT),
             book: &mut self.book,
         };
         self.child.exit_idle(&mut child_ctl);
     }
 
-    fn timer(&mut self, token: u64, ctl: &mut dyn Controller) {
+    fn timer(&mut self, token: TimerToken, ctl: &mut dyn Controller) {
         if token == INTERVAL_TOKEN {
             self.run_interval(ctl);
             return;
         }
-        if let Some(child_token) = self.book.child_timers.remove(&token) {
+        if let Some((CHILD_SLOT, child_token)) = token.split() {
             let mut child_ctl = ChildController {
-                inner: ctl,
+                inner: SlotController::new(ctl, CHILD_SLOT),
                 book: &mut self.book,
             };
             self.child.timer(child_token, &mut child_ctl);
@@ -464,7 +461,7 @@ impl Policy for OutlierDetection {
             }
         }
         let mut child_ctl = ChildController {
-            inner: ctl,
+            inner: SlotController::new(ctl, CHILD_SLOT),
             book: &mut self.book,
         };
         self.child
@@ -478,7 +475,7 @@ impl Policy for OutlierDetection {
         ctl: &mut dyn Controller,
     ) {
         let mut child_ctl = ChildController {
-            inner: ctl,
+            inner: SlotController::new(ctl, CHILD_SLOT),
             book: &mut self.book,
         };
         self.child.load_report(subchannel, report, &mut child_ctl);

@@ -23,7 +23,7 @@ use crate::hasher::FastSet;
 use crate::picker::{FailPicker, Picker, QueuePicker, SinglePicker};
 use crate::policy::{
     describe_failures, parse_bool, parse_millis, Controller, Policy, PolicyBuilder, PolicyConfig,
-    PolicyParamError, SubchannelUpdate,
+    PolicyParamError, SubchannelUpdate, TimerToken,
 };
 use crate::resolver::ResolverError;
 use crate::status::{ConnectivityState, Status};
@@ -129,8 +129,9 @@ struct Entry {
 ///   later calls keep a READY address's connection, and keep an IDLE list idle.
 /// - [`PickFirstList::subchannel_update`] takes every subchannel update; it returns `false` for a
 ///   subchannel that is not its own, so an owner with few lists may offer each update to all.
-/// - [`PickFirstList::on_timer`] takes the timers whose token carries its tag in the high 32 bits
-///   (`token >> 32 == tag`); it sets them through [`Controller::set_timer`] for happy eyeballs.
+/// - [`PickFirstList::on_timer`] takes the timers it set through [`Controller::set_timer`] for
+///   happy eyeballs. An owner of several lists hands each a controller that gives its tokens the
+///   list's slot ([`TimerToken::child`]) and routes them back with [`TimerToken::split`].
 /// - When the READY connection is lost the list goes IDLE; [`PickFirstList::exit_idle`]
 ///   reconnects it (round_robin does so at once, pick_first at the next queued call).
 /// - [`PickFirstList::shutdown`] removes its subchannels when the endpoint goes away.
@@ -154,17 +155,14 @@ pub struct PickFirstList {
     /// In nanoseconds, saturating (8 bytes where a `Duration` takes 16: round_robin and
     /// ring_hash keep a list per endpoint).
     happy_eyeballs_nanos: u64,
-    /// The owner's tag, kept in the high 32 bits of every timer token.
-    timer_tag: u32,
     /// The happy eyeballs timer that is current; older tokens are stale.
     timer_seq: u32,
 }
 
 impl PickFirstList {
-    /// An empty, IDLE list. `timer_tag` goes in the high 32 bits of its timer tokens, so an owner
-    /// of several lists can route [`Policy::timer`] calls; `happy_eyeballs_delay` is how long an
-    /// attempt runs before the next address starts beside it.
-    pub fn new(timer_tag: u32, happy_eyeballs_delay: Duration) -> Self {
+    /// An empty, IDLE list. `happy_eyeballs_delay` is how long an attempt runs before the next
+    /// address starts beside it.
+    pub fn new(happy_eyeballs_delay: Duration) -> Self {
         PickFirstList {
             entries: SmallVec::new(),
             selected: None,
@@ -174,13 +172,12 @@ impl PickFirstList {
             fresh: true,
             happy_eyeballs_nanos: u64::try_from(happy_eyeballs_delay.as_nanos())
                 .unwrap_or(u64::MAX),
-            timer_tag,
             timer_seq: 0,
         }
     }
 
-    /// The same list with its timer sequence starting at `base`. An owner that reuses a timer
-    /// tag for a new list starts it where no timer of the tag's previous list can still be
+    /// The same list with its timer sequence starting at `base`. An owner that reuses a slot
+    /// for a new list starts it where no timer of the slot's previous list can still be
     /// pending, so a late timer of the old list never counts for the new one.
     pub(crate) fn with_timer_seq_base(mut self, base: u32) -> Self {
         self.timer_seq = base;
@@ -342,7 +339,7 @@ impl PickFirstList {
             if (self.next as usize) < self.entries.len() {
                 // Happy eyeballs: start the next address beside this one if it takes too long.
                 self.timer_seq = self.timer_seq.wrapping_add(1);
-                let token = (u64::from(self.timer_tag) << 32) | u64::from(self.timer_seq);
+                let token = TimerToken::new(self.timer_seq);
                 let delay = Duration::from_nanos(self.happy_eyeballs_nanos);
                 ctl.set_timer(later(ctl.now(), delay), token);
             }
@@ -376,8 +373,8 @@ impl PickFirstList {
     }
 
     /// A happy eyeballs timer fired. Returns whether the state changed.
-    pub fn on_timer(&mut self, token: u64, ctl: &mut dyn Controller) -> bool {
-        if token as u32 != self.timer_seq || !self.in_pass || self.selected.is_some() {
+    pub fn on_timer(&mut self, token: TimerToken, ctl: &mut dyn Controller) -> bool {
+        if token != TimerToken::new(self.timer_seq) || !self.in_pass || self.selected.is_some() {
             return false;
         }
         let before = self.state;
@@ -547,7 +544,7 @@ impl PickFirst {
         let delay = config.clamped_delay();
         PickFirst {
             config,
-            list: PickFirstList::new(0, delay),
+            list: PickFirstList::new(delay),
             resolved: false,
         }
     }
@@ -611,7 +608,7 @@ impl Policy for PickFirst {
         }
     }
 
-    fn timer(&mut self, token: u64, ctl: &mut dyn Controller) {
+    fn timer(&mut self, token: TimerToken, ctl: &mut dyn Controller) {
         if self.list.on_timer(token, ctl) {
             self.publish(ctl);
         }

@@ -52,7 +52,8 @@ use crate::picker::FailPicker;
 use crate::policy::child::ChildController;
 use crate::policy::pacing::{Admit, Pacing};
 use crate::policy::pick_first::{PickFirstList, DEFAULT_HAPPY_EYEBALLS_DELAY};
-use crate::policy::{Controller, Policy, SubchannelUpdate};
+use crate::policy::SlotController;
+use crate::policy::{Controller, Policy, SubchannelUpdate, TimerToken};
 use crate::resolver::ResolverError;
 use crate::status::{ConnectivityState, Status};
 use crate::subchannel::{DenseIdMap, SubchannelId};
@@ -67,8 +68,8 @@ pub use config::{
 use ring::{build_ring, Live, RingEntry, RingHashPicker, Slot};
 
 /// The timer token of a picker that waits (see [`Pacing`]); children's tokens carry their key,
-/// which never takes the value `u32::MAX`, in their top half.
-const PUBLICATION_TIMER: u64 = u64::MAX;
+/// which never takes the value `u32::MAX`, as their slot ([`TimerToken::child`]).
+const PUBLICATION_TIMER: TimerToken = TimerToken::new(0);
 
 /// One endpoint and the list that connects it.
 #[derive(Debug)]
@@ -205,7 +206,7 @@ impl RingHash {
             return;
         };
         let mut child_ctl = ChildController {
-            inner: ctl,
+            inner: SlotController::new(ctl, key),
             owners: &mut self.by_subchannel,
             key,
         };
@@ -295,7 +296,7 @@ impl RingHash {
     fn remove_child(&mut self, key: u32, ctl: &mut dyn Controller) {
         if let Some(mut child) = self.children.remove(&key) {
             let mut child_ctl = ChildController {
-                inner: ctl,
+                inner: SlotController::new(ctl, key),
                 owners: &mut self.by_subchannel,
                 key,
             };
@@ -430,7 +431,7 @@ impl Policy for RingHash {
                 Some(&key) => key,
                 None => {
                     let key = self.next_key;
-                    // (Keys skip `u32::MAX`, the publication timer's.)
+                    // (Keys skip `u32::MAX`, which is no timer slot.)
                     self.next_key = self
                         .next_key
                         .checked_add(1)
@@ -441,7 +442,7 @@ impl Policy for RingHash {
                         key,
                         Child {
                             addresses: addresses.to_vec(),
-                            list: PickFirstList::new(key, DEFAULT_HAPPY_EYEBALLS_DELAY),
+                            list: PickFirstList::new(DEFAULT_HAPPY_EYEBALLS_DELAY),
                             counted: ConnectivityState::Idle,
                             ready: None,
                             live: Arc::new(Live::default()),
@@ -521,13 +522,14 @@ impl Policy for RingHash {
         false
     }
 
-    fn timer(&mut self, token: u64, ctl: &mut dyn Controller) {
-        if token == PUBLICATION_TIMER {
-            self.pacing.timer_fired();
-            self.settle(ctl);
+    fn timer(&mut self, token: TimerToken, ctl: &mut dyn Controller) {
+        let Some((key, token)) = token.split() else {
+            if token == PUBLICATION_TIMER {
+                self.pacing.timer_fired();
+                self.settle(ctl);
+            }
             return;
-        }
-        let key = (token >> 32) as u32;
+        };
         self.with_child(key, ctl, |child, ctl| child.list.on_timer(token, ctl));
         self.settle(ctl);
     }

@@ -39,7 +39,10 @@ use crate::policy::pacing::{Admit, Pacing};
 use crate::policy::pick_first::{dedup, PickFirstList, DEFAULT_HAPPY_EYEBALLS_DELAY};
 use crate::policy::random::RandomPicker;
 use crate::policy::weighted_round_robin::{WeightedEntry, Weights};
-use crate::policy::{describe_failures, Controller, Policy, PolicyBuilder, SubchannelUpdate};
+use crate::policy::SlotController;
+use crate::policy::{
+    describe_failures, Controller, Policy, PolicyBuilder, SubchannelUpdate, TimerToken,
+};
 use crate::resolver::ResolverError;
 use crate::slab::{Slab, SlabKey};
 use crate::status::{ConnectivityState, Status};
@@ -50,12 +53,11 @@ use hashbrown::HashTable;
 /// How many failed addresses an error message names before it says "and N more".
 const ERRORS_SHOWN: usize = 8;
 
-/// The timer tag of the spread's own timer (weight updates, latency decay). Children's tags are
-/// their slot numbers, which never take this value.
-const SPREAD_TAG: u32 = u32::MAX;
-const SPREAD_TIMER: u64 = (SPREAD_TAG as u64) << 32;
-/// The timer tag of a picker that waits (see [`Pacing`]).
-const PUBLICATION_TIMER: u64 = SPREAD_TIMER | 1;
+/// The spread's own timer (weight updates, latency decay). Children's timers carry their slot
+/// ([`TimerToken::child`]).
+const SPREAD_TIMER: TimerToken = TimerToken::new(0);
+/// The timer of a picker that waits (see [`Pacing`]).
+const PUBLICATION_TIMER: TimerToken = TimerToken::new(1);
 
 /// Settings of round_robin (it has none yet).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -222,7 +224,7 @@ impl RoundRobin {
             return;
         };
         let mut child_ctl = ChildController {
-            inner: ctl,
+            inner: SlotController::new(ctl, key.index),
             owners: &mut self.by_subchannel,
             key,
         };
@@ -259,8 +261,8 @@ impl RoundRobin {
     /// it (nothing if the same addresses were just made a child). `false`: no room for more.
     fn add_child(&mut self, endpoint: &Endpoint, update: u32, ctl: &mut dyn Controller) -> bool {
         let key = self.children.next_key();
-        if key.index == SPREAD_TAG {
-            return false; // four billion endpoints: the rest are not served
+        if key.index == u32::MAX {
+            return false; // four billion endpoints, and no timer slot left: the rest are not served
         }
         let deduped = dedup(endpoint.addresses());
         let addresses = deduped.as_deref().unwrap_or(endpoint.addresses());
@@ -274,9 +276,9 @@ impl RoundRobin {
             hashbrown::hash_table::Entry::Occupied(_) => return true, // a repeat of a new one
             hashbrown::hash_table::Entry::Vacant(vacant) => vacant.insert(key),
         };
-        // The slot number tags the list's timers; a list in a reused slot counts its timers
-        // from where the slot's earlier lists cannot have reached.
-        let list = PickFirstList::new(key.index, DEFAULT_HAPPY_EYEBALLS_DELAY)
+        // The slot number is the list's slot in its timer tokens; a list in a reused slot counts
+        // its timers from where the slot's earlier lists cannot have reached.
+        let list = PickFirstList::new(DEFAULT_HAPPY_EYEBALLS_DELAY)
             .with_timer_seq_base(key.generation.wrapping_shl(16));
         let inserted = self.children.insert(Child {
             listed: update,
@@ -311,7 +313,7 @@ impl RoundRobin {
         }
         if let Some(mut child) = self.children.remove(key) {
             let mut child_ctl = ChildController {
-                inner: ctl,
+                inner: SlotController::new(ctl, key.index),
                 owners: &mut self.by_subchannel,
                 key,
             };
@@ -599,7 +601,22 @@ impl Policy for RoundRobin {
         self.publish_if_dirty(ctl);
     }
 
-    fn timer(&mut self, token: u64, ctl: &mut dyn Controller) {
+    fn timer(&mut self, token: TimerToken, ctl: &mut dyn Controller) {
+        let Some((slot, token)) = token.split() else {
+            self.own_timer(token, ctl);
+            return;
+        };
+        let Some(key) = self.children.key_at(slot) else {
+            return;
+        };
+        self.with_child(key, ctl, |list, ctl| list.on_timer(token, ctl));
+        self.publish_if_dirty(ctl);
+    }
+}
+
+impl RoundRobin {
+    /// The spread's or the pacing's timer fired.
+    fn own_timer(&mut self, token: TimerToken, ctl: &mut dyn Controller) {
         if token == SPREAD_TIMER {
             self.spread_tick(ctl);
             return;
@@ -608,12 +625,6 @@ impl Policy for RoundRobin {
             self.pacing.timer_fired();
             self.urgent = true;
             self.publish_if_dirty(ctl);
-            return;
         }
-        let Some(key) = self.children.key_at((token >> 32) as u32) else {
-            return;
-        };
-        self.with_child(key, ctl, |list, ctl| list.on_timer(token, ctl));
-        self.publish_if_dirty(ctl);
     }
 }
