@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use croupier::policy::{FailurePercentageEjection, OutlierDetectionConfig};
 use croupier::{
-    Action, Address, CallOutcome, Code, ConnectionEvent, ConnectivityState, Pick, PolicyChoice,
-    PolicyConfig,
+    Action, Address, CallOutcome, Code, ConnectionEvent, ConnectivityState, Endpoint, Pick,
+    PolicyChoice, PolicyConfig, ResolverUpdate,
 };
 use support::*;
 
@@ -300,4 +300,26 @@ fn random_input_sequences_keep_the_invariants() {
             h.recover();
         }
     }
+}
+
+#[test]
+fn timers_of_a_policy_nested_three_deep_still_fire() {
+    // outlier_detection over outlier_detection over round_robin: an endpoint's happy eyeballs
+    // timer passes through three wrapping controllers, beside both wrappers' interval timers.
+    let inner = OutlierDetectionConfig::new(PolicyConfig::round_robin());
+    let outer = OutlierDetectionConfig::new(PolicyConfig::new(inner));
+    let mut h = Harness::new(PolicyConfig::new(outer), 5);
+    let two = ResolverUpdate::new([
+        Endpoint::with_addresses([addr(1), addr(2)]),
+        Endpoint::with_addresses([addr(3), addr(4)]),
+    ]);
+    assert_eq!(connects(&h.resolve(two)), vec![addr(1), addr(3)]);
+    assert!(connects(&h.advance(Duration::from_millis(249))).is_empty());
+    assert_eq!(
+        connects(&h.advance(Duration::from_millis(1))),
+        vec![addr(2), addr(4)]
+    );
+    h.connected(&addr(2));
+    h.advance(INTERVAL);
+    assert_eq!(h.state(), ConnectivityState::Ready);
 }

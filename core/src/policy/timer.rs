@@ -1,12 +1,13 @@
 //! Timer tokens: how a policy names its timers, and how a policy that wraps others (children
 //! per endpoint, a wrapped child policy) keeps its children's timers apart from its own.
 //!
-//! A token is 128 bits: a kind (the `u32` its maker chose) and a path of up to three 32-bit
-//! segments: up to [`TimerToken::MAX_DEPTH`] child slots, one per wrapping controller it passed
-//! through on the way up, and a marker that ends the path. A wrapping controller adds its child's slot with [`TimerToken::child`] when the child sets a timer, and takes it off
-//! again with [`TimerToken::split`] when the timer fires, so each state machine only ever sees the
-//! tokens it made itself. Tokens of different children, or of a child and its parent, never compare
-//! equal. Timers due at the same instant fire in token order: a policy's children's timers (by slot)
+//! A token is a kind (the `u32` its maker chose) and a path of up to [`TimerToken::MAX_DEPTH`]
+//! child slots (`u32`s), one per wrapping controller it passed through on the way up; 24 bytes,
+//! copied, never allocated. A wrapping controller adds its child's slot with
+//! [`TimerToken::child`] when the child sets a timer, and takes it off again with
+//! [`TimerToken::split`] when the timer fires, so each state machine only ever sees the tokens it
+//! made itself. Tokens of different children, or of a child and its parent, never compare equal.
+//! Timers due at the same instant fire in token order: a policy's children's timers (by slot)
 //! before its own (by kind).
 
 use std::fmt;
@@ -14,8 +15,8 @@ use std::fmt;
 /// The path segment that ends a path: the token belongs to the policy that reads it. Slots are
 /// below it.
 const OWN: u32 = u32::MAX;
-/// Bits per path segment and for the kind.
-const SEGMENT: u32 = 32;
+/// Path segments: the slots and the segment that ends them.
+const SEGMENTS: usize = TimerToken::MAX_DEPTH + 1;
 
 /// Names a timer set with [`Controller::set_timer`](crate::policy::Controller::set_timer) and
 /// given back to [`Policy::timer`](crate::policy::Policy::timer).
@@ -23,51 +24,64 @@ const SEGMENT: u32 = 32;
 /// Make one from your own value with [`TimerToken::new`] and read it back with
 /// [`TimerToken::kind`]; a token never needs packing or unpacking by hand.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TimerToken(u128);
+pub struct TimerToken {
+    /// Child slots, outermost first, then [`OWN`], then zeros. (Compared first: a policy's
+    /// children's timers order before its own.)
+    path: [u32; SEGMENTS],
+    kind: u32,
+}
 
 impl TimerToken {
     /// How many wrapping controllers a token can pass through: a policy's timer can sit this many
-    /// levels below the balancer's policy. [`TimerToken::child`] refuses to go deeper.
-    pub const MAX_DEPTH: usize = 2;
+    /// levels below the balancer's policy (outlier_detection over outlier_detection over
+    /// round_robin's endpoints is three). [`TimerToken::child`] refuses to go deeper.
+    pub const MAX_DEPTH: usize = 4;
 
     /// A token of this policy's own, of kind `kind` (a number or an enum's discriminant).
     pub const fn new(kind: u32) -> Self {
-        Self(((OWN as u128) << (SEGMENT * 3)) | kind as u128)
+        let mut path = [0; SEGMENTS];
+        path[0] = OWN;
+        TimerToken { path, kind }
     }
 
     /// The kind given to [`TimerToken::new`].
     pub const fn kind(self) -> u32 {
-        self.0 as u32
-    }
-
-    /// The path segments, outermost first (the kind is not one).
-    const fn segment(self, level: u32) -> u32 {
-        (self.0 >> (SEGMENT * (3 - level))) as u32
+        self.kind
     }
 
     /// `inner`, a token of the child in slot `slot`, as its parent hands it upward. `None` when
     /// `slot` is `u32::MAX` (reserved) or `inner` already passed through
     /// [`TimerToken::MAX_DEPTH`] wrapping controllers; such a timer cannot be named without
     /// colliding with another, so the caller must not set it.
-    pub const fn child(slot: u32, inner: TimerToken) -> Option<Self> {
-        if slot == OWN || inner.segment(2) != 0 {
+    pub fn child(slot: u32, inner: TimerToken) -> Option<Self> {
+        let (last, kept) = inner.path.split_last()?;
+        if slot == OWN || *last != 0 {
             return None;
         }
-        let path = (inner.0 >> SEGMENT) >> SEGMENT; // the path, one segment lower
-        Some(Self(
-            ((slot as u128) << (SEGMENT * 3)) | (path << SEGMENT) | inner.kind() as u128,
-        ))
+        let mut path = [slot; SEGMENTS];
+        path[1..].copy_from_slice(kept);
+        Some(TimerToken {
+            path,
+            kind: inner.kind,
+        })
     }
 
     /// For a token made by [`TimerToken::child`]: the child's slot and its own token. `None` for a
     /// token of the policy that reads it.
-    pub const fn split(self) -> Option<(u32, TimerToken)> {
-        let slot = self.segment(0);
+    pub fn split(self) -> Option<(u32, TimerToken)> {
+        let (&slot, rest) = self.path.split_first()?;
         if slot == OWN {
             return None;
         }
-        let path = (self.0 >> SEGMENT) << (SEGMENT * 2); // drop the slot, shift the rest up
-        Some((slot, Self(path | self.kind() as u128)))
+        let mut path = [0; SEGMENTS];
+        path[..SEGMENTS - 1].copy_from_slice(rest);
+        Some((
+            slot,
+            TimerToken {
+                path,
+                kind: self.kind,
+            },
+        ))
     }
 }
 
@@ -124,6 +138,11 @@ mod tests {
         deduped.sort();
         deduped.dedup();
         assert_eq!(deduped.len(), all.len());
+    }
+
+    #[test]
+    fn a_token_is_small() {
+        assert_eq!(std::mem::size_of::<TimerToken>(), 24);
     }
 
     #[test]
