@@ -58,8 +58,7 @@ struct Backend {
 #[derive(Debug)]
 struct ZoneAffinityPolicy {
     zone: String,
-    /// Backends by slot: each list works through a `SlotController` of its slot, so its timers
-    /// come back to it.
+    /// Backends by slot: each list works through a `SlotController` of it, so timers find it.
     backends: BTreeMap<u32, Backend>,
     next_tag: u32,
 }
@@ -179,7 +178,6 @@ impl Policy for ZoneAffinityPolicy {
     }
 
     fn timer(&mut self, token: TimerToken, ctl: &mut dyn Controller) {
-        // Our own timers would be `None`; every timer here is a list's.
         let Some((tag, token)) = token.split() else {
             return;
         };

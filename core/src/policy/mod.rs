@@ -110,9 +110,10 @@ pub trait Controller {
     /// A policy names its timers with [`TimerToken::new`] from its own kinds (a number, an enum's
     /// discriminant) and reads them back with [`TimerToken::kind`]. A controller that a policy
     /// hands a child (one per endpoint, or a wrapped policy; [`SlotController`] is one) gives the
-    /// child's tokens the child's slot with [`TimerToken::child`], so a child's timers never collide with its parent's or a
-    /// sibling's; setting a timer allocates nothing. A timer nested deeper than
-    /// [`TimerToken::MAX_DEPTH`] wrapping controllers is not set (it could not be told apart).
+    /// child's tokens the child's slot with [`TimerToken::child`], so a child's timers never
+    /// collide with its parent's or a sibling's; setting a timer allocates nothing. A timer nested
+    /// deeper than [`TimerToken::MAX_DEPTH`] wrapping controllers is not set (it could not be told
+    /// apart).
     fn set_timer(&mut self, at: Instant, token: TimerToken);
 
     /// The seeded random generator: the only randomness a policy should use.

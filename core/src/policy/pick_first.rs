@@ -130,8 +130,9 @@ struct Entry {
 /// - [`PickFirstList::subchannel_update`] takes every subchannel update; it returns `false` for a
 ///   subchannel that is not its own, so an owner with few lists may offer each update to all.
 /// - [`PickFirstList::on_timer`] takes the timers it set through [`Controller::set_timer`] for
-///   happy eyeballs. An owner of several lists hands each a controller that gives its tokens the
-///   list's slot ([`TimerToken::child`]) and routes them back with [`TimerToken::split`].
+///   happy eyeballs. An owner of several lists hands each its own
+///   [`SlotController`](crate::policy::SlotController), so its timers carry the list's slot,
+///   and routes them back with [`TimerToken::split`].
 /// - When the READY connection is lost the list goes IDLE; [`PickFirstList::exit_idle`]
 ///   reconnects it (round_robin does so at once, pick_first at the next queued call).
 /// - [`PickFirstList::shutdown`] removes its subchannels when the endpoint goes away.
