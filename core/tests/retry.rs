@@ -483,7 +483,7 @@ fn random_scenarios_keep_the_invariants() {
         let Ok(scenario) = RetryScenario::arbitrary_take_rest(Unstructured::new(&bytes)) else {
             continue;
         };
-        let run = scenario.run();
+        let run = scenario.run(Instant::now());
         runs += 1;
         retried += usize::from(run.policy_attempts > 1);
         replayed += usize::from(run.transparent_retries > 0);
@@ -507,7 +507,7 @@ fn the_retry_fuzz_corpus_replays_cleanly() {
             continue;
         };
         if let Ok(scenario) = RetryScenario::arbitrary_take_rest(Unstructured::new(&bytes)) {
-            scenario.run();
+            scenario.run(Instant::now());
             replayed += 1;
         }
     }

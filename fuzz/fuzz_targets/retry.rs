@@ -7,5 +7,5 @@ use croupier::retry::RetryScenario;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|scenario: RetryScenario| {
-    scenario.run();
+    scenario.run(std::time::Instant::now());
 });

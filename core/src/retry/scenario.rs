@@ -132,9 +132,9 @@ impl RetryScenario {
         built.unwrap_or_default()
     }
 
-    /// Runs the scenario, then ends every attempt still running until the call finishes,
-    /// checking the invariants throughout.
-    pub fn run(&self) -> RetryRun {
+    /// Runs the scenario from `start` (any instant: only the steps' advances matter), then ends
+    /// every attempt still running until the call finishes, checking the invariants throughout.
+    pub fn run(&self, start: Instant) -> RetryRun {
         let mut channel = ChannelRetry::new()
             .buffer(RetryBuffer::new(self.buffer.0.into(), self.buffer.1.into()));
         if let Some((tokens, ratio)) = self.throttle {
@@ -145,7 +145,6 @@ impl RetryScenario {
         let channel = Arc::new(channel);
         let policy = self.policy();
         let mut check = Checker::new(&policy);
-        let start = Instant::now();
         let mut now = start;
         let mut call = RetryCall::new(policy, Arc::clone(&channel), self.seed, now);
         check.drain(&mut call, &channel);
