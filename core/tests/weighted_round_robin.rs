@@ -9,7 +9,7 @@ use std::time::Duration;
 use croupier::policy::WeightedRoundRobinConfig;
 use croupier::{
     Address, CallOutcome, Endpoint, LoadReport, PolicyChoice, PolicyConfig, PolicyParamErrorKind,
-    ResolverUpdate,
+    ResolverUpdate, SubchannelId,
 };
 use support::*;
 
@@ -62,8 +62,22 @@ fn assert_shares(counts: &BTreeMap<Address, usize>, weights: &[(u16, f64)], tole
     }
 }
 
-/// Every READY endpoint reports `qps` at `utilization`, `rounds` times, `every` apart.
+/// Every READY endpoint reports `qps` at `utilization` with a call, `rounds` times, `every` apart.
 fn report(h: &mut Harness, loads: &[(u16, f64, f64)], rounds: usize, every: Duration) {
+    send_reports(h, loads, rounds, every, |h, id, load| {
+        h.lb.handle_call_outcome(id, CallOutcome::ok(ms(2)).with_load(load), h.now);
+    });
+}
+
+/// Each of `loads` delivered by `deliver` to its endpoint's subchannel, `rounds` times, `every`
+/// apart.
+fn send_reports(
+    h: &mut Harness,
+    loads: &[(u16, f64, f64)],
+    rounds: usize,
+    every: Duration,
+    deliver: impl Fn(&mut Harness, SubchannelId, LoadReport),
+) {
     for _ in 0..rounds {
         for &(port, qps, utilization) in loads {
             let id =
@@ -72,8 +86,7 @@ fn report(h: &mut Harness, loads: &[(u16, f64, f64)], rounds: usize, every: Dura
                     .find(|s| s.address == addr(port))
                     .expect("a subchannel")
                     .id;
-            let outcome = CallOutcome::ok(ms(2)).with_load(LoadReport::new(qps, utilization));
-            h.lb.handle_call_outcome(id, outcome, h.now);
+            deliver(h, id, LoadReport::new(qps, utilization));
         }
         h.drain();
         h.advance(every);
@@ -265,19 +278,9 @@ fn bad_parameters_are_refused_naming_them() {
 
 /// Sends each of `loads` as an out-of-band report, `rounds` times, `every` apart.
 fn report_out_of_band(h: &mut Harness, loads: &[(u16, f64, f64)], rounds: usize, every: Duration) {
-    for _ in 0..rounds {
-        for &(port, qps, utilization) in loads {
-            let id =
-                h.lb.subchannels()
-                    .into_iter()
-                    .find(|s| s.address == addr(port))
-                    .expect("a subchannel")
-                    .id;
-            h.lb.handle_load_report(id, LoadReport::new(qps, utilization), h.now);
-        }
-        h.drain();
-        h.advance(every);
-    }
+    send_reports(h, loads, rounds, every, |h, id, load| {
+        h.lb.handle_load_report(id, load, h.now);
+    });
 }
 
 #[test]

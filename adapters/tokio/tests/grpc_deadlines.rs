@@ -5,6 +5,8 @@
 //! Only `croupier_tokio` paths are used for croupier's types: it is the one dependency a tonic
 //! user needs.
 
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,19 +15,14 @@ use croupier_echo_grpc::{
     EchoClient, EchoRequest, GrpcEchoServer, ServerOptions, STREAMED_REPLIES,
 };
 use croupier_testkit::{recording, Outcomes};
-use croupier_tokio::grpc::Http2Channel;
 use croupier_tokio::{Code, PickOptions, PolicyConfig};
-
-/// A bound on every wait, so that a broken test fails instead of hanging.
-const PATIENCE: Duration = Duration::from_secs(10);
+use support::{echo, GrpcChannel, PATIENCE};
 
 /// The deadline of the calls that stall.
 const DEADLINE: Duration = Duration::from_millis(300);
 
 /// How late after its deadline a call may end: generous, for a loaded machine.
 const MARGIN: Duration = Duration::from_millis(500);
-
-type GrpcChannel = Http2Channel<tonic::body::Body>;
 
 /// A server that never answers the message "stall", and a channel to it whose balancer records
 /// each call's outcome.
@@ -42,9 +39,7 @@ async fn stalling() -> (GrpcEchoServer, GrpcChannel, Outcomes) {
 }
 
 fn request(message: &str, timeout: Option<Duration>) -> tonic::Request<EchoRequest> {
-    let mut request = tonic::Request::new(EchoRequest {
-        message: message.to_owned(),
-    });
+    let mut request = echo(message);
     if let Some(timeout) = timeout {
         request.set_timeout(timeout);
     }
