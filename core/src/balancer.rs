@@ -244,6 +244,14 @@ impl Balancer {
             .map(Subchannel::state)
     }
 
+    /// The endpoints in use: the last resolver list the balancer accepted (none before the
+    /// first). A list it refused (too long, or naming a policy it cannot use) leaves it as it was.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        self.last_update
+            .as_ref()
+            .map_or(&[], |(endpoints, _)| endpoints.as_slice())
+    }
+
     /// The resolver produced `update`. Applying the same update again changes nothing. An update
     /// with more endpoints than [`BalancerConfig::max_endpoints`] is refused as a resolver error
     /// that says how many came and what the limit is: the last good list stays in use.

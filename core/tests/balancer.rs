@@ -111,6 +111,16 @@ fn a_list_longer_than_the_limit_is_refused_and_the_last_good_list_kept() {
         );
         assert_eq!(h.state(), ConnectivityState::Ready, "{name}");
         assert_eq!(h.pick_address(), Some(addr(1)), "{name}");
+        let kept: Vec<_> =
+            h.lb.endpoints()
+                .iter()
+                .map(|e| e.addresses()[0].clone())
+                .collect();
+        assert_eq!(
+            kept,
+            [addr(1), addr(2), addr(3)],
+            "{name}: the endpoints in use"
+        );
     }
 }
 

@@ -194,8 +194,9 @@ impl<C: Connector> Driver<C> {
     fn handle_input(&mut self, input: Input, now: Instant) {
         match input {
             Input::Resolved(update) => {
-                self.names.learn(&update);
-                self.balancer.handle_resolver_update(update, now)
+                self.balancer.handle_resolver_update(update, now);
+                // The names of the list in use: a refused list leaves them as they were.
+                self.names.learn(self.balancer.endpoints());
             }
             Input::ResolverFailed(error) => self.balancer.handle_resolver_error(error, now),
             Input::CallEnded(subchannel, outcome) => {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use croupier::{Address, ResolverUpdate};
+use croupier::{Address, Endpoint};
 
 use crate::connector::ConnectContext;
 
@@ -26,11 +26,11 @@ impl Names {
         }
     }
 
-    /// Takes the server names of `update`'s endpoints, in place of the last update's. An
-    /// address listed twice keeps the first name it was given.
-    pub(crate) fn learn(&mut self, update: &ResolverUpdate) {
+    /// Takes the server names of `endpoints` (the list the balancer uses), in place of the
+    /// last list's. An address listed twice keeps the first name it was given.
+    pub(crate) fn learn(&mut self, endpoints: &[Endpoint]) {
         self.server_names.clear();
-        for endpoint in &update.endpoints {
+        for endpoint in endpoints {
             let Some(name) = endpoint.attributes().server_name() else {
                 continue;
             };
@@ -53,7 +53,6 @@ impl Names {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use croupier::Endpoint;
 
     fn address(text: &str) -> Address {
         Address::Socket(text.parse().unwrap())
@@ -62,11 +61,11 @@ mod tests {
     #[test]
     fn an_address_gets_its_endpoints_server_name_and_the_targets_authority() {
         let mut names = Names::new("lb.example.grpc.io");
-        names.learn(&ResolverUpdate::new([
+        names.learn(&[
             Endpoint::with_addresses([address("127.0.0.1:1"), address("[::1]:1")])
                 .server_name("a.example.com"),
             Endpoint::new(address("127.0.0.1:2")),
-        ]));
+        ]);
         for named in ["127.0.0.1:1", "[::1]:1"] {
             let context = names.context(&address(named));
             assert_eq!(context.server_name(), Some("a.example.com"));
@@ -84,13 +83,8 @@ mod tests {
     #[test]
     fn a_new_update_replaces_the_names_of_the_last() {
         let mut names = Names::new("x");
-        names.learn(&ResolverUpdate::new([Endpoint::new(address(
-            "127.0.0.1:1",
-        ))
-        .server_name("old.example.com")]));
-        names.learn(&ResolverUpdate::new([Endpoint::new(address(
-            "127.0.0.1:1",
-        ))]));
+        names.learn(&[Endpoint::new(address("127.0.0.1:1")).server_name("old.example.com")]);
+        names.learn(&[Endpoint::new(address("127.0.0.1:1"))]);
         assert_eq!(names.context(&address("127.0.0.1:1")).server_name(), None);
         assert!(
             names.server_names.is_empty(),
