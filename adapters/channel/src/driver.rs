@@ -60,9 +60,9 @@ pub(crate) struct Driver<C: Connector> {
     reports: Reports<C::Connection>,
     /// Connection attempts (and the watchers of the connections they made), by subchannel.
     tasks: HashMap<SubchannelId, (ConnectionId, Address, Task)>,
-    /// Established connections, by subchannel.
-    connections: HashMap<SubchannelId, (ConnectionId, C::Connection)>,
-    /// The same connections as the next snapshot offers them to calls.
+    /// Which connection is established, by subchannel.
+    established: HashMap<SubchannelId, ConnectionId>,
+    /// The established connections, as the next snapshot offers them to calls.
     offered: Connections<C::Connection>,
     connections_changed: bool,
     picker: Option<Arc<dyn Picker>>,
@@ -92,7 +92,7 @@ impl<C: Connector> Driver<C> {
             names: Names::default(),
             reports: async_channel::unbounded(),
             tasks: HashMap::new(),
-            connections: HashMap::new(),
+            established: HashMap::new(),
             offered: Connections::default(),
             connections_changed: false,
             picker: None,
@@ -186,7 +186,7 @@ impl<C: Connector> Driver<C> {
     fn shutdown(&mut self) {
         self.resolver = None;
         self.tasks.clear();
-        self.connections.clear();
+        self.established.clear();
         self.offered = Connections::default();
         self.shared.close();
     }
@@ -304,11 +304,7 @@ impl<C: Connector> Driver<C> {
                     if self.is_current(connection) {
                         self.tasks.remove(&subchannel);
                     }
-                    if self
-                        .connections
-                        .get(&subchannel)
-                        .is_some_and(|(current, _)| *current == connection)
-                    {
+                    if self.established.get(&subchannel) == Some(&connection) {
                         self.withdraw(subchannel);
                     }
                 }
@@ -383,15 +379,14 @@ impl<C: Connector> Driver<C> {
     /// Keeps the connection `connection` established, offered to calls from the next snapshot.
     fn offer(&mut self, connection: ConnectionId, established: C::Connection) {
         let subchannel = connection.subchannel();
-        self.offered.insert(subchannel, established.clone());
-        self.connections
-            .insert(subchannel, (connection, established));
+        self.offered.insert(subchannel, established);
+        self.established.insert(subchannel, connection);
         self.connections_changed = true;
     }
 
     /// Drops the connection of `subchannel`, if it has one.
     fn withdraw(&mut self, subchannel: SubchannelId) {
-        if self.connections.remove(&subchannel).is_some() {
+        if self.established.remove(&subchannel).is_some() {
             self.offered.remove(subchannel);
             self.connections_changed = true;
         }
