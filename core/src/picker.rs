@@ -19,6 +19,7 @@ pub struct PickRequest<'a> {
     uri: Option<&'a Uri>,
     headers: Option<&'a HeaderMap>,
     hash: Option<u64>,
+    tried: &'a [SubchannelId],
 }
 
 impl<'a> PickRequest<'a> {
@@ -33,6 +34,7 @@ impl<'a> PickRequest<'a> {
             uri: Some(&parts.uri),
             headers: Some(&parts.headers),
             hash: None,
+            tried: &[],
         }
     }
 
@@ -54,6 +56,13 @@ impl<'a> PickRequest<'a> {
         self
     }
 
+    /// Names the subchannels that earlier attempts of this call used (a retry or a hedge), oldest
+    /// first. A policy may prefer another READY subchannel; with no other, it may pick one of these.
+    pub fn with_tried(mut self, tried: &'a [SubchannelId]) -> Self {
+        self.tried = tried;
+        self
+    }
+
     /// The call's URI, if given.
     pub fn uri(&self) -> Option<&'a Uri> {
         self.uri
@@ -72,6 +81,16 @@ impl<'a> PickRequest<'a> {
     /// The explicit hash, if given.
     pub fn hash(&self) -> Option<u64> {
         self.hash
+    }
+
+    /// The subchannels earlier attempts of this call used (empty for a first attempt).
+    pub fn tried(&self) -> &'a [SubchannelId] {
+        self.tried
+    }
+
+    /// Whether an earlier attempt of this call used `subchannel`.
+    pub fn has_tried(&self, subchannel: SubchannelId) -> bool {
+        self.tried.contains(&subchannel)
     }
 }
 
@@ -208,17 +227,23 @@ impl RoundRobinPicker {
 }
 
 impl Picker for RoundRobinPicker {
-    fn pick(&self, _: &PickRequest<'_>) -> Pick {
+    fn pick(&self, request: &PickRequest<'_>) -> Pick {
         let len = self.ready.len();
         if len == 0 {
             return Pick::Queue;
         }
         let step = self.next.fetch_add(1, Ordering::Relaxed);
         let index = fast_remainder(step, len as u32, self.reciprocal) as usize;
-        match self.ready.get(index) {
-            Some(&subchannel) => Pick::Ready(subchannel),
-            None => Pick::Queue, // unreachable: the remainder is below len
+        let chosen = self.ready[index];
+        if request.tried().is_empty() || !request.has_tried(chosen) {
+            return Pick::Ready(chosen);
         }
+        // A retry: the next subchannels in the cycle that no earlier attempt used. At most
+        // `tried.len()` of them are skipped, so this stays bounded whatever the list's length.
+        let untried = (1..=request.tried().len().min(len - 1))
+            .map(|offset| self.ready[(index + offset) % len])
+            .find(|&subchannel| !request.has_tried(subchannel));
+        Pick::Ready(untried.unwrap_or(chosen))
     }
 }
 
@@ -228,6 +253,22 @@ mod tests {
 
     fn ids(n: u64) -> Vec<SubchannelId> {
         (1..=n).map(SubchannelId::from_u64).collect()
+    }
+
+    #[test]
+    fn round_robin_picker_passes_over_subchannels_a_call_already_tried() {
+        let picker = RoundRobinPicker::new(ids(3), 0);
+        let tried = [SubchannelId::from_u64(1), SubchannelId::from_u64(2)];
+        for _ in 0..6 {
+            let pick = picker.pick(&PickRequest::new().with_tried(&tried));
+            assert_eq!(pick, Pick::Ready(SubchannelId::from_u64(3)));
+        }
+        // With every subchannel tried, it answers the cycle's own choice rather than failing.
+        let all = ids(3);
+        let picks: Vec<_> = (0..3)
+            .map(|_| picker.pick(&PickRequest::new().with_tried(&all)))
+            .collect();
+        assert!(picks.iter().all(|pick| matches!(pick, Pick::Ready(_))));
     }
 
     #[test]
