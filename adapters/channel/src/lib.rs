@@ -33,6 +33,8 @@
 //!   fails (its deadline passed, its connection lost) gets the gRPC status that says so.
 
 #![forbid(unsafe_code)]
+// On docs.rs, items behind a feature carry a badge naming it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "tower")]
 mod body;
