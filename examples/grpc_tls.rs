@@ -12,13 +12,21 @@ use std::process::ExitCode;
 
 use croupier_echo_grpc::tls::{server_config, Authority};
 use croupier_echo_grpc::ServerOptions;
-use croupier_examples::grpc::{
-    call_with_each_policy, ports_from_args, start_servers, EXAMPLE_SCHEME, EXAMPLE_SERVICE_NAME,
-};
+use croupier_examples::backends::{Backends, ExampleResolver, EXAMPLE_SERVICE_NAME};
+use croupier_examples::grpc::{call_with_each_policy, start_servers};
 use croupier_tokio::grpc::tls::client_config;
 
 async fn run() -> Result<(), String> {
-    let ports = ports_from_args("grpc_tls")?;
+    let backends = match Backends::from_args("grpc_tls")? {
+        Backends::Connect(_) => {
+            return Err(
+                "grpc_tls starts its own servers (they need its certificate authority): \
+                        use --ports, or grpc_load_balancing --connect"
+                    .to_owned(),
+            )
+        }
+        ports => ports,
+    };
     let ca = Authority::new("croupier example CA").map_err(|e| e.to_string())?;
     let identity = ca
         .issue(&[EXAMPLE_SERVICE_NAME])
@@ -29,14 +37,14 @@ async fn run() -> Result<(), String> {
     );
     let tls = server_config(&identity, &[b"h2"], None).map_err(|e| e.to_string())?;
     let run = "cargo run --example grpc_tls --features tls";
-    let servers = start_servers(&ports, ServerOptions::new().tls(tls), run).await?;
+    let (_servers, count) = start_servers(&backends, ServerOptions::new().tls(tls), run).await?;
     println!();
 
     // Each server is verified against the target's name, lb.example.grpc.io; calls say
     // `:scheme` https.
     let config = client_config(ca.roots()).map_err(|e| e.to_string())?;
-    let target = format!("{EXAMPLE_SCHEME}:///{EXAMPLE_SERVICE_NAME}");
-    call_with_each_policy(servers.len(), |policy| {
+    let target = ExampleResolver::target();
+    call_with_each_policy(count, |policy| {
         croupier_tokio::grpc::builder(&target)
             .policy(policy)
             .tls(config.clone())

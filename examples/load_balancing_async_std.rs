@@ -5,44 +5,18 @@
 //! ```text
 //! cargo run --example load_balancing_async_std
 //! cargo run --example load_balancing_async_std -- --ports 6001,6002 # if those ports are taken
+//! cargo run --example load_balancing_async_std -- --connect 127.0.0.1:50051,127.0.0.1:50052 # servers already running
 //! ```
 //!
 //! With pick_first every call goes to the first server; with round_robin they alternate.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use croupier::{Endpoint, PickRequest, PolicyConfig, ResolverUpdate, Target};
-use croupier_async_std::{
-    BoxFuture, Channel, PickOptions, Resolver, ResolverContext, SharedStream,
-};
+use croupier::{PickRequest, PolicyConfig};
+use croupier_async_std::{Channel, PickOptions, SharedStream};
 use croupier_echo::{futures_io::echo, EchoServer};
-
-const EXAMPLE_SCHEME: &str = "example";
-const EXAMPLE_SERVICE_NAME: &str = "lb.example.grpc.io";
-
-/// Resolves `example:///lb.example.grpc.io` to the two servers' addresses.
-struct ExampleResolver {
-    addresses: Vec<SocketAddr>,
-}
-
-impl Resolver for ExampleResolver {
-    fn resolve(&self, target: &Target, context: ResolverContext) -> BoxFuture<'static, ()> {
-        if target.endpoint() == EXAMPLE_SERVICE_NAME {
-            context.update(ResolverUpdate::new(
-                self.addresses.iter().copied().map(Endpoint::new),
-            ));
-        } else {
-            context.error(croupier::ResolverError::new(format!(
-                "the example resolver only knows {EXAMPLE_SERVICE_NAME}, not {}",
-                target.endpoint()
-            )));
-        }
-        // A static list: nothing more to do. A real resolver would loop on `context.resolve_now()`.
-        Box::pin(async {})
-    }
-}
+use croupier_examples::backends::{Backends, ExampleResolver, EXAMPLE_SCHEME};
 
 async fn call_unary_echo(channel: &Channel<SharedStream>, message: &str) -> Result<(), String> {
     let options = PickOptions::new().timeout(Duration::from_secs(5));
@@ -91,45 +65,31 @@ async fn wait_until_all_ready(channel: &Channel<SharedStream>, backends: usize) 
     }
 }
 
-fn ports_from_args() -> Result<Vec<u16>, String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.as_slice() {
-        [] => Ok(vec![50051, 50052]),
-        [flag, list] if flag == "--ports" => list
-            .split(',')
-            .map(|p| {
-                p.trim()
-                    .parse::<u16>()
-                    .map_err(|_| format!("not a port: {p:?}"))
-            })
-            .collect(),
-        _ => Err("usage: load_balancing_async_std [--ports PORT,PORT]".to_owned()),
-    }
-}
-
 async fn run() -> Result<(), String> {
-    let ports = ports_from_args()?;
+    let backends = Backends::from_args("load_balancing_async_std")?;
     let mut servers = Vec::new();
-    for port in ports {
-        let server = EchoServer::start(port).await.map_err(|error| {
-            format!(
-                "cannot listen on 127.0.0.1:{port}: {error}\n\
-                 another program holds that port; pick free ones with: \
-                 cargo run --example load_balancing_async_std -- --ports 6001,6002"
-            )
-        })?;
-        servers.push(server);
-    }
+    let addresses = match backends {
+        Backends::Connect(addresses) => addresses,
+        Backends::Start(ports) => {
+            for port in ports {
+                let server = EchoServer::start(port).await.map_err(|error| {
+                    format!(
+                        "cannot listen on 127.0.0.1:{port}: {error}\n\
+                         another program holds that port; pick free ones with: \
+                         cargo run --example load_balancing_async_std -- --ports 6001,6002"
+                    )
+                })?;
+                servers.push(server);
+            }
+            servers.iter().map(EchoServer::address).collect()
+        }
+    };
+    let backends = addresses.len();
 
     // Register the resolver for the whole program before building channels (gRPC's
     // `resolver.Register` in `init`).
-    croupier_async_std::register_resolver(
-        EXAMPLE_SCHEME,
-        ExampleResolver {
-            addresses: servers.iter().map(EchoServer::address).collect(),
-        },
-    );
-    let target = format!("{EXAMPLE_SCHEME}:///{EXAMPLE_SERVICE_NAME}");
+    croupier_async_std::register_resolver(EXAMPLE_SCHEME, ExampleResolver::new(addresses));
+    let target = ExampleResolver::target();
 
     // pick_first is the default policy.
     let pick_first = croupier_async_std::builder(&target)
@@ -145,7 +105,7 @@ async fn run() -> Result<(), String> {
         .map_err(|error| error.to_string())?;
     // round_robin connects to every backend at once and spreads calls over the READY ones; let
     // both connections finish so the output shows the alternation from the first call.
-    wait_until_all_ready(&round_robin, servers.len()).await;
+    wait_until_all_ready(&round_robin, backends).await;
     println!("--- calling echo with round_robin ---");
     make_rpcs(&round_robin, 10).await?;
     Ok(())

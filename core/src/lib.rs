@@ -162,6 +162,8 @@
 //!   cannot spin it; a hedge the throttle holds back ends the call's hedging.
 
 #![forbid(unsafe_code)]
+// On docs.rs, items behind a feature carry a badge naming it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod address;
 mod authority;

@@ -1,18 +1,13 @@
-//! What the gRPC examples share (feature `grpc`): tonic Echo servers on the ports asked for, a
-//! resolver of our own for the `example` scheme, and ten `UnaryEcho` calls through a
-//! pick_first channel, then ten through a round_robin one.
+//! What the gRPC examples share (feature `grpc`): tonic Echo servers on the ports asked for (or
+//! servers already running), the `example` resolver naming them, and ten `UnaryEcho` calls
+//! through a pick_first channel, then ten through a round_robin one.
 
-use std::net::SocketAddr;
-
-use croupier::{Endpoint, PolicyConfig, ResolverUpdate, Target};
+use croupier::PolicyConfig;
 use croupier_echo_grpc::{EchoClient, EchoRequest, GrpcEchoServer, ServerOptions};
 use croupier_tokio::grpc::Http2Channel;
-use croupier_tokio::{BoxFuture, BuildError, Resolver, ResolverContext};
+use croupier_tokio::BuildError;
 
-/// The scheme our resolver is registered for.
-pub const EXAMPLE_SCHEME: &str = "example";
-/// The one name it resolves.
-pub const EXAMPLE_SERVICE_NAME: &str = "lb.example.grpc.io";
+use crate::backends::{Backends, ExampleResolver};
 
 /// The channel a tonic client uses.
 pub type Channel = Http2Channel<tonic::body::Body>;
@@ -20,74 +15,44 @@ pub type Channel = Http2Channel<tonic::body::Body>;
 /// A tonic client on a croupier channel: the only croupier-specific part is the channel.
 type Client = EchoClient<Channel>;
 
-/// Resolves `example:///lb.example.grpc.io` to the servers' addresses.
-struct ExampleResolver {
-    addresses: Vec<SocketAddr>,
-}
-
-impl Resolver for ExampleResolver {
-    fn resolve(&self, target: &Target, context: ResolverContext) -> BoxFuture<'static, ()> {
-        if target.endpoint() == EXAMPLE_SERVICE_NAME {
-            context.update(ResolverUpdate::new(
-                self.addresses.iter().copied().map(Endpoint::new),
-            ));
-        } else {
-            context.error(croupier::ResolverError::new(format!(
-                "the example resolver only knows {EXAMPLE_SERVICE_NAME}, not {}",
-                target.endpoint()
-            )));
-        }
-        // A static list: nothing more to do. A real resolver would loop on `context.resolve_now()`.
-        Box::pin(async {})
-    }
-}
-
-/// The ports of the command line (`--ports 6001,6002`), by default 50051 and 50052.
-pub fn ports_from_args(program: &str) -> Result<Vec<u16>, String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.as_slice() {
-        [] => Ok(vec![50051, 50052]),
-        [flag, list] if flag == "--ports" => list
-            .split(',')
-            .map(|p| {
-                p.trim()
-                    .parse::<u16>()
-                    .map_err(|_| format!("not a port: {p:?}"))
-            })
-            .collect(),
-        _ => Err(format!("usage: {program} [--ports PORT,PORT]")),
-    }
-}
-
-/// Starts an Echo server with `options` on each port; `run` is the command that runs the
-/// example, for the hint when a port is taken.
+/// Starts an Echo server with `options` on each port [`Backends::Start`] names (none for
+/// [`Backends::Connect`], whose servers already run), and registers the `example` resolver for
+/// the servers' addresses. `run` is the command that runs the example, for the hint when a port
+/// is taken. Returns the servers it started (dropping them stops them) and how many backends
+/// the resolver names.
 pub async fn start_servers(
-    ports: &[u16],
+    backends: &Backends,
     options: ServerOptions,
     run: &str,
-) -> Result<Vec<GrpcEchoServer>, String> {
+) -> Result<(Vec<GrpcEchoServer>, usize), String> {
     let mut servers = Vec::new();
-    for &port in ports {
-        let server = GrpcEchoServer::start(port, options.clone())
-            .await
-            .map_err(|error| {
-                format!(
-                    "cannot listen on 127.0.0.1:{port}: {error}\n\
-                     another program holds that port; pick free ones with: \
-                     {run} -- --ports 6001,6002"
-                )
-            })?;
-        servers.push(server);
-    }
+    let addresses = match backends {
+        Backends::Connect(addresses) => addresses.clone(),
+        Backends::Start(ports) => {
+            for &port in ports {
+                let server =
+                    GrpcEchoServer::start(port, options.clone())
+                        .await
+                        .map_err(|error| {
+                            format!(
+                                "cannot listen on 127.0.0.1:{port}: {error}\n\
+                             another program holds that port; pick free ones with: \
+                             {run} -- --ports 6001,6002"
+                            )
+                        })?;
+                servers.push(server);
+            }
+            servers.iter().map(GrpcEchoServer::address).collect()
+        }
+    };
+    let count = addresses.len();
     // Register the resolver for the whole program before building channels (gRPC's
     // `resolver.Register` in `init`).
     croupier_tokio::register_resolver(
-        EXAMPLE_SCHEME,
-        ExampleResolver {
-            addresses: servers.iter().map(GrpcEchoServer::address).collect(),
-        },
+        crate::backends::EXAMPLE_SCHEME,
+        ExampleResolver::new(addresses),
     );
-    Ok(servers)
+    Ok((servers, count))
 }
 
 async fn call_unary_echo(client: &mut Client, message: &str) -> Result<(), String> {

@@ -33,6 +33,8 @@
 //!   fails (its deadline passed, its connection lost) gets the gRPC status that says so.
 
 #![forbid(unsafe_code)]
+// On docs.rs, items behind a feature carry a badge naming it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "tower")]
 mod body;
@@ -69,5 +71,6 @@ pub use resolver::{
     StaticResolver,
 };
 pub use runtime::{BoxFuture, Runtime};
+#[cfg(feature = "tower")]
 pub use service::{CallBody, Unprocessed};
 pub use stream::{PeerWatch, SharedStream, StreamGuard, SETTLE};

@@ -1,7 +1,8 @@
 //! Compares every policy in a built-in scenario: prints the table and draws the picture.
 //!
 //! `cargo run --release -p croupier-sim --example simulate -- S2 [--out DIR] [--threads N]
-//! [--lognormal SIGMA]`, or `all` for every scenario. `--lognormal` swaps the exponential service
+//! [--lognormal SIGMA]`, or `all` for every scenario. Pictures go into `--out` (by default
+//! `sim-pictures/`, made if missing). `--lognormal` swaps the exponential service
 //! times for lognormal ones of the same means. Runs are independent, so they go on as many threads as the machine
 //! has unless told otherwise; the figures do not depend on it.
 
@@ -9,6 +10,9 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
+
+/// Where the pictures go without `--out`: a folder of their own, which the repository ignores.
+const DEFAULT_OUT: &str = "sim-pictures";
 
 use croupier_sim::{
     builtin_routers, compare, draw, Scenario, ScenarioName, ServiceTime, DEFAULT_SEEDS,
@@ -21,7 +25,7 @@ fn say(text: &str) {
 
 fn main() -> ExitCode {
     let mut names = Vec::new();
-    let mut out = PathBuf::from(".");
+    let mut out = PathBuf::from(DEFAULT_OUT);
     let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut lognormal = None;
     let mut args = std::env::args().skip(1);
@@ -69,6 +73,11 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    if let Err(error) = std::fs::create_dir_all(&out) {
+        eprintln!("cannot make {}: {error}", out.display());
+        return ExitCode::FAILURE;
+    }
+    say(&format!("pictures go into {}/", out.display()));
     let routers = builtin_routers();
     let started = Instant::now();
     for name in names {

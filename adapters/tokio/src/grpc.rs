@@ -3,22 +3,28 @@
 //!
 //! ```
 //! use croupier_tokio::PolicyConfig;
-//! use croupier_echo_grpc::{EchoClient, EchoRequest, GrpcEchoServer, ServerOptions};
+//! use tonic_health::pb::health_client::HealthClient;
+//! use tonic_health::pb::health_check_response::ServingStatus;
+//! use tonic_health::pb::HealthCheckRequest;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let a = GrpcEchoServer::start(0, ServerOptions::new()).await?;
-//! # let b = GrpcEchoServer::start(0, ServerOptions::new()).await?;
-//! # let target = format!("ipv4:{},{}", a.address(), b.address());
-//! // `target` names two echo servers, say "ipv4:127.0.0.1:50051,127.0.0.1:50052".
+//! # let mut addresses = Vec::new();
+//! # for _ in 0..2 {
+//! #     let incoming = tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse()?)?;
+//! #     addresses.push(incoming.local_addr()?.to_string());
+//! #     let (_, health) = tonic_health::server::health_reporter();
+//! #     let server = tonic::transport::Server::builder().add_service(health);
+//! #     tokio::spawn(server.serve_with_incoming(incoming));
+//! # }
+//! # let target = format!("ipv4:{}", addresses.join(","));
+//! // `target` names two gRPC servers, say "ipv4:127.0.0.1:50051,127.0.0.1:50052".
 //! let channel = croupier_tokio::grpc::builder(target)
 //!     .policy(PolicyConfig::round_robin())
 //!     .build()?;
-//! let mut client = EchoClient::new(channel); // any tonic-generated client
-//! let reply = client
-//!     .unary_echo(EchoRequest { message: "hello".into() })
-//!     .await?;
-//! assert!(reply.into_inner().message.starts_with("hello (from :"));
+//! let mut client = HealthClient::new(channel); // any tonic-generated client
+//! let reply = client.check(HealthCheckRequest::default()).await?;
+//! assert_eq!(reply.into_inner().status(), ServingStatus::Serving);
 //! # Ok(()) }
 //! ```
 //!
@@ -123,25 +129,28 @@ pub use tls::TlsTransport;
 /// use croupier::Address;
 /// use croupier_tokio::grpc::Transport;
 /// use croupier_tokio::{Stream, StreamConnector};
-/// use tokio::io::BufStream;
 ///
-/// /// TCP, wrapped: a TLS client's stream goes where the buffer is.
-/// struct Wrapped(StreamConnector);
+/// /// Every connection goes to a local proxy (a service mesh's sidecar, say), which forwards it
+/// /// by the `:authority` each call names; the balancer still sees one subchannel per backend.
+/// struct ViaSidecar {
+///     tcp: StreamConnector,
+///     sidecar: Address,
+/// }
 ///
-/// impl Transport for Wrapped {
-///     type Io = BufStream<Stream>;
+/// impl Transport for ViaSidecar {
+///     type Io = Stream;
 ///
-///     fn open(&self, address: &Address) -> impl Future<Output = io::Result<Self::Io>> + Send + 'static {
-///         let tcp = self.0.open(address);
-///         async move { Ok(BufStream::new(tcp.await?)) }
+///     fn open(&self, _backend: &Address) -> impl Future<Output = io::Result<Stream>> + Send + 'static {
+///         self.tcp.open(&self.sidecar)
 ///     }
 /// }
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sidecar = Address::from("127.0.0.1:15001".parse::<std::net::SocketAddr>()?);
 /// let channel: croupier_tokio::grpc::Http2Channel<tonic::body::Body> =
 ///     croupier_tokio::grpc::builder("dns:///echo.internal:50051")
-///         .transport(Wrapped(StreamConnector::new()))
+///         .transport(ViaSidecar { tcp: StreamConnector::new(), sidecar })
 ///         .build()?;
 /// # let _ = channel; Ok(()) }
 /// ```

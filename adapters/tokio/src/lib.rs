@@ -36,6 +36,8 @@
 //!   unchanged. See the `grpc` module.
 
 #![forbid(unsafe_code)]
+// On docs.rs, items behind a feature carry a badge naming it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod connector;
 #[cfg(feature = "grpc")]
@@ -73,7 +75,8 @@ pub fn builder(target: impl Into<String>) -> ChannelBuilder<StreamConnector> {
     )
 }
 
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
+/// The README's examples, compiled and run as doctests (with every feature: they show gRPC and
+/// TLS beside the rest).
+#[cfg(all(doctest, feature = "grpc", feature = "tls"))]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
