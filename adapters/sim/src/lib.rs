@@ -37,17 +37,21 @@
 //! `cargo run --release -p croupier-sim --example simulate -- S2` does both.
 
 mod compare;
+mod compare_retry;
 mod dist;
 mod plot;
 mod record;
+mod retry;
 mod router;
 mod scenario;
 mod sim;
 
 pub use compare::{compare, summarize, Comparison, Row, DEFAULT_SEEDS};
+pub use compare_retry::{hedging, retries, RetryComparison, RetryStudy, HEDGING_DELAY};
 pub use dist::ServiceTime;
 pub use plot::{draw, PlotError};
 pub use record::{Recovery, RunResult, Timeline};
+pub use retry::{Cancellation, RetrySpec};
 pub use router::{builtin_routers, router_named, Router};
 pub use scenario::{BackendSpec, ConnectSpec, FleetEvent, Scenario, ScenarioName, UnknownScenario};
 pub use sim::{backend_address, simulate, LoadReport, BASE_PORT};
