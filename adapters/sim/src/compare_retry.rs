@@ -8,7 +8,7 @@ use croupier::retry::{CallPolicy, CodeSet, HedgingPolicy, RetryPolicy};
 use croupier::{Code, PolicyConfig};
 
 use crate::compare::{compare, ms, Comparison, Row};
-use crate::retry::RetrySpec;
+use crate::retry::{Cancellation, RetrySpec};
 use crate::router::Router;
 use crate::scenario::{Scenario, ScenarioName};
 
@@ -60,12 +60,22 @@ pub fn retries(max_attempts: u32) -> RetrySpec {
 
 impl RetryStudy {
     /// The built-in study of a scenario, if it has one: hedging (2 attempts) over round_robin
-    /// and p2c_ewma in S2 and S4; retries (3 attempts) in S5 over round_robin, least_request and
-    /// p2c_ewma.
+    /// and p2c_ewma in S2 and S4 (in S2 also with backends that finish cancelled copies);
+    /// retries (3 attempts) in S5 over round_robin, least_request and p2c_ewma.
     pub fn builtin(name: ScenarioName) -> Option<RetryStudy> {
         let policy = |label: &str, config| Router::policy(label, config);
         let (routers, specs) = match name {
-            ScenarioName::S2 | ScenarioName::S4 => (
+            ScenarioName::S2 => (
+                vec![
+                    policy("round_robin", PolicyConfig::round_robin()),
+                    policy("p2c_ewma", PolicyConfig::p2c_ewma()),
+                ],
+                vec![
+                    hedging(2),
+                    hedging(2).cancellation(Cancellation::FinishesWork),
+                ],
+            ),
+            ScenarioName::S4 => (
                 vec![
                     policy("round_robin", PolicyConfig::round_robin()),
                     policy("p2c_ewma", PolicyConfig::p2c_ewma()),
