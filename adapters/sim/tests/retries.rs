@@ -62,11 +62,9 @@ fn hedging_cuts_the_tail_a_ten_times_slower_backend_makes() {
         let (p99_without, p99_with) = (without.quantile(0.99), with.quantile(0.99));
         // Without hedging the p99 is a call served by backend 0; with it, a hedge sent after
         // 33 ms to a fast backend answers first.
-        assert!(p99_without > Duration::from_millis(150), "{p99_without:?}");
-        assert!(
-            p99_with * 2 < p99_without,
-            "{p99_with:?} vs {p99_without:?}"
-        );
+        // (Seeds 1 to 3: 270, 274 and 294 ms without; 61, 58 and 63 ms with.)
+        assert!(p99_without > Duration::from_millis(200), "{p99_without:?}");
+        assert!(p99_with < Duration::from_millis(100), "{p99_with:?}");
         assert_eq!((with.failed, with.unfinished), (0, 0));
         assert_eq!(with.issued, without.issued);
         // Hedges go out for the slow calls only: about one call in ten, and never to the
