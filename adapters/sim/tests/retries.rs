@@ -120,6 +120,7 @@ fn retries_turn_the_failures_of_a_crash_into_successes() {
     for router in [
         round_robin(),
         Router::policy("p2c_ewma", PolicyConfig::p2c_ewma()),
+        Router::JoinShortestQueue,
     ] {
         for seed in 1..=3 {
             let without = simulate(&plain, &router, seed);

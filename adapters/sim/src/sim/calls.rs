@@ -27,8 +27,9 @@ impl Sim<'_> {
             .scenario
             .service
             .unit_work(&mut self.clients[client].arrivals);
-        if self.scenario.retry.is_some() {
-            return self.arrival_retried(client, work);
+        let scenario = self.scenario;
+        if let Some(spec) = scenario.retry.as_ref() {
+            return self.arrival_retried(client, work, spec.policy());
         }
         let call = self.calls.len();
         self.calls.push(Call {

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use croupier::retry::{AttemptId, Pushback, RetryAction, RetryCall};
+use croupier::retry::{AttemptId, CallPolicy, Pushback, RetryAction, RetryCall};
 use croupier::{Code, SubchannelId};
 
 use super::{Call, CallId, Event, LoadReport, Sim};
@@ -42,13 +42,10 @@ impl Retried {
 
 impl Sim<'_> {
     /// A call issued under the scenario's policy: its machine starts the first attempt.
-    pub(super) fn arrival_retried(&mut self, client: usize, work: f64) {
-        let Some(spec) = self.scenario.retry.as_ref() else {
-            return;
-        };
+    pub(super) fn arrival_retried(&mut self, client: usize, work: f64, policy: &CallPolicy) {
         let channel = self.clients[client].retry.clone().unwrap_or_default();
         let seed = self.clients[client].retry_seeds.next_u64();
-        let machine = RetryCall::new(spec.policy().clone(), channel, seed, self.at(self.now));
+        let machine = RetryCall::new(policy.clone(), channel, seed, self.at(self.now));
         let hash = self.clients[client].hashes.next_u64();
         let retried = self.retried.len();
         self.retried.push(Retried {
