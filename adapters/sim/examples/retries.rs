@@ -1,8 +1,9 @@
 //! Runs the built-in scenarios with and without retries or hedging and prints what each gains in
 //! latency and failures and costs in attempts and server work.
 //!
-//! `cargo run --release -p croupier-sim --example retries -- [S2] [S4] [S5] [--threads N]`; with
-//! no scenario named, all three. The figures do not depend on the number of threads.
+//! `cargo run --release -p croupier-sim --example retries -- [S2] [S4] [S5] [outage]
+//! [--threads N]`; with no study named, all four. The figures do not depend on the number of
+//! threads.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use std::time::Instant;
 use croupier_sim::{RetryStudy, ScenarioName, DEFAULT_SEEDS};
 
 fn main() -> ExitCode {
-    let mut names = Vec::new();
+    let mut studies = Vec::new();
     let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -25,24 +26,32 @@ fn main() -> ExitCode {
             }
             continue;
         }
+        if arg == "outage" {
+            studies.push(RetryStudy::outage());
+            continue;
+        }
         match arg.parse::<ScenarioName>() {
-            Ok(name) if RetryStudy::builtin(name).is_some() => names.push(name),
-            Ok(name) => {
-                eprintln!("{name} has no retry study; S2, S4 and S5 have");
-                return ExitCode::FAILURE;
-            }
+            Ok(name) => match RetryStudy::builtin(name) {
+                Some(study) => studies.push(study),
+                None => {
+                    eprintln!("{name} has no retry study; S2, S4, S5 and outage have");
+                    return ExitCode::FAILURE;
+                }
+            },
             Err(error) => {
                 eprintln!("{error}");
                 return ExitCode::FAILURE;
             }
         }
     }
-    if names.is_empty() {
-        names = vec![ScenarioName::S2, ScenarioName::S4, ScenarioName::S5];
+    if studies.is_empty() {
+        let names = [ScenarioName::S2, ScenarioName::S4, ScenarioName::S5];
+        studies.extend(names.into_iter().filter_map(RetryStudy::builtin));
+        studies.push(RetryStudy::outage());
     }
     let started = Instant::now();
     let mut out = std::io::stdout().lock();
-    for study in names.into_iter().filter_map(RetryStudy::builtin) {
+    for study in studies {
         let comparison = study.run(&DEFAULT_SEEDS, threads);
         // A closed stdout (`| head`) is not an error worth a panic.
         let _ = writeln!(out, "{comparison}");

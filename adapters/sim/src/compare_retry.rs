@@ -10,7 +10,7 @@ use croupier::{Code, PolicyConfig};
 use crate::compare::{compare, ms, Comparison, Row};
 use crate::retry::{Cancellation, RetrySpec};
 use crate::router::Router;
-use crate::scenario::{Scenario, ScenarioName};
+use crate::scenario::{FleetEvent, Scenario, ScenarioName};
 
 /// The `hedgingDelay` of the built-in studies: the p95 of call latency in S1 (the healthy fleet
 /// that S2 and S4 damage) under round_robin without hedging, 32.6 ms (the median over seeds 1
@@ -97,6 +97,34 @@ impl RetryStudy {
             routers,
             specs,
         })
+    }
+
+    /// A full outage: S1 with every backend failing every call it serves with `UNAVAILABLE`
+    /// from 10 s to 15 s, its connections up, under round_robin and p2c_ewma, retried (3
+    /// attempts) without a throttle and with gRFC A6's example one (10 tokens, ratio 0.1).
+    pub fn outage() -> RetryStudy {
+        let mut scenario = Scenario::builtin(ScenarioName::S1);
+        scenario.name = "outage".to_owned();
+        scenario.description =
+            "S1, with every backend failing every call it serves from 10 s to 15 s".to_owned();
+        for backend in 0..scenario.backends.len() {
+            for (at, probability) in [(10, 1.0), (15, 0.0)] {
+                let event = FleetEvent::Errors {
+                    backend,
+                    probability,
+                };
+                scenario.events.push((Duration::from_secs(at), event));
+            }
+        }
+        let throttled = retries(3).throttle(10, 0.1);
+        RetryStudy {
+            scenario,
+            routers: vec![
+                Router::policy("round_robin", PolicyConfig::round_robin()),
+                Router::policy("p2c_ewma", PolicyConfig::p2c_ewma()),
+            ],
+            specs: std::iter::once(retries(3)).chain(throttled).collect(),
+        }
     }
 
     /// Runs the study with each seed, on up to `threads` threads (which never changes a figure).
