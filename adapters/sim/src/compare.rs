@@ -38,6 +38,12 @@ pub struct Row {
     pub first_call_back: Option<Duration>,
     /// After the scenario's first restart: until every client sent it a call again.
     pub every_client_back: Option<Duration>,
+    /// Attempts sent per call (1 without retries or hedging).
+    pub attempts_per_call: f64,
+    /// Backends' slot-time spent per call.
+    pub work_per_call: Duration,
+    /// Attempts sent to a backend an earlier attempt of their call went to.
+    pub repeated_backend: u64,
 }
 
 /// A scenario's results for several routers.
@@ -96,6 +102,9 @@ pub fn summarize(runs: &[RunResult]) -> Option<Row> {
             .collect(),
         first_call_back: recovery(&|r| r.first_call),
         every_client_back: recovery(&|r| r.every_client),
+        attempts_per_call: median_f64(runs.iter().map(RunResult::attempts_per_call).collect()),
+        work_per_call: pick(&RunResult::work_per_call)?,
+        repeated_backend: median(runs.iter().map(|r| r.repeated_backend).collect())?,
     })
 }
 
@@ -156,7 +165,7 @@ pub fn compare(
 }
 
 /// Milliseconds, with fewer decimals as they grow.
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     if d == Duration::MAX {
         return "never".to_owned();
     }

@@ -35,19 +35,31 @@
 //! medians, printed as a Markdown table by its `Display`; [`draw`] draws each router's
 //! per-backend request rate and p99 latency over time as an SVG.
 //! `cargo run --release -p croupier-sim --example simulate -- S2` does both.
+//!
+//! **Retries and hedging.** A scenario with a [`RetrySpec`] runs every call under a gRFC A6
+//! policy, decided by the core's [`croupier::retry::RetryCall`]: each attempt is picked (naming
+//! the subchannels already tried), served and reported to the balancer on its own, losing hedges
+//! are cancelled (and their backends stop them, or finish them: [`Cancellation`]), backoffs run
+//! in virtual time, and each client's calls share one throttle. A [`RetryStudy`] runs routers
+//! without and with specs and prints what each costs in attempts and server work;
+//! `cargo run --release -p croupier-sim --example retries` runs the built-in ones.
 
 mod compare;
+mod compare_retry;
 mod dist;
 mod plot;
 mod record;
+mod retry;
 mod router;
 mod scenario;
 mod sim;
 
 pub use compare::{compare, summarize, Comparison, Row, DEFAULT_SEEDS};
+pub use compare_retry::{hedging, retries, RetryComparison, RetryStudy, HEDGING_DELAY};
 pub use dist::ServiceTime;
 pub use plot::{draw, PlotError};
 pub use record::{Recovery, RunResult, Timeline};
+pub use retry::{Cancellation, RetrySpec};
 pub use router::{builtin_routers, router_named, Router};
 pub use scenario::{BackendSpec, ConnectSpec, FleetEvent, Scenario, ScenarioName, UnknownScenario};
 pub use sim::{backend_address, simulate, LoadReport, BASE_PORT};

@@ -23,8 +23,14 @@ pub struct RunResult {
     pub failed: u64,
     /// Counted calls still unanswered when the run stopped (an overloaded backend's queue).
     pub unfinished: u64,
-    /// Counted calls sent to each backend.
+    /// Counted calls sent to each backend (attempts, when calls are retried or hedged).
     pub calls_per_backend: Vec<u64>,
+    /// The backends' slot-time spent on counted calls: every attempt's service, or the part of
+    /// it served before a cancel or a crash stopped it.
+    pub work: Duration,
+    /// Attempts of counted calls sent to a backend that an earlier attempt of the same call was
+    /// sent to.
+    pub repeated_backend: u64,
     /// For each restart in the scenario, how long the restarted backend took to get calls again.
     pub recoveries: Vec<Recovery>,
     /// Per-backend request rates and p99 latencies over time.
@@ -51,6 +57,20 @@ impl RunResult {
     /// Successful counted latencies in nanoseconds, sorted ascending.
     pub fn latencies(&self) -> &[u64] {
         &self.latencies
+    }
+
+    /// Attempts sent to a backend per counted call (1 without retries or hedging, less if some
+    /// calls found no backend).
+    pub fn attempts_per_call(&self) -> f64 {
+        let sent: u64 = self.calls_per_backend.iter().sum();
+        sent as f64 / self.issued.max(1) as f64
+    }
+
+    /// Backends' slot-time spent per counted call.
+    pub fn work_per_call(&self) -> Duration {
+        self.work
+            .checked_div(u32::try_from(self.issued.max(1)).unwrap_or(u32::MAX))
+            .unwrap_or_default()
     }
 
     /// Each backend's share of counted calls (fractions that add up to 1, or all 0).
@@ -121,6 +141,8 @@ pub(crate) struct Recorder {
     failed: u64,
     latencies: Vec<u64>,
     calls_per_backend: Vec<u64>,
+    work: Duration,
+    repeated_backend: u64,
     sent: Vec<Vec<u64>>,
     bucket_latencies: Vec<Vec<Vec<u64>>>,
     clients: usize,
@@ -148,6 +170,8 @@ impl Recorder {
             failed: 0,
             latencies: Vec::new(),
             calls_per_backend: vec![0; backends],
+            work: Duration::ZERO,
+            repeated_backend: 0,
             sent: vec![vec![0; buckets]; backends],
             bucket_latencies: vec![vec![Vec::new(); buckets]; backends],
             clients,
@@ -205,6 +229,24 @@ impl Recorder {
         }
     }
 
+    /// A counted call's attempt took `time` of a backend's slot (`more`), or was spared it.
+    pub(crate) fn worked(&mut self, issued: Duration, time: Duration, more: bool) {
+        if self.counted(issued) {
+            self.work = if more {
+                self.work.saturating_add(time)
+            } else {
+                self.work.saturating_sub(time)
+            };
+        }
+    }
+
+    /// A counted call's attempt went to a backend an earlier attempt of it went to.
+    pub(crate) fn repeated_backend(&mut self, issued: Duration) {
+        if self.counted(issued) {
+            self.repeated_backend += 1;
+        }
+    }
+
     pub(crate) fn failed(&mut self, issued: Duration) {
         if self.counted(issued) {
             self.failed += 1;
@@ -256,6 +298,8 @@ impl Recorder {
             failed: self.failed,
             unfinished: self.issued.saturating_sub(completed + self.failed),
             calls_per_backend: self.calls_per_backend,
+            work: self.work,
+            repeated_backend: self.repeated_backend,
             recoveries: self
                 .restarts
                 .iter()

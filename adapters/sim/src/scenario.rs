@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::dist::ServiceTime;
+use crate::retry::RetrySpec;
 
 /// One backend: a FIFO server with `slots` calls in service at once, queueing the rest.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,6 +71,14 @@ pub enum FleetEvent {
         /// Index of the backend.
         backend: usize,
     },
+    /// From now on `backend` fails this share of the calls it serves with UNAVAILABLE, once it
+    /// has served them (a dependency of its is down; its connections stay up). 0 heals it.
+    Errors {
+        /// Index of the backend.
+        backend: usize,
+        /// The chance that a call it serves fails, from 0 to 1.
+        probability: f64,
+    },
 }
 
 /// How connection attempts go.
@@ -122,6 +131,8 @@ pub struct Scenario {
     pub connect: ConnectSpec,
     /// Width of the time buckets of the pictures.
     pub bucket: Duration,
+    /// How calls are retried or hedged; `None`: each call is one attempt.
+    pub retry: Option<RetrySpec>,
 }
 
 impl Scenario {
@@ -144,6 +155,7 @@ impl Scenario {
             events: Vec::new(),
             connect: ConnectSpec::default(),
             bucket: Duration::from_secs(1),
+            retry: None,
         }
     }
 

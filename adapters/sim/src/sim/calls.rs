@@ -1,6 +1,8 @@
 //! Calls: issued by each client's Poisson process, routed by its balancer's picker (or by a
 //! reference router), and answered.
 
+use std::time::Duration;
+
 use croupier::{CallOutcome, Code, Pick, PickRequest, SubchannelId};
 
 use super::{seconds, Call, CallId, Event, LoadReport, Sim};
@@ -25,6 +27,10 @@ impl Sim<'_> {
             .scenario
             .service
             .unit_work(&mut self.clients[client].arrivals);
+        let scenario = self.scenario;
+        if let Some(spec) = scenario.retry.as_ref() {
+            return self.arrival_retried(client, work, spec.policy());
+        }
         let call = self.calls.len();
         self.calls.push(Call {
             client,
@@ -36,6 +42,9 @@ impl Sim<'_> {
             subchannel: None,
             ok: false,
             load: LoadReport::default(),
+            retry: None,
+            cancelled: false,
+            service_end: Duration::ZERO,
         });
         self.recorder.issued(self.now);
         self.pending += 1;
@@ -54,11 +63,20 @@ impl Sim<'_> {
     /// Picks for `call` from its client's newest picker; returns whether the call must wait.
     pub(super) fn pick(&mut self, call: CallId) -> bool {
         let client = self.calls[call].client;
-        let hash = self.clients[client].hashes.next_u64();
+        if self.calls[call].cancelled {
+            // A hedge cancelled while it waited for a picker: it is dropped unsent.
+            return false;
+        }
+        let (hash, tried) = match self.calls[call].retry {
+            // Every attempt of a call carries the call's hash, and the subchannels tried so far.
+            Some((retried, _)) => (self.retried[retried].hash, self.retried[retried].tried()),
+            None => (self.clients[client].hashes.next_u64(), &[][..]),
+        };
         let Some(picker) = self.clients[client].picker.as_ref() else {
             return true;
         };
-        match picker.pick(&PickRequest::new().with_hash(hash)) {
+        let pick = picker.pick(&PickRequest::new().with_hash(hash).with_tried(tried));
+        match pick {
             Pick::Ready(subchannel) => {
                 let backend = match self.clients[client].conns.get(&subchannel) {
                     Some(conn) if conn.established => conn.backend,
@@ -79,13 +97,19 @@ impl Sim<'_> {
     }
 
     fn fail_now(&mut self, call: CallId) {
+        if self.calls[call].retry.is_some() {
+            // An attempt that finds no backend ends at once, a failure its policy may go past.
+            self.calls[call].ok = false;
+            self.schedule(self.now, Event::Respond { call });
+            return;
+        }
         self.pending = self.pending.saturating_sub(1);
         self.calls[call].ok = false;
         let issued = self.calls[call].issued;
         self.recorder.failed(issued);
     }
 
-    fn route_reference(&mut self, call: CallId) {
+    pub(super) fn route_reference(&mut self, call: CallId) {
         let by_delay = matches!(self.router, Router::ShortestExpectedDelay);
         let mut best: Option<(f64, usize)> = None;
         let mut ties = 0u64;
@@ -128,12 +152,18 @@ impl Sim<'_> {
         c.picked = self.now;
         let (client, issued) = (c.client, c.issued);
         self.recorder.sent(client, backend, issued, self.now);
+        if self.calls[call].retry.is_some() {
+            self.attempt_sent(call);
+        }
         self.after(self.link(client, backend), Event::Deliver { call });
     }
 
     pub(super) fn respond(&mut self, call: CallId) {
+        if self.calls[call].retry.is_some() {
+            return self.attempt_responded(call);
+        }
         let c = &self.calls[call];
-        let (client, issued, ok, backend) = (c.client, c.issued, c.ok, c.backend);
+        let (issued, ok, backend) = (c.issued, c.ok, c.backend);
         let latency = self.now.saturating_sub(issued);
         self.pending = self.pending.saturating_sub(1);
         if ok {
@@ -141,7 +171,15 @@ impl Sim<'_> {
         } else {
             self.recorder.failed(issued);
         }
-        let (Some(subchannel), picked) = (c.subchannel, c.picked) else {
+        let code = if ok { Code::Ok } else { Code::Unavailable };
+        self.report_outcome(call, code);
+    }
+
+    /// Tells the call's balancer, if it wants call outcomes, that the call (or attempt) picked
+    /// from it ended now with `code`; the latency runs from its pick.
+    pub(super) fn report_outcome(&mut self, call: CallId, code: Code) {
+        let c = &self.calls[call];
+        let (Some(subchannel), picked, client) = (c.subchannel, c.picked, c.client) else {
             return;
         };
         let load = c.load;
@@ -150,7 +188,7 @@ impl Sim<'_> {
             return;
         };
         if lb.wants_call_outcomes() {
-            let code = if ok { Code::Ok } else { Code::Unavailable };
+            let ok = code == Code::Ok;
             let mut outcome = CallOutcome::new(code, self.now.saturating_sub(picked));
             if ok && load.qps > 0.0 {
                 // The backend's load report rides on its response (weighted_round_robin).

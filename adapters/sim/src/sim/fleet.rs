@@ -33,6 +33,10 @@ impl Sim<'_> {
         let time = self.calls[call].work * b.current_mean();
         let epoch = b.epoch;
         let at = self.now.saturating_add(seconds(time));
+        // The work is counted whole now, and what a crash or a cancel spares is taken back.
+        self.calls[call].service_end = at;
+        self.recorder
+            .worked(self.calls[call].issued, at.saturating_sub(self.now), true);
         self.schedule(
             at,
             Event::Served {
@@ -48,15 +52,20 @@ impl Sim<'_> {
         if b.epoch != epoch {
             return;
         }
+        let Some(position) = b.serving.iter().position(|&c| c == call) else {
+            // Its work was stopped by a cancel.
+            return;
+        };
         b.meter.account(self.now, b.serving.len(), b.slots);
-        if let Some(position) = b.serving.iter().position(|&c| c == call) {
-            b.serving.swap_remove(position);
-        }
+        b.serving.swap_remove(position);
         b.meter.finished += 1;
         let load = b.meter.report;
         let next = b.queue.pop_front();
+        let rate = b.error_rate;
+        // Drawn only for a partial failure rate, so runs without one draw exactly as before.
+        let fails = rate >= 1.0 || (rate > 0.0 && self.fleet_rng.unit() < rate);
         let c = &mut self.calls[call];
-        c.ok = true;
+        c.ok = !fails;
         c.load = load;
         self.send_back(call);
         if let Some(next) = next {
@@ -79,6 +88,18 @@ impl Sim<'_> {
                 }
             }
             FleetEvent::Crash { backend } => self.crash(backend),
+            FleetEvent::Errors {
+                backend,
+                probability,
+            } => {
+                if let Some(b) = self.backends.get_mut(backend) {
+                    b.error_rate = if probability.is_finite() {
+                        probability.clamp(0.0, 1.0)
+                    } else {
+                        0.0
+                    };
+                }
+            }
             FleetEvent::Restart { backend } => {
                 if let Some(b) = self.backends.get_mut(backend) {
                     if !b.up {
@@ -102,6 +123,36 @@ impl Sim<'_> {
         }
     }
 
+    /// Takes back the part of `call`'s service it will not get (it stops now).
+    fn spare_work(&mut self, call: CallId) {
+        let c = &self.calls[call];
+        let spared = c.service_end.saturating_sub(self.now);
+        self.recorder.worked(c.issued, spared, false);
+    }
+
+    /// A cancel reached `call`'s backend, which drops it: out of the queue, or out of its slot,
+    /// which the next queued call takes. A call the backend no longer holds is left alone.
+    pub(super) fn stop(&mut self, call: CallId) {
+        let backend = self.calls[call].backend;
+        let Some(b) = self.backends.get_mut(backend) else {
+            return;
+        };
+        if !b.up || b.epoch != self.calls[call].epoch {
+            return;
+        }
+        if let Some(position) = b.queue.iter().position(|&c| c == call) {
+            b.queue.remove(position);
+        } else if let Some(position) = b.serving.iter().position(|&c| c == call) {
+            b.meter.account(self.now, b.serving.len(), b.slots);
+            b.serving.swap_remove(position);
+            let next = b.queue.pop_front();
+            self.spare_work(call);
+            if let Some(next) = next {
+                self.start_service(backend, next);
+            }
+        }
+    }
+
     fn crash(&mut self, backend: usize) {
         let Some(b) = self.backends.get_mut(backend) else {
             return;
@@ -112,7 +163,11 @@ impl Sim<'_> {
         b.meter.account(self.now, b.serving.len(), b.slots);
         b.up = false;
         b.epoch += 1;
+        let serving = b.serving.len();
         let lost: Vec<CallId> = b.serving.drain(..).chain(b.queue.drain(..)).collect();
+        for &call in &lost[..serving] {
+            self.spare_work(call);
+        }
         for call in lost {
             self.calls[call].ok = false;
             self.send_back(call);

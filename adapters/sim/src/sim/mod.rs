@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use croupier::retry::{AttemptId, ChannelRetry};
 use croupier::{Address, Balancer, BalancerConfig, ConnectionId, Picker, Rng, SubchannelId};
 
 use crate::record::{Recorder, RunResult};
@@ -16,6 +17,9 @@ use crate::scenario::Scenario;
 mod adapter;
 mod calls;
 mod fleet;
+mod retry;
+
+use retry::Retried;
 
 /// The port of backend 0 on 127.0.0.1; backend `i` listens on `BASE_PORT + i` (in name only:
 /// nothing connects for real).
@@ -26,6 +30,9 @@ const RESOLVE_DELAY: Duration = Duration::from_millis(1);
 
 /// The longest run simulated, whatever a scenario asks: a million seconds (11.6 days).
 const MAX_DURATION: Duration = Duration::from_secs(1_000_000);
+
+/// Mixed into a client's seed for its calls' backoff jitter, so that stream is its own.
+const RETRY_SEEDS: u64 = 0x7265_7472_795f_6a69;
 
 /// How many times one input may re-run the waiting calls against successive pickers.
 const MAX_RETRY_ROUNDS: usize = 16;
@@ -164,6 +171,10 @@ enum Event {
     Resolve { client: usize },
     /// The scenario's event number `index`.
     Fleet { index: usize },
+    /// A retried call's machine wants its timeout (ignored unless still its latest).
+    RetryTimer { retried: usize },
+    /// A cancelled attempt's `RST_STREAM` reaches its backend.
+    CancelArrives { call: CallId },
 }
 
 #[derive(Debug)]
@@ -202,6 +213,12 @@ struct Call {
     subchannel: Option<SubchannelId>,
     ok: bool,
     load: LoadReport,
+    /// For an attempt of a retried call: the call (an index of `Sim::retried`) and the attempt.
+    retry: Option<(usize, AttemptId)>,
+    /// The client cancelled it (a losing hedge): its response, if any, is dropped.
+    cancelled: bool,
+    /// When its service ends, once it started.
+    service_end: Duration,
 }
 
 #[derive(Debug)]
@@ -215,6 +232,8 @@ struct Backend {
     /// Bumped at each crash: what was in flight before belongs to a dead incarnation.
     epoch: u64,
     meter: LoadMeter,
+    /// The share of served calls it fails (`FleetEvent::Errors`).
+    error_rate: f64,
     queue: VecDeque<CallId>,
     serving: Vec<CallId>,
 }
@@ -249,6 +268,10 @@ struct Client {
     waiting: VecDeque<CallId>,
     timer: Option<Duration>,
     generation: u64,
+    /// The throttle and buffer its calls share, when the scenario retries or hedges.
+    retry: Option<Arc<ChannelRetry>>,
+    /// Seeds of its calls' backoff jitter.
+    retry_seeds: Rng,
 }
 
 struct Sim<'s> {
@@ -265,6 +288,8 @@ struct Sim<'s> {
     backends: Vec<Backend>,
     clients: Vec<Client>,
     calls: Vec<Call>,
+    /// Calls run under the scenario's retry or hedging policy.
+    retried: Vec<Retried>,
     /// Calls issued and not yet answered (or failed).
     pending: usize,
     addresses: BTreeMap<Address, usize>,
@@ -303,6 +328,12 @@ impl<'s> Sim<'s> {
                     waiting: VecDeque::new(),
                     timer: None,
                     generation: 0,
+                    retry: scenario.retry.as_ref().map(|spec| {
+                        let mut channel = ChannelRetry::new();
+                        channel.throttle = spec.new_throttle();
+                        Arc::new(channel)
+                    }),
+                    retry_seeds: Rng::new(lb_seed ^ RETRY_SEEDS),
                 }
             })
             .collect();
@@ -318,6 +349,7 @@ impl<'s> Sim<'s> {
                 listed: spec.listed,
                 epoch: 0,
                 meter: LoadMeter::default(),
+                error_rate: 0.0,
                 queue: VecDeque::new(),
                 serving: Vec::new(),
             })
@@ -340,6 +372,7 @@ impl<'s> Sim<'s> {
             backends,
             clients,
             calls: Vec::new(),
+            retried: Vec::new(),
             pending: 0,
             addresses,
             recorder: Recorder::new(
@@ -425,6 +458,8 @@ impl<'s> Sim<'s> {
             }
             Event::Resolve { client } => self.resolve(client),
             Event::Fleet { index } => self.fleet(index),
+            Event::RetryTimer { retried } => self.retry_timer(retried),
+            Event::CancelArrives { call } => self.cancel_arrives(call),
         }
     }
 }
