@@ -5,9 +5,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use croupier::testing::Harness;
 use croupier::{ConnectionEvent, PolicyConfig, ResolverUpdate};
 use croupier_benches::endpoints;
+use croupier_testing::Harness;
 
 const N: usize = 10_000;
 

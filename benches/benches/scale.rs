@@ -10,11 +10,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
-use croupier::testing::scale::{
+use croupier::{PolicyConfig, ResolverUpdate};
+use croupier_testing::scale::{
     all_ready_one_by_one, balancer, connecting, drain, one_percent_changed, pods,
     ring_hash_connecting,
 };
-use croupier::{PolicyConfig, ResolverUpdate};
 
 const SIZES: [u32; 3] = [10_000, 100_000, 200_000];
 

@@ -13,9 +13,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
-use croupier::testing::scale::pods;
 use croupier::{Balancer, BalancerConfig, Endpoint, PolicyConfig, ResolverUpdate};
 use croupier_benches::{endpoints, port};
+use croupier_testing::scale::pods;
 
 fn policies() -> Vec<PolicyConfig> {
     vec![PolicyConfig::pick_first(), PolicyConfig::round_robin()]
@@ -37,7 +37,7 @@ fn drain(balancer: &mut Balancer) -> usize {
 fn one_percent_changed(n: usize) -> Vec<Endpoint> {
     let mut list = endpoints(n);
     for (i, endpoint) in list.iter_mut().enumerate().step_by(100) {
-        *endpoint = Endpoint::new(croupier::testing::addr(port(n + i)));
+        *endpoint = Endpoint::new(croupier_testing::addr(port(n + i)));
     }
     list
 }

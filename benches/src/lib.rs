@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use croupier::testing::{addr, Harness};
 use croupier::{Endpoint, Picker, PolicyConfig, ResolverUpdate, SubchannelId};
+use croupier_testing::{addr, Harness};
 
 /// The endpoint counts every pick benchmark runs at.
 pub const SIZES: [usize; 5] = [2, 16, 256, 1_000, 10_000];

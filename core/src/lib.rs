@@ -132,13 +132,15 @@
 //!
 //! ## Features
 //!
-//! - `testing`: the module `croupier::testing`, a simulated adapter that drives a
-//!   balancer in virtual time and checks the core's invariants after every step, for your own
-//!   policies' tests; and `croupier::retry::RetryScenario`, which does the same for one call's
-//!   retry machine.
-//! - `arbitrary`: lets fuzzers generate the simulated adapter's and the retry scenario's inputs.
 //! - `service-config` (on by default): [`service_config`], gRPC's JSON service config parsed
 //!   into typed values (the policy, per-method settings, retry throttling), on `serde_json`.
+//!
+//! ## Testing a policy
+//!
+//! The crate `croupier-testing` is a simulated adapter: it drives a [`Balancer`] in virtual
+//! time, carries out its actions, ends connection attempts as a test scripts, and checks the
+//! core's invariants after every input. The core's own tests and fuzz targets use it; so can the
+//! tests of a policy of your own.
 //!
 //! ## Where croupier differs from gRPC on purpose
 //!
@@ -183,8 +185,6 @@ mod slab;
 mod status;
 mod subchannel;
 pub mod target;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use address::{Address, Attributes, Endpoint};
 pub use backoff::BackoffConfig;

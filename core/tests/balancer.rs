@@ -515,7 +515,7 @@ fn an_attempt_whose_subchannel_is_removed_in_the_same_input_is_never_announced()
         })
         .collect();
     assert_eq!(connects.len(), 1, "{actions:?}");
-    assert_eq!(connects[0].1, croupier::testing::addr(2));
+    assert_eq!(connects[0].1, croupier_testing::addr(2));
     assert!(connects[0].2 > now, "the attempt has a deadline ahead");
     assert_eq!(shutdowns.len(), 1, "{actions:?}");
     assert_ne!(shutdowns[0], connects[0].0);

@@ -293,10 +293,10 @@ fn random_input_sequences_keep_the_invariants() {
         for _ in 0..100 {
             let seed = rng.next_u64();
             let steps: Vec<_> = (0..60)
-                .map(|_| croupier::testing::Step::random(&mut rng))
+                .map(|_| croupier_testing::Step::random(&mut rng))
                 .collect();
             let policy = PolicyConfig::outlier_detection(child.clone());
-            let mut h = croupier::testing::run(policy, seed, &steps);
+            let mut h = croupier_testing::run(policy, seed, &steps);
             h.recover();
         }
     }

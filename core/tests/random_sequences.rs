@@ -1,8 +1,8 @@
 //! Thousands of random input sequences (fixed seeds) through every built-in policy, with the
 //! invariants checked after every step: the same checker the fuzz targets use.
 
-use croupier::testing::{Scenario, Seen};
 use croupier::Rng;
+use croupier_testing::{Scenario, Seen};
 
 #[test]
 fn random_sequences_keep_every_invariant() {

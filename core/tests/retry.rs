@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use arbitrary::{Arbitrary, Unstructured};
 use croupier::retry::{
     CallPolicy, ChannelRetry, CodeSet, HedgingPolicy, Pushback, RetryAction, RetryCall,
-    RetryPolicy, RetryPolicyError, RetryScenario, RetryThrottle, Unprocessed,
-    NOT_SENT_REPLAY_LIMIT,
+    RetryPolicy, RetryPolicyError, RetryThrottle, Unprocessed, NOT_SENT_REPLAY_LIMIT,
 };
 use croupier::{Code, Rng};
+use croupier_testing::retry::RetryScenario;
 use support::*;
 
 /// Runs a retried call whose attempts all fail UNAVAILABLE: the waits before each retry.

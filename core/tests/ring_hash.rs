@@ -444,9 +444,9 @@ fn random_input_sequences_keep_the_invariants() {
     for _ in 0..200 {
         let seed = rng.next_u64();
         let steps: Vec<_> = (0..60)
-            .map(|_| croupier::testing::Step::random(&mut rng))
+            .map(|_| croupier_testing::Step::random(&mut rng))
             .collect();
-        let mut h = croupier::testing::run(PolicyConfig::ring_hash(), seed, &steps);
+        let mut h = croupier_testing::run(PolicyConfig::ring_hash(), seed, &steps);
         h.recover();
     }
 }

@@ -11,12 +11,12 @@ use std::cell::Cell;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use croupier::testing::scale::{
+use croupier::ResolverUpdate;
+use croupier::{Balancer, ConnectionEvent, ConnectivityState, Pick, PickRequest, PolicyConfig};
+use croupier_testing::scale::{
     all_ready_one_by_one, balancer, connecting, drain, one_percent_changed, pods,
     ring_hash_connecting,
 };
-use croupier::ResolverUpdate;
-use croupier::{Balancer, ConnectionEvent, ConnectivityState, Pick, PickRequest, PolicyConfig};
 
 thread_local! {
     /// Bytes allocated, allocations made, bytes live now and at most, on this thread.

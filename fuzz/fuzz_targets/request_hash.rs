@@ -1,9 +1,10 @@
 //! Arbitrary header names for ring_hash's config and arbitrary values of the hashed header: never
 //! a panic, picks name READY subchannels, and equal values pick the same one
-//! (croupier::testing::check_request_hash).
+//! (croupier_fuzz_checks::check_request_hash).
 #![no_main]
 
-use croupier::testing::{check_request_hash, request_hash_fixture, Harness};
+use croupier_fuzz_checks::{check_request_hash, request_hash_fixture};
+use croupier_testing::Harness;
 use libfuzzer_sys::fuzz_target;
 
 thread_local! {

@@ -1,8 +1,8 @@
 //! Arbitrary bytes as service configs: never a panic, errors name their path, and a config that
 //! parses prints back to JSON that parses to the same config
-//! (croupier::testing::check_service_config).
+//! (croupier_fuzz_checks::check_service_config).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| croupier::testing::check_service_config(data));
+fuzz_target!(|data: &[u8]| croupier_fuzz_checks::check_service_config(data));

@@ -95,8 +95,6 @@ mod call;
 mod channel;
 mod jitter;
 mod policy;
-#[cfg(feature = "testing")]
-mod scenario;
 mod throttle;
 
 pub use attempt::{AttemptId, Pushback, RetryAction, Unprocessed};
@@ -106,6 +104,4 @@ pub use channel::ChannelRetry;
 pub use policy::{
     CallPolicy, CodeSet, HedgingPolicy, RetryPolicy, RetryPolicyError, MAX_ATTEMPTS_LIMIT,
 };
-#[cfg(feature = "testing")]
-pub use scenario::{PushbackHeader, RetryRun, RetryScenario, RetryStep};
 pub use throttle::{RetryThrottle, MAX_TOKENS_LIMIT};

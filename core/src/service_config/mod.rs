@@ -94,8 +94,6 @@
 //! - [`ServiceConfig::to_json`] writes a config back, every setting explicit; parsing that gives
 //!   the same config.
 
-#[cfg(feature = "testing")]
-pub(crate) mod check;
 mod config;
 mod duration;
 mod error;

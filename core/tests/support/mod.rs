@@ -1,10 +1,10 @@
-//! Helpers shared by the core's integration tests, on top of `croupier::testing` (the simulated
+//! Helpers shared by the core's integration tests, on top of `croupier-testing` (the simulated
 //! adapter and invariant checker that the fuzz targets use too).
 
 #![allow(dead_code, unused_imports, unreachable_pub)] // each test file uses a different part
 
-pub use croupier::testing::{addr, ms, update, Harness, Seen};
 use croupier::{Address, ConnectivityState, Endpoint};
+pub use croupier_testing::{addr, ms, update, Harness, Seen};
 
 /// One endpoint per port.
 pub fn endpoints(ports: &[u16]) -> Vec<Endpoint> {

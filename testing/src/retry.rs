@@ -1,5 +1,6 @@
-//! A scripted adapter around a [`RetryCall`] that checks the machine's invariants after every
-//! step (feature `testing`; with `arbitrary`, fuzzers generate [`RetryScenario`]s):
+//! A scripted adapter around one call's retry machine, a [`RetryCall`], that checks the
+//! machine's invariants after every step (with feature `arbitrary`, fuzzers generate
+//! [`RetryScenario`]s):
 //!
 //! - no more policy attempts than `maxAttempts` (at most 5), each with
 //!   `grpc-previous-rpc-attempts` one more than the last; attempt handles never reused;
@@ -16,13 +17,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::attempt::{AttemptId, Pushback, RetryAction, Unprocessed};
-use super::buffer::RetryBuffer;
-use super::call::{RetryCall, NOT_SENT_REPLAY_LIMIT, REFUSED_REPLAY_LIMIT};
-use super::channel::ChannelRetry;
-use super::policy::{CallPolicy, CodeSet, HedgingPolicy, RetryPolicy};
-use super::throttle::RetryThrottle;
-use crate::status::Code;
+use croupier::retry::{
+    AttemptId, CallPolicy, ChannelRetry, CodeSet, HedgingPolicy, Pushback, RetryAction,
+    RetryBuffer, RetryCall, RetryPolicy, RetryThrottle, Unprocessed, NOT_SENT_REPLAY_LIMIT,
+    REFUSED_REPLAY_LIMIT,
+};
+use croupier::Code;
 
 /// One call's policy, channel settings and the events its attempts meet.
 #[derive(Clone, Debug, Default)]
@@ -256,7 +256,7 @@ impl Checker {
         self.running
             .get(index)
             .copied()
-            .unwrap_or(AttemptId(u32::from(pick) + 1000))
+            .unwrap_or(AttemptId::new(u32::from(pick) + 1000))
     }
 
     /// The adapter reports `attempt`'s end (ignored by the machine if it is not running).
@@ -350,6 +350,8 @@ impl Checker {
                 }
                 self.finished = Some(code);
             }
+            // Checking an action it does not know would make every later check a guess.
+            other => panic!("the scripted retry adapter cannot carry out {other:?}"),
         }
     }
 }

@@ -5,13 +5,11 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::address::Endpoint;
-use crate::balancer::{Action, Balancer, BalancerConfig};
-use crate::picker::{Pick, PickRequest};
-use crate::policy::{PolicyConfig, RingHashConfig};
-use crate::resolver::ResolverUpdate;
-use crate::rng::Rng;
-use crate::subchannel::{ConnectionEvent, ConnectionId};
+use croupier::policy::RingHashConfig;
+use croupier::{
+    Action, Balancer, BalancerConfig, ConnectionEvent, ConnectionId, Endpoint, Pick, PickRequest,
+    PolicyConfig, ResolverUpdate, Rng,
+};
 
 /// The most endpoints these scenarios use (the balancers they build accept that many).
 pub const MAX_ENDPOINTS: usize = 200_000;

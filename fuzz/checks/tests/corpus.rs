@@ -4,13 +4,15 @@
 use std::path::{Path, PathBuf};
 
 use arbitrary::{Arbitrary, Unstructured};
-use croupier::testing::{
-    check_policy_choice, check_request_hash, check_target, request_hash_fixture, Scenario,
+use croupier_fuzz_checks::{
+    check_policy_choice, check_request_hash, check_service_config, check_target,
+    request_hash_fixture,
 };
+use croupier_testing::Scenario;
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
+        .join("../corpus")
         .join(target);
     let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     // A fuzzer running beside the tests may remove files as it minimises: skip what vanished.
@@ -43,6 +45,13 @@ fn balancer_inputs_corpus_replays_cleanly() {
 fn target_parse_corpus_replays_cleanly() {
     for (_, bytes) in corpus("target_parse") {
         check_target(&bytes);
+    }
+}
+
+#[test]
+fn service_config_corpus_replays_cleanly() {
+    for (_, bytes) in corpus("service_config") {
+        check_service_config(&bytes);
     }
 }
 

@@ -1,7 +1,7 @@
-//! The check the `service_config` fuzz target makes, kept here so the corpus replays through
-//! the same code on stable Rust.
+//! The `service_config` fuzz target's check.
 
-use super::{MethodName, ServiceConfigParser};
+use croupier::service_config::MethodName;
+use croupier::ServiceConfigParser;
 
 /// Parses `bytes` as a service config: never a panic; an error's message starts with its path;
 /// a config that parses prints as JSON that parses to the same config, and its lookup table
@@ -42,6 +42,6 @@ pub fn check_service_config(bytes: &[u8]) {
     }
     let _ = config.methods.for_path(text);
     if let Some(policy) = config.policy() {
-        let _ = policy.build();
+        let _ = policy.builder().build();
     }
 }
