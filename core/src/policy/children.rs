@@ -11,7 +11,9 @@ use std::time::Instant;
 use crate::address::{Address, Endpoint};
 use crate::call::{CallOutcome, LoadReport};
 use crate::picker::{Picker, QueuePicker};
-use crate::policy::{Controller, Policy, SlotController, SubchannelUpdate, TimerToken};
+use crate::policy::{
+    Controller, Policy, PolicyConfig, SlotController, SubchannelUpdate, TimerToken,
+};
 use crate::resolver::ResolverError;
 use crate::rng::Rng;
 use crate::status::ConnectivityState;
@@ -128,6 +130,14 @@ impl Children {
     /// The child in `slot`, if it exists.
     pub(crate) fn get(&self, slot: u32) -> Option<&Child> {
         self.slots.get(slot as usize)?.as_ref()
+    }
+
+    /// Every child that exists, with its slot.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &Child)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, child)| Some((slot as u32, child.as_ref()?)))
     }
 
     /// The slots that published since the last call, in the order they first did.
@@ -272,6 +282,14 @@ impl Children {
             });
         }
     }
+}
+
+/// Whether any of `policies` learns from call outcomes: a tree policy asks for them if a child
+/// it may start would.
+pub(crate) fn any_wants_call_outcomes<'a>(
+    mut policies: impl Iterator<Item = &'a PolicyConfig>,
+) -> bool {
+    policies.any(|policy| policy.build().wants_call_outcomes())
 }
 
 /// What a tree policy last published, so that it publishes only what changed.

@@ -17,6 +17,7 @@
 //! | `p2c_ewma` | the cheaper of two by latency estimate x calls in flight ([`PeakEwmaConfig`]) |
 //! | `ring_hash` | consistent hashing on a request hash or header ([`RingHashConfig`]) |
 //! | `outlier_detection` | ejects endpoints that fail more than their peers, around a child ([`OutlierDetectionConfig`]) |
+//! | `weighted_target` | calls split by weight over children ([`WeightedTargetConfig`]) |
 //! | `priority` | children in priority order, calls to the highest that can serve ([`PriorityConfig`]) |
 //!
 //! Calls into a policy are never re-entrant: a state change caused by a controller call (say
@@ -50,6 +51,7 @@ pub mod round_robin;
 mod slot;
 mod timer;
 pub mod weighted_round_robin;
+pub mod weighted_target;
 
 pub use least_request::LeastRequestConfig;
 pub use outlier_detection::{
@@ -67,6 +69,7 @@ pub use round_robin::RoundRobinConfig;
 pub use slot::SlotController;
 pub use timer::TimerToken;
 pub use weighted_round_robin::WeightedRoundRobinConfig;
+pub use weighted_target::{WeightedTarget, WeightedTargetConfig};
 
 /// A subchannel's new state, as the policy is told of it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -28,7 +28,7 @@ use crate::address::Endpoint;
 use crate::backoff::later;
 use crate::call::{CallOutcome, LoadReport};
 use crate::picker::{FailPicker, Picker};
-use crate::policy::children::{group_by_child, Children, Published};
+use crate::policy::children::{any_wants_call_outcomes, group_by_child, Children, Published};
 use crate::policy::{Controller, Policy, SubchannelUpdate, TimerToken};
 use crate::resolver::ResolverError;
 use crate::status::{ConnectivityState, Status};
@@ -94,10 +94,7 @@ impl Priority {
             names,
             resolved: false,
             current: None,
-            wants_outcomes: config
-                .children
-                .iter()
-                .any(|child| child.policy.build().wants_call_outcomes()),
+            wants_outcomes: any_wants_call_outcomes(config.children.iter().map(|c| &c.policy)),
             unplaced: (0, 0),
             published: Published::default(),
             config,
