@@ -18,6 +18,7 @@
 //! | `ring_hash` | consistent hashing on a request hash or header ([`RingHashConfig`]) |
 //! | `outlier_detection` | ejects endpoints that fail more than their peers, around a child ([`OutlierDetectionConfig`]) |
 //! | `weighted_target` | calls split by weight over children ([`WeightedTargetConfig`]) |
+//! | `random_subsetting` | a child over a per-client random subset of the endpoints ([`RandomSubsettingConfig`]) |
 //! | `priority` | children in priority order, calls to the highest that can serve ([`PriorityConfig`]) |
 //!
 //! Calls into a policy are never re-entrant: a state change caused by a controller call (say
@@ -46,6 +47,7 @@ mod params;
 pub mod pick_first;
 pub mod priority;
 pub mod random;
+pub mod random_subsetting;
 pub mod ring_hash;
 pub mod round_robin;
 mod slot;
@@ -64,6 +66,7 @@ pub use pick_first::PickFirstConfig;
 pub use pick_first::PickFirstList;
 pub use priority::{PriorityChild, PriorityConfig};
 pub use random::RandomConfig;
+pub use random_subsetting::RandomSubsettingConfig;
 pub use ring_hash::{RingHashConfig, RingHashConfigError};
 pub use round_robin::RoundRobinConfig;
 pub use slot::SlotController;
