@@ -55,12 +55,7 @@ fn an_update_that_changes_little_keeps_most_of_the_subset() {
         .filter(|s| matches!(s, Seen::Shutdown(_)))
         .count();
     assert!(shut <= 2, "{shut} of 5 connections dropped: {seen:?}");
-    let after: BTreeSet<Address> = h
-        .lb
-        .subchannels()
-        .into_iter()
-        .map(|s| s.address)
-        .collect();
+    let after: BTreeSet<Address> = h.lb.subchannels().into_iter().map(|s| s.address).collect();
     assert_eq!(after.len(), 5);
     assert!(before.intersection(&after).count() >= 3);
 }
