@@ -390,9 +390,9 @@ impl Harness {
             }
             Step::ResolveMany(count) => {
                 let count = usize::from(*count % 256);
-                self.resolve(ResolverUpdate::new(
-                    (0..count).map(|i| Endpoint::new(addr(10_000 + i as u16))),
-                ));
+                self.resolve(ResolverUpdate::new((0..count).map(|i| {
+                    Endpoint::new(addr(10_000 + i as u16)).hierarchy(tree_path(i as u16))
+                })));
             }
             Step::ResolverError => {
                 self.resolver_error("generated resolver failure");
@@ -553,8 +553,18 @@ impl GenEndpoint {
             .iter()
             .take(4)
             .map(|&i| GenEndpoint::address(i));
-        Endpoint::with_addresses(addresses).weight(u32::from(self.weight))
+        let place = self.addresses.first().copied().unwrap_or(0);
+        Endpoint::with_addresses(addresses)
+            .weight(u32::from(self.weight))
+            .hierarchy(tree_path(u16::from(place)))
     }
+}
+
+/// The hierarchy path every generated endpoint carries (from a number of its own: an address
+/// index, a port), so that the tree policies among [`builtin_policies`] have their children fed:
+/// `a0` or `a1` at the first level, `b0` or `b1` at the second.
+pub fn tree_path(n: u16) -> [String; 2] {
+    [format!("a{}", n % 2), format!("b{}", n / 2 % 2)]
 }
 
 /// Runs `steps` against a fresh harness with `policy`, checking invariants after every step.
@@ -584,6 +594,27 @@ pub fn builtin_policies() -> Vec<PolicyConfig> {
                 .weight_update_period(Duration::from_millis(100)),
         ),
         PolicyConfig::p2c_ewma(),
+        PolicyConfig::new(
+            crate::policy::PriorityConfig::new()
+                .child("a0", PolicyConfig::round_robin())
+                .child(
+                    "a1",
+                    PolicyConfig::new(
+                        crate::policy::WeightedTargetConfig::new()
+                            .target("b0", 1, PolicyConfig::pick_first())
+                            .target("b1", 2, PolicyConfig::round_robin()),
+                    ),
+                ),
+        ),
+        PolicyConfig::new(
+            crate::policy::WeightedTargetConfig::new()
+                .target("a0", 1, PolicyConfig::round_robin())
+                .target("a1", 3, PolicyConfig::least_request()),
+        ),
+        PolicyConfig::new(crate::policy::RandomSubsettingConfig::new(
+            2,
+            PolicyConfig::round_robin(),
+        )),
     ]
 }
 
@@ -606,7 +637,9 @@ impl Scenario {
         let policies = builtin_policies();
         let policy = policies[usize::from(self.policy) % policies.len()].clone();
         let mut harness = Harness::new(policy.clone(), self.seed);
-        harness.hides_ready = policy.name() == "outlier_detection";
+        // outlier detection ejects READY subchannels; priority keeps a lower child, READY, while
+        // a higher one connects.
+        harness.hides_ready = matches!(policy.name(), "outlier_detection" | "priority");
         harness.report_probes = matches!(policy.name(), "least_request" | "p2c_ewma");
         for step in &self.steps {
             harness.apply(step);
@@ -620,7 +653,9 @@ impl Harness {
     /// Liveness: after whatever came before, a good update and connections that succeed bring
     /// the channel to READY within a bounded number of rounds.
     pub fn recover(&mut self) {
-        self.resolve(update(&[40_001, 40_002]));
+        let ports = [40_001, 40_002];
+        let endpoints = ports.map(|port| Endpoint::new(addr(port)).hierarchy(tree_path(port)));
+        self.resolve(ResolverUpdate::new(endpoints));
         for _ in 0..64 {
             if self.state() == ConnectivityState::Ready {
                 break;
