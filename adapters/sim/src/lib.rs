@@ -38,6 +38,7 @@
 
 mod compare;
 mod dist;
+mod localities;
 mod plot;
 mod record;
 mod router;
@@ -46,6 +47,7 @@ mod sim;
 
 pub use compare::{compare, summarize, Comparison, Row, DEFAULT_SEEDS};
 pub use dist::ServiceTime;
+pub use localities::routers_for;
 pub use plot::{draw, PlotError};
 pub use record::{Recovery, RunResult, Timeline};
 pub use router::{builtin_routers, router_named, Router};
