@@ -31,6 +31,21 @@ fn placed(ports: &[(u16, &str)]) -> ResolverUpdate {
     )
 }
 
+/// p0's attempt fails and p1 takes the calls; then p0's next attempt, after its backoff,
+/// succeeds.
+fn fail_over_and_back(h: &mut Harness) {
+    h.failed(&addr(1));
+    h.connected(&addr(2));
+    assert_eq!(h.pick_address(), Some(addr(2)));
+    for _ in 0..10 {
+        if h.has_attempt(&addr(1)) {
+            break;
+        }
+        h.advance(Duration::from_secs(1));
+    }
+    h.connected(&addr(1));
+}
+
 #[test]
 fn only_the_highest_child_starts_while_it_connects() {
     let mut h = harness();
@@ -80,17 +95,7 @@ fn a_child_still_connecting_when_its_timer_fires_fails_over() {
 #[test]
 fn a_higher_child_that_becomes_ready_takes_the_calls_back() {
     let mut h = harness();
-    h.failed(&addr(1));
-    h.connected(&addr(2));
-    assert_eq!(h.pick_address(), Some(addr(2)));
-    // p0 keeps reconnecting with backoff; its next attempt succeeds.
-    for _ in 0..10 {
-        if h.has_attempt(&addr(1)) {
-            break;
-        }
-        h.advance(Duration::from_secs(1));
-    }
-    h.connected(&addr(1));
+    fail_over_and_back(&mut h);
     assert_eq!(h.state(), ConnectivityState::Ready);
     for _ in 0..10 {
         assert_eq!(h.pick_address(), Some(addr(1)));
@@ -100,20 +105,14 @@ fn a_higher_child_that_becomes_ready_takes_the_calls_back() {
 #[test]
 fn a_child_no_longer_needed_is_kept_for_the_retention_interval_then_removed() {
     let mut h = harness();
-    h.failed(&addr(1));
-    h.connected(&addr(2));
-    while !h.has_attempt(&addr(1)) {
-        h.advance(Duration::from_secs(1));
-    }
-    h.connected(&addr(1));
-    let back = h.elapsed();
+    fail_over_and_back(&mut h);
     let p1 = |h: &Harness| {
         h.lb.subchannels()
             .into_iter()
             .find(|s| s.address == addr(2))
             .map(|s| s.state)
     };
-    h.advance(RETENTION - ms(1) - (h.elapsed() - back));
+    h.advance(RETENTION - ms(1));
     assert_eq!(
         p1(&h),
         Some(ConnectivityState::Ready),
@@ -130,12 +129,7 @@ fn a_child_no_longer_needed_is_kept_for_the_retention_interval_then_removed() {
 #[test]
 fn a_retained_child_needed_again_is_used_at_once() {
     let mut h = harness();
-    h.failed(&addr(1));
-    h.connected(&addr(2));
-    while !h.has_attempt(&addr(1)) {
-        h.advance(Duration::from_secs(1));
-    }
-    h.connected(&addr(1));
+    fail_over_and_back(&mut h);
     h.advance(Duration::from_secs(60));
     // p0 fails again: p1, kept READY, serves without reconnecting.
     h.closed(&addr(1));

@@ -52,6 +52,7 @@ pub mod ring_hash;
 pub mod round_robin;
 mod slot;
 mod timer;
+mod tree;
 pub mod weighted_round_robin;
 pub mod weighted_target;
 

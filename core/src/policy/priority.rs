@@ -26,13 +26,11 @@ use std::time::Instant;
 
 use crate::address::Endpoint;
 use crate::backoff::later;
-use crate::call::{CallOutcome, LoadReport};
 use crate::picker::{FailPicker, Picker};
 use crate::policy::children::{any_wants_call_outcomes, group_by_child, Children, Published};
-use crate::policy::{Controller, Policy, SubchannelUpdate, TimerToken};
-use crate::resolver::ResolverError;
+use crate::policy::tree::TreeLevel;
+use crate::policy::{Controller, TimerToken};
 use crate::status::{ConnectivityState, Status};
-use crate::subchannel::SubchannelId;
 
 mod config;
 
@@ -68,8 +66,6 @@ pub(crate) struct Priority {
     tracking: Vec<Tracking>,
     /// Each child's share of the latest update.
     endpoints: Vec<Vec<Endpoint>>,
-    /// Whether a resolver update came; before one, no child is started.
-    resolved: bool,
     /// Endpoints of the latest update that named no child, and how many there were in all.
     unplaced: (usize, usize),
     /// The child chosen last.
@@ -92,7 +88,6 @@ impl Priority {
             endpoints: vec![Vec::new(); names.len()],
             children: Children::new(quiet),
             names,
-            resolved: false,
             current: None,
             wants_outcomes: any_wants_call_outcomes(config.children.iter().map(|c| &c.policy)),
             unplaced: (0, 0),
@@ -172,9 +167,6 @@ impl Priority {
                 .publish(ConnectivityState::TransientFailure, &picker, ctl);
             return;
         }
-        if !self.resolved {
-            return;
-        }
         let mut chosen = count - 1;
         for slot in 0..count {
             if self.children.get(slot).is_none() {
@@ -222,54 +214,36 @@ impl Priority {
     }
 }
 
-impl Policy for Priority {
-    fn resolver_update(&mut self, endpoints: &[Endpoint], ctl: &mut dyn Controller) {
+impl TreeLevel for Priority {
+    fn name(&self) -> &'static str {
+        "priority"
+    }
+
+    fn children(&mut self) -> &mut Children {
+        &mut self.children
+    }
+
+    fn published(&mut self) -> &mut Published {
+        &mut self.published
+    }
+
+    fn share(&mut self, endpoints: &[Endpoint], ctl: &mut dyn Controller) {
         let (groups, unplaced) = group_by_child(endpoints, &self.names);
         self.unplaced = (unplaced, endpoints.len());
         self.endpoints = groups;
-        self.resolved = true;
         for slot in 0..self.names.len() as u32 {
             let share = &self.endpoints[slot as usize];
             self.children.resolver_update(slot, share, ctl);
         }
-        self.choose(ctl);
-    }
-
-    fn resolver_error(&mut self, error: &ResolverError, ctl: &mut dyn Controller) {
-        if !self.resolved {
-            let status = Status::unavailable(format!("priority: resolver failed: {error}"));
-            let picker: Arc<dyn Picker> = Arc::new(FailPicker::new(status));
-            self.published
-                .publish(ConnectivityState::TransientFailure, &picker, ctl);
-            return;
-        }
-        self.children.resolver_error(error, ctl);
-        self.choose(ctl);
-    }
-
-    fn subchannel_update(
-        &mut self,
-        subchannel: SubchannelId,
-        update: &SubchannelUpdate,
-        ctl: &mut dyn Controller,
-    ) {
-        self.children.subchannel_update(subchannel, update, ctl);
-        self.choose(ctl);
     }
 
     fn exit_idle(&mut self, ctl: &mut dyn Controller) {
         if let Some(slot) = self.current {
             self.children.exit_idle(slot, ctl);
         }
-        self.choose(ctl);
     }
 
-    fn timer(&mut self, token: TimerToken, ctl: &mut dyn Controller) {
-        if let Some((slot, inner)) = token.split() {
-            self.children.timer(slot, inner, ctl);
-            self.choose(ctl);
-            return;
-        }
+    fn own_timer(&mut self, token: TimerToken, ctl: &mut dyn Controller) {
         let (slot, kind) = (token.kind() >> 1, token.kind() & 1);
         let now = ctl.now();
         let Some(track) = self.tracking.get_mut(slot as usize) else {
@@ -281,33 +255,16 @@ impl Policy for Priority {
                 *track = Tracking::default();
                 self.children.remove(slot, ctl);
             }
-            _ => return,
+            _ => {}
         }
+    }
+
+    fn settle(&mut self, ctl: &mut dyn Controller) {
         self.choose(ctl);
     }
 
     fn wants_call_outcomes(&self) -> bool {
         // A child started later may want them: ask for them if any configured child would.
         self.wants_outcomes
-    }
-
-    fn call_finished(
-        &mut self,
-        subchannel: SubchannelId,
-        outcome: &CallOutcome,
-        ctl: &mut dyn Controller,
-    ) {
-        self.children.call_finished(subchannel, outcome, ctl);
-        self.choose(ctl);
-    }
-
-    fn load_report(
-        &mut self,
-        subchannel: SubchannelId,
-        report: &LoadReport,
-        ctl: &mut dyn Controller,
-    ) {
-        self.children.load_report(subchannel, report, ctl);
-        self.choose(ctl);
     }
 }

@@ -20,16 +20,12 @@
 use std::sync::Arc;
 
 use crate::address::Endpoint;
-use crate::call::{CallOutcome, LoadReport};
 use crate::picker::{FailPicker, Pick, PickRequest, Picker, QueuePicker};
 use crate::policy::children::{any_wants_call_outcomes, group_by_child, Children, Published};
-use crate::policy::{
-    Controller, Policy, PolicyBuilder, PolicyConfig, SubchannelUpdate, TimerToken,
-};
-use crate::resolver::ResolverError;
+use crate::policy::tree::{Tree, TreeLevel};
+use crate::policy::{Controller, Policy, PolicyBuilder, PolicyConfig};
 use crate::rng::AtomicRng;
 use crate::status::{ConnectivityState, Status};
-use crate::subchannel::SubchannelId;
 
 /// One target of [`WeightedTargetConfig`].
 #[derive(Clone, Debug)]
@@ -85,7 +81,7 @@ impl PolicyBuilder for WeightedTargetConfig {
     }
 
     fn build(&self) -> Box<dyn Policy> {
-        Box::new(WeightedTargetPolicy::new(self.clone()))
+        Box::new(Tree::new(WeightedTargetPolicy::new(self.clone())))
     }
 }
 
@@ -215,8 +211,20 @@ impl WeightedTargetPolicy {
     }
 }
 
-impl Policy for WeightedTargetPolicy {
-    fn resolver_update(&mut self, endpoints: &[Endpoint], ctl: &mut dyn Controller) {
+impl TreeLevel for WeightedTargetPolicy {
+    fn name(&self) -> &'static str {
+        "weighted_target"
+    }
+
+    fn children(&mut self) -> &mut Children {
+        &mut self.children
+    }
+
+    fn published(&mut self) -> &mut Published {
+        &mut self.published
+    }
+
+    fn share(&mut self, endpoints: &[Endpoint], ctl: &mut dyn Controller) {
         let (groups, _) = group_by_child(endpoints, &self.names);
         for (slot, share) in groups.iter().enumerate() {
             let slot = slot as u32;
@@ -227,67 +235,20 @@ impl Policy for WeightedTargetPolicy {
                 self.children.create(slot, policy, share, ctl);
             }
         }
-        self.update(ctl);
-        self.started = true;
-    }
-
-    fn resolver_error(&mut self, error: &ResolverError, ctl: &mut dyn Controller) {
-        if !self.started {
-            let status = Status::unavailable(format!("weighted_target: resolver failed: {error}"));
-            let picker: Arc<dyn Picker> = Arc::new(FailPicker::new(status));
-            self.published
-                .publish(ConnectivityState::TransientFailure, &picker, ctl);
-            return;
-        }
-        self.children.resolver_error(error, ctl);
-        self.update(ctl);
-    }
-
-    fn subchannel_update(
-        &mut self,
-        subchannel: SubchannelId,
-        update: &SubchannelUpdate,
-        ctl: &mut dyn Controller,
-    ) {
-        self.children.subchannel_update(subchannel, update, ctl);
-        self.update(ctl);
     }
 
     fn exit_idle(&mut self, ctl: &mut dyn Controller) {
         for slot in 0..self.names.len() as u32 {
             self.children.exit_idle(slot, ctl);
         }
-        self.update(ctl);
     }
 
-    fn timer(&mut self, token: TimerToken, ctl: &mut dyn Controller) {
-        if let Some((slot, inner)) = token.split() {
-            self.children.timer(slot, inner, ctl);
-            self.update(ctl);
-        }
+    fn settle(&mut self, ctl: &mut dyn Controller) {
+        self.update(ctl);
+        self.started = true;
     }
 
     fn wants_call_outcomes(&self) -> bool {
         self.wants_outcomes
-    }
-
-    fn call_finished(
-        &mut self,
-        subchannel: SubchannelId,
-        outcome: &CallOutcome,
-        ctl: &mut dyn Controller,
-    ) {
-        self.children.call_finished(subchannel, outcome, ctl);
-        self.update(ctl);
-    }
-
-    fn load_report(
-        &mut self,
-        subchannel: SubchannelId,
-        report: &LoadReport,
-        ctl: &mut dyn Controller,
-    ) {
-        self.children.load_report(subchannel, report, ctl);
-        self.update(ctl);
     }
 }

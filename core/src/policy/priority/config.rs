@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Priority;
+use crate::policy::tree::Tree;
 use crate::policy::{Policy, PolicyBuilder, PolicyConfig};
 
 /// One child of [`PriorityConfig`]: its name (what endpoints' hierarchy paths choose it by),
@@ -111,6 +112,6 @@ impl PolicyBuilder for PriorityConfig {
     }
 
     fn build(&self) -> Box<dyn Policy> {
-        Box::new(Priority::new(self.clone()))
+        Box::new(Tree::new(Priority::new(self.clone())))
     }
 }
