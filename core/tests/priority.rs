@@ -170,3 +170,39 @@ fn endpoints_without_a_path_to_a_child_go_nowhere() {
         "{status:?}"
     );
 }
+
+#[test]
+fn a_ready_child_that_goes_back_to_connecting_restarts_its_failover_timer() {
+    let mut h = harness();
+    h.connected(&addr(1));
+    h.advance(Duration::from_secs(60));
+    // The connection is lost; p0 reconnects at once and its attempt hangs.
+    h.closed(&addr(1));
+    assert!(h.has_attempt(&addr(1)), "p0 does not reconnect");
+    assert_eq!(h.state(), ConnectivityState::Connecting);
+    h.advance(FAILOVER - ms(1));
+    assert!(!h.has_attempt(&addr(2)), "p1 started before the timer");
+    h.advance(ms(1));
+    assert!(
+        h.has_attempt(&addr(2)),
+        "p1 not started when the timer fired"
+    );
+}
+
+#[test]
+fn a_child_may_ignore_its_requests_to_re_resolve() {
+    let failing = |ignore: bool| {
+        let child = PriorityChild::new("p0", PolicyConfig::round_robin())
+            .ignore_reresolution_requests(ignore);
+        let mut h = Harness::new(PolicyConfig::new(PriorityConfig::new().push(child)), 7);
+        h.resolve(placed(&[(1, "p0")]));
+        h.advance(Duration::from_secs(10));
+        let seen = h.failed(&addr(1));
+        resolve_nows(&seen)
+    };
+    assert!(
+        failing(false) > 0,
+        "round_robin asks to re-resolve on failure"
+    );
+    assert_eq!(failing(true), 0);
+}
