@@ -22,6 +22,9 @@ use crate::subchannel::{IdMap, SubchannelId};
 /// One child: its policy and what it last published.
 #[derive(Debug)]
 pub(crate) struct Child {
+    /// Names its timers: a child created again in the same slot gets a new id, so the timers
+    /// its predecessor left behind never reach it.
+    id: u32,
     policy: Box<dyn Policy>,
     state: ConnectivityState,
     picker: Arc<dyn Picker>,
@@ -49,6 +52,8 @@ pub(crate) struct Children {
     owners: IdMap<u32>,
     /// Slots that published since [`Children::take_changed`] last looked.
     changed: Vec<u32>,
+    /// The id the next child created gets.
+    next_id: u32,
 }
 
 /// What a child's controller works on besides the parent's controller.
@@ -124,6 +129,7 @@ impl Children {
             quiet,
             owners: IdMap::default(),
             changed: Vec::new(),
+            next_id: 0,
         }
     }
 
@@ -156,12 +162,13 @@ impl Children {
             return;
         };
         let Child {
+            id,
             policy,
             state,
             picker,
         } = child;
         let mut child_ctl = ChildController {
-            inner: SlotController::new(ctl, slot),
+            inner: SlotController::new(ctl, *id),
             owners: &mut self.owners,
             slot,
             quiet: self.quiet.get(slot as usize).copied().unwrap_or(false),
@@ -183,7 +190,12 @@ impl Children {
         let Some(place) = self.slots.get_mut(slot as usize) else {
             return;
         };
+        let id = self.next_id;
+        // Ids below u32::MAX name timers (SlotController's reserved slot sets none); after four
+        // billion children they wrap, long after any timer of the first is gone.
+        self.next_id = self.next_id.wrapping_add(1) % u32::MAX;
         *place = Some(Child {
+            id,
             policy,
             state: ConnectivityState::Connecting,
             picker: Arc::new(QueuePicker),
@@ -250,9 +262,16 @@ impl Children {
         }
     }
 
-    /// Routes a child's timer (`token` split off its parent's) to it.
-    pub(crate) fn timer(&mut self, slot: u32, token: TimerToken, ctl: &mut dyn Controller) {
-        self.with(slot, ctl, |policy, ctl| policy.timer(token, ctl));
+    /// Routes a child's timer (`token` split off its parent's, `id` the child's) to it; a timer
+    /// of a child since removed goes nowhere.
+    pub(crate) fn timer(&mut self, id: u32, token: TimerToken, ctl: &mut dyn Controller) {
+        let found = self
+            .slots
+            .iter()
+            .position(|child| child.as_ref().is_some_and(|child| child.id == id));
+        if let Some(slot) = found {
+            self.with(slot as u32, ctl, |policy, ctl| policy.timer(token, ctl));
+        }
     }
 
     /// Routes a call's outcome to the child whose subchannel it used.
@@ -341,6 +360,76 @@ pub(crate) fn group_by_child(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::Rng;
+
+    /// Records the timers it is given.
+    #[derive(Debug, Default)]
+    struct Timers(Arc<std::sync::Mutex<Vec<u32>>>);
+
+    impl Policy for Timers {
+        fn resolver_update(&mut self, _: &[Endpoint], _: &mut dyn Controller) {}
+        fn resolver_error(&mut self, _: &ResolverError, _: &mut dyn Controller) {}
+        fn subchannel_update(
+            &mut self,
+            _: SubchannelId,
+            _: &SubchannelUpdate,
+            _: &mut dyn Controller,
+        ) {
+        }
+        fn timer(&mut self, token: TimerToken, _: &mut dyn Controller) {
+            self.0.lock().unwrap().push(token.kind());
+        }
+    }
+
+    /// A controller that sets timers into a list and does nothing else.
+    struct Bare(Rng, Vec<TimerToken>, Instant);
+
+    impl Controller for Bare {
+        fn now(&self) -> Instant {
+            self.2
+        }
+        fn create_subchannel(&mut self, _: &Address) -> SubchannelId {
+            SubchannelId::from_u64(1)
+        }
+        fn connect(&mut self, _: SubchannelId) {}
+        fn remove_subchannel(&mut self, _: SubchannelId) {}
+        fn subchannel_state(&self, _: SubchannelId) -> Option<ConnectivityState> {
+            None
+        }
+        fn publish(&mut self, _: ConnectivityState, _: Arc<dyn Picker>) {}
+        fn request_resolution(&mut self) {}
+        fn set_timer(&mut self, _: Instant, token: TimerToken) {
+            self.1.push(token);
+        }
+        fn rng(&mut self) -> &mut Rng {
+            &mut self.0
+        }
+    }
+
+    #[test]
+    fn a_child_created_again_never_gets_its_predecessors_timers() {
+        let mut ctl = Bare(Rng::new(1), Vec::new(), Instant::now());
+        let mut children = Children::new(vec![false]);
+        let first = Timers::default();
+        let first_seen = Arc::clone(&first.0);
+        children.create(0, Box::new(first), &[], &mut ctl);
+        children.with(0, &mut ctl, |_, ctl| {
+            ctl.set_timer(ctl.now(), TimerToken::new(7))
+        });
+        children.remove(0, &mut ctl);
+        let second = Timers::default();
+        let second_seen = Arc::clone(&second.0);
+        children.create(0, Box::new(second), &[], &mut ctl);
+        children.with(0, &mut ctl, |_, ctl| {
+            ctl.set_timer(ctl.now(), TimerToken::new(8))
+        });
+        for token in std::mem::take(&mut ctl.1) {
+            let (id, inner) = token.split().expect("a child's timer");
+            children.timer(id, inner, &mut ctl);
+        }
+        assert_eq!(*second_seen.lock().unwrap(), [8]);
+        assert!(first_seen.lock().unwrap().is_empty());
+    }
 
     #[test]
     fn endpoints_go_to_the_child_their_path_names() {

@@ -104,7 +104,7 @@ impl<T: TreeLevel> Policy for Tree<T> {
             return;
         }
         match token.split() {
-            Some((slot, inner)) => self.level.children().timer(slot, inner, ctl),
+            Some((id, inner)) => self.level.children().timer(id, inner, ctl),
             None => self.level.own_timer(token, ctl),
         }
         self.level.settle(ctl);
