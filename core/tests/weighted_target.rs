@@ -112,3 +112,60 @@ fn endpoints_without_a_path_to_a_target_go_nowhere() {
     let seen = h.resolve(ResolverUpdate::new(endpoints));
     assert_eq!(connects(&seen), [addr(3)]);
 }
+
+/// A child that fails at once and then, asked to leave IDLE, reports CONNECTING with no
+/// subchannel: the flapping a target must not show.
+#[derive(Debug)]
+struct Flapping;
+
+impl croupier::Policy for Flapping {
+    fn resolver_update(&mut self, _: &[Endpoint], ctl: &mut dyn croupier::Controller) {
+        let status = croupier::Status::unavailable("flapping child failed");
+        let picker = std::sync::Arc::new(croupier::FailPicker::new(status));
+        ctl.publish(ConnectivityState::TransientFailure, picker);
+    }
+
+    fn resolver_error(&mut self, _: &croupier::ResolverError, _: &mut dyn croupier::Controller) {}
+
+    fn subchannel_update(
+        &mut self,
+        _: croupier::SubchannelId,
+        _: &croupier::SubchannelUpdate,
+        _: &mut dyn croupier::Controller,
+    ) {
+    }
+
+    fn exit_idle(&mut self, ctl: &mut dyn croupier::Controller) {
+        let picker = std::sync::Arc::new(croupier::QueuePicker);
+        ctl.publish(ConnectivityState::Connecting, picker);
+    }
+}
+
+#[derive(Debug)]
+struct FlappingBuilder;
+
+impl croupier::PolicyBuilder for FlappingBuilder {
+    fn name(&self) -> &str {
+        "flapping"
+    }
+
+    fn build(&self) -> Box<dyn croupier::Policy> {
+        Box::new(Flapping)
+    }
+}
+
+#[test]
+fn a_failed_target_that_reports_connecting_still_counts_as_failed() {
+    let config = WeightedTargetConfig::new()
+        .target("a", 1, PolicyConfig::new(FlappingBuilder))
+        .target("b", 1, PolicyConfig::new(FlappingBuilder));
+    let mut h = Harness::new(PolicyConfig::new(config), 3);
+    h.resolve(placed(&[(1, "a"), (2, "b")]));
+    assert_eq!(h.state(), ConnectivityState::TransientFailure);
+    h.exit_idle();
+    assert_eq!(h.state(), ConnectivityState::TransientFailure);
+    let Pick::Fail(status) = h.pick() else {
+        panic!("a pick with both targets failed")
+    };
+    assert_eq!(status.message(), "flapping child failed");
+}

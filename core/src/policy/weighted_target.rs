@@ -114,8 +114,9 @@ struct WeightedTargetPolicy {
     config: WeightedTargetConfig,
     names: Vec<Arc<str>>,
     children: Children,
-    /// Per target: it reported TRANSIENT_FAILURE and not READY or IDLE since.
-    failed: Vec<bool>,
+    /// Per target that reported TRANSIENT_FAILURE and not READY or IDLE since: the picker it
+    /// failed with, which keeps failing calls while it retries.
+    failed: Vec<Option<Arc<dyn Picker>>>,
     started: bool,
     /// Whether some target's policy learns from call outcomes.
     wants_outcomes: bool,
@@ -127,7 +128,7 @@ impl WeightedTargetPolicy {
         let names: Vec<Arc<str>> = config.targets.iter().map(|t| t.name.clone()).collect();
         WeightedTargetPolicy {
             children: Children::new(vec![false; names.len()]),
-            failed: vec![false; names.len()],
+            failed: vec![None; names.len()],
             wants_outcomes: any_wants_call_outcomes(config.targets.iter().map(|t| &t.policy)),
             names,
             config,
@@ -138,7 +139,7 @@ impl WeightedTargetPolicy {
 
     /// The state each target counts as.
     fn effective(&self, slot: u32, state: ConnectivityState) -> ConnectivityState {
-        if self.failed[slot as usize] && state == ConnectivityState::Connecting {
+        if self.failed[slot as usize].is_some() && state == ConnectivityState::Connecting {
             ConnectivityState::TransientFailure
         } else {
             state
@@ -149,10 +150,15 @@ impl WeightedTargetPolicy {
     fn update(&mut self, ctl: &mut dyn Controller) {
         let changed = self.children.take_changed();
         for &slot in &changed {
-            match self.children.get(slot).map(|child| child.state()) {
-                Some(ConnectivityState::TransientFailure) => self.failed[slot as usize] = true,
-                Some(ConnectivityState::Ready | ConnectivityState::Idle) => {
-                    self.failed[slot as usize] = false
+            let Some(child) = self.children.get(slot) else {
+                continue;
+            };
+            match child.state() {
+                ConnectivityState::TransientFailure => {
+                    self.failed[slot as usize] = Some(Arc::clone(child.picker()));
+                }
+                ConnectivityState::Ready | ConnectivityState::Idle => {
+                    self.failed[slot as usize] = None;
                 }
                 _ => {}
             }
@@ -197,9 +203,9 @@ impl WeightedTargetPolicy {
                 let failed = states
                     .iter()
                     .find(|(_, state)| *state == ConnectivityState::TransientFailure)
-                    .and_then(|(slot, _)| self.children.get(*slot));
+                    .and_then(|(slot, _)| self.failed[*slot as usize].as_ref());
                 match failed {
-                    Some(child) => Arc::clone(child.picker()),
+                    Some(picker) => Arc::clone(picker),
                     None => Arc::new(FailPicker::new(Status::unavailable(
                         "weighted_target has no targets configured",
                     ))),
