@@ -8,8 +8,11 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use croupier::policy::{PriorityConfig, WeightedTargetConfig};
 use croupier::{PickRequest, PolicyConfig, SubchannelId};
-use croupier_benches::{ready_picker, ready_picker_for, weighted_endpoints, Floor, SIZES};
+use croupier_benches::{
+    endpoints, ready_picker, ready_picker_for, weighted_endpoints, Floor, SIZES,
+};
 use tower::discover::ServiceList;
 use tower::load::{CompleteOnResponse, Constant, PeakEwma};
 use tower::Service;
@@ -47,6 +50,23 @@ fn policies() -> Vec<(&'static str, PolicyConfig)> {
     ]
 }
 
+fn tree_policies() -> Vec<(&'static str, PolicyConfig)> {
+    let zones = ["zone-0", "zone-1", "zone-2", "zone-3"];
+    let priority = zones.iter().fold(PriorityConfig::new(), |config, zone| {
+        config.child(zone, PolicyConfig::round_robin())
+    });
+    let weighted = zones
+        .iter()
+        .zip([1, 2, 3, 4])
+        .fold(WeightedTargetConfig::new(), |config, (zone, weight)| {
+            config.target(zone, weight, PolicyConfig::round_robin())
+        });
+    vec![
+        ("priority(round_robin)", PolicyConfig::new(priority)),
+        ("weighted_target(round_robin)", PolicyConfig::new(weighted)),
+    ]
+}
+
 fn pick(c: &mut Criterion) {
     let mut group = c.benchmark_group("pick");
     group
@@ -75,6 +95,18 @@ fn pick(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("weighted_round_robin", n), &n, |b, _| {
             b.iter(|| black_box(picker.pick(black_box(&request))))
         });
+        // The tree policies: priority with everything in its first child, and weighted_target
+        // over four targets of a quarter each, round_robin under both.
+        for (name, policy) in tree_policies() {
+            let placed = endpoints(n).into_iter().enumerate().map(|(i, endpoint)| {
+                endpoint.hierarchy([["zone-0", "zone-1", "zone-2", "zone-3"][i % 4]])
+            });
+            let (_harness, picker) = ready_picker_for(policy, placed.collect());
+            let request = PickRequest::new();
+            group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+                b.iter(|| black_box(picker.pick(black_box(&request))))
+            });
+        }
         let services: Vec<_> = (0..n).map(|_| Constant::new(Noop, 1u32)).collect();
         let mut balance = tower::balance::p2c::Balance::new(ServiceList::new(services));
         let mut cx = Context::from_waker(Waker::noop());

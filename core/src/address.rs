@@ -55,21 +55,35 @@ impl fmt::Display for Address {
 ///
 /// `weight` is used by weighted policies (1 when the resolver says nothing); `labels` are free-form
 /// `key = value` pairs a custom policy may read (a zone, a canary flag, ...); `server_name` is the
-/// name the endpoint's server answers to, for connectors (gRPC's `Address.ServerName`).
+/// name the endpoint's server answers to, for connectors (gRPC's `Address.ServerName`);
+/// `hierarchy` is the endpoint's place in a tree of policies (gRPC's `hierarchy` attribute; see
+/// [`Attributes::hierarchy`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Attributes {
     weight: u32,
+    /// How many names of the hierarchy path the tree levels above have consumed (it sits in
+    /// the padding beside `weight`).
+    level: u32,
     labels: Vec<(Arc<str>, Arc<str>)>,
-    /// Behind a thin pointer: 8 bytes an endpoint, not 16 (the balancer keeps the last list).
-    server_name: Option<Arc<String>>,
+    /// Behind a thin pointer: 8 bytes an endpoint (the balancer keeps the last list, and most
+    /// endpoints have neither).
+    rare: Option<Arc<Rare>>,
+}
+
+/// The attributes few endpoints carry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Rare {
+    server_name: Option<String>,
+    hierarchy: Vec<Arc<str>>,
 }
 
 impl Default for Attributes {
     fn default() -> Self {
         Attributes {
             weight: 1,
+            level: 0,
             labels: Vec::new(),
-            server_name: None,
+            rare: None,
         }
     }
 }
@@ -106,18 +120,55 @@ impl Attributes {
         self.labels.iter().map(|(k, v)| (&**k, &**v))
     }
 
+    fn rare_mut(&mut self) -> &mut Rare {
+        Arc::make_mut(self.rare.get_or_insert_with(Default::default))
+    }
+
     /// The name the endpoint's server answers to, if the resolver gave one: a connector verifies
     /// the server's TLS certificate against it and sends it as the calls' authority, in place of
     /// the target's (gRPC's `Address.ServerName`). The core itself never reads it, and does not
     /// tell endpoints apart by it: a name changed in a later update, for the same addresses,
     /// applies from the next connection attempt, not to a connection already made.
     pub fn server_name(&self) -> Option<&str> {
-        self.server_name.as_deref().map(String::as_str)
+        self.rare.as_ref()?.server_name.as_deref()
     }
 
     /// Sets the server name (see [`Attributes::server_name`]).
     pub fn set_server_name(&mut self, name: &str) {
-        self.server_name = Some(Arc::new(name.to_owned()));
+        self.rare_mut().server_name = Some(name.to_owned());
+    }
+
+    /// The endpoint's path in a tree of policies, from the level reading it down: the first name
+    /// is the child of this level's policy that the endpoint belongs to, the next one the child
+    /// of that child, and so on (gRPC's internal `hierarchy` attribute, which its xDS resolver
+    /// sets to `[priority, locality]`).
+    ///
+    /// A resolver sets the whole path with [`Attributes::set_hierarchy`]; a tree policy
+    /// (`priority`, `weighted_target`) hands each child its endpoints with the first name
+    /// consumed ([`Attributes::descend_hierarchy`]), so the child reads its own level first. An
+    /// endpoint whose path is empty at a tree level, or names no child of it, goes to no child
+    /// there: a resolver that feeds a tree policy names every endpoint's place.
+    pub fn hierarchy(&self) -> &[Arc<str>] {
+        match &self.rare {
+            Some(rare) => rare.hierarchy.get(self.level as usize..).unwrap_or(&[]),
+            None => &[],
+        }
+    }
+
+    /// Sets the endpoint's whole path (see [`Attributes::hierarchy`]), outermost level first.
+    pub fn set_hierarchy<S: Into<Arc<str>>>(&mut self, path: impl IntoIterator<Item = S>) {
+        self.level = 0;
+        self.rare_mut().hierarchy = path.into_iter().map(Into::into).collect();
+    }
+
+    /// Consumes the first name of the path, as a tree policy does before it hands the endpoint
+    /// to the child that name chose; returns whether there was one. Allocates nothing.
+    pub fn descend_hierarchy(&mut self) -> bool {
+        let deeper = !self.hierarchy().is_empty();
+        if deeper {
+            self.level += 1;
+        }
+        deeper
     }
 }
 
@@ -166,6 +217,14 @@ impl Endpoint {
     /// connector verifies, and the `:authority` of the calls sent to it.
     pub fn server_name(mut self, name: &str) -> Self {
         self.attributes.set_server_name(name);
+        self
+    }
+
+    /// Sets its path in a tree of policies (see [`Attributes::hierarchy`]), outermost first:
+    /// `["p0", "zone-a"]` puts it under child `p0` of a `priority` policy and child `zone-a` of
+    /// the `weighted_target` below it.
+    pub fn hierarchy<S: Into<Arc<str>>>(mut self, path: impl IntoIterator<Item = S>) -> Self {
+        self.attributes.set_hierarchy(path);
         self
     }
 
@@ -234,6 +293,32 @@ mod tests {
             plain, named,
             "two endpoints that differ in name are different endpoints"
         );
+    }
+
+    #[test]
+    fn a_hierarchy_path_is_consumed_level_by_level() {
+        let plain = Endpoint::new(Address::Opaque("a".into()));
+        assert!(plain.attributes().hierarchy().is_empty());
+        let mut placed = plain
+            .clone()
+            .hierarchy(["p0", "zone-a"])
+            .server_name("a.example");
+        let names = |e: &Endpoint| {
+            e.attributes()
+                .hierarchy()
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&placed), ["p0", "zone-a"]);
+        assert!(placed.attributes_mut().descend_hierarchy());
+        assert_eq!(names(&placed), ["zone-a"]);
+        assert!(placed.attributes_mut().descend_hierarchy());
+        assert!(names(&placed).is_empty());
+        assert!(!placed.attributes_mut().descend_hierarchy());
+        assert_eq!(placed.attributes().server_name(), Some("a.example"));
+        placed.attributes_mut().set_hierarchy(["p1"]);
+        assert_eq!(names(&placed), ["p1"]);
     }
 
     #[test]

@@ -85,6 +85,39 @@ fn picks_from_every_built_in_picker_allocate_nothing() {
 }
 
 #[test]
+fn picks_through_tree_policies_allocate_nothing() {
+    use croupier::policy::{PriorityConfig, RandomSubsettingConfig, WeightedTargetConfig};
+    let weighted = PolicyConfig::new(
+        WeightedTargetConfig::new()
+            .target("b0", 1, PolicyConfig::round_robin())
+            .target("b1", 3, PolicyConfig::least_request()),
+    );
+    let tree = PriorityConfig::new()
+        .child("a0", weighted)
+        .child("a1", PolicyConfig::pick_first());
+    for policy in [
+        PolicyConfig::new(tree),
+        PolicyConfig::new(RandomSubsettingConfig::new(8, PolicyConfig::random())),
+    ] {
+        let mut h = Harness::new(policy, 1);
+        let endpoints = (1..=32u16).map(|port| {
+            let zone = if port % 2 == 0 { "b0" } else { "b1" };
+            Endpoint::new(addr(port)).hierarchy(["a0", zone])
+        });
+        h.resolve(ResolverUpdate::new(endpoints));
+        connect_everything(&mut h);
+        let picker = h.picker();
+        let request = PickRequest::new();
+        let count = allocations_during(|| {
+            for _ in 0..10_000 {
+                assert!(matches!(picker.pick(&request), Pick::Ready(_)));
+            }
+        });
+        assert_eq!(count, 0, "READY picks allocated");
+    }
+}
+
+#[test]
 fn ring_hash_picks_allocate_nothing() {
     let config = croupier::policy::RingHashConfig::default()
         .request_hash_header("user-id")

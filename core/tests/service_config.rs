@@ -6,6 +6,8 @@
 mod methods;
 #[path = "service_config/policies.rs"]
 mod policies;
+#[path = "service_config/trees.rs"]
+mod trees;
 
 use croupier::policy::RoundRobinConfig;
 use croupier::service_config::{

@@ -48,7 +48,7 @@ use croupier::{Address, Endpoint, ResolverUpdate};
 pub use drive::{ConnectOutcome, DriveError, DEFAULT_DRIVE_LIMIT};
 pub use harness::{Harness, Seen};
 pub use scenario::{builtin_policies, run, Scenario};
-pub use step::{GenEndpoint, Step};
+pub use step::{tree_path, GenEndpoint, Step};
 
 /// `127.0.0.1:<port>`.
 pub fn addr(port: u16) -> Address {

@@ -3,12 +3,17 @@
 
 use std::time::Duration;
 
-use croupier::policy::{PickFirstConfig, WeightedRoundRobinConfig};
-use croupier::{ConnectionEvent, ConnectivityState, Pick, PolicyConfig, Rng};
+use croupier::policy::{
+    PickFirstConfig, PriorityConfig, RandomSubsettingConfig, WeightedRoundRobinConfig,
+    WeightedTargetConfig,
+};
+use croupier::{
+    ConnectionEvent, ConnectivityState, Endpoint, Pick, PolicyConfig, ResolverUpdate, Rng,
+};
 
 use crate::harness::Harness;
-use crate::step::Step;
-use crate::update;
+use crate::step::{tree_path, Step};
+use crate::addr;
 
 /// Runs `steps` against a fresh harness with `policy`, checking invariants after every step.
 pub fn run(policy: PolicyConfig, seed: u64, steps: &[Step]) -> Harness {
@@ -37,6 +42,24 @@ pub fn builtin_policies() -> Vec<PolicyConfig> {
                 .weight_update_period(Duration::from_millis(100)),
         ),
         PolicyConfig::p2c_ewma(),
+        PolicyConfig::new(
+            PriorityConfig::new()
+                .child("a0", PolicyConfig::round_robin())
+                .child(
+                    "a1",
+                    PolicyConfig::new(
+                        WeightedTargetConfig::new()
+                            .target("b0", 1, PolicyConfig::pick_first())
+                            .target("b1", 2, PolicyConfig::round_robin()),
+                    ),
+                ),
+        ),
+        PolicyConfig::new(
+            WeightedTargetConfig::new()
+                .target("a0", 1, PolicyConfig::round_robin())
+                .target("a1", 3, PolicyConfig::least_request()),
+        ),
+        PolicyConfig::new(RandomSubsettingConfig::new(2, PolicyConfig::round_robin())),
     ]
 }
 
@@ -74,7 +97,9 @@ impl Harness {
     /// Liveness: after whatever came before, a good update and connections that succeed bring
     /// the channel to READY within a bounded number of rounds.
     pub fn recover(&mut self) {
-        self.resolve(update(&[40_001, 40_002]));
+        let ports = [40_001, 40_002];
+        let endpoints = ports.map(|port| Endpoint::new(addr(port)).hierarchy(tree_path(port)));
+        self.resolve(ResolverUpdate::new(endpoints));
         for _ in 0..64 {
             if self.state() == ConnectivityState::Ready {
                 break;

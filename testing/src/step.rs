@@ -77,8 +77,19 @@ impl GenEndpoint {
             .iter()
             .take(4)
             .map(|&i| GenEndpoint::address(i));
-        Endpoint::with_addresses(addresses).weight(u32::from(self.weight))
+        let place = self.addresses.first().copied().unwrap_or(0);
+        Endpoint::with_addresses(addresses)
+            .weight(u32::from(self.weight))
+            .hierarchy(tree_path(u16::from(place)))
     }
+}
+
+/// The hierarchy path every generated endpoint carries (from a number of its own: an address
+/// index, a port), so that the tree policies among
+/// [`builtin_policies`](crate::builtin_policies) have their children fed: `a0` or `a1` at the
+/// first level, `b0` or `b1` at the second.
+pub fn tree_path(n: u16) -> [String; 2] {
+    [format!("a{}", n % 2), format!("b{}", n / 2 % 2)]
 }
 
 impl Harness {
@@ -91,9 +102,9 @@ impl Harness {
             }
             Step::ResolveMany(count) => {
                 let count = usize::from(*count % 256);
-                self.resolve(ResolverUpdate::new(
-                    (0..count).map(|i| Endpoint::new(addr(10_000 + i as u16))),
-                ));
+                self.resolve(ResolverUpdate::new((0..count).map(|i| {
+                    Endpoint::new(addr(10_000 + i as u16)).hierarchy(tree_path(i as u16))
+                })));
             }
             Step::ResolverError => {
                 self.resolver_error("generated resolver failure");

@@ -47,6 +47,7 @@
 mod compare;
 mod compare_retry;
 mod dist;
+mod localities;
 mod plot;
 mod record;
 mod retry;
@@ -57,6 +58,7 @@ mod sim;
 pub use compare::{compare, summarize, Comparison, Row, DEFAULT_SEEDS};
 pub use compare_retry::{hedging, retries, RetryComparison, RetryStudy, HEDGING_DELAY};
 pub use dist::ServiceTime;
+pub use localities::routers_for;
 pub use plot::{draw, PlotError};
 pub use record::{Recovery, RunResult, Timeline};
 pub use retry::{Cancellation, RetrySpec};

@@ -21,6 +21,10 @@ pub struct BackendSpec {
     pub link_delay: Duration,
     /// Whether the resolver lists it from the start (a backend added later starts unlisted).
     pub listed: bool,
+    /// Its place in a tree of policies, as the resolver lists it (croupier's
+    /// `Attributes::hierarchy`: `["zone-a"]` puts it under a `priority` or `weighted_target`
+    /// child named `zone-a`); empty for none.
+    pub hierarchy: Vec<String>,
 }
 
 impl BackendSpec {
@@ -31,6 +35,7 @@ impl BackendSpec {
             mean_service,
             link_delay: Duration::ZERO,
             listed: true,
+            hierarchy: Vec::new(),
         }
     }
 
@@ -231,6 +236,7 @@ impl Scenario {
                     "S1, with backend 0 crashing at 10 s and restarting at 15 s".to_owned();
                 s
             }
+            ScenarioName::S6 => crate::localities::scenario(),
         };
         scenario.name = name.to_string();
         scenario
@@ -253,17 +259,21 @@ pub enum ScenarioName {
     S4,
     /// S1 with backend 0 crashing at 10 s and back at 15 s.
     S5,
+    /// Two localities of 5 backends; the preferred one's fail one by one and come back
+    /// (see [`routers_for`](crate::routers_for)).
+    S6,
 }
 
 impl ScenarioName {
     /// Every built-in scenario, in order.
-    pub const ALL: [ScenarioName; 6] = [
+    pub const ALL: [ScenarioName; 7] = [
         ScenarioName::S1,
         ScenarioName::S1Heavy,
         ScenarioName::S2,
         ScenarioName::S3,
         ScenarioName::S4,
         ScenarioName::S5,
+        ScenarioName::S6,
     ];
 
     /// The name as typed (`S1-90`).
@@ -275,6 +285,7 @@ impl ScenarioName {
             ScenarioName::S3 => "S3",
             ScenarioName::S4 => "S4",
             ScenarioName::S5 => "S5",
+            ScenarioName::S6 => "S6",
         }
     }
 }
@@ -329,7 +340,7 @@ mod tests {
         let error = "S9".parse::<ScenarioName>().unwrap_err().to_string();
         assert_eq!(
             error,
-            "unknown scenario \"S9\" (known: S1, S1-90, S2, S3, S4, S5)"
+            "unknown scenario \"S9\" (known: S1, S1-90, S2, S3, S4, S5, S6)"
         );
     }
 

@@ -17,6 +17,9 @@
 //! | `p2c_ewma` | the cheaper of two by latency estimate x calls in flight ([`PeakEwmaConfig`]) |
 //! | `ring_hash` | consistent hashing on a request hash or header ([`RingHashConfig`]) |
 //! | `outlier_detection` | ejects endpoints that fail more than their peers, around a child ([`OutlierDetectionConfig`]) |
+//! | `weighted_target` | calls split by weight over children ([`WeightedTargetConfig`]) |
+//! | `random_subsetting` | a child over a per-client random subset of the endpoints ([`RandomSubsettingConfig`]) |
+//! | `priority` | children in priority order, calls to the highest that can serve ([`PriorityConfig`]) |
 //!
 //! Calls into a policy are never re-entrant: a state change caused by a controller call (say
 //! `connect` moving a subchannel to CONNECTING) reaches the policy afterwards, through
@@ -35,18 +38,23 @@ use crate::status::ConnectivityState;
 use crate::subchannel::SubchannelId;
 
 mod child;
+mod children;
 pub mod least_request;
 pub mod outlier_detection;
 pub mod p2c_ewma;
 mod pacing;
 mod params;
 pub mod pick_first;
+pub mod priority;
 pub mod random;
+pub mod random_subsetting;
 pub mod ring_hash;
 pub mod round_robin;
 mod slot;
 mod timer;
+mod tree;
 pub mod weighted_round_robin;
+pub mod weighted_target;
 
 pub use least_request::LeastRequestConfig;
 pub use outlier_detection::{
@@ -57,12 +65,15 @@ pub(crate) use params::{parse_bool, parse_millis, parse_whole};
 pub use params::{PolicyParamError, PolicyParamErrorKind};
 pub use pick_first::PickFirstConfig;
 pub use pick_first::PickFirstList;
+pub use priority::{PriorityChild, PriorityConfig};
 pub use random::RandomConfig;
+pub use random_subsetting::RandomSubsettingConfig;
 pub use ring_hash::{RingHashConfig, RingHashConfigError};
 pub use round_robin::RoundRobinConfig;
 pub use slot::SlotController;
 pub use timer::TimerToken;
 pub use weighted_round_robin::WeightedRoundRobinConfig;
+pub use weighted_target::{WeightedTarget, WeightedTargetConfig};
 
 /// A subchannel's new state, as the policy is told of it.
 #[derive(Clone, Debug, PartialEq, Eq)]

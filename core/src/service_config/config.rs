@@ -2,7 +2,8 @@
 
 use crate::policy::{
     LeastRequestConfig, OutlierDetectionConfig, PeakEwmaConfig, PickFirstConfig, PolicyConfig,
-    RandomConfig, RingHashConfig, RoundRobinConfig, WeightedRoundRobinConfig,
+    PriorityConfig, RandomConfig, RandomSubsettingConfig, RingHashConfig, RoundRobinConfig,
+    WeightedRoundRobinConfig, WeightedTargetConfig,
 };
 use crate::retry::{RetryPolicyError, RetryThrottle};
 
@@ -64,6 +65,27 @@ pub enum LoadBalancingConfig {
         /// The child policy `childPolicy` chose.
         child: Box<LoadBalancingConfig>,
     },
+    /// `priority_experimental` (gRFC A56).
+    Priority {
+        /// The settings; child `i`'s policy is `children[i]`'s.
+        config: Box<PriorityConfig>,
+        /// Each child's `config`, in priority order.
+        children: Vec<LoadBalancingConfig>,
+    },
+    /// `weighted_target_experimental`.
+    WeightedTarget {
+        /// The settings; target `i`'s policy is `targets[i]`'s.
+        config: Box<WeightedTargetConfig>,
+        /// Each target's `childPolicy`, in the order of the config's targets (by name).
+        targets: Vec<LoadBalancingConfig>,
+    },
+    /// `random_subsetting` (gRFC A68) around `child`.
+    RandomSubsetting {
+        /// The settings; their `child_policy` is `child`'s policy.
+        config: Box<RandomSubsettingConfig>,
+        /// The child policy `childPolicy` chose.
+        child: Box<LoadBalancingConfig>,
+    },
     /// A policy parsed by a registered parser.
     Custom(CustomPolicy),
 }
@@ -116,6 +138,9 @@ impl LoadBalancingConfig {
             LoadBalancingConfig::PeakEwma(_) => "p2c_ewma",
             LoadBalancingConfig::RingHash(_) => "ring_hash",
             LoadBalancingConfig::OutlierDetection { .. } => "outlier_detection",
+            LoadBalancingConfig::Priority { .. } => "priority",
+            LoadBalancingConfig::WeightedTarget { .. } => "weighted_target",
+            LoadBalancingConfig::RandomSubsetting { .. } => "random_subsetting",
             LoadBalancingConfig::Custom(custom) => custom.name(),
         }
     }
@@ -132,6 +157,15 @@ impl LoadBalancingConfig {
             LoadBalancingConfig::RingHash(config) => PolicyConfig::new(config.clone()),
             LoadBalancingConfig::OutlierDetection { config, .. } => {
                 PolicyConfig::new(OutlierDetectionConfig::clone(config))
+            }
+            LoadBalancingConfig::Priority { config, .. } => {
+                PolicyConfig::new(PriorityConfig::clone(config))
+            }
+            LoadBalancingConfig::WeightedTarget { config, .. } => {
+                PolicyConfig::new(WeightedTargetConfig::clone(config))
+            }
+            LoadBalancingConfig::RandomSubsetting { config, .. } => {
+                PolicyConfig::new(RandomSubsettingConfig::clone(config))
             }
             LoadBalancingConfig::Custom(custom) => custom.policy.clone(),
         }

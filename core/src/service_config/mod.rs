@@ -105,6 +105,7 @@ mod printer;
 mod registry;
 mod retry;
 mod strict;
+mod trees;
 
 pub use config::{CustomPolicy, LoadBalancingConfig, RetryThrottling, ServiceConfig};
 pub use error::{ServiceConfigError, ServiceConfigErrorKind};

@@ -1,5 +1,6 @@
 //! The built-in policies' configs in gRPC's JSON form (field names and defaults from gRFCs A62,
-//! A58, A48, A42/A76 and A50), read into croupier's config structs.
+//! A58, A48, A42/A76 and A50), read into croupier's config structs; the tree policies' are in
+//! `trees`.
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use super::config::LoadBalancingConfig;
 use super::error::ServiceConfigError;
 use super::json::{Node, Object};
 use super::registry::ServiceConfigParser;
+use super::trees;
 
 type Result<T> = std::result::Result<T, ServiceConfigError>;
 
@@ -21,7 +23,7 @@ type Result<T> = std::result::Result<T, ServiceConfigError>;
 pub(crate) type BuiltinParser = fn(&ServiceConfigParser, &Node<'_>) -> Result<LoadBalancingConfig>;
 
 /// Every built-in policy by the names gRPC and croupier know it by.
-pub(crate) fn builtins() -> [(&'static str, BuiltinParser); 11] {
+pub(crate) fn builtins() -> [(&'static str, BuiltinParser); 16] {
     [
         ("pick_first", pick_first),
         ("round_robin", round_robin),
@@ -34,6 +36,11 @@ pub(crate) fn builtins() -> [(&'static str, BuiltinParser); 11] {
         ("ring_hash_experimental", ring_hash),
         ("outlier_detection", outlier_detection),
         ("outlier_detection_experimental", outlier_detection),
+        ("priority", trees::priority),
+        ("priority_experimental", trees::priority),
+        ("weighted_target", trees::weighted_target),
+        ("weighted_target_experimental", trees::weighted_target),
+        ("random_subsetting", trees::random_subsetting),
     ]
 }
 

@@ -70,10 +70,19 @@ impl LoadBalancingConfig {
             LoadBalancingConfig::OutlierDetection { config, child } => {
                 outlier_detection(config, child)
             }
+            LoadBalancingConfig::Priority { config, children } => {
+                super::trees::print_priority(config, children)
+            }
+            LoadBalancingConfig::WeightedTarget { config, targets } => {
+                super::trees::print_weighted_target(config, targets)
+            }
+            LoadBalancingConfig::RandomSubsetting { config, child } => {
+                super::trees::print_random_subsetting(config, child)
+            }
             LoadBalancingConfig::Custom(custom) => custom.json().clone(),
         };
         let mut entry = Map::new();
-        entry.insert(self.name().to_owned(), settings);
+        entry.insert(self.json_name().to_owned(), settings);
         Value::Object(entry)
     }
 }

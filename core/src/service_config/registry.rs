@@ -29,8 +29,9 @@ enum Entry {
 /// [`ServiceConfigParser::new`] knows every built-in policy under gRPC's names (`pick_first`,
 /// `round_robin`, `weighted_round_robin`, `least_request` and `least_request_experimental`,
 /// `ring_hash` and `ring_hash_experimental`, `outlier_detection` and
-/// `outlier_detection_experimental`) and croupier's own (`random`, `p2c_ewma`); register your own
-/// policy with [`ServiceConfigParser::policy`].
+/// `outlier_detection_experimental`, `priority_experimental`, `weighted_target_experimental`,
+/// `random_subsetting`; the first two also as `priority` and `weighted_target`) and croupier's
+/// own (`random`, `p2c_ewma`); register your own policy with [`ServiceConfigParser::policy`].
 ///
 /// ```
 /// use croupier::service_config::{LoadBalancingConfig, ServiceConfigParser};

@@ -178,7 +178,15 @@ impl Sim<'_> {
     pub(super) fn resolve(&mut self, client: usize) {
         let endpoints: Vec<Endpoint> = (0..self.backends.len())
             .filter(|&i| self.backends[i].listed)
-            .map(|i| Endpoint::new(backend_address(i)))
+            .map(|i| {
+                let endpoint = Endpoint::new(backend_address(i));
+                match self.scenario.backends.get(i) {
+                    Some(spec) if !spec.hierarchy.is_empty() => {
+                        endpoint.hierarchy(spec.hierarchy.iter().map(String::as_str))
+                    }
+                    _ => endpoint,
+                }
+            })
             .collect();
         let now = self.at(self.now);
         if let Some(lb) = self.clients[client].lb.as_mut() {
