@@ -49,6 +49,7 @@ mod names;
 #[cfg(feature = "tower")]
 mod replay;
 mod resolver;
+mod retry;
 mod runtime;
 #[cfg(feature = "tower")]
 mod service;

@@ -398,8 +398,10 @@ where
                             describe(&error)
                         ));
                     }
-                    if unsent || refused(&error) {
+                    if unsent {
                         Err(Box::new(Unprocessed::new(error)) as BoxError)
+                    } else if refused(&error) {
+                        Err(Box::new(Unprocessed::refused(error)) as BoxError)
                     } else {
                         Err(error.into())
                     }
