@@ -1,0 +1,489 @@
+//! Retries and hedging (gRFC A6) through the gRPC channel, against real tonic servers on
+//! loopback: a failing call is tried again (on another backend when there is one) with
+//! `grpc-previous-rpc-attempts`, a hedge races a slow attempt and the loser's stream is reset,
+//! and the buffer limit, non-retryable codes, server pushback and the throttle stop retries.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use croupier::retry::{CodeSet, HedgingPolicy, RetryBuffer, RetryPolicy, RetryThrottle};
+use croupier::{Code, PolicyConfig};
+use croupier_echo_grpc::pb::echo_server::{Echo, EchoServer};
+use croupier_echo_grpc::{EchoClient, EchoRequest, EchoResponse, GrpcEchoServer, ServerOptions};
+use support::{call, until_ready, GrpcChannel, PATIENCE};
+use tokio::sync::Notify;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status};
+
+/// What a set of scripted servers do, and what they saw: shared, so that "the first call"
+/// means the first to reach any of them.
+#[derive(Default)]
+struct Script {
+    /// Call `n` fails with `failures[n]`'s code and `grpc-retry-pushback-ms`, if it names one.
+    failures: Vec<(tonic::Code, Option<&'static str>)>,
+    /// Every call past `failures` fails with this code, if set.
+    fail_rest: Option<tonic::Code>,
+    /// The first call is answered after this long.
+    slow_first: Option<Duration>,
+    calls: AtomicUsize,
+    /// Each call's `grpc-previous-rpc-attempts`, and its message, in order.
+    seen: Mutex<Vec<(Option<String>, String)>>,
+    /// Calls dropped unanswered (their client reset the stream).
+    cancelled: AtomicUsize,
+    cancel: Notify,
+}
+
+impl Script {
+    fn failing(n: usize, code: tonic::Code) -> Self {
+        Script::failing_with(vec![(code, None); n])
+    }
+
+    fn failing_with(failures: Vec<(tonic::Code, Option<&'static str>)>) -> Self {
+        Script {
+            failures,
+            ..Script::default()
+        }
+    }
+
+    /// How call `n` fails, if it does.
+    fn failure(&self, n: usize) -> Option<(tonic::Code, Option<&'static str>)> {
+        self.failures
+            .get(n)
+            .copied()
+            .or(self.fail_rest.map(|code| (code, None)))
+    }
+
+    fn previous_attempts(&self) -> Vec<Option<String>> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter().map(|(previous, _)| previous.clone()).collect()
+    }
+
+    fn messages(&self) -> Vec<String> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter().map(|(_, message)| message.clone()).collect()
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts its call cancelled if dropped before it is answered.
+struct Unanswered(Option<Arc<Script>>);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(script) = self.0.take() {
+            script.cancelled.fetch_add(1, Ordering::SeqCst);
+            script.cancel.notify_one();
+        }
+    }
+}
+
+struct Scripted {
+    port: u16,
+    script: Arc<Script>,
+}
+
+#[tonic::async_trait]
+impl Echo for Scripted {
+    async fn unary_echo(
+        &self,
+        request: Request<EchoRequest>,
+    ) -> Result<Response<EchoResponse>, Status> {
+        let script = &self.script;
+        let n = script.calls.fetch_add(1, Ordering::SeqCst);
+        let previous = request
+            .metadata()
+            .get("grpc-previous-rpc-attempts")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let message = request.into_inner().message;
+        script
+            .seen
+            .lock()
+            .unwrap()
+            .push((previous, message.clone()));
+        if let Some((code, pushback)) = script.failure(n) {
+            let mut metadata = MetadataMap::new();
+            if let Some(pushback) = pushback {
+                metadata.insert("grpc-retry-pushback-ms", pushback.parse().unwrap());
+            }
+            return Err(Status::with_metadata(
+                code,
+                format!("call {n} fails"),
+                metadata,
+            ));
+        }
+        if let (0, Some(slow)) = (n, script.slow_first) {
+            let mut unanswered = Unanswered(Some(Arc::clone(script)));
+            tokio::time::sleep(slow).await;
+            unanswered.0 = None;
+        }
+        Ok(Response::new(EchoResponse {
+            message: format!("{message} (from :{})", self.port),
+        }))
+    }
+
+    type ServerStreamingEchoStream = std::pin::Pin<
+        Box<dyn tonic::codegen::tokio_stream::Stream<Item = Result<EchoResponse, Status>> + Send>,
+    >;
+
+    async fn server_streaming_echo(
+        &self,
+        _request: Request<EchoRequest>,
+    ) -> Result<Response<Self::ServerStreamingEchoStream>, Status> {
+        Err(Status::unimplemented(
+            "scripted servers answer UnaryEcho only",
+        ))
+    }
+}
+
+/// Starts `n` tonic servers on loopback that follow `script`; their addresses.
+async fn scripted(n: usize, script: &Arc<Script>) -> Vec<std::net::SocketAddr> {
+    let mut addresses = Vec::new();
+    for _ in 0..n {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let service = EchoServer::new(Scripted {
+            port: address.port(),
+            script: Arc::clone(script),
+        });
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        addresses.push(address);
+    }
+    addresses
+}
+
+fn target_of(addresses: &[std::net::SocketAddr]) -> String {
+    let listed: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+    format!("ipv4:{}", listed.join(","))
+}
+
+/// Retries up to `max_attempts` of UNAVAILABLE, with short backoffs.
+fn retry_unavailable(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy::new(
+        max_attempts,
+        Duration::from_millis(10),
+        Duration::from_millis(50),
+        2.0,
+        CodeSet::new().with(Code::Unavailable),
+    )
+    .unwrap()
+}
+
+fn client(channel: GrpcChannel) -> EchoClient<GrpcChannel> {
+    EchoClient::new(channel)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_failing_unavailable_is_retried_until_it_succeeds() {
+    let script = Arc::new(Script::failing(3, tonic::Code::Unavailable));
+    let addresses = scripted(1, &script).await;
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target_of(&addresses))
+        .retry_policy(retry_unavailable(4))
+        .build()
+        .unwrap();
+    let reply = call(&mut client(channel), "again").await.unwrap();
+    assert_eq!(reply, format!("again (from :{})", addresses[0].port()));
+    assert_eq!(script.calls(), 4);
+    let previous = script.previous_attempts();
+    assert_eq!(
+        previous,
+        [None, Some("1".into()), Some("2".into()), Some("3".into())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_out_of_attempts_fails_with_the_last_status() {
+    let script = Arc::new(Script::failing(10, tonic::Code::Unavailable));
+    let addresses = scripted(1, &script).await;
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target_of(&addresses))
+        .retry_policy(retry_unavailable(3))
+        .build()
+        .unwrap();
+    let status = call(&mut client(channel), "never").await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_eq!(status.message(), "call 2 fails");
+    assert_eq!(script.calls(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_retryable_code_fails_at_once() {
+    let script = Arc::new(Script::failing_with(vec![
+        (tonic::Code::FailedPrecondition, None),
+        (tonic::Code::Unavailable, None),
+    ]));
+    let addresses = scripted(1, &script).await;
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target_of(&addresses))
+        .retry_policy(retry_unavailable(5))
+        .build()
+        .unwrap();
+    let mut client = client(channel);
+    let status = call(&mut client, "once").await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(script.calls(), 1);
+    // The next call's UNAVAILABLE is retried.
+    call(&mut client, "twice").await.unwrap();
+    assert_eq!(script.calls(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushback_that_says_stop_ends_the_retries() {
+    let script = Arc::new(Script::failing_with(vec![
+        (tonic::Code::Unavailable, Some("-1")),
+        (tonic::Code::Unavailable, Some("garbled")),
+        (tonic::Code::Unavailable, None),
+    ]));
+    let addresses = scripted(1, &script).await;
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target_of(&addresses))
+        .retry_policy(retry_unavailable(5))
+        .build()
+        .unwrap();
+    let mut client = client(channel);
+    for (n, message) in ["negative", "garbled"].into_iter().enumerate() {
+        let status = call(&mut client, message).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(script.calls(), n + 1);
+    }
+    // Without pushback, the same failure is retried.
+    call(&mut client, "retried").await.unwrap();
+    assert_eq!(script.calls(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushback_delay_is_waited_before_the_retry() {
+    let script = Arc::new(Script::failing_with(vec![(
+        tonic::Code::Unavailable,
+        Some("300"),
+    )]));
+    let addresses = scripted(1, &script).await;
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target_of(&addresses))
+        .retry_policy(retry_unavailable(3))
+        .build()
+        .unwrap();
+    let mut client = client(channel);
+    // Connected first, so that the time measured is the retry's.
+    let started = Instant::now();
+    call(&mut client, "later").await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(script.calls(), 2);
+    // The policy's own backoff is at most 10 ms: the wait is the server's.
+    assert!(took >= Duration::from_millis(300), "retried after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_throttle_stops_retries_after_repeated_failures() {
+    let script = Arc::new(Script {
+        fail_rest: Some(tonic::Code::Unavailable),
+        ..Script::default()
+    });
+    let addresses = scripted(1, &script).await;
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target_of(&addresses))
+        .retry_policy(retry_unavailable(3))
+        .retry_throttle(RetryThrottle::new(10, 0.1).unwrap())
+        .build()
+        .unwrap();
+    let mut client = client(channel);
+    let mut attempts = Vec::new();
+    for _ in 0..4 {
+        let before = script.calls();
+        call(&mut client, "throttled").await.unwrap_err();
+        attempts.push(script.calls() - before);
+    }
+    // Ten tokens, one per failure, retries while more than five are left: 10 -> 7 in the first
+    // call's three attempts, 7 -> 5 in the second's two, and no retry from then on.
+    assert_eq!(attempts, [3, 2, 1, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_buffer_limit_is_committed_and_not_retried() {
+    let script = Arc::new(Script::failing(2, tonic::Code::Unavailable));
+    let addresses = scripted(1, &script).await;
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target_of(&addresses))
+        .retry_policy(retry_unavailable(5))
+        .retry_buffer(RetryBuffer::new(256, 1 << 20))
+        .build()
+        .unwrap();
+    let mut client = client(channel);
+    let status = call(&mut client, &"x".repeat(1000)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_eq!(script.calls(), 1);
+    // A request within the limit is retried, on the same channel.
+    let reply = call(&mut client, "small").await.unwrap();
+    assert!(reply.starts_with("small (from :"));
+    assert_eq!(script.calls(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_server_dies_mid_call_is_retried_on_the_other_backend() {
+    let dying = GrpcEchoServer::start(0, ServerOptions::new().stall_message("hold"))
+        .await
+        .unwrap();
+    let other = GrpcEchoServer::start(0, ServerOptions::new())
+        .await
+        .unwrap();
+    let target = format!("ipv4:{},{}", dying.address(), other.address());
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target)
+        .policy(PolicyConfig::round_robin())
+        .retry_policy(retry_unavailable(3))
+        .build()
+        .unwrap();
+    until_ready(&channel, 2).await;
+    let mut client = client(channel);
+    // Round robin alternates: once a call has gone to the other server, the next goes to the
+    // one that will die.
+    let other_port = format!("(from :{})", other.address().port());
+    for _ in 0..2 {
+        if call(&mut client, "warm")
+            .await
+            .unwrap()
+            .ends_with(&other_port)
+        {
+            break;
+        }
+    }
+    let held = tokio::spawn(async move { call(&mut client, "hold").await });
+    let before = dying.calls();
+    tokio::time::timeout(PATIENCE, async {
+        while dying.calls() == before {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the first attempt reached the server that dies");
+    dying.kill().await;
+    let reply = held.await.unwrap().expect("the retry succeeds");
+    assert_eq!(reply, format!("hold {other_port}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hedge_beats_a_slow_attempt_whose_stream_is_reset() {
+    let slow = Duration::from_millis(500);
+    let delay = Duration::from_millis(100);
+    let script = Arc::new(Script {
+        slow_first: Some(slow),
+        ..Script::default()
+    });
+    let addresses = scripted(2, &script).await;
+    let hedging = HedgingPolicy::new(2, delay, CodeSet::new().with(Code::Unavailable)).unwrap();
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target_of(&addresses))
+        .policy(PolicyConfig::round_robin())
+        .hedging_policy(hedging)
+        .build()
+        .unwrap();
+    until_ready(&channel, 2).await;
+    let started = Instant::now();
+    let reply = call(&mut client(channel), "race").await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= delay && took < slow - Duration::from_millis(100),
+        "the hedged call took {took:?}"
+    );
+    // The hedge went to the other server, and said it was the second attempt.
+    let first_port = reply_port(&reply);
+    assert_eq!(script.previous_attempts(), [None, Some("1".into())]);
+    assert!(addresses.iter().any(|a| a.port() == first_port));
+    tokio::time::timeout(PATIENCE, async {
+        while script.cancelled.load(Ordering::SeqCst) == 0 {
+            script.cancel.notified().await;
+        }
+    })
+    .await
+    .expect("the slow attempt's server saw its stream reset");
+}
+
+/// The port a reply names: `"<message> (from :<port>)"`.
+fn reply_port(reply: &str) -> u16 {
+    let (_, port) = reply.rsplit_once(':').expect("a reply naming its server");
+    port.trim_end_matches(')').parse().expect("a port")
+}
+
+/// The messages of a request sent in several HTTP/2 DATA frames, as a client stream sends them.
+mod streaming {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+    use http_body::{Body, Frame};
+
+    /// A request body fed frame by frame through a channel.
+    pub(crate) struct Chunks(pub(crate) tokio::sync::mpsc::Receiver<Bytes>);
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
+        }
+    }
+
+    /// An `EchoRequest` with `message` (under 128 bytes), in gRPC's length-prefixed framing.
+    pub(crate) fn framed(message: &str) -> Vec<u8> {
+        let mut proto = vec![0x0a, u8::try_from(message.len()).unwrap()];
+        proto.extend_from_slice(message.as_bytes());
+        let mut framed = vec![0];
+        framed.extend_from_slice(&u32::try_from(proto.len()).unwrap().to_be_bytes());
+        framed.extend(proto);
+        framed
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_request_is_replayed_whole_on_the_retry() {
+    use http_body_util::BodyExt;
+    use tower_service::Service;
+
+    let script = Arc::new(Script::failing(1, tonic::Code::Unavailable));
+    let addresses = scripted(1, &script).await;
+    let mut channel: croupier_tokio::grpc::Http2Channel<streaming::Chunks> =
+        croupier_tokio::grpc::builder(target_of(&addresses))
+            .retry_policy(retry_unavailable(3))
+            .build()
+            .unwrap();
+    let message = "sent in three frames";
+    let framed = streaming::framed(message);
+    let (chunks, body) = tokio::sync::mpsc::channel(4);
+    let request = http::Request::builder()
+        .method("POST")
+        .uri("/grpc.examples.echo.Echo/UnaryEcho")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(streaming::Chunks(body))
+        .unwrap();
+    let response = channel.call(request);
+    for part in [&framed[..4], &framed[4..10], &framed[10..]] {
+        chunks
+            .send(bytes::Bytes::copy_from_slice(part))
+            .await
+            .unwrap();
+    }
+    drop(chunks);
+    let response = tokio::time::timeout(PATIENCE, response)
+        .await
+        .expect("the call ends")
+        .expect("a response");
+    let body = tokio::time::timeout(PATIENCE, response.into_body().collect())
+        .await
+        .expect("the body ends")
+        .expect("a body");
+    let trailers = body.trailers().cloned().expect("trailers");
+    assert_eq!(trailers["grpc-status"], "0");
+    let reply = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+    assert!(reply.contains(&format!("{message} (from :")), "{reply:?}");
+    // Both attempts carried the whole message.
+    assert_eq!(script.messages(), [message, message]);
+}
