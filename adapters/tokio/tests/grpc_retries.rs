@@ -13,6 +13,7 @@ use croupier::retry::{CodeSet, HedgingPolicy, RetryBuffer, RetryPolicy, RetryThr
 use croupier::{Code, PolicyConfig};
 use croupier_echo_grpc::pb::echo_server::{Echo, EchoServer};
 use croupier_echo_grpc::{EchoClient, EchoRequest, EchoResponse, GrpcEchoServer, ServerOptions};
+use croupier_testkit::{recording, Outcomes};
 use support::{call, until_ready, GrpcChannel, PATIENCE};
 use tokio::sync::Notify;
 use tonic::metadata::MetadataMap;
@@ -187,7 +188,9 @@ fn client(channel: GrpcChannel) -> EchoClient<GrpcChannel> {
 async fn a_call_failing_unavailable_is_retried_until_it_succeeds() {
     let script = Arc::new(Script::failing(3, tonic::Code::Unavailable));
     let addresses = scripted(1, &script).await;
+    let (policy, outcomes) = recording(PolicyConfig::pick_first());
     let channel: GrpcChannel = croupier_tokio::grpc::builder(target_of(&addresses))
+        .policy(policy)
         .retry_policy(retry_unavailable(4))
         .build()
         .unwrap();
@@ -198,6 +201,25 @@ async fn a_call_failing_unavailable_is_retried_until_it_succeeds() {
     assert_eq!(
         previous,
         [None, Some("1".into()), Some("2".into()), Some("3".into())]
+    );
+    // The balancer heard of every attempt, not of the call alone.
+    use Code::{Ok as Fine, Unavailable as Down};
+    until_heard(&outcomes, &[Down, Down, Down, Fine]).await;
+}
+
+/// Waits until the balancer has heard exactly `codes`, in order.
+async fn until_heard(outcomes: &Outcomes, codes: &[Code]) {
+    let heard = || -> Vec<Code> { outcomes.heard().iter().map(|o| o.code).collect() };
+    let waited = tokio::time::timeout(PATIENCE, async {
+        while heard() != codes {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "the balancer heard {:?}, not {codes:?}",
+        heard()
     );
 }
 
@@ -277,6 +299,46 @@ async fn a_pushback_delay_is_waited_before_the_retry() {
     assert_eq!(script.calls(), 2);
     // The policy's own backoff is at most 10 ms: the wait is the server's.
     assert!(took >= Duration::from_millis(300), "retried after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_deadline_bounds_every_attempt_together() {
+    let script = Arc::new(Script::failing_with(vec![
+        (
+            tonic::Code::Unavailable,
+            Some("200")
+        );
+        5
+    ]));
+    let addresses = scripted(1, &script).await;
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target_of(&addresses))
+        .retry_policy(retry_unavailable(5))
+        .build()
+        .unwrap();
+    let mut client = client(channel);
+    let deadline = Duration::from_millis(300);
+    let mut request = support::echo("late");
+    request.set_timeout(deadline);
+    let started = Instant::now();
+    let status = tokio::time::timeout(PATIENCE, client.unary_echo(request))
+        .await
+        .expect("the call ends")
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("; the last failed: UNAVAILABLE from 127.0.0.1:")
+            && status.message().ends_with(": call 1 fails"),
+        "{status:?}"
+    );
+    // Each retry waits the server's 200 ms: within 300 ms, two attempts, not five.
+    assert_eq!(script.calls(), 2);
+    assert!(
+        took < deadline + Duration::from_millis(500),
+        "took {took:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,8 +436,9 @@ async fn a_hedge_beats_a_slow_attempt_whose_stream_is_reset() {
     });
     let addresses = scripted(2, &script).await;
     let hedging = HedgingPolicy::new(2, delay, CodeSet::new().with(Code::Unavailable)).unwrap();
+    let (policy, outcomes) = recording(PolicyConfig::round_robin());
     let channel: GrpcChannel = croupier_tokio::grpc::builder(target_of(&addresses))
-        .policy(PolicyConfig::round_robin())
+        .policy(policy)
         .hedging_policy(hedging)
         .build()
         .unwrap();
@@ -398,6 +461,8 @@ async fn a_hedge_beats_a_slow_attempt_whose_stream_is_reset() {
     })
     .await
     .expect("the slow attempt's server saw its stream reset");
+    // The loser's outcome, cancelled when the winner's headers came, then the winner's.
+    until_heard(&outcomes, &[Code::Cancelled, Code::Ok]).await;
 }
 
 /// The port a reply names: `"<message> (from :<port>)"`.

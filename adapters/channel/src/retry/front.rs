@@ -16,11 +16,10 @@ use http::{HeaderValue, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use super::Committed;
 use crate::body::{observe, until, CallBody, Deadline};
 use crate::channel::{CallGuard, Channel, PickOptions, Picked};
 use crate::error::{describe_error, BoxError};
-use crate::grpc::{grpc_status, http_status_code};
+use crate::grpc::{grpc_message, grpc_status, http_status_code};
 use crate::replay::{BufferWatch, ReplayBody};
 use crate::runtime::BoxFuture;
 use crate::service::{clone_head, unprocessed, Failure};
@@ -96,6 +95,26 @@ where
     }
 }
 
+/// A call's retry machine, committed to one attempt: told of that attempt's end, so that the
+/// throttle counts it.
+#[derive(Debug)]
+pub(crate) struct Committed {
+    call: RetryCall,
+    attempt: AttemptId,
+}
+
+impl Committed {
+    pub(crate) fn new(call: RetryCall, attempt: AttemptId) -> Self {
+        Committed { call, attempt }
+    }
+
+    /// The attempt ended with `code` at `now`.
+    pub(crate) fn ended(mut self, code: Code, now: Instant) {
+        self.call
+            .handle_attempt_end(self.attempt, code, Pushback::None, now);
+    }
+}
+
 /// How a call's attempts came out.
 enum Outcome<RB> {
     /// Committed to `attempt` by its response headers: its response, and its guard.
@@ -108,7 +127,8 @@ enum Outcome<RB> {
 
 /// An attempt's end, kept until the call says whether it is the call's.
 enum Ended<RB> {
-    Answered(Response<RB>, Code),
+    /// A status in the response's headers, and what it says (for the call's deadline error).
+    Answered(Response<RB>, Code, String),
     Failed(Failure),
 }
 
@@ -300,8 +320,14 @@ where
                 } else {
                     None
                 };
+                let said = format!(
+                    "{code} from {}: {}",
+                    call.address(),
+                    grpc_message(headers).unwrap_or_default()
+                );
                 call.finish_with(code, load);
-                return self.end(attempt, Ended::Answered(response, code), pushback);
+                let ended = Ended::Answered(response, code, said);
+                return self.end(attempt, ended, pushback);
             }
             Sent::NotReady(error) => {
                 let status = lost(&call, &*error, Code::Unavailable);
@@ -341,7 +367,7 @@ where
     /// `attempt` ended as `ended` says: the machine decides what follows.
     fn end(&mut self, attempt: AttemptId, ended: Ended<RB>, pushback: Pushback) {
         let code = match &ended {
-            Ended::Answered(_, code) => *code,
+            Ended::Answered(_, code, _) => *code,
             Ended::Failed(Failure::Status(status) | Failure::Transport(_, status)) => status.code(),
         };
         self.last = Some((attempt, ended));
@@ -372,7 +398,7 @@ where
     /// The call is over with `attempt`'s status.
     fn finish(&mut self, attempt: AttemptId, code: Code) -> Outcome<RB> {
         match self.last.take() {
-            Some((last, Ended::Answered(response, code))) if last == attempt => {
+            Some((last, Ended::Answered(response, code, _))) if last == attempt => {
                 Outcome::Answered(response, code)
             }
             Some((last, Ended::Failed(failure))) if last == attempt => Outcome::Failed(failure),
@@ -398,7 +424,7 @@ where
         );
         if let Some((_, ended)) = &self.last {
             let last = match ended {
-                Ended::Answered(_, code) => code.to_string(),
+                Ended::Answered(_, _, said) => said.clone(),
                 Ended::Failed(Failure::Status(status) | Failure::Transport(_, status)) => {
                     status.message().to_owned()
                 }

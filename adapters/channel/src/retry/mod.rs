@@ -10,16 +10,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use croupier::retry::{
-    AttemptId, CallPolicy, ChannelRetry, HedgingPolicy, Pushback, RetryBuffer, RetryCall,
-    RetryPolicy, RetryThrottle,
+    CallPolicy, ChannelRetry, HedgingPolicy, RetryBuffer, RetryCall, RetryPolicy, RetryThrottle,
 };
-use croupier::Code;
 
 use crate::channel::ChannelBuilder;
 use crate::connector::Connector;
 
 #[cfg(feature = "tower")]
-pub(crate) use front::send;
+pub(crate) use front::{send, Committed};
 
 /// What a builder was told about retries, before the channel is built.
 #[derive(Debug, Default)]
@@ -71,27 +69,6 @@ impl Retries {
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
         let seed = self.seed ^ call.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         RetryCall::new(policy, Arc::clone(&self.channel), seed, now)
-    }
-}
-
-/// A call's retry machine, committed to one attempt: told of that attempt's end, so that the
-/// throttle counts it.
-#[derive(Debug)]
-pub(crate) struct Committed {
-    call: RetryCall,
-    attempt: AttemptId,
-}
-
-impl Committed {
-    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
-    pub(crate) fn new(call: RetryCall, attempt: AttemptId) -> Self {
-        Committed { call, attempt }
-    }
-
-    /// The attempt ended with `code` at `now`.
-    pub(crate) fn ended(mut self, code: Code, now: Instant) {
-        self.call
-            .handle_attempt_end(self.attempt, code, Pushback::None, now);
     }
 }
 
