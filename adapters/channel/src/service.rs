@@ -133,14 +133,37 @@ where
     }
 }
 
+/// What the channel's `Service` asks of its connections: each a `Service` over requests whose
+/// bodies the channel can replay, answering with `RB` bodies, cheap to clone and shared across
+/// tasks.
+pub(crate) trait Connection<B, RB>:
+    Service<Request<ReplayBody<B>>, Response = Response<RB>, Future: Send, Error: Into<BoxError>>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T, B, RB> Connection<B, RB> for T where
+    T: Service<
+            Request<ReplayBody<B>>,
+            Response = Response<RB>,
+            Future: Send,
+            Error: Into<BoxError>,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 async fn send<T, B, RB>(
     channel: Channel<T>,
     mut request: Request<B>,
 ) -> Result<Response<CallBody<RB>>, BoxError>
 where
-    T: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + Sync + 'static,
-    T::Future: Send,
-    T::Error: Into<BoxError>,
+    T: Connection<B, RB>,
     B: Body<Data = bytes::Bytes> + Send + 'static,
     RB: Body + Send + 'static,
 {
@@ -204,8 +227,7 @@ async fn attempt<T, B, RB>(
     deadline: &mut Option<Deadline>,
 ) -> Result<(Response<RB>, CallGuard), Failure>
 where
-    T: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + Sync + 'static,
-    T::Error: Into<BoxError>,
+    T: Connection<B, RB>,
     B: Body<Data = bytes::Bytes> + Send + 'static,
 {
     let mut request = request.map(ReplayBody::new);

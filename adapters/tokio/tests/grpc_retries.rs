@@ -184,6 +184,21 @@ fn client(channel: GrpcChannel) -> EchoClient<GrpcChannel> {
     EchoClient::new(channel)
 }
 
+/// A channel to one server following `script`, retrying UNAVAILABLE up to `max_attempts`, with
+/// the settings `configure` adds.
+async fn retrying(
+    script: &Arc<Script>,
+    max_attempts: u32,
+    configure: impl FnOnce(Builder) -> Builder,
+) -> GrpcChannel {
+    let addresses = scripted(1, script).await;
+    let builder = croupier_tokio::grpc::builder(target_of(&addresses))
+        .retry_policy(retry_unavailable(max_attempts));
+    configure(builder).build().unwrap()
+}
+
+type Builder = croupier_tokio::grpc::GrpcChannelBuilder<tonic::body::Body>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_failing_unavailable_is_retried_until_it_succeeds() {
     let script = Arc::new(Script::failing(3, tonic::Code::Unavailable));
@@ -226,11 +241,7 @@ async fn until_heard(outcomes: &Outcomes, codes: &[Code]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_out_of_attempts_fails_with_the_last_status() {
     let script = Arc::new(Script::failing(10, tonic::Code::Unavailable));
-    let addresses = scripted(1, &script).await;
-    let channel: GrpcChannel = croupier_tokio::grpc::builder(target_of(&addresses))
-        .retry_policy(retry_unavailable(3))
-        .build()
-        .unwrap();
+    let channel = retrying(&script, 3, |builder| builder).await;
     let status = call(&mut client(channel), "never").await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert_eq!(status.message(), "call 2 fails");
@@ -243,11 +254,7 @@ async fn a_non_retryable_code_fails_at_once() {
         (tonic::Code::FailedPrecondition, None),
         (tonic::Code::Unavailable, None),
     ]));
-    let addresses = scripted(1, &script).await;
-    let channel: GrpcChannel = croupier_tokio::grpc::builder(target_of(&addresses))
-        .retry_policy(retry_unavailable(5))
-        .build()
-        .unwrap();
+    let channel = retrying(&script, 5, |builder| builder).await;
     let mut client = client(channel);
     let status = call(&mut client, "once").await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
@@ -264,11 +271,7 @@ async fn a_pushback_that_says_stop_ends_the_retries() {
         (tonic::Code::Unavailable, Some("garbled")),
         (tonic::Code::Unavailable, None),
     ]));
-    let addresses = scripted(1, &script).await;
-    let channel: GrpcChannel = croupier_tokio::grpc::builder(target_of(&addresses))
-        .retry_policy(retry_unavailable(5))
-        .build()
-        .unwrap();
+    let channel = retrying(&script, 5, |builder| builder).await;
     let mut client = client(channel);
     for (n, message) in ["negative", "garbled"].into_iter().enumerate() {
         let status = call(&mut client, message).await.unwrap_err();
@@ -286,11 +289,7 @@ async fn a_pushback_delay_is_waited_before_the_retry() {
         tonic::Code::Unavailable,
         Some("300"),
     )]));
-    let addresses = scripted(1, &script).await;
-    let channel: GrpcChannel = croupier_tokio::grpc::builder(target_of(&addresses))
-        .retry_policy(retry_unavailable(3))
-        .build()
-        .unwrap();
+    let channel = retrying(&script, 3, |builder| builder).await;
     let mut client = client(channel);
     // Connected first, so that the time measured is the retry's.
     let started = Instant::now();
@@ -310,11 +309,7 @@ async fn one_deadline_bounds_every_attempt_together() {
         );
         5
     ]));
-    let addresses = scripted(1, &script).await;
-    let channel: GrpcChannel = croupier_tokio::grpc::builder(target_of(&addresses))
-        .retry_policy(retry_unavailable(5))
-        .build()
-        .unwrap();
+    let channel = retrying(&script, 5, |builder| builder).await;
     let mut client = client(channel);
     let deadline = Duration::from_millis(300);
     let mut request = support::echo("late");
@@ -347,12 +342,10 @@ async fn the_throttle_stops_retries_after_repeated_failures() {
         fail_rest: Some(tonic::Code::Unavailable),
         ..Script::default()
     });
-    let addresses = scripted(1, &script).await;
-    let channel: GrpcChannel = croupier_tokio::grpc::builder(target_of(&addresses))
-        .retry_policy(retry_unavailable(3))
-        .retry_throttle(RetryThrottle::new(10, 0.1).unwrap())
-        .build()
-        .unwrap();
+    let channel = retrying(&script, 3, |builder| {
+        builder.retry_throttle(RetryThrottle::new(10, 0.1).unwrap())
+    })
+    .await;
     let mut client = client(channel);
     let mut attempts = Vec::new();
     for _ in 0..4 {
@@ -368,12 +361,10 @@ async fn the_throttle_stops_retries_after_repeated_failures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_over_the_buffer_limit_is_committed_and_not_retried() {
     let script = Arc::new(Script::failing(2, tonic::Code::Unavailable));
-    let addresses = scripted(1, &script).await;
-    let channel: GrpcChannel = croupier_tokio::grpc::builder(target_of(&addresses))
-        .retry_policy(retry_unavailable(5))
-        .retry_buffer(RetryBuffer::new(256, 1 << 20))
-        .build()
-        .unwrap();
+    let channel = retrying(&script, 5, |builder| {
+        builder.retry_buffer(RetryBuffer::new(256, 1 << 20))
+    })
+    .await;
     let mut client = client(channel);
     let status = call(&mut client, &"x".repeat(1000)).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable);

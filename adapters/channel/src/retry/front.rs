@@ -14,7 +14,6 @@ use croupier::{Code, PickRequest, Status, SubchannelId};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response};
 use http_body::Body;
-use tower_service::Service;
 
 use crate::body::{observe, until, CallBody, Deadline};
 use crate::channel::{CallGuard, Channel, PickOptions, Picked};
@@ -22,7 +21,7 @@ use crate::error::{describe_error, BoxError};
 use crate::grpc::{grpc_message, grpc_status, http_status_code};
 use crate::replay::{BufferWatch, ReplayBody};
 use crate::runtime::BoxFuture;
-use crate::service::{clone_head, unprocessed, Failure};
+use crate::service::{clone_head, unprocessed, Connection, Failure};
 
 /// The header that tells a server how many attempts of the call came before this one.
 const PREVIOUS_ATTEMPTS: &str = "grpc-previous-rpc-attempts";
@@ -40,9 +39,7 @@ pub(crate) async fn send<T, B, RB>(
     policy: CallPolicy,
 ) -> Result<Response<CallBody<RB>>, Failure>
 where
-    T: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + Sync + 'static,
-    T::Future: Send,
-    T::Error: Into<BoxError>,
+    T: Connection<B, RB>,
     B: Body<Data = bytes::Bytes> + Send + 'static,
     RB: Body + Send + 'static,
 {
@@ -177,9 +174,7 @@ struct Front<T, B, RB> {
 
 impl<T, B, RB> Front<T, B, RB>
 where
-    T: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + Sync + 'static,
-    T::Future: Send,
-    T::Error: Into<BoxError>,
+    T: Connection<B, RB>,
     B: Body<Data = bytes::Bytes> + Send + 'static,
     RB: Body + Send + 'static,
 {
@@ -442,9 +437,7 @@ fn sending<T, B, RB>(
     body: ReplayBody<B>,
 ) -> BoxFuture<'static, Sent<RB>>
 where
-    T: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Send + 'static,
-    T::Future: Send,
-    T::Error: Into<BoxError>,
+    T: Connection<B, RB>,
     B: Send + 'static,
     RB: 'static,
 {
