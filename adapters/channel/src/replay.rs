@@ -47,8 +47,11 @@ struct Replay<B> {
 struct Retained {
     /// Bytes kept that the call has not yet been told of.
     unreported: u64,
-    /// The call waiting to hear of them.
+    /// The call waiting to hear of them: woken only once more than `wake_past` bytes are kept,
+    /// as it reads them anyway before it decides anything else (a wake per frame would cost a
+    /// task switch per message).
     watcher: Option<Waker>,
+    wake_past: u64,
     /// Copies waiting at the frontier for the caller's next frame (hedges read side by side).
     waiting: Vec<Waker>,
     /// The copy the call committed to.
@@ -80,11 +83,15 @@ impl<B> ReplayBody<B> {
     }
 
     /// Wraps `body` for a call that retries or hedges: every frame is kept, whatever its size,
-    /// until [`BufferWatch::commit`] (the call's retry machine bounds what it keeps), and the
-    /// copies of [`ReplayBody::copy`] may read side by side. The body is copy 0.
-    pub(crate) fn retained(body: B) -> (Self, BufferWatch<B>) {
+    /// until [`BufferWatch::commit`] (the call's retry machine bounds what it keeps, and is
+    /// woken once more than `wake_past` bytes are kept), and the copies of
+    /// [`BufferWatch::copy`] may read side by side. The body is copy 0.
+    pub(crate) fn retained(body: B, wake_past: u64) -> (Self, BufferWatch<B>) {
         let body = ReplayBody::new(body);
-        lock(&body.shared).retained = Some(Retained::default());
+        lock(&body.shared).retained = Some(Retained {
+            wake_past,
+            ..Retained::default()
+        });
         let watch = BufferWatch {
             shared: Arc::clone(&body.shared),
         };
@@ -130,7 +137,8 @@ pub(crate) struct BufferWatch<B> {
 }
 
 impl<B> BufferWatch<B> {
-    /// The bytes kept since the last call, or pending (the task woken when some are).
+    /// The bytes kept since the last call, or pending (the task woken once more than the
+    /// `wake_past` of [`ReplayBody::retained`] are kept).
     pub(crate) fn poll_kept(&self, cx: &mut Context<'_>) -> Poll<u64> {
         let mut shared = lock(&self.shared);
         let Some(retained) = shared.retained.as_mut() else {
@@ -260,11 +268,13 @@ where
                     (Some((kept, len)), Some(retained)) => {
                         if retained.committed.is_none() {
                             retained.unreported += len as u64;
-                            if let Some(watcher) = retained.watcher.take() {
-                                watcher.wake();
-                            }
                             shared.kept.push(kept);
                             shared.kept_bytes += len;
+                            if shared.kept_bytes as u64 > retained.wake_past {
+                                if let Some(watcher) = retained.watcher.take() {
+                                    watcher.wake();
+                                }
+                            }
                         }
                     }
                     (Some((kept, len)), None)
@@ -414,7 +424,7 @@ mod tests {
     #[test]
     fn a_retained_body_keeps_every_frame_and_reports_its_bytes() {
         let big: &'static str = Box::leak("x".repeat(REPLAY_LIMIT + 1).into_boxed_str());
-        let (mut first, watch) = ReplayBody::retained(frames(&["ab", big]));
+        let (mut first, watch) = ReplayBody::retained(frames(&["ab", big]), 0);
         let mut cx = Context::from_waker(std::task::Waker::noop());
         assert!(watch.poll_kept(&mut cx).is_pending());
         assert_eq!(read_all(&mut first).len(), 2);
@@ -427,7 +437,7 @@ mod tests {
 
     #[test]
     fn a_commit_ends_the_other_copies_and_frees_what_the_committed_one_sent() {
-        let (mut first, watch) = ReplayBody::retained(frames(&["a", "b", "c"]));
+        let (mut first, watch) = ReplayBody::retained(frames(&["a", "b", "c"]), 0);
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
         assert!(matches!(
@@ -477,7 +487,7 @@ mod tests {
     #[test]
     fn copies_waiting_side_by_side_are_all_woken_by_the_next_frame() {
         let feed = Arc::new(Mutex::new(VecDeque::new()));
-        let (mut first, watch) = ReplayBody::retained(Fed(Arc::clone(&feed)));
+        let (mut first, watch) = ReplayBody::retained(Fed(Arc::clone(&feed)), 0);
         let mut second = watch.copy(1).expect("nothing read yet");
         let wakes = Arc::new(Counted(Default::default()));
         let waker = std::task::Waker::from(Arc::clone(&wakes));

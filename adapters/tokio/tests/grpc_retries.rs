@@ -30,8 +30,8 @@ struct Script {
     /// The first call is answered after this long.
     slow_first: Option<Duration>,
     calls: AtomicUsize,
-    /// Each call's `grpc-previous-rpc-attempts`, and its message, in order.
-    seen: Mutex<Vec<(Option<String>, String)>>,
+    /// Each call, in order.
+    seen: Mutex<Vec<Seen>>,
     /// Calls dropped unanswered (their client reset the stream).
     cancelled: AtomicUsize,
     cancel: Notify,
@@ -59,17 +59,40 @@ impl Script {
 
     fn previous_attempts(&self) -> Vec<Option<String>> {
         let seen = self.seen.lock().unwrap();
-        seen.iter().map(|(previous, _)| previous.clone()).collect()
+        seen.iter().map(|call| call.previous.clone()).collect()
     }
 
     fn messages(&self) -> Vec<String> {
         let seen = self.seen.lock().unwrap();
-        seen.iter().map(|(_, message)| message.clone()).collect()
+        seen.iter().map(|call| call.message.clone()).collect()
+    }
+
+    /// Each call's `grpc-timeout`, in microseconds.
+    fn timeouts(&self) -> Vec<u64> {
+        let seen = self.seen.lock().unwrap();
+        let micros = |timeout: &str| timeout.strip_suffix('u').and_then(|n| n.parse().ok());
+        seen.iter()
+            .map(|call| {
+                call.timeout
+                    .as_deref()
+                    .and_then(micros)
+                    .expect("a timeout in µs")
+            })
+            .collect()
     }
 
     fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
+}
+
+/// What a scripted server saw of one call.
+struct Seen {
+    /// Its `grpc-previous-rpc-attempts`.
+    previous: Option<String>,
+    message: String,
+    /// Its `grpc-timeout`.
+    timeout: Option<String>,
 }
 
 /// Counts its call cancelled if dropped before it is answered.
@@ -97,17 +120,18 @@ impl Echo for Scripted {
     ) -> Result<Response<EchoResponse>, Status> {
         let script = &self.script;
         let n = script.calls.fetch_add(1, Ordering::SeqCst);
-        let previous = request
-            .metadata()
-            .get("grpc-previous-rpc-attempts")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
+        let header = |name: &str| {
+            let value = request.metadata().get(name)?;
+            value.to_str().ok().map(str::to_owned)
+        };
+        let previous = header("grpc-previous-rpc-attempts");
+        let timeout = header("grpc-timeout");
         let message = request.into_inner().message;
-        script
-            .seen
-            .lock()
-            .unwrap()
-            .push((previous, message.clone()));
+        script.seen.lock().unwrap().push(Seen {
+            previous,
+            message: message.clone(),
+            timeout,
+        });
         if let Some((code, pushback)) = script.failure(n) {
             let mut metadata = MetadataMap::new();
             if let Some(pushback) = pushback {
@@ -217,6 +241,10 @@ async fn a_call_failing_unavailable_is_retried_until_it_succeeds() {
         previous,
         [None, Some("1".into()), Some("2".into()), Some("3".into())]
     );
+    // Each attempt told its server the time left of the one deadline.
+    let timeouts = script.timeouts();
+    assert!(timeouts.windows(2).all(|w| w[1] < w[0]), "{timeouts:?}");
+    assert!(timeouts[0] <= 10_000_000, "{timeouts:?}");
     // The balancer heard of every attempt, not of the call alone.
     use Code::{Ok as Fine, Unavailable as Down};
     until_heard(&outcomes, &[Down, Down, Down, Fine]).await;

@@ -18,13 +18,15 @@ use http_body::Body;
 use crate::body::{observe, until, CallBody, Deadline};
 use crate::channel::{CallGuard, Channel, PickOptions, Picked};
 use crate::error::{describe_error, BoxError};
-use crate::grpc::{grpc_message, grpc_status, http_status_code};
+use crate::grpc::{encode_grpc_timeout, grpc_message, grpc_status, http_status_code};
 use crate::replay::{BufferWatch, ReplayBody};
 use crate::runtime::BoxFuture;
 use crate::service::{clone_head, unprocessed, Connection, Failure};
 
 /// The header that tells a server how many attempts of the call came before this one.
 const PREVIOUS_ATTEMPTS: &str = "grpc-previous-rpc-attempts";
+/// The header that tells a server the call's deadline.
+const GRPC_TIMEOUT: &str = "grpc-timeout";
 /// The trailer in which a server asks a client to wait, or not to retry (gRFC A6).
 const PUSHBACK: &str = "grpc-retry-pushback-ms";
 
@@ -44,13 +46,14 @@ where
     RB: Body + Send + 'static,
 {
     let (head, body) = request.into_parts();
-    let (body, watch) = ReplayBody::retained(body);
+    let (body, watch) = ReplayBody::retained(body, channel.retries().per_call_limit());
     let machine = channel.retries().start(policy, channel.now());
     let mut front = Front {
         channel: channel.clone(),
         head,
         options,
         first: Some(body),
+        deadline: deadline.as_ref().map(Deadline::at),
         watch,
         machine,
         running: Vec::new(),
@@ -159,6 +162,9 @@ struct Front<T, B, RB> {
     options: PickOptions,
     /// The first attempt's body (later ones get copies of it).
     first: Option<ReplayBody<B>>,
+    /// When the call's deadline passes: each attempt after the first tells its server the time
+    /// left.
+    deadline: Option<Instant>,
     watch: BufferWatch<B>,
     machine: RetryCall,
     running: Vec<Running<T, B, RB>>,
@@ -235,6 +241,10 @@ where
         if previous_attempts > 0 {
             head.headers
                 .insert(PREVIOUS_ATTEMPTS, HeaderValue::from(previous_attempts));
+        }
+        if let (Some(at), true) = (self.deadline, attempt.get() > 0) {
+            let left = at.saturating_duration_since(self.channel.now());
+            head.headers.insert(GRPC_TIMEOUT, encode_grpc_timeout(left));
         }
         let channel = self.channel.clone();
         let tried = self.tried.clone();

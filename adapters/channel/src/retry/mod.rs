@@ -63,6 +63,12 @@ impl Retries {
         self.policy.clone()
     }
 
+    /// The most request data one call keeps to send again.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn per_call_limit(&self) -> u64 {
+        self.channel.buffer.per_call_limit()
+    }
+
     /// The retry machine of a new call under `policy`, started at `now`.
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn start(&self, policy: CallPolicy, now: Instant) -> RetryCall {
