@@ -23,8 +23,9 @@ use tonic::{Request, Response, Status};
 /// means the first to reach any of them.
 #[derive(Default)]
 struct Script {
-    /// Call `n` fails with `failures[n]`'s code and `grpc-retry-pushback-ms`, if it names one.
-    failures: Vec<(tonic::Code, Option<&'static str>)>,
+    /// Call `n` fails with `failures[n]`'s code and `grpc-retry-pushback-ms`, if it names one
+    /// (and succeeds if it is `None`).
+    failures: Vec<Option<(tonic::Code, Option<&'static str>)>>,
     /// Every call past `failures` fails with this code, if set.
     fail_rest: Option<tonic::Code>,
     /// The first call is answered after this long.
@@ -44,17 +45,17 @@ impl Script {
 
     fn failing_with(failures: Vec<(tonic::Code, Option<&'static str>)>) -> Self {
         Script {
-            failures,
+            failures: failures.into_iter().map(Some).collect(),
             ..Script::default()
         }
     }
 
     /// How call `n` fails, if it does.
     fn failure(&self, n: usize) -> Option<(tonic::Code, Option<&'static str>)> {
-        self.failures
-            .get(n)
-            .copied()
-            .or(self.fail_rest.map(|code| (code, None)))
+        match self.failures.get(n) {
+            Some(failure) => *failure,
+            None => self.fail_rest.map(|code| (code, None)),
+        }
     }
 
     fn previous_attempts(&self) -> Vec<Option<String>> {
@@ -366,24 +367,30 @@ async fn one_deadline_bounds_every_attempt_together() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_throttle_stops_retries_after_repeated_failures() {
+    let unavailable = Some((tonic::Code::Unavailable, None));
+    let mut failures = vec![unavailable; 6];
+    // The server's calls 6 to 8 succeed; every other fails.
+    failures.extend([None, None, None]);
     let script = Arc::new(Script {
+        failures,
         fail_rest: Some(tonic::Code::Unavailable),
         ..Script::default()
     });
     let channel = retrying(&script, 3, |builder| {
-        builder.retry_throttle(RetryThrottle::new(10, 0.1).unwrap())
+        builder.retry_throttle(RetryThrottle::new(10, 1.0).unwrap())
     })
     .await;
     let mut client = client(channel);
     let mut attempts = Vec::new();
-    for _ in 0..4 {
+    for ends_well in [false, false, false, true, true, true, false] {
         let before = script.calls();
-        call(&mut client, "throttled").await.unwrap_err();
+        assert_eq!(call(&mut client, "throttled").await.is_ok(), ends_well);
         attempts.push(script.calls() - before);
     }
     // Ten tokens, one per failure, retries while more than five are left: 10 -> 7 in the first
-    // call's three attempts, 7 -> 5 in the second's two, and no retry from then on.
-    assert_eq!(attempts, [3, 2, 1, 1]);
+    // call's three attempts, 7 -> 5 in the second's two, 5 -> 4 in the third's one. Each success
+    // gives one back (tokenRatio 1): 7 after three, so the last call is retried again (7 -> 5).
+    assert_eq!(attempts, [3, 2, 1, 1, 1, 1, 2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -570,4 +577,48 @@ async fn a_streamed_request_is_replayed_whole_on_the_retry() {
     assert!(reply.contains(&format!("{message} (from :")), "{reply:?}");
     // Both attempts carried the whole message.
     assert_eq!(script.messages(), [message, message]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_no_server_processed_are_still_replayed_under_a_policy() {
+    let mut servers = support::servers(2, ServerOptions::new()).await;
+    // A policy that retries only ABORTED, which these servers never answer: a call that is
+    // sent and lost would fail; only the requests a GOAWAY excluded are sent again.
+    let aborted = RetryPolicy::new(
+        2,
+        Duration::from_millis(10),
+        Duration::from_millis(50),
+        2.0,
+        CodeSet::new().with(Code::Aborted),
+    )
+    .unwrap();
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(support::target(&servers))
+        .policy(PolicyConfig::round_robin())
+        .retry_policy(aborted)
+        .build()
+        .unwrap();
+    until_ready(&channel, 2).await;
+    let client = client(channel);
+    let leaving = servers.remove(0);
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let mut client = client.clone();
+            tokio::spawn(async move {
+                for i in 0..50 {
+                    if let Err(status) = call(&mut client, "through").await {
+                        panic!("call {i} failed: {status}");
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::timeout(PATIENCE, leaving.shutdown())
+        .await
+        .expect("the server shut down in time");
+    for caller in callers {
+        tokio::time::timeout(PATIENCE * 3, caller)
+            .await
+            .expect("the calls ended in time")
+            .expect("every call succeeded");
+    }
 }
