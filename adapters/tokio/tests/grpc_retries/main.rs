@@ -3,195 +3,22 @@
 //! `grpc-previous-rpc-attempts`, a hedge races a slow attempt and the loser's stream is reset,
 //! and the buffer limit, non-retryable codes, server pushback and the throttle stop retries.
 
+#[path = "../support/mod.rs"]
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+mod scripted;
+mod streaming;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use croupier::retry::{CodeSet, HedgingPolicy, RetryBuffer, RetryPolicy, RetryThrottle};
 use croupier::{Code, PolicyConfig};
-use croupier_echo_grpc::pb::echo_server::{Echo, EchoServer};
-use croupier_echo_grpc::{EchoClient, EchoRequest, EchoResponse, GrpcEchoServer, ServerOptions};
+use croupier_echo_grpc::{EchoClient, GrpcEchoServer, ServerOptions};
 use croupier_testkit::{recording, Outcomes};
+use scripted::{scripted, target_of, Script};
 use support::{call, until_ready, GrpcChannel, PATIENCE};
-use tokio::sync::Notify;
-use tonic::metadata::MetadataMap;
-use tonic::{Request, Response, Status};
-
-/// What a set of scripted servers do, and what they saw: shared, so that "the first call"
-/// means the first to reach any of them.
-#[derive(Default)]
-struct Script {
-    /// Call `n` fails with `failures[n]`'s code and `grpc-retry-pushback-ms`, if it names one
-    /// (and succeeds if it is `None`).
-    failures: Vec<Option<(tonic::Code, Option<&'static str>)>>,
-    /// Every call past `failures` fails with this code, if set.
-    fail_rest: Option<tonic::Code>,
-    /// The first call is answered after this long.
-    slow_first: Option<Duration>,
-    calls: AtomicUsize,
-    /// Each call, in order.
-    seen: Mutex<Vec<Seen>>,
-    /// Calls dropped unanswered (their client reset the stream).
-    cancelled: AtomicUsize,
-    cancel: Notify,
-}
-
-impl Script {
-    fn failing(n: usize, code: tonic::Code) -> Self {
-        Script::failing_with(vec![(code, None); n])
-    }
-
-    fn failing_with(failures: Vec<(tonic::Code, Option<&'static str>)>) -> Self {
-        Script {
-            failures: failures.into_iter().map(Some).collect(),
-            ..Script::default()
-        }
-    }
-
-    /// How call `n` fails, if it does.
-    fn failure(&self, n: usize) -> Option<(tonic::Code, Option<&'static str>)> {
-        match self.failures.get(n) {
-            Some(failure) => *failure,
-            None => self.fail_rest.map(|code| (code, None)),
-        }
-    }
-
-    fn previous_attempts(&self) -> Vec<Option<String>> {
-        let seen = self.seen.lock().unwrap();
-        seen.iter().map(|call| call.previous.clone()).collect()
-    }
-
-    fn messages(&self) -> Vec<String> {
-        let seen = self.seen.lock().unwrap();
-        seen.iter().map(|call| call.message.clone()).collect()
-    }
-
-    /// Each call's `grpc-timeout`, in microseconds.
-    fn timeouts(&self) -> Vec<u64> {
-        let seen = self.seen.lock().unwrap();
-        let micros = |timeout: &str| timeout.strip_suffix('u').and_then(|n| n.parse().ok());
-        seen.iter()
-            .map(|call| {
-                call.timeout
-                    .as_deref()
-                    .and_then(micros)
-                    .expect("a timeout in µs")
-            })
-            .collect()
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-}
-
-/// What a scripted server saw of one call.
-struct Seen {
-    /// Its `grpc-previous-rpc-attempts`.
-    previous: Option<String>,
-    message: String,
-    /// Its `grpc-timeout`.
-    timeout: Option<String>,
-}
-
-/// Counts its call cancelled if dropped before it is answered.
-struct Unanswered(Option<Arc<Script>>);
-
-impl Drop for Unanswered {
-    fn drop(&mut self) {
-        if let Some(script) = self.0.take() {
-            script.cancelled.fetch_add(1, Ordering::SeqCst);
-            script.cancel.notify_one();
-        }
-    }
-}
-
-struct Scripted {
-    port: u16,
-    script: Arc<Script>,
-}
-
-#[tonic::async_trait]
-impl Echo for Scripted {
-    async fn unary_echo(
-        &self,
-        request: Request<EchoRequest>,
-    ) -> Result<Response<EchoResponse>, Status> {
-        let script = &self.script;
-        let n = script.calls.fetch_add(1, Ordering::SeqCst);
-        let header = |name: &str| {
-            let value = request.metadata().get(name)?;
-            value.to_str().ok().map(str::to_owned)
-        };
-        let previous = header("grpc-previous-rpc-attempts");
-        let timeout = header("grpc-timeout");
-        let message = request.into_inner().message;
-        script.seen.lock().unwrap().push(Seen {
-            previous,
-            message: message.clone(),
-            timeout,
-        });
-        if let Some((code, pushback)) = script.failure(n) {
-            let mut metadata = MetadataMap::new();
-            if let Some(pushback) = pushback {
-                metadata.insert("grpc-retry-pushback-ms", pushback.parse().unwrap());
-            }
-            return Err(Status::with_metadata(
-                code,
-                format!("call {n} fails"),
-                metadata,
-            ));
-        }
-        if let (0, Some(slow)) = (n, script.slow_first) {
-            let mut unanswered = Unanswered(Some(Arc::clone(script)));
-            tokio::time::sleep(slow).await;
-            unanswered.0 = None;
-        }
-        Ok(Response::new(EchoResponse {
-            message: format!("{message} (from :{})", self.port),
-        }))
-    }
-
-    type ServerStreamingEchoStream = std::pin::Pin<
-        Box<dyn tonic::codegen::tokio_stream::Stream<Item = Result<EchoResponse, Status>> + Send>,
-    >;
-
-    async fn server_streaming_echo(
-        &self,
-        _request: Request<EchoRequest>,
-    ) -> Result<Response<Self::ServerStreamingEchoStream>, Status> {
-        Err(Status::unimplemented(
-            "scripted servers answer UnaryEcho only",
-        ))
-    }
-}
-
-/// Starts `n` tonic servers on loopback that follow `script`; their addresses.
-async fn scripted(n: usize, script: &Arc<Script>) -> Vec<std::net::SocketAddr> {
-    let mut addresses = Vec::new();
-    for _ in 0..n {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let service = EchoServer::new(Scripted {
-            port: address.port(),
-            script: Arc::clone(script),
-        });
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-        );
-        addresses.push(address);
-    }
-    addresses
-}
-
-fn target_of(addresses: &[std::net::SocketAddr]) -> String {
-    let listed: Vec<String> = addresses.iter().map(ToString::to_string).collect();
-    format!("ipv4:{}", listed.join(","))
-}
 
 /// Retries up to `max_attempts` of UNAVAILABLE, with short backoffs.
 fn retry_unavailable(max_attempts: u32) -> RetryPolicy {
@@ -497,42 +324,6 @@ fn reply_port(reply: &str) -> u16 {
     port.trim_end_matches(')').parse().expect("a port")
 }
 
-/// The messages of a request sent in several HTTP/2 DATA frames, as a client stream sends them.
-mod streaming {
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    use bytes::Bytes;
-    use http_body::{Body, Frame};
-
-    /// A request body fed frame by frame through a channel.
-    pub(crate) struct Chunks(pub(crate) tokio::sync::mpsc::Receiver<Bytes>);
-
-    impl Body for Chunks {
-        type Data = Bytes;
-        type Error = std::convert::Infallible;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            self.0
-                .poll_recv(cx)
-                .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
-        }
-    }
-
-    /// An `EchoRequest` with `message` (under 128 bytes), in gRPC's length-prefixed framing.
-    pub(crate) fn framed(message: &str) -> Vec<u8> {
-        let mut proto = vec![0x0a, u8::try_from(message.len()).unwrap()];
-        proto.extend_from_slice(message.as_bytes());
-        let mut framed = vec![0];
-        framed.extend_from_slice(&u32::try_from(proto.len()).unwrap().to_be_bytes());
-        framed.extend(proto);
-        framed
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_request_is_replayed_whole_on_the_retry() {
     use http_body_util::BodyExt;
@@ -600,25 +391,22 @@ async fn requests_no_server_processed_are_still_replayed_under_a_policy() {
     until_ready(&channel, 2).await;
     let client = client(channel);
     let leaving = servers.remove(0);
-    let callers: Vec<_> = (0..4)
-        .map(|_| {
-            let mut client = client.clone();
-            tokio::spawn(async move {
-                for i in 0..50 {
-                    if let Err(status) = call(&mut client, "through").await {
-                        panic!("call {i} failed: {status}");
-                    }
-                }
-            })
-        })
-        .collect();
-    tokio::time::timeout(PATIENCE, leaving.shutdown())
-        .await
-        .expect("the server shut down in time");
-    for caller in callers {
-        tokio::time::timeout(PATIENCE * 3, caller)
-            .await
-            .expect("the calls ended in time")
-            .expect("every call succeeded");
+    // Four callers, fifty calls each, while one server says GOAWAY and leaves.
+    let mut callers = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let mut client = client.clone();
+        callers.spawn(async move {
+            for _ in 0..50 {
+                call(&mut client, "through").await?;
+            }
+            Ok::<_, tonic::Status>(())
+        });
     }
+    let (left, ended) = tokio::join!(
+        tokio::time::timeout(PATIENCE, leaving.shutdown()),
+        tokio::time::timeout(PATIENCE * 3, callers.join_all()),
+    );
+    left.expect("the server shut down in time");
+    let ended = ended.expect("the calls ended in time");
+    assert!(ended.iter().all(Result::is_ok), "{ended:?}");
 }
