@@ -45,6 +45,11 @@ impl Deadline {
         }
     }
 
+    /// When the deadline passes.
+    pub(crate) fn at(&self) -> Instant {
+        self.at
+    }
+
     /// Whether the deadline has passed, by the runtime's clock (its timer may not have fired).
     pub(crate) fn has_passed(&self) -> bool {
         self.passed || self.runtime.now() >= self.at

@@ -17,6 +17,7 @@ use crate::driver::Driver;
 use crate::inbox::Input;
 use crate::names::Names;
 use crate::resolver::{global_resolvers, ResolveNow, Resolver, ResolverContext, ResolverRegistry};
+use crate::retry::{Retries, RetrySettings};
 use crate::runtime::{Runtime, Task};
 use crate::shared::Shared;
 
@@ -71,6 +72,8 @@ pub struct ChannelBuilder<C> {
     default_port: u16,
     seed: Option<u64>,
     default_timeout: Option<Duration>,
+    /// The retry or hedging policy, the throttle and the replay buffer (gRFC A6).
+    pub(crate) retry: RetrySettings,
 }
 
 impl<C> fmt::Debug for ChannelBuilder<C> {
@@ -82,6 +85,7 @@ impl<C> fmt::Debug for ChannelBuilder<C> {
             .field("default_port", &self.default_port)
             .field("seed", &self.seed)
             .field("default_timeout", &self.default_timeout)
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
@@ -99,6 +103,7 @@ impl<C: Connector> ChannelBuilder<C> {
             default_port: croupier::target::DEFAULT_PORT,
             seed: None,
             default_timeout: None,
+            retry: RetrySettings::default(),
         }
     }
 
@@ -180,6 +185,7 @@ impl<C: Connector> ChannelBuilder<C> {
             default_port: self.default_port,
             seed: self.seed,
             default_timeout: self.default_timeout,
+            retry: self.retry,
         }
     }
 
@@ -229,6 +235,7 @@ impl<C: Connector> ChannelBuilder<C> {
                 runtime: self.runtime,
                 target,
                 default_timeout: self.default_timeout,
+                retries: self.retry.build(seed),
                 error_code: C::error_code,
                 #[cfg(feature = "tower")]
                 load_report: C::load_report,
@@ -250,6 +257,9 @@ struct Handle<T> {
     runtime: Arc<dyn Runtime>,
     target: Target,
     default_timeout: Option<Duration>,
+    /// What its calls retry and hedge by.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    retries: Retries,
     /// The connector's reading of a call's transport error as a gRPC code.
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     error_code: fn(&(dyn std::error::Error + 'static)) -> Option<Code>,
@@ -349,6 +359,10 @@ pub struct CallGuard {
     started: Instant,
     runtime: Arc<dyn Runtime>,
     done: bool,
+    /// The retry machine of the call, once committed to this attempt: it hears the end too
+    /// (for the retry throttle).
+    #[cfg(feature = "tower")]
+    retry: Option<Box<crate::retry::Committed>>,
 }
 
 impl fmt::Debug for CallGuard {
@@ -406,7 +420,17 @@ impl CallGuard {
         self.report(code, load);
     }
 
+    /// Hands the call's retry machine, committed to this attempt, the attempt's end.
+    #[cfg(feature = "tower")]
+    pub(crate) fn commit_retries(&mut self, committed: crate::retry::Committed) {
+        self.retry = Some(Box::new(committed));
+    }
+
     fn report(&mut self, code: Code, load: Option<LoadReport>) {
+        #[cfg(feature = "tower")]
+        if let Some(committed) = self.retry.take() {
+            committed.ended(code, self.runtime.now());
+        }
         if std::mem::replace(&mut self.done, true) {
             return;
         }
@@ -472,6 +496,8 @@ impl<T: Clone> Channel<T> {
                                 runtime: Arc::clone(&handle.runtime),
                                 // Nothing to report to a policy that ignores outcomes.
                                 done: !snapshot.wants_outcomes,
+                                #[cfg(feature = "tower")]
+                                retry: None,
                             },
                         });
                     }
@@ -595,6 +621,12 @@ impl<T> Channel<T> {
     #[cfg(feature = "tower")]
     pub(crate) fn load_report(&self) -> crate::body::LoadReader {
         self.handle.load_report
+    }
+
+    /// What the channel's calls retry and hedge by.
+    #[cfg(feature = "tower")]
+    pub(crate) fn retries(&self) -> &Retries {
+        &self.handle.retries
     }
 }
 

@@ -50,6 +50,31 @@ fn percent_encode(message: &str) -> String {
     encoded
 }
 
+/// The message of a `grpc-message` value: `%XX` decoded, as gRPC encodes it; bytes that do not
+/// form UTF-8 are replaced.
+pub(crate) fn grpc_message(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("grpc-message")?.as_bytes();
+    let mut decoded = Vec::with_capacity(value.len());
+    let mut rest = value;
+    while let Some((&byte, tail)) = rest.split_first() {
+        let hex = tail
+            .get(..2)
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (byte, hex) {
+            (b'%', Some(escaped)) => {
+                decoded.push(escaped);
+                rest = &tail[2..];
+            }
+            _ => {
+                decoded.push(byte);
+                rest = tail;
+            }
+        }
+    }
+    Some(String::from_utf8_lossy(&decoded).into_owned())
+}
+
 /// The request's `grpc-timeout`, if it has a valid one.
 pub(crate) fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
     parse_grpc_timeout(headers.get("grpc-timeout")?.to_str().ok()?)
@@ -163,6 +188,22 @@ mod tests {
         let headers = status_headers(Code::DeadlineExceeded, "too late: 5%");
         assert_eq!(headers["grpc-status"], "4");
         assert_eq!(headers["grpc-message"], "too late: 5%25");
+    }
+
+    #[test]
+    fn grpc_messages_decode_as_they_were_encoded() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(grpc_message(&headers), None);
+        for message in ["no backend", "100% down", "a\nb", "é", "%"] {
+            headers.insert(
+                "grpc-message",
+                status_headers(Code::Ok, message)["grpc-message"].clone(),
+            );
+            assert_eq!(grpc_message(&headers).as_deref(), Some(message));
+        }
+        // A `%` that escapes nothing stays as it is.
+        headers.insert("grpc-message", HeaderValue::from_static("50%_off%4"));
+        assert_eq!(grpc_message(&headers).as_deref(), Some("50%_off%4"));
     }
 
     #[test]

@@ -31,6 +31,11 @@
 //!   process (a GOAWAY, a refused stream) is sent again on another connection (see `Unprocessed`
 //!   and `ReplayBody`). A call's deadline bounds it until its response ends, and a gRPC call that
 //!   fails (its deadline passed, its connection lost) gets the gRPC status that says so.
+//!   With a retry or hedging policy ([`ChannelBuilder::retry_policy`],
+//!   [`ChannelBuilder::hedging_policy`]), a gRPC call runs its attempts as
+//!   [`croupier::retry::RetryCall`] decides: a pick and a stream per attempt, the request body
+//!   kept and replayed until the call commits, within [`ChannelBuilder::retry_buffer`]'s limits
+//!   and [`ChannelBuilder::retry_throttle`]'s tokens.
 
 #![forbid(unsafe_code)]
 // On docs.rs, items behind a feature carry a badge naming it.
@@ -51,6 +56,7 @@ mod names;
 #[cfg(feature = "tower")]
 mod replay;
 mod resolver;
+mod retry;
 mod runtime;
 #[cfg(feature = "tower")]
 mod service;

@@ -1,10 +1,11 @@
 //! Request bodies that can be sent again: what lets the channel move a request that a server did
-//! not process (its GOAWAY excluded it, or it refused the stream) to another connection.
+//! not process (its GOAWAY excluded it, or it refused the stream) to another connection, and
+//! what a call that retries or hedges (gRFC A6) sends each of its attempts.
 
 use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
@@ -20,6 +21,8 @@ pub struct ReplayBody<B> {
     shared: Arc<Mutex<Replay<B>>>,
     /// How many of the kept frames this copy has yielded.
     cursor: usize,
+    /// Which copy this is: for a retried call, its attempt's number.
+    copy: u32,
 }
 
 struct Replay<B> {
@@ -32,6 +35,27 @@ struct Replay<B> {
     spoiled: bool,
     /// The caller's body has ended.
     ended: bool,
+    /// For a call that retries or hedges: what its attempts share beyond the frames.
+    retained: Option<Retained>,
+}
+
+/// The part of a replay shared by the attempts of a call that retries or hedges. Every frame is
+/// kept until the call commits (the call's retry machine holds it to the buffer limits, told of
+/// each byte by [`BufferWatch`]); after that, new frames pass through, and the kept ones go
+/// once the committed copy has sent them.
+#[derive(Default)]
+struct Retained {
+    /// Bytes kept that the call has not yet been told of.
+    unreported: u64,
+    /// The call waiting to hear of them: woken only once more than `wake_past` bytes are kept,
+    /// as it reads them anyway before it decides anything else (a wake per frame would cost a
+    /// task switch per message).
+    watcher: Option<Waker>,
+    wake_past: u64,
+    /// Copies waiting at the frontier for the caller's next frame (hedges read side by side).
+    waiting: Vec<Waker>,
+    /// The copy the call committed to.
+    committed: Option<u32>,
 }
 
 #[derive(Clone)]
@@ -51,9 +75,27 @@ impl<B> ReplayBody<B> {
                 frontier: 0,
                 spoiled: false,
                 ended: false,
+                retained: None,
             })),
             cursor: 0,
+            copy: 0,
         }
+    }
+
+    /// Wraps `body` for a call that retries or hedges: every frame is kept, whatever its size,
+    /// until [`BufferWatch::commit`] (the call's retry machine bounds what it keeps, and is
+    /// woken once more than `wake_past` bytes are kept), and the copies of
+    /// [`BufferWatch::copy`] may read side by side. The body is copy 0.
+    pub(crate) fn retained(body: B, wake_past: u64) -> (Self, BufferWatch<B>) {
+        let body = ReplayBody::new(body);
+        lock(&body.shared).retained = Some(Retained {
+            wake_past,
+            ..Retained::default()
+        });
+        let watch = BufferWatch {
+            shared: Arc::clone(&body.shared),
+        };
+        (body, watch)
     }
 
     /// A body of `data` alone, already kept: for requests the connection itself makes (a health
@@ -68,8 +110,10 @@ impl<B> ReplayBody<B> {
                 frontier: 1,
                 spoiled: false,
                 ended: true,
+                retained: None,
             })),
             cursor: 0,
+            copy: 0,
         }
     }
 
@@ -81,7 +125,79 @@ impl<B> ReplayBody<B> {
         Some(ReplayBody {
             shared: Arc::clone(&self.shared),
             cursor: 0,
+            copy: self.copy,
         })
+    }
+}
+
+/// A retried call's view of its request body: how many bytes were kept since it last looked,
+/// new copies for new attempts, and the commit that ends keeping.
+pub(crate) struct BufferWatch<B> {
+    shared: Arc<Mutex<Replay<B>>>,
+}
+
+impl<B> BufferWatch<B> {
+    /// The bytes kept since the last call, or pending (the task woken once more than the
+    /// `wake_past` of [`ReplayBody::retained`] are kept).
+    pub(crate) fn poll_kept(&self, cx: &mut Context<'_>) -> Poll<u64> {
+        let mut shared = lock(&self.shared);
+        let Some(retained) = shared.retained.as_mut() else {
+            return Poll::Pending;
+        };
+        match std::mem::take(&mut retained.unreported) {
+            0 => {
+                retained.watcher = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            bytes => Poll::Ready(bytes),
+        }
+    }
+
+    /// A copy from the first frame for the attempt numbered `copy`, if nothing sent so far was
+    /// lost.
+    pub(crate) fn copy(&self, copy: u32) -> Option<ReplayBody<B>> {
+        let shared = lock(&self.shared);
+        if shared.spoiled || shared.retained.as_ref()?.committed.is_some() {
+            return None;
+        }
+        Some(ReplayBody {
+            shared: Arc::clone(&self.shared),
+            cursor: 0,
+            copy,
+        })
+    }
+
+    /// The call is committed to the attempt numbered `copy`: no more frames are kept, and the
+    /// kept ones go once that copy has sent them.
+    pub(crate) fn commit(&self, copy: u32) {
+        let mut shared = lock(&self.shared);
+        if let Some(retained) = shared.retained.as_mut() {
+            retained.committed.get_or_insert(copy);
+            retained.unreported = 0;
+            for waiting in retained.waiting.drain(..) {
+                waiting.wake();
+            }
+        }
+    }
+}
+
+impl<B> Replay<B> {
+    /// Whether `copy` belongs to an attempt other than the one its call committed to.
+    fn is_stale(&self, copy: u32) -> bool {
+        self.retained
+            .as_ref()
+            .and_then(|retained| retained.committed)
+            .is_some_and(|committed| committed != copy)
+    }
+
+    /// After a commit, frees the kept frames once the committed `copy` has sent them all.
+    fn forget_sent(&mut self, copy: u32, cursor: usize) {
+        let committed = self.retained.as_ref().and_then(|r| r.committed);
+        if committed == Some(copy) && cursor >= self.frontier && !self.kept.is_empty() {
+            self.kept = Vec::new();
+            self.kept_bytes = 0;
+            self.spoiled = true;
+        }
     }
 }
 
@@ -116,9 +232,15 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<bytes::Bytes>, B::Error>>> {
         let this = &mut *self;
-        let mut shared = lock(&this.shared);
+        let mut guard = lock(&this.shared);
+        let shared = &mut *guard;
+        if shared.is_stale(this.copy) {
+            // A copy of an attempt the call let go: it sends no more.
+            return Poll::Ready(None);
+        }
         if let Some(kept) = shared.kept.get(this.cursor).cloned() {
             this.cursor += 1;
+            shared.forget_sent(this.copy, this.cursor);
             return Poll::Ready(Some(Ok(match kept {
                 Kept::Data(data) => Frame::data(data),
                 Kept::Trailers(trailers) => Frame::trailers(trailers),
@@ -142,8 +264,20 @@ where
                         .map(|trailers| (Kept::Trailers(trailers.clone()), 0))
                 };
                 shared.frontier += 1;
-                match kept {
-                    Some((kept, len))
+                match (kept, &mut shared.retained) {
+                    (Some((kept, len)), Some(retained)) => {
+                        if retained.committed.is_none() {
+                            retained.unreported += len as u64;
+                            shared.kept.push(kept);
+                            shared.kept_bytes += len;
+                            if shared.kept_bytes as u64 > retained.wake_past {
+                                if let Some(watcher) = retained.watcher.take() {
+                                    watcher.wake();
+                                }
+                            }
+                        }
+                    }
+                    (Some((kept, len)), None)
                         if !shared.spoiled && shared.kept_bytes + len <= REPLAY_LIMIT =>
                     {
                         shared.kept.push(kept);
@@ -155,6 +289,7 @@ where
                     }
                 }
                 this.cursor = shared.frontier;
+                shared.forget_sent(this.copy, this.cursor);
             }
             Poll::Ready(Some(Err(_))) => {
                 shared.spoiled = true;
@@ -164,7 +299,20 @@ where
                 shared.ended = true;
                 shared.body = None;
             }
-            Poll::Pending => {}
+            Poll::Pending => {
+                if let Some(retained) = shared.retained.as_mut() {
+                    // The caller's body wakes only its last reader: the others wait here.
+                    if !retained.waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                        retained.waiting.push(cx.waker().clone());
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        if let Some(retained) = shared.retained.as_mut() {
+            for waiting in retained.waiting.drain(..) {
+                waiting.wake();
+            }
         }
         polled
     }
@@ -271,6 +419,96 @@ mod tests {
         assert!(body.is_end_stream());
         let mut again = body.replay().expect("kept");
         assert_eq!(read_all(&mut again), ["ping"]);
+    }
+
+    #[test]
+    fn a_retained_body_keeps_every_frame_and_reports_its_bytes() {
+        let big: &'static str = Box::leak("x".repeat(REPLAY_LIMIT + 1).into_boxed_str());
+        let (mut first, watch) = ReplayBody::retained(frames(&["ab", big]), 0);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(watch.poll_kept(&mut cx).is_pending());
+        assert_eq!(read_all(&mut first).len(), 2);
+        assert_eq!(watch.poll_kept(&mut cx), Poll::Ready(2 + big.len() as u64));
+        assert!(watch.poll_kept(&mut cx).is_pending());
+        // Past the transparent replays' limit, a retried call's copies still get every frame.
+        let mut second = watch.copy(1).expect("all kept");
+        assert_eq!(read_all(&mut second).len(), 2);
+    }
+
+    #[test]
+    fn a_commit_ends_the_other_copies_and_frees_what_the_committed_one_sent() {
+        let (mut first, watch) = ReplayBody::retained(frames(&["a", "b", "c"]), 0);
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(matches!(
+            Pin::new(&mut first).poll_frame(&mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        let mut hedge = watch.copy(1).expect("kept");
+        watch.commit(1);
+        // The committed copy, behind, still sends from the start; the other one stops.
+        assert_eq!(read_all(&mut first), Vec::<String>::new());
+        assert_eq!(read_all(&mut hedge), ["a", "b", "c"]);
+        assert!(lock(&hedge.shared).kept.is_empty());
+        assert!(watch.copy(2).is_none());
+        // Bytes read after the commit are not the call's to count.
+        assert!(watch.poll_kept(&mut cx).is_pending());
+    }
+
+    /// A body whose frames come when the test says.
+    struct Fed(std::sync::Arc<Mutex<VecDeque<&'static str>>>);
+
+    impl Body for Fed {
+        type Data = bytes::Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<bytes::Bytes>, Infallible>>> {
+            match self.0.lock().unwrap().pop_front() {
+                Some(data) => Poll::Ready(Some(Ok(Frame::data(bytes::Bytes::from_static(
+                    data.as_bytes(),
+                ))))),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    /// A waker that counts its wakes.
+    struct Counted(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counted {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn copies_waiting_side_by_side_are_all_woken_by_the_next_frame() {
+        let feed = Arc::new(Mutex::new(VecDeque::new()));
+        let (mut first, watch) = ReplayBody::retained(Fed(Arc::clone(&feed)), 0);
+        let mut second = watch.copy(1).expect("nothing read yet");
+        let wakes = Arc::new(Counted(Default::default()));
+        let waker = std::task::Waker::from(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+        let other = std::task::Waker::from(Arc::new(Counted(Default::default())));
+        assert!(Pin::new(&mut first).poll_frame(&mut cx).is_pending());
+        // The second copy waits too, and the caller's body now holds its waker alone.
+        assert!(Pin::new(&mut second)
+            .poll_frame(&mut Context::from_waker(&other))
+            .is_pending());
+        feed.lock().unwrap().push_back("a");
+        assert!(matches!(
+            Pin::new(&mut second).poll_frame(&mut Context::from_waker(&other)),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // The first copy was woken, and finds the frame kept for it.
+        let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut first).poll_frame(&mut cx) else {
+            panic!("the kept frame");
+        };
+        assert_eq!(frame.data_ref().map(|d| &d[..]), Some(&b"a"[..]));
     }
 
     #[test]

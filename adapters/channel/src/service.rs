@@ -13,6 +13,7 @@ use std::future::poll_fn;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use croupier::retry::CallPolicy;
 use croupier::{Code, PickRequest, Status};
 use http::{Request, Response};
 use http_body::Body;
@@ -24,6 +25,7 @@ use crate::channel::{CallGuard, Channel, PickOptions, Picked};
 use crate::error::{describe_error, BoxError};
 use crate::grpc::{encode_grpc_timeout, grpc_status, grpc_timeout, insert_status, is_grpc};
 use crate::replay::ReplayBody;
+use crate::retry;
 use crate::runtime::BoxFuture;
 
 /// How many connections one request may be handed to when each in turn closes before sending it.
@@ -39,14 +41,31 @@ const MAX_SEND_ATTEMPTS: usize = 5;
 #[derive(Debug)]
 pub struct Unprocessed {
     reason: BoxError,
+    refused: bool,
 }
 
 impl Unprocessed {
-    /// The request was not processed, because of `reason`.
+    /// The request was not processed, because of `reason`: it was never sent.
     pub fn new(reason: impl Into<BoxError>) -> Self {
         Unprocessed {
             reason: reason.into(),
+            refused: false,
         }
+    }
+
+    /// The request reached the server, whose HTTP/2 layer refused it (`REFUSED_STREAM`, or a
+    /// GOAWAY that excluded its stream), because of `reason`. A call replays such a request at
+    /// most once (gRFC A6), one never sent more often.
+    pub fn refused(reason: impl Into<BoxError>) -> Self {
+        Unprocessed {
+            reason: reason.into(),
+            refused: true,
+        }
+    }
+
+    /// Whether the server refused the request (else it was never sent).
+    pub fn is_refused(&self) -> bool {
+        self.refused
     }
 }
 
@@ -114,15 +133,39 @@ where
     }
 }
 
+/// What the channel's `Service` asks of its connections: each a `Service` over requests whose
+/// bodies the channel can replay, answering with `RB` bodies, cheap to clone and shared across
+/// tasks.
+pub(crate) trait Connection<B, RB>:
+    Service<Request<ReplayBody<B>>, Response = Response<RB>, Future: Send, Error: Into<BoxError>>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T, B, RB> Connection<B, RB> for T where
+    T: Service<
+            Request<ReplayBody<B>>,
+            Response = Response<RB>,
+            Future: Send,
+            Error: Into<BoxError>,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 async fn send<T, B, RB>(
     channel: Channel<T>,
     mut request: Request<B>,
 ) -> Result<Response<CallBody<RB>>, BoxError>
 where
-    T: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + Sync + 'static,
-    T::Error: Into<BoxError>,
+    T: Connection<B, RB>,
     B: Body<Data = bytes::Bytes> + Send + 'static,
-    RB: Body,
+    RB: Body + Send + 'static,
 {
     let grpc = is_grpc(request.headers());
     // One deadline for every attempt: a timeout counts from the call's start.
@@ -135,14 +178,28 @@ where
         }
         Deadline::new(channel.runtime(), at, at.saturating_duration_since(started))
     });
-    match attempt(&channel, request, options, &mut deadline).await {
-        Ok((response, call)) => Ok(observe(
-            response,
-            call,
-            deadline,
-            channel.error_code(),
-            channel.load_report(),
-        )),
+    // Only gRPC calls retry or hedge: the policies speak of gRPC status codes.
+    let policy = match grpc {
+        true => channel.retries().call_policy(request.uri().path()),
+        false => CallPolicy::None,
+    };
+    let sent = match policy {
+        CallPolicy::None => attempt(&channel, request, options, &mut deadline)
+            .await
+            .map(|(response, call)| {
+                observe(
+                    response,
+                    call,
+                    deadline,
+                    channel.error_code(),
+                    channel.load_report(),
+                )
+            }),
+        // Boxed, so that a plain call's future does not carry a retried one's state.
+        policy => Box::pin(retry::send(&channel, request, options, deadline, policy)).await,
+    };
+    match sent {
+        Ok(response) => Ok(response),
         Err(Failure::Status(status) | Failure::Transport(_, status)) if grpc => {
             Ok(status_response(&status))
         }
@@ -152,7 +209,7 @@ where
 }
 
 /// Why a request got no response.
-enum Failure {
+pub(crate) enum Failure {
     /// The channel answers for itself: no backend to pick, no connection took the request, or
     /// its deadline passed.
     Status(Status),
@@ -170,8 +227,7 @@ async fn attempt<T, B, RB>(
     deadline: &mut Option<Deadline>,
 ) -> Result<(Response<RB>, CallGuard), Failure>
 where
-    T: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + Sync + 'static,
-    T::Error: Into<BoxError>,
+    T: Connection<B, RB>,
     B: Body<Data = bytes::Bytes> + Send + 'static,
 {
     let mut request = request.map(ReplayBody::new);
@@ -201,7 +257,9 @@ where
             }
             None => return Err(no_headers(call, deadline.as_ref(), None)),
         }
-        let parts = replay.as_ref().and_then(|_| clone_parts(&request));
+        let (head, body) = request.into_parts();
+        let parts = replay.as_ref().and_then(|_| clone_head(&head));
+        request = Request::from_parts(head, body);
         let error: BoxError = match until(deadline, connection.call(request)).await {
             Some(Ok(response)) => {
                 return match grpc_status(response.headers()) {
@@ -242,7 +300,11 @@ where
 
 /// The call's deadline passed before its response's headers came, or before the server's
 /// status `late` did.
-fn no_headers(call: CallGuard, deadline: Option<&Deadline>, late: Option<Code>) -> Failure {
+pub(crate) fn no_headers(
+    call: CallGuard,
+    deadline: Option<&Deadline>,
+    late: Option<Code>,
+) -> Failure {
     let mut message = format!(
         "no response headers from {} within {}",
         call.address(),
@@ -270,28 +332,33 @@ fn status_response<RB>(status: &Status) -> Response<CallBody<RB>> {
 
 /// Whether `error`, or one of its sources, says the server did not process the request.
 fn is_unprocessed(error: &(dyn StdError + 'static)) -> bool {
+    unprocessed(error).is_some()
+}
+
+/// The [`Unprocessed`] that `error` is, or one of its sources.
+pub(crate) fn unprocessed<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a Unprocessed> {
     let mut next = Some(error);
     while let Some(error) = next {
-        if error.is::<Unprocessed>() {
-            return true;
+        if let Some(unprocessed) = error.downcast_ref::<Unprocessed>() {
+            return Some(unprocessed);
         }
         next = error.source();
     }
-    false
+    None
 }
 
-/// The request's head again, for a second attempt: method, URI, version and headers. Extensions
+/// The request's head again, for another attempt: method, URI, version and headers. Extensions
 /// cannot be cloned in general; those of the request types the channel knows ([`PickOptions`]) are
 /// carried over, others only go with the first attempt.
-fn clone_parts<B>(request: &Request<B>) -> Option<http::request::Parts> {
+pub(crate) fn clone_head(head: &http::request::Parts) -> Option<http::request::Parts> {
     let mut copy = Request::builder()
-        .method(request.method().clone())
-        .uri(request.uri().clone())
-        .version(request.version())
+        .method(head.method.clone())
+        .uri(head.uri.clone())
+        .version(head.version)
         .body(())
         .ok()?;
-    *copy.headers_mut() = request.headers().clone();
-    if let Some(options) = request.extensions().get::<PickOptions>() {
+    *copy.headers_mut() = head.headers.clone();
+    if let Some(options) = head.extensions.get::<PickOptions>() {
         copy.extensions_mut().insert(*options);
     }
     Some(copy.into_parts().0)

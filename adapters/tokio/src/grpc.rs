@@ -57,6 +57,15 @@
 //!   [`default_timeout`](GrpcChannelBuilder::default_timeout)) bounds it until its response
 //!   ends: then its stream is reset and it fails `DEADLINE_EXCEEDED`. A call lost with its
 //!   connection fails `UNAVAILABLE`, naming the address (see `croupier_channel`'s `Service`).
+//! - Retries and hedging (gRFC A6), with a policy from
+//!   [`GrpcChannelBuilder::retry_policy`] or [`GrpcChannelBuilder::hedging_policy`]: a call
+//!   that fails before its response headers with a status the policy names is tried again
+//!   (after a jittered backoff, or the server's `grpc-retry-pushback-ms`) on a new pick that
+//!   passes over the backends tried, saying `grpc-previous-rpc-attempts`; hedges race, and the
+//!   losers' streams are reset. Its request body, streams included, is kept and replayed until
+//!   the call commits, within [`GrpcChannelBuilder::retry_buffer`]; the channel's
+//!   [`GrpcChannelBuilder::retry_throttle`] stops retries after repeated failures; the call's
+//!   deadline bounds every attempt together; each attempt's outcome reaches the balancer.
 //! - A backend's ORCA load report (gRFC A51) in a response's `endpoint-load-metrics-bin`
 //!   trailer goes back with the call's outcome, for weighted_round_robin to weigh it by (see
 //!   [`orca`]); it is read only while the policy learns from outcomes, and one that does not
@@ -407,8 +416,10 @@ where
                             describe(&error)
                         ));
                     }
-                    if unsent || refused(&error) {
+                    if unsent {
                         Err(Box::new(Unprocessed::new(error)) as BoxError)
+                    } else if refused(&error) {
+                        Err(Box::new(Unprocessed::refused(error)) as BoxError)
                     } else {
                         Err(error.into())
                     }

@@ -49,7 +49,7 @@ pub use connector::{SharedStream, Stream, StreamConnector, StreamGuard};
 /// dependency a program needs; the whole core is [`croupier`], its policies' settings
 /// [`policy`].
 pub use croupier::{
-    self, policy, Address, Attributes, BackoffConfig, CallOutcome, Code, ConnectivityState,
+    self, policy, retry, Address, Attributes, BackoffConfig, CallOutcome, Code, ConnectivityState,
     Controller, Endpoint, LoadReport, Pick, PickRequest, Picker, Policy, PolicyBuilder,
     PolicyChoice, PolicyConfig, ResolutionConfig, ResolverError, ResolverUpdate, Status,
     SubchannelId, SubchannelInfo, SubchannelUpdate, Target, TargetError,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use croupier::retry::{HedgingPolicy, RetryBuffer, RetryPolicy, RetryThrottle};
 use croupier::{BackoffConfig, PolicyConfig, ResolutionConfig};
 use croupier_channel::{BoxError, BuildError, ChannelBuilder, Resolver};
 use http::uri::Authority;
@@ -128,6 +129,30 @@ where
     /// channel until its response ends, and goes to the server as the request's `grpc-timeout`.
     pub fn default_timeout(self, timeout: Duration) -> Self {
         self.channel(|b| b.default_timeout(timeout))
+    }
+
+    /// Retries gRPC calls by `policy` (gRFC A6), in place of a hedging policy: see
+    /// [`ChannelBuilder::retry_policy`] and the crate's "Retries and hedging".
+    pub fn retry_policy(self, policy: RetryPolicy) -> Self {
+        self.channel(|b| b.retry_policy(policy))
+    }
+
+    /// Hedges gRPC calls by `policy` (gRFC A6), in place of a retry policy: see
+    /// [`ChannelBuilder::hedging_policy`].
+    pub fn hedging_policy(self, policy: HedgingPolicy) -> Self {
+        self.channel(|b| b.hedging_policy(policy))
+    }
+
+    /// Throttles retries and hedges channel-wide (gRFC A6's `retryThrottling`): see
+    /// [`ChannelBuilder::retry_throttle`].
+    pub fn retry_throttle(self, throttle: RetryThrottle) -> Self {
+        self.channel(|b| b.retry_throttle(throttle))
+    }
+
+    /// How much request data calls keep to send again, per call and for the channel (default
+    /// 1 MiB and 16 MiB): see [`ChannelBuilder::retry_buffer`].
+    pub fn retry_buffer(self, buffer: RetryBuffer) -> Self {
+        self.channel(|b| b.retry_buffer(buffer))
     }
 
     /// Watches each connection's health with `grpc.health.v1.Health/Watch` (client-side health

@@ -1,0 +1,116 @@
+//! Retries and hedging (gRFC A6) in the channel: the settings a builder takes, the policy each
+//! call is looked up by, and (feature `tower`) the front that runs a call's attempts by
+//! [`croupier::retry::RetryCall`]'s decisions.
+
+#[cfg(feature = "tower")]
+mod front;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use croupier::retry::{
+    CallPolicy, ChannelRetry, HedgingPolicy, RetryBuffer, RetryCall, RetryPolicy, RetryThrottle,
+};
+
+use crate::channel::ChannelBuilder;
+use crate::connector::Connector;
+
+#[cfg(feature = "tower")]
+pub(crate) use front::{send, Committed};
+
+/// What a builder was told about retries, before the channel is built.
+#[derive(Debug, Default)]
+pub(crate) struct RetrySettings {
+    policy: CallPolicy,
+    throttle: Option<RetryThrottle>,
+    buffer: Option<RetryBuffer>,
+}
+
+impl RetrySettings {
+    /// The channel's part, shared by its calls; `seed` seeds each call's backoff jitter.
+    pub(crate) fn build(self, seed: u64) -> Retries {
+        let mut channel = ChannelRetry::new().buffer(self.buffer.unwrap_or_default());
+        if let Some(throttle) = self.throttle {
+            channel = channel.throttle(throttle);
+        }
+        Retries {
+            policy: self.policy,
+            channel: Arc::new(channel),
+            seed,
+            calls: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A channel's retries: the policy, the throttle and buffer its calls share, and the seed of
+/// their jitter.
+#[derive(Debug)]
+pub(crate) struct Retries {
+    policy: CallPolicy,
+    channel: Arc<ChannelRetry>,
+    seed: u64,
+    /// Calls that retried so far, to give each its own seed.
+    calls: AtomicU64,
+}
+
+impl Retries {
+    /// The policy of a call to `path` (`/package.Service/Method`): the one place a call's
+    /// retry or hedging policy comes from. Today the channel's own, whatever the method.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn call_policy(&self, path: &str) -> CallPolicy {
+        let _ = path;
+        self.policy.clone()
+    }
+
+    /// The most request data one call keeps to send again.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn per_call_limit(&self) -> u64 {
+        self.channel.buffer.per_call_limit()
+    }
+
+    /// The retry machine of a new call under `policy`, started at `now`.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn start(&self, policy: CallPolicy, now: Instant) -> RetryCall {
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
+        let seed = self.seed ^ call.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        RetryCall::new(policy, Arc::clone(&self.channel), seed, now)
+    }
+}
+
+impl<C: Connector> ChannelBuilder<C> {
+    /// Retries every gRPC call by `policy` (gRFC A6's `retryPolicy`), in place of a hedging
+    /// policy set before: a call that fails with one of its retryable codes before the
+    /// server's response headers is sent again, on another backend where the picker can,
+    /// after a jittered, growing backoff. Default: no retries (only transparent ones of calls
+    /// no server processed). Applies through the channel's `Service` (feature `tower`).
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry.policy = CallPolicy::Retry(policy);
+        self
+    }
+
+    /// Hedges every gRPC call by `policy` (gRFC A6's `hedgingPolicy`), in place of a retry
+    /// policy set before: a copy of the call goes out every `hedgingDelay`, each on another
+    /// backend where the picker can; the first response (or a fatal status) wins and the
+    /// other copies are cancelled.
+    pub fn hedging_policy(mut self, policy: HedgingPolicy) -> Self {
+        self.retry.policy = CallPolicy::Hedging(policy);
+        self
+    }
+
+    /// Throttles retries and hedges channel-wide (gRFC A6's `retryThrottling`): failures
+    /// take tokens, successes give some back, and calls retry or hedge only while more than
+    /// half the tokens are left. Default: no throttle.
+    pub fn retry_throttle(mut self, throttle: RetryThrottle) -> Self {
+        self.retry.throttle = Some(throttle);
+        self
+    }
+
+    /// How much request data calls may keep to send again (default: 1 MiB per call, 16 MiB
+    /// for the channel, [`RetryBuffer::default`]). A call whose request passes either limit
+    /// is committed to the attempt it has running, and is not retried.
+    pub fn retry_buffer(mut self, buffer: RetryBuffer) -> Self {
+        self.retry.buffer = Some(buffer);
+        self
+    }
+}
