@@ -10,7 +10,8 @@
 //! - every removed subchannel gets exactly one `Shutdown`, and no action names it afterwards;
 //! - subchannel ids are never reused;
 //! - the channel is READY exactly when some subchannel is;
-//! - the subchannels alive never outnumber the addresses of the latest update (memory is bounded).
+//! - the subchannels alive never outnumber the addresses of the latest update (memory is bounded),
+//!   but during a graceful policy switch, when the replaced policy's stay beside them.
 //!
 //! A broken invariant panics with a message saying which, so test runners and fuzzers both catch
 //! it.
@@ -90,6 +91,9 @@ pub struct Harness {
     pub seen: Vec<Seen>,
     /// How many addresses the latest non-empty update named: the bound on live subchannels.
     pub bound: usize,
+    /// During a graceful policy switch, how many addresses the policy being replaced serves
+    /// (its subchannels live beside the new policy's): added to the bound.
+    pub replaced_bound: usize,
     /// Whether the policy may hide a READY subchannel (outlier detection ejects some): then a
     /// READY subchannel does not make the channel READY.
     pub hides_ready: bool,
@@ -119,6 +123,7 @@ impl Harness {
             history: Vec::new(),
             seen: Vec::new(),
             bound: 0,
+            replaced_bound: 0,
             hides_ready: false,
             report_probes: false,
         }
@@ -241,8 +246,14 @@ impl Harness {
             self.lb.state(),
             self.lb.subchannels()
         );
+        // During a graceful switch, the old policy and the new one hold subchannels each.
+        let replaced = if self.lb.is_switching_policy() {
+            self.replaced_bound
+        } else {
+            0
+        };
         assert!(
-            alive <= self.bound.max(1),
+            alive <= self.bound.max(1) + replaced,
             "{alive} subchannels alive for {} addresses",
             self.bound
         );
@@ -251,10 +262,15 @@ impl Harness {
     /// Feeds a resolver update.
     pub fn resolve(&mut self, update: ResolverUpdate) -> Vec<Seen> {
         let count: usize = update.endpoints.iter().map(|e| e.addresses().len()).sum();
+        let was_switching = self.lb.is_switching_policy();
+        let before = self.bound;
         if count > 0 {
             self.bound = count;
         }
         self.lb.handle_resolver_update(update, self.now);
+        if self.lb.is_switching_policy() && !was_switching {
+            self.replaced_bound = before;
+        }
         self.drain()
     }
 
