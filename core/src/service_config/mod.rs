@@ -108,7 +108,9 @@ mod registry;
 mod retry;
 mod strict;
 
-pub use config::{CustomPolicy, LoadBalancingConfig, RetryThrottling, ServiceConfig};
+pub use config::{
+    CustomPolicy, IntoServiceConfig, LoadBalancingConfig, RetryThrottling, ServiceConfig,
+};
 pub use error::{ServiceConfigError, ServiceConfigErrorKind};
 pub use method::{MethodConfig, MethodConfigs, MethodName};
 pub use registry::ServiceConfigParser;
