@@ -5,6 +5,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use croupier::retry::RetryThrottle;
 use croupier::service_config::{IntoServiceConfig, MethodConfig, ServiceConfig};
 use croupier::{
     Address, BackoffConfig, Balancer, BalancerConfig, CallOutcome, Code, ConnectivityState,
@@ -620,6 +621,13 @@ impl<T> Channel<T> {
     /// The service config in use: the resolver's, or the default, or an empty one (gRFC A21).
     pub fn service_config(&self) -> Arc<ServiceConfig> {
         Arc::clone(&self.handle.shared.load().service_config)
+    }
+
+    /// The channel's retry throttle (gRFC A6), if the service config in use sets
+    /// `retryThrottling`: one token bucket that every call's retries and hedges share. A new
+    /// config with the same settings keeps the same bucket.
+    pub fn retry_throttle(&self) -> Option<Arc<RetryThrottle>> {
+        self.handle.shared.load().retry_throttle.clone()
     }
 
     /// The settings the service config in use gives a call to `path`

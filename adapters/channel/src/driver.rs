@@ -420,6 +420,7 @@ impl<C: Connector> Driver<C> {
             state: state.unwrap_or(previous.state),
             last_error: self.last_error.clone(),
             wants_outcomes,
+            retry_throttle: previous.throttle_for(service_config),
             service_config: Arc::clone(service_config),
         });
     }

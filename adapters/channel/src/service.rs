@@ -128,6 +128,9 @@ where
     let grpc = is_grpc(request.headers());
     // One deadline for every attempt: a timeout counts from the call's start.
     let started = channel.now();
+    // The method's settings from the config in use: its timeout and wait-for-ready here; its
+    // `call_policy` (retries, hedging) and the channel's `retry_throttle()` are what a retrying
+    // call runs by.
     let method = channel.method_config(request.uri().path());
     let options = pick_options(
         &request,

@@ -5,6 +5,7 @@ use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use croupier::retry::RetryThrottle;
 use croupier::{ConnectivityState, FailPicker, Picker, QueuePicker, ServiceConfig, Status};
 use event_listener::{Event, EventListener};
 
@@ -22,6 +23,26 @@ pub(crate) struct Snapshot<T> {
     pub(crate) wants_outcomes: bool,
     /// The service config in use: the method settings calls get.
     pub(crate) service_config: Arc<ServiceConfig>,
+    /// The channel's retry throttle, if the config sets `retryThrottling`: one bucket shared by
+    /// every call, kept across configs with the same settings.
+    pub(crate) retry_throttle: Option<Arc<RetryThrottle>>,
+}
+
+impl<T> Snapshot<T> {
+    /// The retry throttle for `config`: the one in `self` if the settings are the same, else a
+    /// full new one (or none).
+    pub(crate) fn throttle_for(&self, config: &ServiceConfig) -> Option<Arc<RetryThrottle>> {
+        if config.retry_throttling == self.service_config.retry_throttling {
+            return self.retry_throttle.clone();
+        }
+        throttle(config)
+    }
+}
+
+/// A full throttle with `config`'s `retryThrottling`, if it sets one.
+fn throttle(config: &ServiceConfig) -> Option<Arc<RetryThrottle>> {
+    let settings = config.retry_throttling.as_ref()?;
+    settings.throttle().ok().map(Arc::new)
 }
 
 pub(crate) struct Shared<T> {
@@ -47,6 +68,7 @@ impl<T> Shared<T> {
                 state: ConnectivityState::Connecting,
                 last_error: None,
                 wants_outcomes: true,
+                retry_throttle: throttle(&service_config),
                 service_config,
             }),
             changed: Event::new(),
@@ -114,6 +136,7 @@ impl<T> Shared<T> {
             last_error: None,
             wants_outcomes: false,
             service_config: Arc::clone(&previous.service_config),
+            retry_throttle: previous.retry_throttle.clone(),
         });
     }
 

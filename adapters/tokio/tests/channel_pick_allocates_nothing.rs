@@ -99,7 +99,11 @@ fn a_pick_through_a_ready_channel_allocates_nothing() {
     let request = PickRequest::new();
     // A first pick outside the count (thread-locals and lazily built state settle).
     ready_now(channel.pick(&request)).unwrap().call.success();
-    let paths = ["/shop.Cart/Checkout", "/shop.Cart/Add", "/other.Service/Call"];
+    let paths = [
+        "/shop.Cart/Checkout",
+        "/shop.Cart/Add",
+        "/other.Service/Call",
+    ];
     let mut subchannels = Vec::with_capacity(1_000);
     let mut timeouts = Vec::with_capacity(1_000);
     let before = ALLOCATIONS.with(Cell::get);
@@ -115,7 +119,11 @@ fn a_pick_through_a_ready_channel_allocates_nothing() {
     assert_eq!(allocations, 0, "allocations in 1,000 lookups and picks");
     assert_eq!(
         &timeouts[..3],
-        &[Some(Duration::from_secs(30)), None, Some(Duration::from_secs(1))]
+        &[
+            Some(Duration::from_secs(30)),
+            None,
+            Some(Duration::from_secs(1))
+        ]
     );
     // The picks did spread: round robin over both backends.
     subchannels.sort();

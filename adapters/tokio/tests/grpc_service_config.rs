@@ -253,3 +253,62 @@ async fn calls_keep_succeeding_across_a_switch_from_pick_first_to_round_robin() 
     let (a_new, b_new) = (a.calls() - a_before, b.calls() - b_before);
     assert!(a_new > 0 && b_new > 0, "{a_new}, {b_new}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calls_retry_policy_and_the_channels_retry_throttle_come_from_the_config() {
+    let config = |max_tokens: u32, timeout: &str| {
+        format!(
+            r#"{{"retryThrottling": {{"maxTokens": {max_tokens}, "tokenRatio": 0.5}},
+                "methodConfig": [{{
+                    "name": [{{"service": "grpc.examples.echo.Echo"}}],
+                    "timeout": "{timeout}",
+                    "retryPolicy": {{"maxAttempts": 3, "initialBackoff": "0.1s",
+                        "maxBackoff": "1s", "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"]}}
+                }}]}}"#
+        )
+    };
+    let update = |json: &str| {
+        ResolverUpdate::new([]).with_service_config(ServiceConfigParser::new().parse(json))
+    };
+    let resolver = Pushed::new(update(&config(10, "1s")));
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(example_target())
+        .resolver(SCHEME, resolver.clone())
+        .build()
+        .unwrap();
+    let applied = |timeout: Duration| {
+        let channel = channel.clone();
+        async move {
+            tokio::time::timeout(PATIENCE, async {
+                let path = "/grpc.examples.echo.Echo/UnaryEcho";
+                while channel.method_config(path).and_then(|m| m.timeout) != Some(timeout) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .expect("the resolver's config is applied");
+        }
+    };
+    applied(Duration::from_secs(1)).await;
+    let method = channel
+        .method_config("/grpc.examples.echo.Echo/UnaryEcho")
+        .unwrap();
+    let croupier_tokio::croupier::retry::CallPolicy::Retry(retry) = &method.call_policy else {
+        panic!("a retry policy: {:?}", method.call_policy);
+    };
+    assert_eq!(retry.max_attempts(), 3);
+    let throttle = channel.retry_throttle().expect("retryThrottling is set");
+    assert_eq!(throttle.max_tokens(), 10);
+    throttle.record_failure();
+    // The same throttling in a new config keeps the bucket, with its tokens.
+    resolver.push(update(&config(10, "2s")));
+    applied(Duration::from_secs(2)).await;
+    let same = channel.retry_throttle().unwrap();
+    assert!(Arc::ptr_eq(&throttle, &same));
+    assert_eq!(same.tokens(), 9.0);
+    // Other settings make a full bucket of their own.
+    resolver.push(update(&config(20, "3s")));
+    applied(Duration::from_secs(3)).await;
+    let other = channel.retry_throttle().unwrap();
+    assert_eq!((other.max_tokens(), other.tokens()), (20, 20.0));
+}
