@@ -97,6 +97,7 @@
 #[cfg(feature = "testing")]
 pub(crate) mod check;
 mod config;
+mod dns;
 mod duration;
 mod error;
 mod json;
@@ -111,6 +112,7 @@ mod strict;
 pub use config::{
     CustomPolicy, IntoServiceConfig, LoadBalancingConfig, RetryThrottling, ServiceConfig,
 };
+pub use dns::{ClientCriteria, CLIENT_LANGUAGE, DNS_TXT_PREFIX};
 pub use error::{ServiceConfigError, ServiceConfigErrorKind};
 pub use method::{MethodConfig, MethodConfigs, MethodName};
 pub use registry::ServiceConfigParser;
