@@ -39,6 +39,7 @@ mod body;
 mod channel;
 mod connections;
 mod connector;
+mod dns;
 mod driver;
 #[cfg(feature = "tower")]
 mod error;
@@ -60,6 +61,7 @@ pub use connector::{
     health_channel, load_report_channel, ConnectContext, Connected, Connector, Health,
     HealthReporter, HealthWatch, LoadReporter, LoadWatch, Reporter, Watch,
 };
+pub use dns::{DnsResolver, TxtLookup};
 #[cfg(feature = "tower")]
 pub use error::{describe_error, BoxError};
 #[cfg(feature = "tower")]
@@ -69,5 +71,6 @@ pub use resolver::{
     StaticResolver,
 };
 pub use runtime::{BoxFuture, Runtime};
+#[cfg(feature = "tower")]
 pub use service::{CallBody, Unprocessed};
 pub use stream::{PeerWatch, SharedStream, StreamGuard, SETTLE};
