@@ -275,7 +275,8 @@ impl Balancer {
     }
 
     /// The endpoints in use: the last resolver list the balancer accepted (none before the
-    /// first). A list it refused (too long, or naming a policy it cannot use) leaves it as it was.
+    /// first). A list it refused (too long, or with a service config it cannot use while it has
+    /// no other to fall back on) leaves it as it was.
     pub fn endpoints(&self) -> &[Endpoint] {
         self.last_update
             .as_ref()

@@ -196,3 +196,53 @@ fn a_policy_switch_keeps_the_core_deterministic() {
     };
     assert_eq!(run(5), run(5));
 }
+
+#[test]
+fn a_call_waiting_on_the_current_policy_still_gets_its_endpoint_connected() {
+    // ring_hash connects endpoints lazily: a call hashed to an IDLE one queues, and leaving
+    // IDLE connects it. It must work while a switch is under way too.
+    let mut h = Harness::new(PolicyConfig::round_robin(), 3);
+    h.resolve(with_policy(&[1, 2, 3], "ring_hash"));
+    let queued = (0..64u64)
+        .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .find(|&hash| {
+            matches!(
+                h.picker()
+                    .pick(&croupier::PickRequest::new().with_hash(hash)),
+                Pick::Queue
+            )
+        })
+        .expect("a hash on an IDLE endpoint");
+    h.exit_idle();
+    let attempts: Vec<Address> = h.attempts.values().map(|(_, a)| a.clone()).collect();
+    assert!(!attempts.is_empty() && attempts.len() < 3, "{attempts:?}");
+    for address in attempts {
+        h.connected(&address);
+    }
+    assert_eq!(h.state(), ConnectivityState::Ready);
+    h.resolve(with_policy(&[4], "pick_first"));
+    assert!(
+        h.lb.is_switching_policy(),
+        "pick_first connects to 4, not READY yet"
+    );
+    let queues = (0..256u64)
+        .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ queued)
+        .any(|hash| {
+            matches!(
+                h.picker()
+                    .pick(&croupier::PickRequest::new().with_hash(hash)),
+                Pick::Queue
+            )
+        });
+    assert!(
+        queues,
+        "a call hashed to another IDLE endpoint of ring_hash's waits"
+    );
+    let seen = h.exit_idle();
+    let connected = connects(&seen);
+    assert_eq!(connected.len(), 1, "{seen:?}");
+    assert!(
+        [addr(1), addr(2), addr(3)].contains(&connected[0]),
+        "ring_hash's"
+    );
+}

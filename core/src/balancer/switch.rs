@@ -9,9 +9,10 @@
 //! kept, not published. A config for the policy already current drops the pending one; a config
 //! for the pending one changes nothing.
 //!
-//! Resolver updates and errors and calls to leave IDLE go to the policy the channel is moving to
-//! (the pending one during a switch), so the current one serves on with the endpoints it has, as
-//! in grpc-go; a subchannel's changes, calls and load reports go to the policy that created it. Only the pending policy's
+//! Resolver updates and errors go to the policy the channel is moving to (the pending one during a
+//! switch), so the current one serves on with the endpoints it has, as in grpc-go; calls to leave
+//! IDLE go to both (a call may wait on either's picker); a subchannel's changes, calls and load
+//! reports go to the policy that created it. Only the pending policy's
 //! subchannels are tracked (a set that exists only during a switch): every other subchannel is the
 //! current one's. Timers are told apart by the policy's generation, which the balancer keeps
 //! beside each token, so the policies' own tokens keep every level of
@@ -123,8 +124,11 @@ impl Switch {
         self.latest(core, |policy, ctl| policy.resolver_error(error, ctl));
     }
 
+    /// Both policies: a call queued on the current one's picker (ring_hash's on an IDLE
+    /// endpoint) must have it connect, as a call on the pending one's would.
     pub(super) fn exit_idle(&mut self, core: &mut Core) {
-        self.latest(core, |policy, ctl| policy.exit_idle(ctl));
+        self.run(Which::Current, core, |policy, ctl| policy.exit_idle(ctl));
+        self.run(Which::Pending, core, |policy, ctl| policy.exit_idle(ctl));
     }
 
     pub(super) fn subchannel_update(
