@@ -140,10 +140,14 @@ where
     );
     let mut deadline = options.effective_deadline(started).map(|at| {
         let timeout = at.saturating_duration_since(started);
-        // The server hears the call's deadline: the request's own, unless the channel's is
-        // sooner (a method config's timeout, or the default one).
+        // The server hears the call's deadline: the request's own `grpc-timeout`, unless the
+        // method's config cut it shorter; the channel's when the request names none.
         let sent = grpc_timeout(request.headers());
-        if grpc && sent.is_none_or(|sent| timeout < sent) {
+        let cut_by_method = method
+            .as_ref()
+            .and_then(|method| method.timeout)
+            .is_some_and(|limit| sent.is_some_and(|sent| limit < sent));
+        if grpc && (sent.is_none() || cut_by_method) {
             request
                 .headers_mut()
                 .insert("grpc-timeout", encode_grpc_timeout(timeout));
