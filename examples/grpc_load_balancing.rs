@@ -11,25 +11,37 @@
 //! With `--connect` it starts no servers and calls Echo servers that already listen there (grpc-go's
 //! `examples/features/load_balancing/server`, say, or another run's).
 //!
-//! With pick_first every call goes to the first server; with round_robin they alternate.
+//! With pick_first every call goes to the first server; with round_robin they alternate. As in
+//! grpc-go's example, the round_robin channel chooses its policy with a default service config
+//! (grpc-go's `WithDefaultServiceConfig`); a service config from the resolver would replace it.
 
 use std::process::ExitCode;
 
 use croupier_echo_grpc::ServerOptions;
 use croupier_examples::backends::{Backends, ExampleResolver};
-use croupier_examples::grpc::{call_with_each_policy, start_servers};
+use croupier_examples::grpc::{call_through, start_servers};
+
+/// The round_robin channel's default service config: its policy, and a deadline for every call
+/// of the echo service that sets none shorter.
+const ROUND_ROBIN_CONFIG: &str = r#"{
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [{"name": [{"service": "grpc.examples.echo.Echo"}], "timeout": "5s"}]
+}"#;
 
 async fn run() -> Result<(), String> {
     let backends = Backends::from_args("grpc_load_balancing")?;
     let run = "cargo run --example grpc_load_balancing --features grpc";
     let (_servers, count) = start_servers(&backends, ServerOptions::new(), run).await?;
     let target = ExampleResolver::target();
-    call_with_each_policy(count, |policy| {
-        croupier_tokio::grpc::builder(&target)
-            .policy(policy)
-            .build()
-    })
-    .await
+    // pick_first is the policy of a channel without a service config.
+    let pick_first = croupier_tokio::grpc::builder(&target)
+        .build()
+        .map_err(|error| error.to_string())?;
+    let round_robin = croupier_tokio::grpc::builder(&target)
+        .default_service_config(ROUND_ROBIN_CONFIG)
+        .build()
+        .map_err(|error| error.to_string())?;
+    call_through(count, pick_first, round_robin).await
 }
 
 #[tokio::main]

@@ -14,10 +14,12 @@ use std::time::Instant;
 use crate::address::{Address, Endpoint};
 use crate::call::{CallOutcome, LoadReport};
 use crate::picker::{Picker, QueuePicker};
-use crate::policy::{Controller, Policy, PolicyConfig, SubchannelUpdate, TimerToken};
+use crate::policy::{SubchannelUpdate, TimerToken};
 use crate::resolution::Resolution;
-use crate::resolver::{PolicyChoice, ResolverError, ResolverUpdate};
+use crate::resolver::{ConfigFingerprint, PolicyChoice, ResolverError, ResolverUpdate};
 use crate::rng::Rng;
+#[cfg(feature = "service-config")]
+use crate::service_config::ServiceConfig;
 use crate::status::ConnectivityState;
 use crate::subchannel::{
     ConnectionEvent, ConnectionId, Effect, Subchannel, SubchannelId, SubchannelInfo, Subchannels,
@@ -25,15 +27,20 @@ use crate::subchannel::{
 
 mod actions;
 mod config;
+mod sources;
+mod switch;
 
 pub use actions::Action;
 use actions::{ActionQueue, Queued};
 pub use config::{BalancerConfig, DEFAULT_MAX_ENDPOINTS};
+use sources::Selection;
+use switch::Switch;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
     Subchannel(SubchannelId),
-    Policy(TimerToken),
+    /// A policy's timer, with the generation of the policy that set it (see [`Switch`]).
+    Policy(u32, TimerToken),
     Resolution,
 }
 
@@ -62,17 +69,12 @@ impl Updates {
         Some((id, SubchannelUpdate { state, error }))
     }
 
-    fn clear(&mut self) {
-        self.changes.clear();
-        self.errors.clear();
-    }
-
     fn reserve(&mut self, additional: usize) {
         self.changes.reserve(additional);
     }
 }
 
-/// Everything but the policy: what the policy's [`Controller`] works on.
+/// Everything but the policies: what their [`Controller`](crate::Controller)s work on.
 struct Core {
     now: Instant,
     config: BalancerConfig,
@@ -91,19 +93,31 @@ struct Core {
 /// The balancer of one channel: resolver results and connection events in, actions and pickers
 /// out. See the [crate documentation](crate) for the loop that drives it.
 pub struct Balancer {
-    policy: Box<dyn Policy>,
-    /// The resolver's choice the current policy was built from, if any.
-    choice: Option<PolicyChoice>,
+    /// The policy, and during a graceful switch the one replacing it.
+    policies: Switch,
+    /// The policy and service config in use.
+    in_use: Selection,
+    /// Whether a resolver update was ever accepted (gRFC A21: only a channel that never had one
+    /// fails on an invalid service config).
+    accepted: bool,
     /// The last update applied, to spot repeats.
-    last_update: Option<(Vec<Endpoint>, Option<PolicyChoice>)>,
+    last_update: Option<LastUpdate>,
     core: Core,
+}
+
+/// A resolver update as applied: its endpoints, and what tells its choices from the next one's.
+#[derive(Debug)]
+struct LastUpdate {
+    endpoints: Vec<Endpoint>,
+    policy: Option<PolicyChoice>,
+    config: ConfigFingerprint,
 }
 
 impl fmt::Debug for Balancer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Balancer")
             .field("state", &self.core.state)
-            .field("policy", &self.policy)
+            .field("policies", &self.policies)
             .field("subchannels", &self.core.subchannels.len())
             .field("pending_actions", &self.core.actions.len())
             .finish_non_exhaustive()
@@ -114,11 +128,13 @@ impl Balancer {
     /// A balancer in CONNECTING (waiting for the resolver), whose every random choice comes from
     /// `seed`.
     pub fn new(config: BalancerConfig, seed: u64, now: Instant) -> Self {
-        let policy = config.policy.build();
+        let in_use = config.fallback();
+        let policies = Switch::new(in_use.key.clone(), &in_use.policy);
         let resolution = Resolution::new(config.resolution.clone());
         Balancer {
-            policy,
-            choice: None,
+            policies,
+            in_use,
+            accepted: false,
             last_update: None,
             core: Core {
                 now,
@@ -144,7 +160,21 @@ impl Balancer {
     /// Whether the current policy learns from call outcomes: if not, an adapter may skip
     /// [`Balancer::handle_call_outcome`] (it would do nothing). Can change when the policy does.
     pub fn wants_call_outcomes(&self) -> bool {
-        self.policy.wants_call_outcomes()
+        self.policies.wants_call_outcomes()
+    }
+
+    /// The service config in use (gRFC A21): the resolver's last valid one, or the channel's
+    /// default, or an empty one. Its method settings are what calls get; it changes with
+    /// resolver updates, so an adapter reads it again after each (a new config is a new `Arc`).
+    #[cfg(feature = "service-config")]
+    pub fn service_config(&self) -> &Arc<ServiceConfig> {
+        &self.in_use.service_config
+    }
+
+    /// Whether a graceful policy switch is under way: a new policy is being built beside the one
+    /// serving calls, and both hold subchannels until it is READY.
+    pub fn is_switching_policy(&self) -> bool {
+        self.policies.is_switching()
     }
 
     /// The newest picker (also announced by [`Action::UpdatePicker`]).
@@ -204,7 +234,7 @@ impl Balancer {
                     .subchannels
                     .get(&id)
                     .is_some_and(|sc| sc.deadline() == Some(at)),
-                TimerKey::Policy(_) => true,
+                TimerKey::Policy(generation, _) => self.policies.is_running(generation),
                 TimerKey::Resolution => self.core.resolution.due() == Some(at),
             };
             if live {
@@ -245,54 +275,69 @@ impl Balancer {
     }
 
     /// The endpoints in use: the last resolver list the balancer accepted (none before the
-    /// first). A list it refused (too long, or naming a policy it cannot use) leaves it as it was.
+    /// first). A list it refused (too long, or with a service config it cannot use while it has
+    /// no other to fall back on) leaves it as it was.
     pub fn endpoints(&self) -> &[Endpoint] {
         self.last_update
             .as_ref()
-            .map_or(&[], |(endpoints, _)| endpoints.as_slice())
+            .map_or(&[], |last| last.endpoints.as_slice())
     }
 
     /// The resolver produced `update`. Applying the same update again changes nothing. An update
     /// with more endpoints than [`BalancerConfig::max_endpoints`] is refused as a resolver error
     /// that says how many came and what the limit is: the last good list stays in use.
+    ///
+    /// Its service config (or policy choice) is taken by gRFC A21's rules (see
+    /// [`ResolverUpdate`]): an invalid one keeps the config in use, else the default, and with
+    /// neither the update is refused as a resolver error that says why, so a channel that never
+    /// had a valid config fails its calls with that reason. A config that names another policy
+    /// switches to it gracefully: the running policy serves until the new one is READY.
     pub fn handle_resolver_update(&mut self, update: ResolverUpdate, now: Instant) {
         self.core.advance(now);
-        let ResolverUpdate { endpoints, policy } = update;
-        if let Err(error) = self.core.config.check_size(&endpoints) {
+        if let Err(error) = self.core.config.check_size(&update.endpoints) {
             self.handle_resolver_error(error, now);
             return;
         }
-        let repeat = self
-            .last_update
-            .as_ref()
-            .is_some_and(|(e, p)| *e == endpoints && *p == policy);
+        let config = update.config_fingerprint();
+        let repeat = self.last_update.as_ref().is_some_and(|last| {
+            last.endpoints == update.endpoints
+                && last.policy == update.policy
+                && last.config == config
+        });
         if repeat {
             self.core.resolution.on_success(now, &mut self.core.rng);
             self.core.schedule_resolution();
             return;
         }
-        if let Some(choice) = &policy {
-            if self.choice.as_ref() != Some(choice) {
-                match self.core.config.lookup(choice) {
-                    Ok(config) => self.switch_policy(config, choice.clone()),
-                    Err(reason) => {
-                        let error = ResolverError::new(format!(
-                            "the resolver chose a policy that cannot be used: {reason}"
-                        ));
-                        self.handle_resolver_error(error, now);
-                        return;
-                    }
-                }
+        let selection = match self.core.config.requested(&update) {
+            Ok(Some(selection)) => selection,
+            Ok(None) => self.core.config.fallback(),
+            Err(_) if self.accepted => self.in_use.clone(),
+            Err(_) if self.core.config.has_default() => self.core.config.fallback(),
+            Err(reason) => {
+                self.handle_resolver_error(ResolverError::new(reason), now);
+                return;
             }
-        }
+        };
+        self.policies
+            .configure(&selection.key, &selection.policy, &mut self.core);
+        self.in_use = selection;
+        self.accepted = true;
+        let ResolverUpdate {
+            endpoints, policy, ..
+        } = update;
         if endpoints.is_empty() {
             self.core.resolution.on_failure(now, &mut self.core.rng);
         } else {
             self.core.resolution.on_success(now, &mut self.core.rng);
         }
         self.core.schedule_resolution();
-        self.policy.resolver_update(&endpoints, &mut self.core);
-        self.last_update = Some((endpoints, policy));
+        self.policies.resolver_update(&endpoints, &mut self.core);
+        self.last_update = Some(LastUpdate {
+            endpoints,
+            policy,
+            config,
+        });
         self.settle();
     }
 
@@ -302,7 +347,7 @@ impl Balancer {
         self.core.advance(now);
         self.core.resolution.on_failure(now, &mut self.core.rng);
         self.core.schedule_resolution();
-        self.policy.resolver_error(&error, &mut self.core);
+        self.policies.resolver_error(&error, &mut self.core);
         self.settle();
     }
 
@@ -336,7 +381,8 @@ impl Balancer {
     ) {
         self.core.advance(now);
         if self.core.subchannels.contains_key(&subchannel) {
-            self.policy.load_report(subchannel, &report, &mut self.core);
+            self.policies
+                .load_report(subchannel, &report, &mut self.core);
             self.settle();
         }
     }
@@ -350,7 +396,7 @@ impl Balancer {
     ) {
         self.core.advance(now);
         if self.core.subchannels.contains_key(&subchannel) {
-            self.policy
+            self.policies
                 .call_finished(subchannel, &outcome, &mut self.core);
             self.settle();
         }
@@ -365,7 +411,7 @@ impl Balancer {
     /// (say, while another call waits for an endpoint already connecting) leads to another.
     pub fn exit_idle(&mut self, now: Instant) {
         self.core.advance(now);
-        self.policy.exit_idle(&mut self.core);
+        self.policies.exit_idle(&mut self.core);
         self.settle();
     }
 
@@ -396,7 +442,9 @@ impl Balancer {
                         }
                     }
                 }
-                TimerKey::Policy(token) => self.policy.timer(token, &mut self.core),
+                TimerKey::Policy(generation, token) => {
+                    self.policies.timer(generation, token, &mut self.core)
+                }
                 TimerKey::Resolution => {
                     if self
                         .core
@@ -412,27 +460,11 @@ impl Balancer {
         }
     }
 
-    fn switch_policy(&mut self, config: PolicyConfig, choice: PolicyChoice) {
-        let ids: Vec<SubchannelId> = self
-            .core
-            .subchannels
-            .in_creation_order()
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        for id in ids {
-            self.core.remove_subchannel(id);
-        }
-        self.core.updates.clear();
-        self.policy = config.build();
-        self.choice = Some(choice);
-    }
-
     /// Tells the policy every queued subchannel change, then queues the picker actions.
     fn settle(&mut self) {
         while let Some((id, update)) = self.core.updates.pop() {
             if self.core.subchannels.contains_key(&id) {
-                self.policy.subchannel_update(id, &update, &mut self.core);
+                self.policies.subchannel_update(id, &update, &mut self.core);
             }
         }
         if std::mem::take(&mut self.core.published) {
@@ -474,11 +506,8 @@ impl Core {
     }
 }
 
-impl Controller for Core {
-    fn now(&self) -> Instant {
-        self.now
-    }
-
+/// What the policies' controllers do (see [`switch`]).
+impl Core {
     fn create_subchannel(&mut self, address: &Address) -> SubchannelId {
         self.subchannels.create(address.clone())
     }
@@ -541,11 +570,8 @@ impl Controller for Core {
         self.schedule_resolution();
     }
 
-    fn set_timer(&mut self, at: Instant, token: TimerToken) {
-        self.timers.push(Reverse((at, TimerKey::Policy(token))));
-    }
-
-    fn rng(&mut self) -> &mut Rng {
-        &mut self.rng
+    fn set_timer(&mut self, at: Instant, generation: u32, token: TimerToken) {
+        self.timers
+            .push(Reverse((at, TimerKey::Policy(generation, token))));
     }
 }

@@ -81,10 +81,18 @@
 //! # fn main() -> Result<(), croupier::ServiceConfigError> {
 //! use croupier::{Balancer, BalancerConfig, ServiceConfig};
 //!
-//! let config: ServiceConfig = r#"{"loadBalancingConfig": [{"round_robin": {}}]}"#.parse()?;
-//! let policy = config.policy().expect("the config chose a policy");
-//! let balancer = Balancer::new(BalancerConfig::default().policy(policy), 42, std::time::Instant::now());
-//! # let _ = balancer;
+//! let config: ServiceConfig = r#"{
+//!     "loadBalancingConfig": [{"round_robin": {}}],
+//!     "methodConfig": [{"name": [{"service": "echo.Echo"}], "timeout": "2s"}]
+//! }"#.parse()?;
+//! // The channel's default; a resolver's config replaces it (gRFC A21).
+//! let config = BalancerConfig::default().default_service_config(config);
+//! let balancer = Balancer::new(config, 42, std::time::Instant::now());
+//! let methods = &balancer.service_config().methods;
+//! assert_eq!(
+//!     methods.for_path("/echo.Echo/UnaryEcho").and_then(|m| m.timeout),
+//!     Some(std::time::Duration::from_secs(2)),
+//! );
 //! # Ok(())
 //! # }
 //! # #[cfg(not(feature = "service-config"))]
@@ -107,8 +115,8 @@
 //! - **Target**: the name a channel is made for, `scheme://authority/endpoint` ([`Target`]); its
 //!   scheme chooses the resolver.
 //! - **Resolver**: turns a target into endpoints. It runs in the adapter (the core has no I/O) and
-//!   hands the balancer [`ResolverUpdate`]s, which may carry a [`PolicyChoice`] (gRPC's
-//!   service-config choice of policy), or [`ResolverError`]s.
+//!   hands the balancer [`ResolverUpdate`]s, which may carry a service config (feature
+//!   `service-config`) or a [`PolicyChoice`], or [`ResolverError`]s.
 //! - **Address** and **Endpoint**: an [`Address`] is one place to connect to (a socket address, a
 //!   Unix path); an [`Endpoint`] is one backend, reachable at one or more addresses (say its IPv4
 //!   and IPv6 ones), with [`Attributes`] such as a weight. Resolvers list endpoints; policies
@@ -119,8 +127,9 @@
 //! - **Connectivity state**: IDLE, CONNECTING, READY, TRANSIENT_FAILURE or SHUTDOWN
 //!   ([`ConnectivityState`]), of a subchannel and, as its policy sums them up, of the channel.
 //! - **[`Balancer`]**: the channel side of load balancing: what grpc-go's `ClientConn` and its
-//!   balancer wrapper do. It owns the subchannels, the timers and the current policy, switches
-//!   policy when the resolver chooses another, and emits [`Action`]s for the adapter.
+//!   balancer wrapper do. It owns the subchannels, the timers and the current policy, chooses
+//!   the service config by gRFC A21's rules, switches policy gracefully when the config names
+//!   another, and emits [`Action`]s for the adapter.
 //! - **[`Policy`]**: a load-balancing policy: what grpc-go calls a `Balancer` (pick_first,
 //!   round_robin, ...). It decides which subchannels exist and which are used, and publishes
 //!   pickers. [`PolicyConfig`] is a policy with its settings (grpc-go's `Builder` plus parsed
@@ -147,10 +156,13 @@
 //! - A jittered backoff wait never exceeds the configured maximum (gRPC allows 1.2 x the max).
 //! - Besides re-resolving on request, the balancer asks the resolver again periodically (30 s,
 //!   jittered) so scale-ups are found; see [`ResolutionConfig`].
-//! - A resolver that names an unknown policy is treated as a resolver error (as gRPC treats an
-//!   invalid service config), so the mistake is visible in failing calls, not silently ignored.
-//! - Switching policy removes the old policy's subchannels at once (gRPC keeps the old policy
-//!   serving until the new one is READY).
+//! - A resolver's [`PolicyChoice`] (a policy by name, with string parameters) counts as a service
+//!   config that holds only that policy; one that names an unknown policy is an invalid config
+//!   (gRFC A21: the config in use stays, else the default, else calls fail saying why).
+//! - A policy switch waits for the new policy to be READY (or IDLE), or for the old one to leave
+//!   READY, as gRPC's does; a config for the same policy with other settings builds it anew the
+//!   same way (croupier's [`Policy`] trait has no config update), where gRPC hands the running
+//!   policy its new config.
 //! - A resolver list longer than [`BalancerConfig::max_endpoints`] (100,000 by default) is refused
 //!   as a resolver error and the last good list kept (gRPC takes any list).
 //! - round_robin and the policies built on it rebuild their picker for a change no call waits for

@@ -97,12 +97,22 @@ pub async fn call_with_each_policy(
 ) -> Result<(), String> {
     // pick_first is the default policy; named here to show both.
     let pick_first = channel(PolicyConfig::pick_first()).map_err(|error| error.to_string())?;
+    let round_robin = channel(PolicyConfig::round_robin()).map_err(|error| error.to_string())?;
+    call_through(backends, pick_first, round_robin).await
+}
+
+/// Ten calls through the `pick_first` channel (all to one server), then ten through the
+/// `round_robin` one (alternating over `backends` servers).
+pub async fn call_through(
+    backends: usize,
+    pick_first: Channel,
+    round_robin: Channel,
+) -> Result<(), String> {
     let mut client = EchoClient::new(pick_first);
     println!("--- calling grpc.examples.echo.Echo/UnaryEcho with pick_first ---");
     make_rpcs(&mut client, 10).await?;
     println!();
 
-    let round_robin = channel(PolicyConfig::round_robin()).map_err(|error| error.to_string())?;
     // round_robin connects to every backend at once and spreads calls over the READY ones; let
     // both connections finish so the output shows the alternation from the first call.
     wait_until_all_ready(&round_robin, backends).await;

@@ -53,6 +53,9 @@ pub struct Harness {
     pub seen: Vec<Seen>,
     /// How many addresses the latest non-empty update named: the bound on live subchannels.
     pub bound: usize,
+    /// During a graceful policy switch, how many addresses the policy being replaced serves
+    /// (its subchannels live beside the new policy's): added to the bound.
+    pub replaced_bound: usize,
     /// Whether the invariant checks' probe picks report their outcomes (see
     /// [`Harness::check_invariants`]); off by default, so call-counting tests count only theirs.
     pub report_probes: bool,
@@ -86,6 +89,7 @@ impl Harness {
             history: Vec::new(),
             seen: Vec::new(),
             bound: 0,
+            replaced_bound: 0,
             report_probes: false,
             script: BTreeMap::new(),
             unlisted: ConnectOutcome::Hang,
@@ -165,10 +169,15 @@ impl Harness {
     /// Feeds a resolver update.
     pub fn resolve(&mut self, update: ResolverUpdate) -> Vec<Seen> {
         let count: usize = update.endpoints.iter().map(|e| e.addresses().len()).sum();
+        let was_switching = self.lb.is_switching_policy();
+        let before = self.bound;
         if count > 0 {
             self.bound = count;
         }
         self.lb.handle_resolver_update(update, self.now);
+        if self.lb.is_switching_policy() && !was_switching {
+            self.replaced_bound = before;
+        }
         self.drain()
     }
 

@@ -11,9 +11,9 @@ use croupier::{
     ConnectionEvent, ConnectivityState, Endpoint, Pick, PolicyConfig, ResolverUpdate, Rng,
 };
 
+use crate::addr;
 use crate::harness::Harness;
 use crate::step::{tree_path, Step};
-use crate::addr;
 
 /// Runs `steps` against a fresh harness with `policy`, checking invariants after every step.
 pub fn run(policy: PolicyConfig, seed: u64, steps: &[Step]) -> Harness {

@@ -44,8 +44,9 @@ pub use connector::{SharedStream, Stream, StreamConnector, StreamGuard};
 pub use croupier::{
     self, policy, Address, Attributes, BackoffConfig, CallOutcome, Code, ConnectivityState,
     Controller, Endpoint, LoadReport, Pick, PickRequest, Picker, Policy, PolicyBuilder,
-    PolicyChoice, PolicyConfig, ResolutionConfig, ResolverError, ResolverUpdate, Status,
-    SubchannelId, SubchannelInfo, SubchannelUpdate, Target, TargetError,
+    PolicyChoice, PolicyConfig, ResolutionConfig, ResolverError, ResolverUpdate, ServiceConfig,
+    ServiceConfigError, Status, SubchannelId, SubchannelInfo, SubchannelUpdate, Target,
+    TargetError,
 };
 pub use croupier_channel::{
     global_resolvers, register_resolver, BoxFuture, BuildError, CallGuard, Channel, ChannelBuilder,

@@ -5,10 +5,12 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use croupier::retry::RetryThrottle;
+use croupier::service_config::{IntoServiceConfig, MethodConfig, ServiceConfig};
 use croupier::{
     Address, BackoffConfig, Balancer, BalancerConfig, CallOutcome, Code, ConnectivityState,
-    LoadReport, Pick, PickRequest, PolicyConfig, ResolutionConfig, Status, SubchannelId,
-    SubchannelInfo, Target, TargetError,
+    LoadReport, Pick, PickRequest, PolicyConfig, ResolutionConfig, ServiceConfigError, Status,
+    SubchannelId, SubchannelInfo, Target, TargetError,
 };
 use futures_lite::future;
 
@@ -34,6 +36,8 @@ pub enum BuildError {
         /// What is wrong with its value.
         reason: String,
     },
+    /// The default service config is not a valid one; the error names the JSON path.
+    ServiceConfig(ServiceConfigError),
 }
 
 impl fmt::Display for BuildError {
@@ -42,6 +46,12 @@ impl fmt::Display for BuildError {
             BuildError::Target(error) => write!(f, "cannot build a channel: {error}"),
             BuildError::Setting { setting, reason } => {
                 write!(f, "cannot build a channel: its {setting} {reason}")
+            }
+            BuildError::ServiceConfig(error) => {
+                write!(
+                    f,
+                    "cannot build a channel: its default service config is invalid: {error}"
+                )
             }
         }
     }
@@ -52,6 +62,7 @@ impl std::error::Error for BuildError {
         match self {
             BuildError::Target(error) => Some(error),
             BuildError::Setting { .. } => None,
+            BuildError::ServiceConfig(error) => Some(error),
         }
     }
 }
@@ -74,6 +85,8 @@ pub struct ChannelBuilder<C> {
     default_timeout: Option<Duration>,
     /// The retry or hedging policy, the throttle and the replay buffer (gRFC A6).
     pub(crate) retry: RetrySettings,
+    /// A default service config that did not parse, reported by `build`.
+    invalid_config: Option<ServiceConfigError>,
 }
 
 impl<C> fmt::Debug for ChannelBuilder<C> {
@@ -86,6 +99,7 @@ impl<C> fmt::Debug for ChannelBuilder<C> {
             .field("seed", &self.seed)
             .field("default_timeout", &self.default_timeout)
             .field("retry", &self.retry)
+            .field("invalid_config", &self.invalid_config)
             .finish_non_exhaustive()
     }
 }
@@ -104,12 +118,35 @@ impl<C: Connector> ChannelBuilder<C> {
             seed: None,
             default_timeout: None,
             retry: RetrySettings::default(),
+            invalid_config: None,
         }
     }
 
     /// The load-balancing policy (default: pick_first).
     pub fn policy(mut self, policy: PolicyConfig) -> Self {
         self.config.policy = policy;
+        self
+    }
+
+    /// The service config used while the resolver gives none (grpc-go's
+    /// `WithDefaultServiceConfig`): its JSON, or a [`ServiceConfig`], or a parser's result (for
+    /// a parser that knows your policies). Its policy wins over [`ChannelBuilder::policy`]; its
+    /// method settings (timeout, wait-for-ready, retries) apply to calls by path. A resolver's
+    /// valid config replaces it; an invalid one falls back on it if the channel had no valid
+    /// config before (gRFC A21). A JSON that is not a valid config fails
+    /// [`build`](Self::build) with [`BuildError::ServiceConfig`], naming the path.
+    pub fn default_service_config(mut self, config: impl IntoServiceConfig) -> Self {
+        match config.into_service_config() {
+            Ok(config) => self.config = self.config.default_service_config(config),
+            Err(error) => self.invalid_config = Some(error),
+        }
+        self
+    }
+
+    /// Ignores service configs (and policy choices) from the resolver, so that the default
+    /// service config, or the policy, always applies (grpc-go's `WithDisableServiceConfig`).
+    pub fn ignore_resolver_service_config(mut self, ignore: bool) -> Self {
+        self.config = self.config.ignore_resolver_service_config(ignore);
         self
     }
 
@@ -186,12 +223,16 @@ impl<C: Connector> ChannelBuilder<C> {
             seed: self.seed,
             default_timeout: self.default_timeout,
             retry: self.retry,
+            invalid_config: self.invalid_config,
         }
     }
 
     /// Parses the target, starts its resolver and the channel's driver task, and returns the
     /// channel. Must run inside the runtime the builder was made for.
     pub fn build(self) -> Result<Channel<C::Connection>, BuildError> {
+        if let Some(error) = self.invalid_config {
+            return Err(BuildError::ServiceConfig(error));
+        }
         let mut resolvers = global_resolvers();
         resolvers.extend(&self.resolvers);
         let target = Target::parse(&self.target, |scheme| resolvers.contains(scheme))?;
@@ -205,7 +246,10 @@ impl<C: Connector> ChannelBuilder<C> {
         let seed = self.seed.unwrap_or_else(random_seed);
         let now = self.runtime.now();
         let balancer = Balancer::new(self.config, seed, now);
-        let shared = Arc::new(Shared::new(AddressedConnector::<C>::is_broken));
+        let shared = Arc::new(Shared::new(
+            AddressedConnector::<C>::is_broken,
+            Arc::clone(balancer.service_config()),
+        ));
         let (inbox, inbox_rx) = async_channel::unbounded();
         let resolve_now = Arc::new(ResolveNow::default());
         let context = ResolverContext::new(
@@ -301,7 +345,8 @@ impl<T> fmt::Debug for Channel<T> {
 /// How a pick may wait.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PickOptions {
-    wait_for_ready: bool,
+    /// `None`: not said, so the method's config decides (else no).
+    wait_for_ready: Option<bool>,
     timeout: Option<Duration>,
     deadline: Option<Instant>,
 }
@@ -314,8 +359,14 @@ impl PickOptions {
 
     /// Wait through TRANSIENT_FAILURE too, until a backend is ready or the deadline passes.
     pub fn wait_for_ready(mut self, wait: bool) -> Self {
-        self.wait_for_ready = wait;
+        self.wait_for_ready = Some(wait);
         self
+    }
+
+    /// Whether the pick waits through TRANSIENT_FAILURE, if these options say.
+    #[cfg(feature = "tower")]
+    pub(crate) fn waits_for_ready(&self) -> Option<bool> {
+        self.wait_for_ready
     }
 
     /// Give up `timeout` after the pick starts.
@@ -508,7 +559,7 @@ impl<T: Clone> Channel<T> {
                     let _ = handle.inbox.try_send(Input::ExitIdle);
                 }
                 Pick::Fail(status) => {
-                    if !options.wait_for_ready {
+                    if options.wait_for_ready != Some(true) {
                         return Err(status);
                     }
                     last_failure = Some(status);
@@ -591,6 +642,31 @@ impl<T> Channel<T> {
     /// The parsed target.
     pub fn target(&self) -> &Target {
         &self.handle.target
+    }
+
+    /// The service config in use: the resolver's, or the default, or an empty one (gRFC A21).
+    pub fn service_config(&self) -> Arc<ServiceConfig> {
+        Arc::clone(&self.handle.shared.load().service_config)
+    }
+
+    /// The channel's retry throttle (gRFC A6), if the service config in use sets
+    /// `retryThrottling`: one token bucket that every call's retries and hedges share. A new
+    /// config with the same settings keeps the same bucket.
+    pub fn retry_throttle(&self) -> Option<Arc<RetryThrottle>> {
+        self.handle.shared.load().retry_throttle.clone()
+    }
+
+    /// The settings the service config in use gives a call to `path`
+    /// (`/package.Service/Method`): its timeout, wait-for-ready and retry or hedging policy
+    /// ([`MethodConfig::call_policy`]). Takes no lock and allocates nothing.
+    pub fn method_config(&self, path: &str) -> Option<Arc<MethodConfig>> {
+        self.handle
+            .shared
+            .load()
+            .service_config
+            .methods
+            .shared_for_path(path)
+            .cloned()
     }
 
     /// The time on the channel's runtime.

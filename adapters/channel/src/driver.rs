@@ -398,10 +398,12 @@ impl<C: Connector> Driver<C> {
         let state = self.state.take();
         let wants_outcomes = self.balancer.wants_call_outcomes();
         let previous = self.shared.snapshot();
+        let service_config = self.balancer.service_config();
         if picker.is_none()
             && state.is_none()
             && !self.connections_changed
             && wants_outcomes == previous.wants_outcomes
+            && Arc::ptr_eq(service_config, &previous.service_config)
         {
             return;
         }
@@ -418,6 +420,8 @@ impl<C: Connector> Driver<C> {
             state: state.unwrap_or(previous.state),
             last_error: self.last_error.clone(),
             wants_outcomes,
+            retry_throttle: previous.throttle_for(service_config),
+            service_config: Arc::clone(service_config),
         });
     }
 }

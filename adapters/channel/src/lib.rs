@@ -46,6 +46,7 @@ mod body;
 mod channel;
 mod connections;
 mod connector;
+mod dns;
 mod driver;
 #[cfg(feature = "tower")]
 mod error;
@@ -68,6 +69,7 @@ pub use connector::{
     health_channel, load_report_channel, ConnectContext, Connected, Connector, Health,
     HealthReporter, HealthWatch, LoadReporter, LoadWatch, Reporter, Watch,
 };
+pub use dns::{DnsResolver, TxtLookup};
 #[cfg(feature = "tower")]
 pub use error::{describe_error, BoxError};
 #[cfg(feature = "tower")]

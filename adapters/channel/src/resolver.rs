@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use croupier::{Endpoint, ResolverError, ResolverUpdate, Target};
 use event_listener::Event;
 
+use crate::dns::DnsResolver;
 use crate::inbox::Input;
 use crate::runtime::{BoxFuture, Runtime};
 
@@ -144,7 +145,7 @@ impl ResolverRegistry {
     /// `unix-abstract`.
     pub fn with_builtins() -> Self {
         let mut registry = ResolverRegistry::new();
-        registry.register("dns", DnsResolver);
+        registry.register("dns", DnsResolver::new());
         for scheme in ["passthrough", "ipv4", "ipv6", "unix", "unix-abstract"] {
             registry.register(scheme, StaticTargetResolver);
         }
@@ -234,43 +235,5 @@ impl Resolver for StaticTargetResolver {
             ))),
         }
         Box::pin(async {})
-    }
-}
-
-/// `dns`: looks the host up at start and whenever the channel asks (on a lost connection, after an
-/// error with backoff, and periodically: the core's re-resolution schedule).
-#[derive(Clone, Copy, Debug)]
-struct DnsResolver;
-
-impl Resolver for DnsResolver {
-    fn resolve(&self, target: &Target, context: ResolverContext) -> BoxFuture<'static, ()> {
-        let target = target.clone();
-        Box::pin(async move {
-            let (host, port) = match target.host_port(context.default_port()) {
-                Ok(host_port) => host_port,
-                Err(error) => {
-                    context.error(ResolverError::new(error.to_string()));
-                    return;
-                }
-            };
-            loop {
-                let looked_up = context.runtime().lookup_host(host.clone(), port).await;
-                match looked_up {
-                    Ok(addresses) if addresses.is_empty() => context.error(ResolverError::new(
-                        format!("DNS lookup of {host} returned no addresses"),
-                    )),
-                    Ok(mut addresses) => {
-                        addresses.dedup();
-                        context.update(ResolverUpdate::new(
-                            addresses.into_iter().map(Endpoint::new),
-                        ));
-                    }
-                    Err(error) => context.error(ResolverError::new(format!(
-                        "DNS lookup of {host}:{port} failed: {error}"
-                    ))),
-                }
-                context.resolve_now().await;
-            }
-        })
     }
 }

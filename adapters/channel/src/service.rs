@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use croupier::retry::CallPolicy;
+use croupier::service_config::MethodConfig;
 use croupier::{Code, PickRequest, Status};
 use http::{Request, Response};
 use http_body::Body;
@@ -170,17 +171,35 @@ where
     let grpc = is_grpc(request.headers());
     // One deadline for every attempt: a timeout counts from the call's start.
     let started = channel.now();
-    let options = pick_options(&request, started, channel.default_deadline(started));
+    // The method's settings from the config in use: its timeout and wait-for-ready here; its
+    // `call_policy` (retries, hedging) and the channel's `retry_throttle()` are what a retrying
+    // call runs by.
+    let method = channel.method_config(request.uri().path());
+    let options = pick_options(
+        &request,
+        started,
+        channel.default_deadline(started),
+        method.as_deref(),
+    );
     let mut deadline = options.effective_deadline(started).map(|at| {
-        if grpc && !request.headers().contains_key("grpc-timeout") {
-            let timeout = encode_grpc_timeout(at.saturating_duration_since(started));
-            request.headers_mut().insert("grpc-timeout", timeout);
+        let timeout = at.saturating_duration_since(started);
+        // The server hears the call's deadline: the request's own `grpc-timeout`, unless the
+        // method's config cut it shorter; the channel's when the request names none.
+        let sent = grpc_timeout(request.headers());
+        let cut_by_method = method
+            .as_ref()
+            .and_then(|method| method.timeout)
+            .is_some_and(|limit| sent.is_some_and(|sent| limit < sent));
+        if grpc && (sent.is_none() || cut_by_method) {
+            request
+                .headers_mut()
+                .insert("grpc-timeout", encode_grpc_timeout(timeout));
         }
-        Deadline::new(channel.runtime(), at, at.saturating_duration_since(started))
+        Deadline::new(channel.runtime(), at, timeout)
     });
     // Only gRPC calls retry or hedge: the policies speak of gRPC status codes.
     let policy = match grpc {
-        true => channel.retries().call_policy(request.uri().path()),
+        true => channel.retries().call_policy(method.as_deref()),
         false => CallPolicy::None,
     };
     let sent = match policy {
@@ -366,18 +385,36 @@ pub(crate) fn clone_head(head: &http::request::Parts) -> Option<http::request::P
 
 /// The pick's options: a [`PickOptions`] extension, its timeout turned into a deadline from
 /// `now`. Options without a timeout or a deadline (say, only wait-for-ready) take the request's
-/// `grpc-timeout`, else the channel's `default` deadline.
-fn pick_options<B>(request: &Request<B>, now: Instant, default: Option<Instant>) -> PickOptions {
-    let options = request
+/// `grpc-timeout`. The method's config (if one matches the call) bounds that by its `timeout`,
+/// as gRPC takes the sooner of the two, and says whether to wait for ready when the options do
+/// not. Without either deadline, the channel's `default` one.
+fn pick_options<B>(
+    request: &Request<B>,
+    now: Instant,
+    default: Option<Instant>,
+    method: Option<&MethodConfig>,
+) -> PickOptions {
+    let mut options = request
         .extensions()
         .get::<PickOptions>()
         .copied()
         .unwrap_or_default();
-    let deadline = options
+    let requested = options
         .effective_deadline(now)
-        .or_else(|| grpc_timeout(request.headers()).and_then(|timeout| now.checked_add(timeout)))
-        .or(default);
-    match deadline {
+        .or_else(|| grpc_timeout(request.headers()).and_then(|timeout| now.checked_add(timeout)));
+    let configured = method
+        .and_then(|method| method.timeout)
+        .and_then(|timeout| now.checked_add(timeout));
+    let deadline = match (requested, configured) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if options.waits_for_ready().is_none() {
+        if let Some(wait) = method.and_then(|method| method.wait_for_ready) {
+            options = options.wait_for_ready(wait);
+        }
+    }
+    match deadline.or(default) {
         Some(deadline) => options.deadline(deadline),
         None => options,
     }
@@ -396,7 +433,7 @@ mod tests {
             .header("grpc-timeout", "250m")
             .body(())
             .unwrap();
-        let options = pick_options(&request, now, None);
+        let options = pick_options(&request, now, None, None);
         let later = now + Duration::from_secs(1);
         assert_eq!(
             options.effective_deadline(later),
@@ -404,7 +441,7 @@ mod tests {
         );
         let plain = Request::new(());
         assert_eq!(
-            pick_options(&plain, now, None).effective_deadline(later),
+            pick_options(&plain, now, None, None).effective_deadline(later),
             None
         );
     }
@@ -421,7 +458,7 @@ mod tests {
         request
             .extensions_mut()
             .insert(PickOptions::new().wait_for_ready(true));
-        let options = pick_options(&request, now, Some(default));
+        let options = pick_options(&request, now, Some(default), None);
         assert_eq!(
             options.effective_deadline(later),
             Some(now + Duration::from_millis(250))
@@ -432,15 +469,57 @@ mod tests {
             .extensions_mut()
             .insert(PickOptions::new().timeout(Duration::from_millis(100)));
         assert_eq!(
-            pick_options(&request, now, Some(default)).effective_deadline(later),
+            pick_options(&request, now, Some(default), None).effective_deadline(later),
             Some(now + Duration::from_millis(100))
         );
         // Neither: the channel's default.
         let plain = Request::new(());
         assert_eq!(
-            pick_options(&plain, now, Some(default)).effective_deadline(later),
+            pick_options(&plain, now, Some(default), None).effective_deadline(later),
             Some(default)
         );
+    }
+
+    #[test]
+    fn a_method_config_bounds_the_deadline_and_says_whether_to_wait_for_ready() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(1);
+        let mut method = MethodConfig::default();
+        method.timeout = Some(Duration::from_millis(200));
+        method.wait_for_ready = Some(true);
+        // The sooner of the request's grpc-timeout and the method's timeout.
+        let longer = Request::builder()
+            .header("grpc-timeout", "5S")
+            .body(())
+            .unwrap();
+        let options = pick_options(&longer, now, None, Some(&method));
+        assert_eq!(
+            options.effective_deadline(later),
+            Some(now + Duration::from_millis(200))
+        );
+        assert_eq!(options.waits_for_ready(), Some(true));
+        let shorter = Request::builder()
+            .header("grpc-timeout", "50m")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            pick_options(&shorter, now, None, Some(&method)).effective_deadline(later),
+            Some(now + Duration::from_millis(50))
+        );
+        // Without a timeout of its own, the call takes the method's, before the default.
+        let plain = Request::new(());
+        let default = Some(now + Duration::from_secs(3));
+        assert_eq!(
+            pick_options(&plain, now, default, Some(&method)).effective_deadline(later),
+            Some(now + Duration::from_millis(200))
+        );
+        // A call that says whether to wait for ready is heard over the method's config.
+        let mut fail_fast = Request::new(());
+        fail_fast
+            .extensions_mut()
+            .insert(PickOptions::new().wait_for_ready(false));
+        let options = pick_options(&fail_fast, now, None, Some(&method));
+        assert_eq!(options.waits_for_ready(), Some(false));
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use croupier::{ConnectivityState, FailPicker, Picker, QueuePicker, Status};
+use croupier::retry::RetryThrottle;
+use croupier::{ConnectivityState, FailPicker, Picker, QueuePicker, ServiceConfig, Status};
 use event_listener::{Event, EventListener};
 
 use crate::connections::Connections;
@@ -20,6 +21,28 @@ pub(crate) struct Snapshot<T> {
     pub(crate) last_error: Option<Arc<str>>,
     /// Whether the policy wants call outcomes reported.
     pub(crate) wants_outcomes: bool,
+    /// The service config in use: the method settings calls get.
+    pub(crate) service_config: Arc<ServiceConfig>,
+    /// The channel's retry throttle, if the config sets `retryThrottling`: one bucket shared by
+    /// every call, kept across configs with the same settings.
+    pub(crate) retry_throttle: Option<Arc<RetryThrottle>>,
+}
+
+impl<T> Snapshot<T> {
+    /// The retry throttle for `config`: the one in `self` if the settings are the same, else a
+    /// full new one (or none).
+    pub(crate) fn throttle_for(&self, config: &ServiceConfig) -> Option<Arc<RetryThrottle>> {
+        if config.retry_throttling == self.service_config.retry_throttling {
+            return self.retry_throttle.clone();
+        }
+        throttle(config)
+    }
+}
+
+/// A full throttle with `config`'s `retryThrottling`, if it sets one.
+fn throttle(config: &ServiceConfig) -> Option<Arc<RetryThrottle>> {
+    let settings = config.retry_throttling.as_ref()?;
+    settings.throttle().ok().map(Arc::new)
 }
 
 pub(crate) struct Shared<T> {
@@ -34,7 +57,9 @@ pub(crate) struct Shared<T> {
 }
 
 impl<T> Shared<T> {
-    pub(crate) fn new(is_broken: fn(&T) -> bool) -> Self {
+    /// Before the driver's first snapshot, calls wait, under the balancer's first service
+    /// config (the default one: it bounds their waits).
+    pub(crate) fn new(is_broken: fn(&T) -> bool, service_config: Arc<ServiceConfig>) -> Self {
         Shared {
             snapshot: ArcSwap::from_pointee(Snapshot {
                 generation: 0,
@@ -43,6 +68,8 @@ impl<T> Shared<T> {
                 state: ConnectivityState::Connecting,
                 last_error: None,
                 wants_outcomes: true,
+                retry_throttle: throttle(&service_config),
+                service_config,
             }),
             changed: Event::new(),
             exit_idle_asked: AtomicBool::new(false),
@@ -97,7 +124,8 @@ impl<T> Shared<T> {
     /// Publishes a picker that fails every call: the channel is shut down.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        let generation = self.snapshot.load().generation + 1;
+        let previous = self.snapshot.load_full();
+        let generation = previous.generation + 1;
         self.publish(Snapshot {
             generation,
             picker: Arc::new(FailPicker::new(Status::unavailable(
@@ -107,6 +135,8 @@ impl<T> Shared<T> {
             state: ConnectivityState::Shutdown,
             last_error: None,
             wants_outcomes: false,
+            service_config: Arc::clone(&previous.service_config),
+            retry_throttle: previous.retry_throttle.clone(),
         });
     }
 

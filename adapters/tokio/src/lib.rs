@@ -34,6 +34,9 @@
 //! - `grpc` (off by default): an HTTP/2 connector on hyper, and the channel as a
 //!   `tower_service::Service`, so that a tonic-generated client sends through croupier
 //!   unchanged. See the `grpc` module.
+//! - `dns-txt` (off by default): [`HickoryTxtLookup`], TXT lookups on hickory-resolver, with
+//!   which the `dns` resolver ([`DnsResolver::service_config_from`]) reads a target's service
+//!   config from DNS (gRFC A2).
 
 #![forbid(unsafe_code)]
 // On docs.rs, items behind a feature carry a badge naming it.
@@ -43,6 +46,8 @@ mod connector;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 mod runtime;
+#[cfg(feature = "dns-txt")]
+mod txt;
 
 pub use connector::{SharedStream, Stream, StreamConnector, StreamGuard};
 /// The core's types that the channel's API takes and returns, so that this crate is the one
@@ -51,15 +56,18 @@ pub use connector::{SharedStream, Stream, StreamConnector, StreamGuard};
 pub use croupier::{
     self, policy, retry, Address, Attributes, BackoffConfig, CallOutcome, Code, ConnectivityState,
     Controller, Endpoint, LoadReport, Pick, PickRequest, Picker, Policy, PolicyBuilder,
-    PolicyChoice, PolicyConfig, ResolutionConfig, ResolverError, ResolverUpdate, Status,
-    SubchannelId, SubchannelInfo, SubchannelUpdate, Target, TargetError,
+    PolicyChoice, PolicyConfig, ResolutionConfig, ResolverError, ResolverUpdate, ServiceConfig,
+    ServiceConfigError, Status, SubchannelId, SubchannelInfo, SubchannelUpdate, Target,
+    TargetError,
 };
 pub use croupier_channel::{
     global_resolvers, register_resolver, BoxFuture, BuildError, CallGuard, Channel, ChannelBuilder,
-    Connected, Connector, PickOptions, Picked, Resolver, ResolverContext, ResolverRegistry,
-    Runtime, StaticResolver,
+    Connected, Connector, DnsResolver, PickOptions, Picked, Resolver, ResolverContext,
+    ResolverRegistry, Runtime, StaticResolver, TxtLookup,
 };
 pub use runtime::TokioRuntime;
+#[cfg(feature = "dns-txt")]
+pub use txt::HickoryTxtLookup;
 
 /// A builder for a channel to `target`, on the current tokio runtime, with the default
 /// [`StreamConnector`]. Call [`ChannelBuilder::build`] inside the runtime.

@@ -1,6 +1,7 @@
 //! A pick through a channel (snapshot, picker, connection handle, call guard) allocates nothing
-//! and takes no listener when a backend is ready: counted with a global allocator that tallies
-//! the allocations of the picking thread.
+//! and takes no listener when a backend is ready, and neither does the lookup of a call's method
+//! settings in the service config in use: counted with a global allocator that tallies the
+//! allocations of the picking thread.
 
 #![allow(unsafe_code)] // a GlobalAlloc is unsafe to implement; it only forwards to the system's
 
@@ -67,6 +68,13 @@ fn a_pick_through_a_ready_channel_allocates_nothing() {
         let target = format!("ipv4:{},{}", servers[0].address(), servers[1].address());
         let channel = croupier_tokio::builder(target)
             .policy(PolicyConfig::round_robin())
+            .default_service_config(
+                r#"{"methodConfig": [
+                    {"name": [{"service": "shop.Cart", "method": "Checkout"}], "timeout": "30s"},
+                    {"name": [{"service": "shop.Cart"}], "waitForReady": true},
+                    {"name": [{}], "timeout": "1s"}
+                ]}"#,
+            )
             .build()
             .unwrap();
         tokio::time::timeout(Duration::from_secs(10), async {
@@ -91,15 +99,32 @@ fn a_pick_through_a_ready_channel_allocates_nothing() {
     let request = PickRequest::new();
     // A first pick outside the count (thread-locals and lazily built state settle).
     ready_now(channel.pick(&request)).unwrap().call.success();
+    let paths = [
+        "/shop.Cart/Checkout",
+        "/shop.Cart/Add",
+        "/other.Service/Call",
+    ];
     let mut subchannels = Vec::with_capacity(1_000);
+    let mut timeouts = Vec::with_capacity(1_000);
     let before = ALLOCATIONS.with(Cell::get);
-    for _ in 0..1_000 {
+    for i in 0..1_000 {
+        // What the gRPC front does per call: the method's settings, then the pick.
+        let method = channel.method_config(paths[i % paths.len()]);
+        timeouts.push(method.and_then(|m| m.timeout));
         let picked = ready_now(channel.pick(&request)).unwrap();
         subchannels.push(picked.call.subchannel());
         picked.call.success();
     }
     let allocations = ALLOCATIONS.with(Cell::get) - before;
-    assert_eq!(allocations, 0, "allocations in 1,000 picks");
+    assert_eq!(allocations, 0, "allocations in 1,000 lookups and picks");
+    assert_eq!(
+        &timeouts[..3],
+        &[
+            Some(Duration::from_secs(30)),
+            None,
+            Some(Duration::from_secs(1))
+        ]
+    );
     // The picks did spread: round robin over both backends.
     subchannels.sort();
     subchannels.dedup();

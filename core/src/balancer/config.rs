@@ -1,20 +1,35 @@
 //! A balancer's configuration.
 
 use std::fmt;
+#[cfg(feature = "service-config")]
+use std::sync::Arc;
 
 use crate::address::Endpoint;
 use crate::backoff::BackoffConfig;
 use crate::policy::{PolicyConfig, PolicyParamError};
 use crate::resolution::ResolutionConfig;
 use crate::resolver::{PolicyChoice, ResolverError};
+#[cfg(feature = "service-config")]
+use crate::service_config::ServiceConfig;
 
-/// A balancer's configuration: the policy, the backoff, the re-resolution schedule, and the most
-/// endpoints it takes.
+/// A balancer's configuration: the policy, the default service config, the backoff, the
+/// re-resolution schedule, and the most endpoints it takes.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct BalancerConfig {
-    /// The policy used until a resolver chooses another (default: pick_first).
+    /// The policy used while no service config chooses one, neither the resolver's nor the
+    /// default (default: pick_first).
     pub policy: PolicyConfig,
+    /// The service config used while the resolver gives none (grpc-go's
+    /// `WithDefaultServiceConfig`); its policy, if it names one, wins over
+    /// [`BalancerConfig::policy`].
+    #[cfg(feature = "service-config")]
+    pub default_service_config: Option<Arc<ServiceConfig>>,
+    /// Whether service configs and policy choices from the resolver are ignored, so that the
+    /// default service config (or the policy) always applies (grpc-go's
+    /// `WithDisableServiceConfig`). Default: `false`.
+    #[cfg(feature = "service-config")]
+    pub ignore_resolver_service_config: bool,
     /// Further policies a resolver may choose by name, besides the built-in ones.
     pub policies: Vec<PolicyConfig>,
     /// Connection backoff for every subchannel.
@@ -35,6 +50,10 @@ impl Default for BalancerConfig {
     fn default() -> Self {
         BalancerConfig {
             policy: PolicyConfig::default(),
+            #[cfg(feature = "service-config")]
+            default_service_config: None,
+            #[cfg(feature = "service-config")]
+            ignore_resolver_service_config: false,
             policies: Vec::new(),
             backoff: BackoffConfig::default(),
             resolution: ResolutionConfig::default(),
@@ -47,6 +66,22 @@ impl BalancerConfig {
     /// Sets the policy.
     pub fn policy(mut self, policy: PolicyConfig) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// Uses `config` while the resolver gives no service config (see
+    /// [`BalancerConfig::default_service_config`]).
+    #[cfg(feature = "service-config")]
+    pub fn default_service_config(mut self, config: ServiceConfig) -> Self {
+        self.default_service_config = Some(Arc::new(config));
+        self
+    }
+
+    /// Ignores the resolver's service configs and policy choices (see
+    /// [`BalancerConfig::ignore_resolver_service_config`]).
+    #[cfg(feature = "service-config")]
+    pub fn ignore_resolver_service_config(mut self, ignore: bool) -> Self {
+        self.ignore_resolver_service_config = ignore;
         self
     }
 

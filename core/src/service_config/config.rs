@@ -198,3 +198,35 @@ impl RetryThrottling {
         RetryThrottle::with_thousandths(self.max_tokens, self.token_ratio_millis)
     }
 }
+
+/// What a channel builder takes as a default service config: the JSON text (parsed with the
+/// built-in policies), a [`ServiceConfig`] already parsed, or a parser's result (to use a
+/// [`ServiceConfigParser`](super::ServiceConfigParser) that knows your own policies).
+pub trait IntoServiceConfig {
+    /// The config, or why the text is not one (naming the JSON path).
+    fn into_service_config(self) -> Result<ServiceConfig, super::ServiceConfigError>;
+}
+
+impl IntoServiceConfig for ServiceConfig {
+    fn into_service_config(self) -> Result<ServiceConfig, super::ServiceConfigError> {
+        Ok(self)
+    }
+}
+
+impl IntoServiceConfig for Result<ServiceConfig, super::ServiceConfigError> {
+    fn into_service_config(self) -> Result<ServiceConfig, super::ServiceConfigError> {
+        self
+    }
+}
+
+impl IntoServiceConfig for &str {
+    fn into_service_config(self) -> Result<ServiceConfig, super::ServiceConfigError> {
+        self.parse()
+    }
+}
+
+impl IntoServiceConfig for String {
+    fn into_service_config(self) -> Result<ServiceConfig, super::ServiceConfigError> {
+        self.parse()
+    }
+}

@@ -225,6 +225,11 @@ impl<'a> Object<'a> {
         }
     }
 
+    /// The names of the fields, in order.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &'a str> + 'a {
+        self.map.keys().map(String::as_str)
+    }
+
     /// The field `key` read by `read`, or `None` when absent.
     pub(crate) fn opt<T>(
         &self,

@@ -97,11 +97,17 @@ impl MethodConfigs {
 
     /// The settings for a call to `path` (`/package.Service/Method`), if any entry matches it.
     pub fn for_path(&self, path: &str) -> Option<&MethodConfig> {
+        self.shared_for_path(path).map(|config| &**config)
+    }
+
+    /// The same as [`MethodConfigs::for_path`], shared: a call that outlives the config it
+    /// started under keeps its settings by cloning the `Arc` (no allocation).
+    pub fn shared_for_path(&self, path: &str) -> Option<&Arc<MethodConfig>> {
         let found = self.by_path.get(path).or_else(|| {
             let service_end = path.get(1..)?.find('/')? + 2;
             self.by_path.get(&path[..service_end])
         });
-        found.or(self.default.as_ref()).map(|config| &**config)
+        found.or(self.default.as_ref())
     }
 
     /// The settings every call without a more specific entry gets (`"name": [{}]`).

@@ -95,6 +95,7 @@
 //!   the same config.
 
 mod config;
+mod dns;
 mod duration;
 mod error;
 mod json;
@@ -107,7 +108,10 @@ mod retry;
 mod strict;
 mod trees;
 
-pub use config::{CustomPolicy, LoadBalancingConfig, RetryThrottling, ServiceConfig};
+pub use config::{
+    CustomPolicy, IntoServiceConfig, LoadBalancingConfig, RetryThrottling, ServiceConfig,
+};
+pub use dns::{ClientCriteria, CLIENT_LANGUAGE, DNS_TXT_PREFIX};
 pub use error::{ServiceConfigError, ServiceConfigErrorKind};
 pub use method::{MethodConfig, MethodConfigs, MethodName};
 pub use registry::ServiceConfigParser;

@@ -47,7 +47,9 @@ where
 {
     let (head, body) = request.into_parts();
     let (body, watch) = ReplayBody::retained(body, channel.retries().per_call_limit());
-    let machine = channel.retries().start(policy, channel.now());
+    let machine = channel
+        .retries()
+        .start(policy, channel.retry_throttle(), channel.now());
     let mut front = Front {
         channel: channel.clone(),
         head,

@@ -12,6 +12,7 @@ use std::time::Instant;
 use croupier::retry::{
     CallPolicy, ChannelRetry, HedgingPolicy, RetryBuffer, RetryCall, RetryPolicy, RetryThrottle,
 };
+use croupier::service_config::MethodConfig;
 
 use crate::channel::ChannelBuilder;
 use crate::connector::Connector;
@@ -30,51 +31,63 @@ pub(crate) struct RetrySettings {
 impl RetrySettings {
     /// The channel's part, shared by its calls; `seed` seeds each call's backoff jitter.
     pub(crate) fn build(self, seed: u64) -> Retries {
-        let mut channel = ChannelRetry::new().buffer(self.buffer.unwrap_or_default());
-        if let Some(throttle) = self.throttle {
-            channel = channel.throttle(throttle);
-        }
         Retries {
             policy: self.policy,
-            channel: Arc::new(channel),
+            throttle: self.throttle.map(Arc::new),
+            buffer: Arc::new(self.buffer.unwrap_or_default()),
             seed,
             calls: AtomicU64::new(0),
         }
     }
 }
 
-/// A channel's retries: the policy, the throttle and buffer its calls share, and the seed of
-/// their jitter.
+/// A channel's retries: the builder's policy and throttle (a service config's win over them),
+/// the buffer budget its calls share, and the seed of their jitter.
 #[derive(Debug)]
 pub(crate) struct Retries {
     policy: CallPolicy,
-    channel: Arc<ChannelRetry>,
+    throttle: Option<Arc<RetryThrottle>>,
+    buffer: Arc<RetryBuffer>,
     seed: u64,
     /// Calls that retried so far, to give each its own seed.
     calls: AtomicU64,
 }
 
 impl Retries {
-    /// The policy of a call to `path` (`/package.Service/Method`): the one place a call's
-    /// retry or hedging policy comes from. Today the channel's own, whatever the method.
+    /// The policy of a call whose method the service config in use gives `method`: the one
+    /// place a call's retry or hedging policy comes from. The method config's `retryPolicy` or
+    /// `hedgingPolicy` if it has one (gRFC A6), else the builder's.
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
-    pub(crate) fn call_policy(&self, path: &str) -> CallPolicy {
-        let _ = path;
-        self.policy.clone()
+    pub(crate) fn call_policy(&self, method: Option<&MethodConfig>) -> CallPolicy {
+        match method.map(|method| &method.call_policy) {
+            Some(policy) if !matches!(policy, CallPolicy::None) => policy.clone(),
+            _ => self.policy.clone(),
+        }
     }
 
     /// The most request data one call keeps to send again.
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn per_call_limit(&self) -> u64 {
-        self.channel.buffer.per_call_limit()
+        self.buffer.per_call_limit()
     }
 
-    /// The retry machine of a new call under `policy`, started at `now`.
+    /// The retry machine of a new call under `policy`, started at `now`, throttled by the
+    /// service config's throttle (`configured`, from its `retryThrottling`) if it sets one,
+    /// else by the builder's.
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
-    pub(crate) fn start(&self, policy: CallPolicy, now: Instant) -> RetryCall {
+    pub(crate) fn start(
+        &self,
+        policy: CallPolicy,
+        configured: Option<Arc<RetryThrottle>>,
+        now: Instant,
+    ) -> RetryCall {
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
         let seed = self.seed ^ call.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        RetryCall::new(policy, Arc::clone(&self.channel), seed, now)
+        let mut channel = ChannelRetry::new().shared_buffer(Arc::clone(&self.buffer));
+        if let Some(throttle) = configured.or_else(|| self.throttle.clone()) {
+            channel = channel.shared_throttle(throttle);
+        }
+        RetryCall::new(policy, Arc::new(channel), seed, now)
     }
 }
 

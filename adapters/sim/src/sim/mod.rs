@@ -330,7 +330,7 @@ impl<'s> Sim<'s> {
                     generation: 0,
                     retry: scenario.retry.as_ref().map(|spec| {
                         let mut channel = ChannelRetry::new();
-                        channel.throttle = spec.new_throttle();
+                        channel.throttle = spec.new_throttle().map(std::sync::Arc::new);
                         Arc::new(channel)
                     }),
                     retry_seeds: Rng::new(lb_seed ^ RETRY_SEEDS),

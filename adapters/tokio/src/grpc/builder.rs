@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use croupier::retry::{HedgingPolicy, RetryBuffer, RetryPolicy, RetryThrottle};
+use croupier::service_config::IntoServiceConfig;
 use croupier::{BackoffConfig, PolicyConfig, ResolutionConfig};
 use croupier_channel::{BoxError, BuildError, ChannelBuilder, Resolver};
 use http::uri::Authority;
@@ -91,6 +92,22 @@ where
     /// Makes `policy` choosable by name in resolver updates.
     pub fn register_policy(self, policy: PolicyConfig) -> Self {
         self.channel(|b| b.register_policy(policy))
+    }
+
+    /// The service config used while the resolver gives none (grpc-go's
+    /// `WithDefaultServiceConfig`): its JSON, a [`ServiceConfig`](croupier::ServiceConfig), or a
+    /// parser's result. Its policy wins over [`policy`](Self::policy); each call gets its
+    /// method's `timeout` (the sooner of it and the request's `grpc-timeout`) and
+    /// `waitForReady`. An invalid JSON fails [`build`](Self::build), naming the path; see
+    /// [`ChannelBuilder::default_service_config`].
+    pub fn default_service_config(self, config: impl IntoServiceConfig) -> Self {
+        self.channel(|b| b.default_service_config(config))
+    }
+
+    /// Ignores service configs (and policy choices) from the resolver (grpc-go's
+    /// `WithDisableServiceConfig`): the default service config, or the policy, always applies.
+    pub fn ignore_resolver_service_config(self, ignore: bool) -> Self {
+        self.channel(|b| b.ignore_resolver_service_config(ignore))
     }
 
     /// Connection backoff (default: gRPC's).

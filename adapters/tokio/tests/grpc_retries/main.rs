@@ -7,6 +7,7 @@
 mod support;
 
 mod scripted;
+mod service_config;
 mod streaming;
 
 use std::sync::atomic::Ordering;
