@@ -2,17 +2,23 @@
 //! replacement) and send the call to the one with the fewest calls outstanding.
 //!
 //! Outstanding counts are atomics shared by the picker and the policy: a pick adds one, the call's
-//! outcome (whatever its status) takes one away. Endpoints are connected and aggregated exactly as
-//! round_robin does.
+//! outcome (whatever its status) takes one away. Endpoints are connected and aggregated by
+//! [`EndpointPolicy`], as for round_robin.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
+use crate::address::Endpoint;
+use crate::call::CallOutcome;
+use crate::hasher::FastSet;
 use crate::picker::{Pick, PickRequest, Picker};
-use crate::policy::round_robin::{RoundRobin, Spread};
-use crate::policy::{parse_whole, Policy, PolicyBuilder, PolicyConfig, PolicyParamError};
+use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, Spread};
+use crate::policy::{
+    parse_whole, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError,
+};
 use crate::rng::AtomicRng;
-use crate::subchannel::SubchannelId;
+use crate::subchannel::{IdMap, SubchannelId};
 
 /// Settings of least_request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,7 +49,10 @@ impl PolicyBuilder for LeastRequestConfig {
 
     fn build(&self) -> Box<dyn Policy> {
         let choices = self.choice_count.clamp(2, 10) as usize;
-        Box::new(RoundRobin::with_spread(Spread::LeastRequest(choices)))
+        Box::new(EndpointPolicy::new(LeastRequest {
+            choices,
+            outstanding: IdMap::default(),
+        }))
     }
 
     fn with_params(&self, params: &[(String, String)]) -> Result<PolicyConfig, PolicyParamError> {
@@ -63,6 +72,54 @@ impl PolicyBuilder for LeastRequestConfig {
             }
         }
         Ok(PolicyConfig::new(config))
+    }
+}
+
+/// least_request's spread: the choice count, and the outstanding calls per READY subchannel,
+/// kept across pickers.
+#[derive(Debug)]
+pub(crate) struct LeastRequest {
+    choices: usize,
+    outstanding: IdMap<Arc<AtomicUsize>>,
+}
+
+impl Spread for LeastRequest {
+    type Endpoint = ();
+
+    fn add_endpoint(&mut self, _: EndpointKey, _: &Endpoint) {}
+
+    fn picker(
+        &mut self,
+        ready: &ReadyEndpoints<'_, ()>,
+        ctl: &mut dyn Controller,
+    ) -> Arc<dyn Picker> {
+        let live: FastSet<SubchannelId> = ready.subchannels().collect();
+        self.outstanding.retain(|id, _| live.contains(id));
+        let mut loaded = Vec::with_capacity(ready.len());
+        loaded.extend(
+            ready
+                .subchannels()
+                .map(|id| (id, Arc::clone(self.outstanding.entry(id).or_default()))),
+        );
+        let seed = ctl.rng().next_u64();
+        Arc::new(LeastRequestPicker::new(loaded, self.choices, seed))
+    }
+
+    fn wants_call_outcomes(&self) -> bool {
+        true
+    }
+
+    fn call_finished(
+        &mut self,
+        subchannel: SubchannelId,
+        _: Option<(EndpointKey, &mut ())>,
+        _: &CallOutcome,
+        _: Instant,
+    ) -> bool {
+        if let Some(counter) = self.outstanding.get(&subchannel) {
+            call_ended(counter);
+        }
+        false
     }
 }
 
@@ -109,6 +166,6 @@ impl Picker for LeastRequestPicker {
 }
 
 /// One call on a subchannel ended: its outstanding count drops, never below zero.
-pub(crate) fn call_ended(counter: &AtomicUsize) {
+fn call_ended(counter: &AtomicUsize) {
     let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
 }

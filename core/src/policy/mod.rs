@@ -35,6 +35,7 @@ use crate::status::ConnectivityState;
 use crate::subchannel::SubchannelId;
 
 mod child;
+pub mod endpoints;
 pub mod least_request;
 pub mod outlier_detection;
 pub mod p2c_ewma;

@@ -12,17 +12,20 @@
 //! All of this runs on the core's clock: outcomes update estimates at the time they are reported,
 //! and a timer decays them every `decay / 8` (at most once a second) while calls are ending. An
 //! endpoint starts at `default_rtt` (30 ms). Picks read two atomics per candidate and add one;
-//! they take no lock and allocate nothing. Endpoints are connected and aggregated exactly as
-//! round_robin does.
+//! they take no lock and allocate nothing. Endpoints are connected and aggregated by
+//! [`EndpointPolicy`], as for round_robin.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::address::Endpoint;
 use crate::call::CallOutcome;
 use crate::picker::{Pick, PickRequest, Picker};
-use crate::policy::round_robin::{RoundRobin, Spread};
-use crate::policy::{parse_millis, Policy, PolicyBuilder, PolicyConfig, PolicyParamError};
+use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, Spread};
+use crate::policy::{
+    parse_millis, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError,
+};
 use crate::rng::AtomicRng;
 use crate::subchannel::{IdMap, SubchannelId};
 
@@ -66,8 +69,7 @@ impl PolicyBuilder for PeakEwmaConfig {
     }
 
     fn build(&self) -> Box<dyn Policy> {
-        let ewma = Ewma::new(self.clone());
-        Box::new(RoundRobin::with_spread(Spread::PeakEwma(Box::new(ewma))))
+        Box::new(EndpointPolicy::new(Ewma::new(self.clone())))
     }
 
     /// Takes `decay_ms` and `default_rtt_ms`.
@@ -125,8 +127,7 @@ struct Tracked {
     updated: Instant,
 }
 
-/// What p2c_ewma keeps beside round_robin's endpoint handling: settings and a meter per READY
-/// subchannel (kept across pickers).
+/// p2c_ewma's spread: settings and a meter per READY subchannel (kept across pickers).
 #[derive(Debug)]
 pub(crate) struct Ewma {
     config: PeakEwmaConfig,
@@ -149,22 +150,12 @@ impl Ewma {
     }
 
     /// How often estimates decay while calls flow.
-    pub(crate) fn period(&self) -> Duration {
+    fn period(&self) -> Duration {
         (self.config.decay / 8).clamp(Duration::from_millis(1), Duration::from_secs(1))
     }
 
-    /// Whether calls ended since the last tick (so estimates should keep decaying).
-    pub(crate) fn ticking(&self) -> bool {
-        self.traffic
-    }
-
     /// A call on `subchannel` ended: one fewer in flight, and its latency enters the estimate.
-    pub(crate) fn call_finished(
-        &mut self,
-        subchannel: SubchannelId,
-        outcome: &CallOutcome,
-        now: Instant,
-    ) {
+    fn record(&mut self, subchannel: SubchannelId, outcome: &CallOutcome, now: Instant) {
         let decay = self.decay_nanos();
         let Some(tracked) = self.meters.get_mut(&subchannel) else {
             return;
@@ -191,7 +182,7 @@ impl Ewma {
     }
 
     /// The decay tick: every estimate moves toward zero by the time since its last update.
-    pub(crate) fn tick(&mut self, now: Instant) {
+    fn decay(&mut self, now: Instant) {
         let decay = self.decay_nanos();
         for tracked in self.meters.values_mut() {
             let elapsed = now.saturating_duration_since(tracked.updated).as_nanos() as f64;
@@ -207,7 +198,7 @@ impl Ewma {
     }
 
     /// The picker over `ready`; meters of subchannels no longer READY are dropped.
-    pub(crate) fn picker(&mut self, ready: &[SubchannelId], now: Instant, seed: u64) -> EwmaPicker {
+    fn metered_picker(&mut self, ready: &[SubchannelId], now: Instant, seed: u64) -> EwmaPicker {
         let live: crate::hasher::FastSet<SubchannelId> = ready.iter().copied().collect();
         self.meters.retain(|id, _| live.contains(id));
         let default = self.config.default_rtt.as_nanos() as f64;
@@ -225,6 +216,47 @@ impl Ewma {
             ready: metered.into_boxed_slice(),
             rng: AtomicRng::new(seed),
         }
+    }
+}
+
+impl Spread for Ewma {
+    type Endpoint = ();
+
+    fn add_endpoint(&mut self, _: EndpointKey, _: &Endpoint) {}
+
+    fn picker(
+        &mut self,
+        ready: &ReadyEndpoints<'_, ()>,
+        ctl: &mut dyn Controller,
+    ) -> Arc<dyn Picker> {
+        let seed = ctl.rng().next_u64();
+        let ready: Vec<SubchannelId> = ready.subchannels().collect();
+        Arc::new(self.metered_picker(&ready, ctl.now(), seed))
+    }
+
+    fn wants_call_outcomes(&self) -> bool {
+        true
+    }
+
+    fn call_finished(
+        &mut self,
+        subchannel: SubchannelId,
+        _: Option<(EndpointKey, &mut ())>,
+        outcome: &CallOutcome,
+        now: Instant,
+    ) -> bool {
+        self.record(subchannel, outcome, now);
+        true
+    }
+
+    /// While calls end (since the last tick), estimates keep decaying.
+    fn tick_period(&self, _: Instant) -> Option<Duration> {
+        self.traffic.then(|| self.period())
+    }
+
+    fn tick(&mut self, _: Option<&ReadyEndpoints<'_, ()>>, now: Instant) -> bool {
+        self.decay(now);
+        false
     }
 }
 
@@ -266,7 +298,7 @@ mod tests {
 
     fn ewma_with(ids: &[SubchannelId], now: Instant) -> (Ewma, EwmaPicker) {
         let mut ewma = Ewma::new(PeakEwmaConfig::default());
-        let picker = ewma.picker(ids, now, 7);
+        let picker = ewma.metered_picker(ids, now, 7);
         (ewma, picker)
     }
 
@@ -280,11 +312,11 @@ mod tests {
         let id = SubchannelId::from_u64(1);
         let (mut ewma, _picker) = ewma_with(&[id], t0);
         assert_eq!(estimate_ms(&ewma, id), 30.0);
-        ewma.call_finished(id, &CallOutcome::ok(Duration::from_millis(100)), t0);
+        ewma.record(id, &CallOutcome::ok(Duration::from_millis(100)), t0);
         assert_eq!(estimate_ms(&ewma, id), 100.0);
         // One second later a 10 ms call: the estimate keeps e^-0.1 of its old value.
         let t1 = t0 + Duration::from_secs(1);
-        ewma.call_finished(id, &CallOutcome::ok(Duration::from_millis(10)), t1);
+        ewma.record(id, &CallOutcome::ok(Duration::from_millis(10)), t1);
         let kept = (-0.1_f64).exp();
         assert!((estimate_ms(&ewma, id) - (100.0 * kept + 10.0 * (1.0 - kept))).abs() < 1e-6);
     }
@@ -294,7 +326,7 @@ mod tests {
         let t0 = Instant::now();
         let id = SubchannelId::from_u64(1);
         let (mut ewma, _picker) = ewma_with(&[id], t0);
-        ewma.tick(t0 + Duration::from_secs(10));
+        ewma.decay(t0 + Duration::from_secs(10));
         assert!((estimate_ms(&ewma, id) - 30.0 / std::f64::consts::E).abs() < 1e-6);
     }
 
@@ -303,7 +335,7 @@ mod tests {
         let t0 = Instant::now();
         let (fast, slow) = (SubchannelId::from_u64(1), SubchannelId::from_u64(2));
         let (mut ewma, picker) = ewma_with(&[fast, slow], t0);
-        ewma.call_finished(slow, &CallOutcome::ok(Duration::from_millis(500)), t0);
+        ewma.record(slow, &CallOutcome::ok(Duration::from_millis(500)), t0);
         // Two endpoints: both are always drawn, so the cheaper always wins until the fast one's
         // calls in flight make it dearer: 30 ms x (k + 1) > 500 ms from k = 16 on.
         for expected_in_flight in 1..=16 {
