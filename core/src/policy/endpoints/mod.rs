@@ -69,78 +69,63 @@
 
 use std::sync::Arc;
 
-use crate::address::{Address, Endpoint};
+use crate::address::Endpoint;
 use crate::picker::{FailPicker, Picker, QueuePicker};
-use crate::policy::child::ChildController;
 use crate::policy::pacing::{Admit, Pacing};
-use crate::policy::pick_first::{dedup, PickFirstList, DEFAULT_HAPPY_EYEBALLS_DELAY};
-use crate::policy::{describe_failures, Controller, SlotController, TimerToken};
+use crate::policy::{Controller, TimerToken};
 use crate::resolver::ResolverError;
-use crate::slab::{Slab, SlabKey};
 use crate::status::{ConnectivityState, Status};
-use crate::subchannel::{DenseIdMap, SubchannelId};
-
-use hashbrown::HashTable;
 
 mod index;
 mod policy;
+pub(crate) mod set;
 mod spread;
 
 pub use spread::{EndpointKey, ReadyEndpoint, ReadyEndpoints, Spread};
 
-use index::{addresses_hash, child_hash, holds};
-
-/// How many failed addresses an error message names before it says "and N more".
-const ERRORS_SHOWN: usize = 8;
+pub(crate) use set::Child;
+use set::{Change, EndpointSet, Owner};
 
 /// The spread's own timer. Children's timers carry their slot ([`TimerToken::child`]).
 const SPREAD_TIMER: TimerToken = TimerToken::new(0);
 /// The timer of a picker that waits (see [`Pacing`]).
 const PUBLICATION_TIMER: TimerToken = TimerToken::new(1);
 
-/// One endpoint, the list that connects it, and what the spread keeps beside it.
+/// The spread, and whether what its picker shows changed.
 #[derive(Debug)]
-pub(crate) struct Child<E> {
-    /// The last resolver update that listed it. (Every update lists a child or removes it, so
-    /// the count wrapping around does no harm.)
-    listed: u32,
-    list: PickFirstList,
-    /// The state last counted in [`Counts`].
-    counted: ConnectivityState,
-    /// The READY subchannel last put in the picker.
-    ready: Option<SubchannelId>,
-    kept: E,
+struct Shown<S> {
+    spread: S,
+    /// Something the picker shows changed since it was last published.
+    dirty: bool,
+    /// ...and it cannot wait: the picker offers an endpoint that is no longer READY.
+    urgent: bool,
 }
 
-/// How many children are in each state.
-#[derive(Debug, Default)]
-struct Counts {
-    ready: usize,
-    connecting: usize,
-    idle: usize,
-}
-
-impl Counts {
-    fn add(&mut self, state: ConnectivityState, delta: isize) {
-        let slot = match state {
-            ConnectivityState::Ready => &mut self.ready,
-            ConnectivityState::Connecting => &mut self.connecting,
-            ConnectivityState::Idle => &mut self.idle,
-            _ => return,
-        };
-        *slot = slot.saturating_add_signed(delta);
+impl<S: Spread> Owner<S::Endpoint> for Shown<S> {
+    fn add(&mut self, key: EndpointKey, endpoint: &Endpoint) -> S::Endpoint {
+        self.dirty = true;
+        self.spread.add_endpoint(key, endpoint)
     }
 
-    fn aggregate(&self) -> ConnectivityState {
-        if self.ready > 0 {
-            ConnectivityState::Ready
-        } else if self.connecting > 0 {
-            ConnectivityState::Connecting
-        } else if self.idle > 0 {
-            ConnectivityState::Idle
-        } else {
-            ConnectivityState::TransientFailure
+    fn relisted(&mut self, key: EndpointKey, child: &mut Child<S::Endpoint>, endpoint: &Endpoint) {
+        if self.spread.update_endpoint(key, &mut child.kept, endpoint) {
+            self.dirty |= child.ready.is_some();
         }
+    }
+
+    fn changed(&mut self, key: EndpointKey, kept: &mut S::Endpoint, change: &Change) {
+        if change.ready_changed() {
+            self.spread.ready_changed(key, kept, change.ready);
+            self.urgent |= change.was_ready.is_some();
+        }
+        // A failure message names this endpoint's errors.
+        self.dirty |= change.state_changed() || change.ready_changed() || change.failure_changed();
+    }
+
+    fn removed(&mut self, key: EndpointKey, child: Child<S::Endpoint>) {
+        self.urgent |= child.ready.is_some();
+        self.spread.remove_endpoint(key, child.kept);
+        self.dirty = true;
     }
 }
 
@@ -148,25 +133,12 @@ impl Counts {
 /// [`Spread`] says (see the [module documentation](self)).
 #[derive(Debug)]
 pub struct EndpointPolicy<S: Spread> {
-    /// The children, densely, in slot order.
-    children: Slab<Child<S::Endpoint>>,
-    /// The children by their address lists (deduplicated, as their lists hold them). The table
-    /// holds only slab keys, 9 bytes a slot: the addresses it is searched by are the children's
-    /// own, so indexing an endpoint copies none.
-    by_addresses: HashTable<SlabKey>,
-    /// How many resolver updates were applied (children listed by the last have it as `listed`).
-    updates: u32,
-    by_subchannel: DenseIdMap<SlabKey>,
-    counts: Counts,
-    /// Something the picker shows changed since it was last published.
-    dirty: bool,
-    /// ...and it cannot wait: the picker offers an endpoint that is no longer READY.
-    urgent: bool,
+    endpoints: EndpointSet<S::Endpoint>,
+    shown: Shown<S>,
     published: Option<ConnectivityState>,
     /// When pickers are rebuilt.
     pacing: Pacing,
     resolver_error: Option<ResolverError>,
-    spread: S,
     /// The spread's timer is set.
     ticking: bool,
 }
@@ -175,148 +147,33 @@ impl<S: Spread> EndpointPolicy<S> {
     /// A policy that connects every endpoint and spreads calls as `spread` says.
     pub fn new(spread: S) -> Self {
         EndpointPolicy {
-            children: Slab::default(),
-            by_addresses: HashTable::new(),
-            updates: 0,
-            by_subchannel: DenseIdMap::default(),
-            counts: Counts::default(),
-            dirty: false,
-            urgent: false,
+            endpoints: EndpointSet::new(false),
+            shown: Shown {
+                spread,
+                dirty: false,
+                urgent: false,
+            },
             published: None,
             pacing: Pacing::default(),
             resolver_error: None,
-            spread,
             ticking: false,
         }
     }
 
     /// The spread.
     pub fn spread(&self) -> &S {
-        &self.spread
-    }
-
-    /// Runs `f` on child `key` with its own controller, then brings the counts and the picker's
-    /// inputs up to date (and reconnects the child if it went IDLE).
-    fn with_child(
-        &mut self,
-        key: SlabKey,
-        ctl: &mut dyn Controller,
-        f: impl FnOnce(&mut PickFirstList, &mut dyn Controller) -> bool,
-    ) {
-        let Some(child) = self.children.get_mut(key) else {
-            return;
-        };
-        let mut child_ctl = ChildController {
-            inner: SlotController::new(ctl, key.index),
-            owners: &mut self.by_subchannel,
-            key,
-        };
-        let mut changed = f(&mut child.list, &mut child_ctl);
-        if child.list.state() == ConnectivityState::Idle {
-            changed |= child.list.exit_idle(&mut child_ctl);
-        }
-        let state = child.list.state();
-        if state != child.counted {
-            self.counts.add(child.counted, -1);
-            self.counts.add(state, 1);
-            child.counted = state;
-            self.dirty = true;
-        }
-        let ready = child
-            .list
-            .ready_subchannel()
-            .filter(|_| state == ConnectivityState::Ready);
-        if ready != child.ready {
-            self.spread
-                .ready_changed(EndpointKey(key), &mut child.kept, ready);
-            self.urgent |= child.ready.is_some();
-            child.ready = ready;
-            self.dirty = true;
-        }
-        if changed && state == ConnectivityState::TransientFailure {
-            // The failure message names this child's errors.
-            self.dirty = true;
-        }
-    }
-
-    /// Creates the child for `endpoint`, new in update number `update`, and starts connecting
-    /// it (nothing if the same addresses were just made a child). `false`: no room for more.
-    fn add_child(&mut self, endpoint: &Endpoint, update: u32, ctl: &mut dyn Controller) -> bool {
-        let key = self.children.next_key();
-        if key.index == u32::MAX {
-            return false; // four billion endpoints, and no timer slot left: the rest are not served
-        }
-        let deduped = dedup(endpoint.addresses());
-        let addresses = deduped.as_deref().unwrap_or(endpoint.addresses());
-        let hash = addresses_hash(addresses.iter());
-        let children = &self.children;
-        match self.by_addresses.entry(
-            hash,
-            |known| holds(children, *known, addresses),
-            |known| child_hash(children, *known),
-        ) {
-            hashbrown::hash_table::Entry::Occupied(_) => return true, // a repeat of a new one
-            hashbrown::hash_table::Entry::Vacant(vacant) => vacant.insert(key),
-        };
-        // The slot number is the list's slot in its timer tokens; a list in a reused slot counts
-        // its timers from where the slot's earlier lists cannot have reached.
-        let list = PickFirstList::new(DEFAULT_HAPPY_EYEBALLS_DELAY)
-            .with_timer_seq_base(key.generation.wrapping_shl(16));
-        let kept = self.spread.add_endpoint(EndpointKey(key), endpoint);
-        let inserted = self.children.insert(Child {
-            listed: update,
-            list,
-            counted: ConnectivityState::Idle,
-            ready: None,
-            kept,
-        });
-        debug_assert_eq!(inserted, key);
-        self.counts.add(ConnectivityState::Idle, 1);
-        self.dirty = true;
-        self.with_child(key, ctl, |list, ctl| list.set_address_slice(addresses, ctl));
-        true
-    }
-
-    /// The child whose list holds `addresses` (deduplicated).
-    fn find(&self, addresses: &[Address]) -> Option<SlabKey> {
-        let deduped = dedup(addresses);
-        let addresses = deduped.as_deref().unwrap_or(addresses);
-        let children = &self.children;
-        self.by_addresses
-            .find(addresses_hash(addresses.iter()), |key| {
-                holds(children, *key, addresses)
-            })
-            .copied()
-    }
-
-    fn remove_child(&mut self, key: SlabKey, ctl: &mut dyn Controller) {
-        let hash = child_hash(&self.children, key);
-        if let Ok(entry) = self.by_addresses.find_entry(hash, |known| *known == key) {
-            entry.remove();
-        }
-        if let Some(mut child) = self.children.remove(key) {
-            let mut child_ctl = ChildController {
-                inner: SlotController::new(ctl, key.index),
-                owners: &mut self.by_subchannel,
-                key,
-            };
-            child.list.shutdown(&mut child_ctl);
-            self.counts.add(child.counted, -1);
-            self.urgent |= child.ready.is_some();
-            self.spread.remove_endpoint(EndpointKey(key), child.kept);
-            self.dirty = true;
-        }
+        &self.shown.spread
     }
 
     /// Publishes a new picker if something it shows changed, at once or when [`Pacing`] says.
     fn publish_if_dirty(&mut self, ctl: &mut dyn Controller) {
-        let state = self.counts.aggregate();
-        if !self.dirty && self.published == Some(state) {
-            self.urgent = false;
+        let state = self.endpoints.counts().aggregate();
+        if !self.shown.dirty && self.published == Some(state) {
+            self.shown.urgent = false;
             return;
         }
-        let urgent = std::mem::take(&mut self.urgent) || self.published != Some(state);
-        match self.pacing.admit(urgent, self.children.len(), ctl.now()) {
+        let urgent = std::mem::take(&mut self.shown.urgent) || self.published != Some(state);
+        match self.pacing.admit(urgent, self.endpoints.len(), ctl.now()) {
             Admit::Now => {}
             Admit::Later(timer) => {
                 if let Some(at) = timer {
@@ -325,15 +182,15 @@ impl<S: Spread> EndpointPolicy<S> {
                 return;
             }
         }
-        self.dirty = false;
+        self.shown.dirty = false;
         self.published = Some(state);
         let picker: Arc<dyn Picker> = match state {
             ConnectivityState::Ready => {
                 let ready = ReadyEndpoints {
-                    children: &self.children,
-                    len: self.counts.ready,
+                    children: self.endpoints.children(),
+                    len: self.endpoints.counts().ready,
                 };
-                self.spread.picker(&ready, ctl)
+                self.shown.spread.picker(&ready, ctl)
             }
             ConnectivityState::TransientFailure => {
                 Arc::new(FailPicker::new(Status::unavailable(self.failure_message())))
@@ -348,7 +205,7 @@ impl<S: Spread> EndpointPolicy<S> {
         if self.ticking {
             return;
         }
-        if let Some(period) = self.spread.tick_period(ctl.now()) {
+        if let Some(period) = self.shown.spread.tick_period(ctl.now()) {
             self.ticking = true;
             ctl.set_timer(crate::backoff::later(ctl.now(), period), SPREAD_TIMER);
         }
@@ -359,11 +216,11 @@ impl<S: Spread> EndpointPolicy<S> {
         self.ticking = false;
         let now = ctl.now();
         let ready = ReadyEndpoints {
-            children: &self.children,
-            len: self.counts.ready,
+            children: self.endpoints.children(),
+            len: self.endpoints.counts().ready,
         };
         let shown = (self.published == Some(ConnectivityState::Ready)).then_some(&ready);
-        self.dirty |= self.spread.tick(shown, now);
+        self.shown.dirty |= self.shown.spread.tick(shown, now);
         self.publish_if_dirty(ctl);
         self.arm_spread_timer(ctl);
     }
@@ -376,26 +233,18 @@ impl<S: Spread> EndpointPolicy<S> {
         }
         if token == PUBLICATION_TIMER {
             self.pacing.timer_fired();
-            self.urgent = true;
+            self.shown.urgent = true;
             self.publish_if_dirty(ctl);
         }
     }
 
     fn failure_message(&self) -> String {
-        if self.children.is_empty() {
+        if self.endpoints.is_empty() {
             return match &self.resolver_error {
                 Some(error) => error.to_string(),
                 None => "the resolver returned no endpoints".to_owned(),
             };
         }
-        let failures = self
-            .children
-            .values()
-            .flat_map(|child| child.list.failures());
-        format!(
-            "all {} endpoints failed to connect: {}",
-            self.children.len(),
-            describe_failures(failures, ERRORS_SHOWN)
-        )
+        self.endpoints.failure_message()
     }
 }
