@@ -1,6 +1,10 @@
 //! least_request (gRFC A48): sample `choice_count` READY endpoints at random (with
 //! replacement) and send the call to the one with the fewest calls outstanding.
 //!
+//! A retry ([`PickRequest::tried`]) takes the least loaded of the samples its call has not tried
+//! yet; if it tried them all, the next untried endpoint after the first sample (looking no
+//! further than it tried), and only with none left, one it tried.
+//!
 //! Outstanding counts are atomics shared by the picker and the policy: a pick adds one, the call's
 //! outcome (whatever its status) takes one away. Endpoints are connected and aggregated by
 //! [`EndpointPolicy`], as for round_robin.
@@ -145,19 +149,41 @@ impl LeastRequestPicker {
 }
 
 impl Picker for LeastRequestPicker {
-    fn pick(&self, _: &PickRequest<'_>) -> Pick {
+    fn pick(&self, request: &PickRequest<'_>) -> Pick {
         let len = self.ready.len();
         if len == 0 {
             return Pick::Queue;
         }
-        let mut best = &self.ready[self.rng.index(len)];
+        let first = self.rng.index(len);
+        let mut best = &self.ready[first];
         let mut best_load = best.1.load(Ordering::Relaxed);
+        // A retry: the least loaded of the samples its call has not tried yet.
+        let retry = !request.tried().is_empty();
+        let mut untried = (retry && !request.has_tried(best.0)).then_some((best, best_load));
         for _ in 1..self.choices {
             let candidate = &self.ready[self.rng.index(len)];
             let load = candidate.1.load(Ordering::Relaxed);
             if load < best_load {
                 best = candidate;
                 best_load = load;
+            }
+            if retry
+                && !request.has_tried(candidate.0)
+                && untried.is_none_or(|(_, least)| load < least)
+            {
+                untried = Some((candidate, load));
+            }
+        }
+        if retry {
+            // Every sample was tried: the next endpoints after the first sample, at most as
+            // many as were tried, so the work stays bounded whatever the list's length.
+            let next = || {
+                (1..=request.tried().len().min(len - 1))
+                    .map(|offset| &self.ready[(first + offset) % len])
+                    .find(|loaded| !request.has_tried(loaded.0))
+            };
+            if let Some(chosen) = untried.map(|(loaded, _)| loaded).or_else(next) {
+                best = chosen;
             }
         }
         best.1.fetch_add(1, Ordering::Relaxed);
@@ -168,4 +194,53 @@ impl Picker for LeastRequestPicker {
 /// One call on a subchannel ended: its outstanding count drops, never below zero.
 fn call_ended(counter: &AtomicUsize) {
     let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(loads: &[usize]) -> Vec<Loaded> {
+        loads
+            .iter()
+            .enumerate()
+            .map(|(i, load)| {
+                let id = SubchannelId::from_u64(i as u64 + 1);
+                (id, Arc::new(AtomicUsize::new(*load)))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_retry_goes_to_an_untried_endpoint_even_if_it_is_busier() {
+        // Two endpoints and two choices: a first attempt always finds the idle one.
+        let picker = LeastRequestPicker::new(loaded(&[0, 50]), 2, 3);
+        let (idle, busy) = (SubchannelId::from_u64(1), SubchannelId::from_u64(2));
+        let tried = [idle];
+        for _ in 0..20 {
+            assert_eq!(
+                picker.pick(&PickRequest::new().with_tried(&tried)),
+                Pick::Ready(busy)
+            );
+        }
+        // With both tried it still picks one.
+        let both = [idle, busy];
+        assert!(matches!(
+            picker.pick(&PickRequest::new().with_tried(&both)),
+            Pick::Ready(_)
+        ));
+    }
+
+    #[test]
+    fn a_retry_looks_past_samples_it_already_tried() {
+        // Ten endpoints, nine tried: whatever the samples, the one untried endpoint is found.
+        let picker = LeastRequestPicker::new(loaded(&[0; 10]), 2, 11);
+        let tried: Vec<SubchannelId> = (1..=9).map(SubchannelId::from_u64).collect();
+        for _ in 0..50 {
+            assert_eq!(
+                picker.pick(&PickRequest::new().with_tried(&tried)),
+                Pick::Ready(SubchannelId::from_u64(10))
+            );
+        }
+    }
 }

@@ -9,6 +9,9 @@
 //! decays toward zero over the same window, so an endpoint that was avoided for being slow is
 //! tried again, and keeps its calls if it has recovered.
 //!
+//! A retry ([`PickRequest::tried`]) takes whichever of the two its call has not tried; if it
+//! tried both, the next untried endpoint after the first (looking no further than it tried).
+//!
 //! All of this runs on the core's clock: outcomes update estimates at the time they are reported,
 //! and a timer decays them every `decay / 8` (at most once a second) while calls are ending. An
 //! endpoint starts at `default_rtt` (30 ms). Picks read two atomics per candidate and add one;
@@ -267,8 +270,26 @@ pub(crate) struct EwmaPicker {
     rng: AtomicRng,
 }
 
+impl EwmaPicker {
+    /// For a retry: of the two drawn (`a` and `b`), the one its call has not tried; if it tried
+    /// both, the next untried endpoint after `a`, looking at most as far as it tried, so the
+    /// work stays bounded whatever the list's length.
+    fn untried(&self, request: &PickRequest<'_>, a: usize, b: usize) -> Option<usize> {
+        let tried = |i: usize| request.has_tried(self.ready[i].0);
+        let len = self.ready.len();
+        match (tried(a), tried(b)) {
+            (false, false) => None,
+            (true, false) => Some(b),
+            (false, true) => Some(a),
+            (true, true) => (1..=request.tried().len().min(len - 1))
+                .map(|offset| (a + offset) % len)
+                .find(|&i| !tried(i)),
+        }
+    }
+}
+
 impl Picker for EwmaPicker {
-    fn pick(&self, _: &PickRequest<'_>) -> Pick {
+    fn pick(&self, request: &PickRequest<'_>) -> Pick {
         let len = self.ready.len();
         let chosen = match len {
             0 => return Pick::Queue,
@@ -279,8 +300,13 @@ impl Picker for EwmaPicker {
                 if b >= a {
                     b += 1;
                 }
+                let retry = (!request.tried().is_empty())
+                    .then(|| self.untried(request, a, b))
+                    .flatten();
                 let (first, second) = (&self.ready[a], &self.ready[b]);
-                if second.1.cost() < first.1.cost() {
+                if let Some(untried) = retry {
+                    &self.ready[untried]
+                } else if second.1.cost() < first.1.cost() {
                     second
                 } else {
                     first
@@ -346,5 +372,34 @@ mod tests {
             );
         }
         assert_eq!(picker.pick(&PickRequest::new()), Pick::Ready(slow));
+    }
+
+    #[test]
+    fn a_retry_prefers_an_endpoint_its_call_has_not_tried() {
+        let t0 = Instant::now();
+        let ids: Vec<SubchannelId> = (1..=8).map(SubchannelId::from_u64).collect();
+        let (mut ewma, picker) = ewma_with(&ids, t0);
+        // The first is by far the cheapest, and already tried: the retry goes elsewhere.
+        for &id in &ids[1..] {
+            ewma.record(id, &CallOutcome::ok(Duration::from_millis(500)), t0);
+        }
+        let tried = [ids[0]];
+        for _ in 0..50 {
+            let pick = picker.pick(&PickRequest::new().with_tried(&tried));
+            assert!(matches!(pick, Pick::Ready(id) if id != ids[0]), "{pick:?}");
+        }
+        // Seven of eight tried: the one left is found whatever the draws.
+        let seven = &ids[..7];
+        for _ in 0..50 {
+            assert_eq!(
+                picker.pick(&PickRequest::new().with_tried(seven)),
+                Pick::Ready(ids[7])
+            );
+        }
+        // All tried: the cheaper of the two drawn, as for a first attempt.
+        assert!(matches!(
+            picker.pick(&PickRequest::new().with_tried(&ids)),
+            Pick::Ready(_)
+        ));
     }
 }

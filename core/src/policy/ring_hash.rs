@@ -21,7 +21,10 @@
 //! endpoint); endpoints in TRANSIENT_FAILURE are skipped. With a random hash (A76) the walk goes
 //! on past the IDLE endpoint it flagged, looking for a READY one, so a call without a key never
 //! waits for a connection while another endpoint could serve it. If every endpoint failed, the
-//! call fails with the error of the endpoint its hash landed on.
+//! call fails with the error of the endpoint its hash landed on. A retry
+//! ([`PickRequest::tried`](crate::PickRequest::tried)) walks on past READY endpoints its call
+//! already tried, to the next READY one along the ring; where it would queue, or finds none, it
+//! goes to the first tried one it passed rather than wait.
 //!
 //! **Connections.** Endpoints are kept as every policy over endpoints keeps them (one
 //! [`PickFirstList`](crate::policy::PickFirstList) each, known across updates by their distinct

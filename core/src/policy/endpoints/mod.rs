@@ -1,7 +1,9 @@
 //! One layer under every policy that connects each endpoint: [`EndpointPolicy`] runs a
-//! [`PickFirstList`] per endpoint and publishes pickers; a [`Spread`] says how the READY
-//! endpoints share the calls. round_robin, random, least_request, weighted_round_robin and
-//! p2c_ewma are spreads, and so can a user's own policy be.
+//! [`PickFirstList`](crate::policy::PickFirstList) per endpoint and publishes pickers; a
+//! [`Spread`] says how the READY endpoints share the calls. round_robin, random, least_request,
+//! weighted_round_robin and p2c_ewma are spreads, and so can a user's own policy be. (ring_hash
+//! keeps its endpoints in the same set, connecting them only when a pick needs one, and
+//! publishes its own ring.)
 //!
 //! **Endpoints.** Each endpoint is run by its own `PickFirstList` (so an endpoint with several
 //! addresses connects to the first that answers, with happy eyeballs). An endpoint whose
