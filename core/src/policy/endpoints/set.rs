@@ -173,8 +173,24 @@ impl<E> EndpointSet<E> {
     /// The endpoint listed with `addresses` (deduplicated), if it is known.
     pub(crate) fn find(&self, addresses: &[Address]) -> Option<EndpointKey> {
         let deduped = dedup(addresses);
-        let addresses = deduped.as_deref().unwrap_or(addresses);
+        self.find_distinct(deduped.as_deref().unwrap_or(addresses), None)
+    }
+
+    /// The endpoint whose list holds `addresses` (already without repeats): the one in slot
+    /// `guess` if it does, else the one the table finds.
+    ///
+    /// A resolver lists its endpoints in much the same order each time, the order their slots
+    /// were filled in, so a guess of the slot after the last one found is nearly always right:
+    /// the update then reads the slots in order, where looking every endpoint up in the table
+    /// reads it at random, a cache miss each once the table outgrows the cache (at 100,000
+    /// endpoints a 1% change took 23 times as long as at 10,000, most of it waiting on them).
+    fn find_distinct(&self, addresses: &[Address], guess: Option<u32>) -> Option<EndpointKey> {
         let children = &self.children;
+        if let Some(key) = guess.and_then(|slot| children.key_at(slot)) {
+            if holds(children, key, addresses) {
+                return Some(EndpointKey(key));
+            }
+        }
         self.by_addresses
             .find(addresses_hash(addresses.iter()), |key| {
                 holds(children, *key, addresses)
@@ -284,11 +300,18 @@ impl<E> EndpointSet<E> {
         let mut fresh: Vec<&Endpoint> = Vec::new();
         let mut listed = 0usize;
         let known: &[Endpoint] = if all_fresh { &[] } else { endpoints };
+        // The slot the next endpoint is most likely in (see `find_distinct`).
+        let mut guess = 0u32;
         for endpoint in known {
-            let Some(key) = self.find(endpoint.addresses()) else {
+            let deduped = dedup(endpoint.addresses());
+            let addresses = deduped.as_deref().unwrap_or(endpoint.addresses());
+            let Some(key) = self.find_distinct(addresses, Some(guess)) else {
+                // Most likely a new endpoint in place of the one in the guessed slot.
+                guess = guess.wrapping_add(1);
                 fresh.push(endpoint);
                 continue;
             };
+            guess = key.0.index.wrapping_add(1);
             let child = self
                 .children
                 .get_mut(key.0)
