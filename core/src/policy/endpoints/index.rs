@@ -1,4 +1,4 @@
-//! Finding an endpoint's child by its address list, in a table that holds only slab keys.
+//! Finding an endpoint's child by its address list, in a table that holds only slot numbers.
 
 use std::hash::{Hash, Hasher};
 
@@ -19,6 +19,11 @@ pub(super) fn addresses_hash<'a>(addresses: impl ExactSizeIterator<Item = &'a Ad
     hasher.finish()
 }
 
+/// The child in slot `slot`, if there is one.
+fn child_at<E>(children: &Slab<Child<E>>, slot: u32) -> Option<&Child<E>> {
+    children.key_at(slot).and_then(|key| children.get(key))
+}
+
 /// Whether child `key` walks exactly `addresses` (deduplicated).
 pub(super) fn holds<E>(children: &Slab<Child<E>>, key: SlabKey, addresses: &[Address]) -> bool {
     children
@@ -26,9 +31,12 @@ pub(super) fn holds<E>(children: &Slab<Child<E>>, key: SlabKey, addresses: &[Add
         .is_some_and(|child| child.list.has_addresses(addresses))
 }
 
-/// The hash child `key` is found by (0 for a key with no child: the table holds none).
-pub(super) fn child_hash<E>(children: &Slab<Child<E>>, key: SlabKey) -> u64 {
-    children
-        .get(key)
-        .map_or(0, |child| addresses_hash(child.list.addresses()))
+/// Whether the child in slot `slot` walks exactly `addresses` (deduplicated).
+pub(super) fn holds_at<E>(children: &Slab<Child<E>>, slot: u32, addresses: &[Address]) -> bool {
+    child_at(children, slot).is_some_and(|child| child.list.has_addresses(addresses))
+}
+
+/// The hash the child in slot `slot` is found by (0 for an empty slot: the table holds none).
+pub(super) fn slot_hash<E>(children: &Slab<Child<E>>, slot: u32) -> u64 {
+    child_at(children, slot).map_or(0, |child| addresses_hash(child.list.addresses()))
 }
