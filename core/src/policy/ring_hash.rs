@@ -337,8 +337,9 @@ impl Policy for RingHash {
         // One entry per distinct endpoint, in the resolver's order, weights of repeats added (A42).
         let mut placement: Vec<(String, u64, EndpointKey)> = Vec::with_capacity(endpoints.len());
         let mut index: FastMap<EndpointKey, usize> = FastMap::default();
+        let mut guess = 0;
         for endpoint in endpoints {
-            let Some(key) = self.endpoints.find(endpoint.addresses()) else {
+            let Some(key) = self.endpoints.find_next(endpoint.addresses(), &mut guess) else {
                 continue; // not kept: no room for more endpoints
             };
             let weight = u64::from(endpoint.attributes().weight());

@@ -171,10 +171,15 @@ impl<E> EndpointSet<E> {
             .map(EndpointKey)
     }
 
-    /// The endpoint listed with `addresses` (deduplicated), if it is known.
-    pub(crate) fn find(&self, addresses: &[Address]) -> Option<EndpointKey> {
+    /// The endpoint listed with `addresses`, for endpoints read in the resolver's order: `guess` is the slot the
+    /// next one is most likely in (start at 0), moved on past each found (or, for one not
+    /// found, by one: most likely it took the place of the one there).
+    pub(crate) fn find_next(&self, addresses: &[Address], guess: &mut u32) -> Option<EndpointKey> {
         let deduped = dedup(addresses);
-        self.find_distinct(deduped.as_deref().unwrap_or(addresses), None)
+        let addresses = deduped.as_deref().unwrap_or(addresses);
+        let found = self.find_distinct(addresses, Some(*guess));
+        *guess = found.map_or(*guess, |key| key.0.index).wrapping_add(1);
+        found
     }
 
     /// The endpoint whose list holds `addresses` (already without repeats): the one in slot
@@ -304,15 +309,10 @@ impl<E> EndpointSet<E> {
         // The slot the next endpoint is most likely in (see `find_distinct`).
         let mut guess = 0u32;
         for endpoint in known {
-            let deduped = dedup(endpoint.addresses());
-            let addresses = deduped.as_deref().unwrap_or(endpoint.addresses());
-            let Some(key) = self.find_distinct(addresses, Some(guess)) else {
-                // Most likely a new endpoint in place of the one in the guessed slot.
-                guess = guess.wrapping_add(1);
+            let Some(key) = self.find_next(endpoint.addresses(), &mut guess) else {
                 fresh.push(endpoint);
                 continue;
             };
-            guess = key.0.index.wrapping_add(1);
             let child = self
                 .children
                 .get_mut(key.0)
