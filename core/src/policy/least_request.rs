@@ -148,18 +148,17 @@ impl LeastRequestPicker {
     }
 }
 
-impl Picker for LeastRequestPicker {
-    fn pick(&self, request: &PickRequest<'_>) -> Pick {
+impl LeastRequestPicker {
+    /// A retry: the least loaded of the samples its call has not tried yet; if it tried them
+    /// all, the next untried endpoint after the first sample, looking no further than it tried
+    /// (so the work stays bounded whatever the list's length); else the least loaded sample.
+    #[cold]
+    fn pick_retry(&self, request: &PickRequest<'_>) -> &Loaded {
         let len = self.ready.len();
-        if len == 0 {
-            return Pick::Queue;
-        }
         let first = self.rng.index(len);
         let mut best = &self.ready[first];
         let mut best_load = best.1.load(Ordering::Relaxed);
-        // A retry: the least loaded of the samples its call has not tried yet.
-        let retry = !request.tried().is_empty();
-        let mut untried = (retry && !request.has_tried(best.0)).then_some((best, best_load));
+        let mut untried = (!request.has_tried(best.0)).then_some((best, best_load));
         for _ in 1..self.choices {
             let candidate = &self.ready[self.rng.index(len)];
             let load = candidate.1.load(Ordering::Relaxed);
@@ -167,23 +166,41 @@ impl Picker for LeastRequestPicker {
                 best = candidate;
                 best_load = load;
             }
-            if retry
-                && !request.has_tried(candidate.0)
-                && untried.is_none_or(|(_, least)| load < least)
-            {
+            if !request.has_tried(candidate.0) && untried.is_none_or(|(_, least)| load < least) {
                 untried = Some((candidate, load));
             }
         }
-        if retry {
-            // Every sample was tried: the next endpoints after the first sample, at most as
-            // many as were tried, so the work stays bounded whatever the list's length.
-            let next = || {
-                (1..=request.tried().len().min(len - 1))
-                    .map(|offset| &self.ready[(first + offset) % len])
-                    .find(|loaded| !request.has_tried(loaded.0))
-            };
-            if let Some(chosen) = untried.map(|(loaded, _)| loaded).or_else(next) {
-                best = chosen;
+        let next = || {
+            (1..=request.tried().len().min(len - 1))
+                .map(|offset| &self.ready[(first + offset) % len])
+                .find(|loaded| !request.has_tried(loaded.0))
+        };
+        untried
+            .map(|(loaded, _)| loaded)
+            .or_else(next)
+            .unwrap_or(best)
+    }
+}
+
+impl Picker for LeastRequestPicker {
+    fn pick(&self, request: &PickRequest<'_>) -> Pick {
+        let len = self.ready.len();
+        if len == 0 {
+            return Pick::Queue;
+        }
+        if !request.tried().is_empty() {
+            let chosen = self.pick_retry(request);
+            chosen.1.fetch_add(1, Ordering::Relaxed);
+            return Pick::Ready(chosen.0);
+        }
+        let mut best = &self.ready[self.rng.index(len)];
+        let mut best_load = best.1.load(Ordering::Relaxed);
+        for _ in 1..self.choices {
+            let candidate = &self.ready[self.rng.index(len)];
+            let load = candidate.1.load(Ordering::Relaxed);
+            if load < best_load {
+                best = candidate;
+                best_load = load;
             }
         }
         best.1.fetch_add(1, Ordering::Relaxed);

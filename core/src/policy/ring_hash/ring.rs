@@ -184,10 +184,27 @@ impl Picker for RingHashPicker {
         if first == len {
             first = 0;
         }
+        if request.tried().is_empty() {
+            self.walk::<false>(request, first, random)
+        } else {
+            self.walk::<true>(request, first, random)
+        }
+    }
+}
+
+impl RingHashPicker {
+    /// Walks the ring from entry `first`. A `RETRY` walks on past READY endpoints its call
+    /// already tried; the first of them is where it goes if the walk finds no other (rather
+    /// than waiting). (A parameter of the type, so a first attempt's walk checks nothing.)
+    fn walk<const RETRY: bool>(
+        &self,
+        request: &PickRequest<'_>,
+        first: usize,
+        random: bool,
+    ) -> Pick {
+        let len = self.ring.len();
         let mut flagged = false;
-        // A retry walks on past READY endpoints its call already tried; the first of them is
-        // where it goes if the walk finds no other (rather than waiting).
-        let retry = !request.tried().is_empty();
+        let retry = RETRY;
         let mut tried = None;
         let queue = |tried: Option<SubchannelId>| tried.map_or(Pick::Queue, Pick::Ready);
         for i in 0..len {
