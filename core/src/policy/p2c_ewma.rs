@@ -274,7 +274,6 @@ impl EwmaPicker {
     /// For a retry: of the two drawn (`a` and `b`), the one its call has not tried; if it tried
     /// both, the next untried endpoint after `a`, looking at most as far as it tried, so the
     /// work stays bounded whatever the list's length.
-    #[cold]
     fn untried(&self, request: &PickRequest<'_>, a: usize, b: usize) -> Option<usize> {
         let tried = |i: usize| request.has_tried(self.ready[i].0);
         let len = self.ready.len();
@@ -301,11 +300,9 @@ impl Picker for EwmaPicker {
                 if b >= a {
                     b += 1;
                 }
-                let retry = if request.tried().is_empty() {
-                    None
-                } else {
-                    self.untried(request, a, b)
-                };
+                let retry = (!request.tried().is_empty())
+                    .then(|| self.untried(request, a, b))
+                    .flatten();
                 let (first, second) = (&self.ready[a], &self.ready[b]);
                 if let Some(untried) = retry {
                     &self.ready[untried]
