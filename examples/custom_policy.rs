@@ -1,27 +1,27 @@
-//! A load-balancing policy of your own, written outside croupier against its public `Policy`
-//! trait, and plugged into a tokio channel.
+//! A load-balancing policy of your own, written outside croupier as a `Spread` over its public
+//! `EndpointPolicy`, and plugged into a tokio channel.
 //!
 //! ```text
 //! cargo run --example custom_policy
 //! ```
 //!
 //! The policy, `zone_affinity`, prefers endpoints whose `zone` label matches the client's own
-//! zone and round-robins over them; when none of them is READY it round-robins over all. Three
-//! echo servers run on 127.0.0.1 (two in zone `a`, one in zone `b`); a client in zone `a` makes
-//! ten calls (they alternate between the two zone-`a` servers); then zone `a` goes down and the
-//! next calls fall back to zone `b`.
+//! zone and round-robins over them; when none of them is READY it round-robins over all.
+//! `EndpointPolicy` does the rest: it connects every endpoint (trying its addresses in turn,
+//! backing off and retrying), knows an endpoint across resolver updates, counts states, fails
+//! calls with the endpoints' errors when none connects, and asks the spread for a picker over
+//! the READY endpoints whenever they change. Three echo servers run on 127.0.0.1 (two in zone
+//! `a`, one in zone `b`); a client in zone `a` makes ten calls (they alternate between the two
+//! zone-`a` servers); then zone `a` goes down and the next calls fall back to zone `b`.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use croupier::policy::pick_first::{PickFirstList, DEFAULT_HAPPY_EYEBALLS_DELAY};
-use croupier::policy::SlotController;
+use croupier::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, Spread};
 use croupier::{
-    Address, ConnectivityState, Controller, Endpoint, FailPicker, Picker, Policy, PolicyBuilder,
-    PolicyConfig, QueuePicker, ResolverError, RoundRobinPicker, Status, SubchannelId,
-    SubchannelUpdate, TimerToken,
+    Address, ConnectivityState, Controller, Endpoint, Picker, Policy, PolicyBuilder, PolicyConfig,
+    RoundRobinPicker, SubchannelId,
 };
 use croupier_echo::{tokio_io::echo, EchoServer};
 use croupier_tokio::{Channel, PickOptions, SharedStream, StaticResolver};
@@ -38,157 +38,48 @@ impl PolicyBuilder for ZoneAffinity {
     }
 
     fn build(&self) -> Box<dyn Policy> {
-        Box::new(ZoneAffinityPolicy {
-            zone: self.zone.clone(),
-            backends: BTreeMap::new(),
-            next_tag: 0,
-        })
+        Box::new(EndpointPolicy::new(self.clone()))
     }
 }
 
-/// One endpoint: whether it is in our zone, and the list that keeps it connected (croupier's
-/// pick_first engine: it tries the endpoint's addresses in turn, backs off, and retries).
-#[derive(Debug)]
-struct Backend {
-    addresses: Vec<Address>,
-    local: bool,
-    list: PickFirstList,
-}
-
-#[derive(Debug)]
-struct ZoneAffinityPolicy {
-    zone: String,
-    /// Backends by slot: each list works through a `SlotController` of it, so timers find it.
-    backends: BTreeMap<u32, Backend>,
-    next_tag: u32,
-}
-
-impl ZoneAffinityPolicy {
-    /// Publishes the state and a picker over the READY local backends, or else over every READY
-    /// backend.
-    fn publish(&self, ctl: &mut dyn Controller) {
-        let ready = |local_only: bool| -> Vec<SubchannelId> {
-            self.backends
-                .values()
-                .filter(|b| b.local || !local_only)
-                .filter(|b| b.list.state() == ConnectivityState::Ready)
-                .filter_map(|b| b.list.ready_subchannel())
-                .collect()
-        };
-        let mut chosen = ready(true);
-        if chosen.is_empty() {
-            chosen = ready(false);
-        }
-        let any = |state| self.backends.values().any(|b| b.list.state() == state);
-        let (state, picker): (ConnectivityState, Arc<dyn Picker>) = if !chosen.is_empty() {
-            let start = ctl.rng().index(chosen.len());
-            let picker = RoundRobinPicker::new(chosen, start);
-            (ConnectivityState::Ready, Arc::new(picker))
-        } else if any(ConnectivityState::Connecting) {
-            (ConnectivityState::Connecting, Arc::new(QueuePicker))
-        } else {
-            let errors: Vec<String> = self
-                .backends
-                .values()
-                .map(|b| b.list.failure_message())
-                .collect();
-            let status = Status::unavailable(if errors.is_empty() {
-                "zone_affinity: the resolver returned no endpoints".to_owned()
-            } else {
-                format!("zone_affinity: {}", errors.join("; "))
-            });
-            (
-                ConnectivityState::TransientFailure,
-                Arc::new(FailPicker::new(status)),
-            )
-        };
-        ctl.publish(state, picker);
+impl ZoneAffinity {
+    /// Whether `endpoint` is in our zone.
+    fn is_local(&self, endpoint: &Endpoint) -> bool {
+        endpoint.attributes().label("zone") == Some(self.zone.as_str())
     }
 }
 
-impl Policy for ZoneAffinityPolicy {
-    fn resolver_update(&mut self, endpoints: &[Endpoint], ctl: &mut dyn Controller) {
-        // Drop the backends that are gone; keep (and re-label) the others; add the new ones.
-        let listed = |b: &Backend| endpoints.iter().any(|e| e.addresses() == b.addresses);
-        let gone: Vec<u32> = self
-            .backends
-            .iter()
-            .filter(|(_, b)| !listed(b))
-            .map(|(tag, _)| *tag)
-            .collect();
-        for tag in gone {
-            if let Some(mut backend) = self.backends.remove(&tag) {
-                backend.list.shutdown(&mut SlotController::new(ctl, tag));
-            }
-        }
-        for endpoint in endpoints {
-            let local = endpoint.attributes().label("zone") == Some(self.zone.as_str());
-            let known = self
-                .backends
-                .values_mut()
-                .find(|b| b.addresses == endpoint.addresses());
-            if let Some(backend) = known {
-                backend.local = local;
-                continue;
-            }
-            let tag = self.next_tag;
-            self.next_tag += 1;
-            let mut list = PickFirstList::new(DEFAULT_HAPPY_EYEBALLS_DELAY);
-            let slot = &mut SlotController::new(ctl, tag);
-            list.set_addresses(endpoint.addresses().to_vec(), slot); // starts connecting
-            let addresses = endpoint.addresses().to_vec();
-            let backend = Backend {
-                addresses,
-                local,
-                list,
-            };
-            self.backends.insert(tag, backend);
-        }
-        self.publish(ctl);
+impl Spread for ZoneAffinity {
+    /// Kept beside each endpoint: whether it is in our zone.
+    type Endpoint = bool;
+
+    fn add_endpoint(&mut self, _: EndpointKey, endpoint: &Endpoint) -> bool {
+        self.is_local(endpoint)
     }
 
-    fn resolver_error(&mut self, error: &ResolverError, ctl: &mut dyn Controller) {
-        if self.backends.is_empty() {
-            let picker = FailPicker::new(Status::unavailable(error.to_string()));
-            ctl.publish(ConnectivityState::TransientFailure, Arc::new(picker));
-        }
+    fn update_endpoint(&mut self, _: EndpointKey, local: &mut bool, endpoint: &Endpoint) -> bool {
+        let was = std::mem::replace(local, self.is_local(endpoint));
+        was != *local // a READY endpoint that changed zone changes the picker
     }
 
-    fn subchannel_update(
+    /// Round robin over the READY local endpoints, or else over every READY endpoint.
+    fn picker(
         &mut self,
-        subchannel: SubchannelId,
-        update: &SubchannelUpdate,
+        ready: &ReadyEndpoints<'_, bool>,
         ctl: &mut dyn Controller,
-    ) {
-        // A list ignores subchannels that are not its own, so offering the update to each is
-        // enough with a handful of backends.
-        for (tag, backend) in &mut self.backends {
-            let slot = &mut SlotController::new(ctl, *tag);
-            if backend.list.subchannel_update(subchannel, update, slot)
-                && backend.list.state() == ConnectivityState::Idle
-            {
-                backend.list.exit_idle(slot); // a lost connection: reconnect at once
-            }
-        }
-        self.publish(ctl);
-    }
-
-    fn wants_call_outcomes(&self) -> bool {
-        false // it never looks at how calls ended, so the channel need not report them
-    }
-
-    fn timer(&mut self, token: TimerToken, ctl: &mut dyn Controller) {
-        let Some((tag, token)) = token.split() else {
-            return;
+    ) -> Arc<dyn Picker> {
+        let local: Vec<SubchannelId> = ready
+            .iter()
+            .filter(|endpoint| *endpoint.kept)
+            .map(|endpoint| endpoint.subchannel)
+            .collect();
+        let chosen = if local.is_empty() {
+            ready.subchannels().collect()
+        } else {
+            local
         };
-        if let Some(backend) = self.backends.get_mut(&tag) {
-            if backend
-                .list
-                .on_timer(token, &mut SlotController::new(ctl, tag))
-            {
-                self.publish(ctl);
-            }
-        }
+        let start = ctl.rng().index(chosen.len());
+        Arc::new(RoundRobinPicker::new(chosen, start))
     }
 }
 

@@ -136,6 +136,10 @@
 //!   config).
 //! - **[`Controller`]**: the balancer as a policy sees it (grpc-go's `balancer.ClientConn`):
 //!   create, connect and remove subchannels, set timers, publish a picker, ask to re-resolve.
+//! - **[`EndpointPolicy`](policy::endpoints::EndpointPolicy)** and
+//!   **[`Spread`](policy::endpoints::Spread)**: the layer under every policy that connects each
+//!   endpoint (grpc-go's `endpointsharding`), and the one thing such a policy adds to it: how the
+//!   READY endpoints share the calls.
 //! - **[`Picker`]**: the policy's immutable snapshot for calls; each call's pick ([`Pick`])
 //!   names a READY subchannel, or says to queue, fail or drop the call.
 //!

@@ -64,9 +64,18 @@ fn picks_from_every_built_in_picker_allocate_nothing() {
         // READY: the single or round-robin picker.
         let picker = h.picker();
         let request = PickRequest::new().with_hash(7);
+        // A retry names what its earlier attempts used; passing over them allocates nothing.
+        let tried: Vec<_> = (0..3)
+            .filter_map(|_| match picker.pick(&request) {
+                Pick::Ready(id) => Some(id),
+                _ => None,
+            })
+            .collect();
+        let retry = request.with_tried(&tried);
         let count = allocations_during(|| {
             for _ in 0..10_000 {
                 assert!(matches!(picker.pick(&request), Pick::Ready(_)));
+                assert!(matches!(picker.pick(&retry), Pick::Ready(_)));
             }
         });
         assert_eq!(count, 0, "READY picks allocated");
@@ -137,7 +146,18 @@ fn ring_hash_picks_allocate_nothing() {
         PickRequest::new().with_headers(&two),
         PickRequest::new(), // a random hash
     ];
+    let tried: Vec<_> = requests
+        .iter()
+        .filter_map(|request| match picker.pick(request) {
+            Pick::Ready(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    let retry = requests[0].with_tried(&tried);
     let count = allocations_during(|| {
+        for _ in 0..1_000 {
+            assert!(matches!(picker.pick(&retry), Pick::Ready(_)));
+        }
         for i in 0..10_000 {
             let request = &requests[i % requests.len()];
             assert!(matches!(picker.pick(request), Pick::Ready(_)));

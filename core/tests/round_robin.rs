@@ -183,6 +183,35 @@ fn an_update_keeps_existing_endpoints_adds_new_ones_and_removes_gone_ones() {
 }
 
 #[test]
+fn a_reordered_update_with_replacements_keeps_every_endpoint_still_listed() {
+    let mut h = ready_harness(&[1, 2, 3, 4, 5, 6]);
+    let before = h.lb.subchannels();
+    // Reversed, 2 and 5 replaced by 7 and 8, and 3 listed twice: the new ones sit where the
+    // old ones were, out of the order their slots were filled in.
+    let seen = h.resolve(update(&[6, 8, 4, 3, 7, 1, 3]));
+    assert_eq!(connects(&seen), vec![addr(8), addr(7)]);
+    let removed: Vec<_> = seen
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Shutdown(id) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    let id_of = |port| before.iter().find(|s| s.address == addr(port)).unwrap().id;
+    assert_eq!(removed, vec![id_of(2), id_of(5)]);
+    for port in [1, 3, 4, 6] {
+        assert_eq!(
+            h.lb.subchannel_state(id_of(port)),
+            Some(ConnectivityState::Ready)
+        );
+    }
+    // Back to the first order: the new ones are found in the slots of the old ones.
+    let seen = h.resolve(update(&[1, 7, 3, 4, 8, 6]));
+    assert!(connects(&seen).is_empty());
+    assert!(!seen.iter().any(|s| matches!(s, Seen::Shutdown(_))));
+}
+
+#[test]
 fn an_endpoint_with_two_addresses_uses_the_first_that_answers() {
     let mut h = harness(1);
     let endpoint = Endpoint::with_addresses([addr(1), addr(2)]);

@@ -39,6 +39,7 @@ use crate::subchannel::SubchannelId;
 
 mod child;
 mod children;
+pub mod endpoints;
 pub mod least_request;
 pub mod outlier_detection;
 pub mod p2c_ewma;

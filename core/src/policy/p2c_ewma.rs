@@ -9,20 +9,26 @@
 //! decays toward zero over the same window, so an endpoint that was avoided for being slow is
 //! tried again, and keeps its calls if it has recovered.
 //!
+//! A retry ([`PickRequest::tried`]) takes whichever of the two its call has not tried; if it
+//! tried both, the next untried endpoint after the first (looking no further than it tried).
+//!
 //! All of this runs on the core's clock: outcomes update estimates at the time they are reported,
 //! and a timer decays them every `decay / 8` (at most once a second) while calls are ending. An
 //! endpoint starts at `default_rtt` (30 ms). Picks read two atomics per candidate and add one;
-//! they take no lock and allocate nothing. Endpoints are connected and aggregated exactly as
-//! round_robin does.
+//! they take no lock and allocate nothing. Endpoints are connected and aggregated by
+//! [`EndpointPolicy`], as for round_robin.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::address::Endpoint;
 use crate::call::CallOutcome;
 use crate::picker::{Pick, PickRequest, Picker};
-use crate::policy::round_robin::{RoundRobin, Spread};
-use crate::policy::{parse_millis, Policy, PolicyBuilder, PolicyConfig, PolicyParamError};
+use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, Spread};
+use crate::policy::{
+    parse_millis, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError,
+};
 use crate::rng::AtomicRng;
 use crate::subchannel::{IdMap, SubchannelId};
 
@@ -66,8 +72,7 @@ impl PolicyBuilder for PeakEwmaConfig {
     }
 
     fn build(&self) -> Box<dyn Policy> {
-        let ewma = Ewma::new(self.clone());
-        Box::new(RoundRobin::with_spread(Spread::PeakEwma(Box::new(ewma))))
+        Box::new(EndpointPolicy::new(Ewma::new(self.clone())))
     }
 
     /// Takes `decay_ms` and `default_rtt_ms`.
@@ -125,8 +130,7 @@ struct Tracked {
     updated: Instant,
 }
 
-/// What p2c_ewma keeps beside round_robin's endpoint handling: settings and a meter per READY
-/// subchannel (kept across pickers).
+/// p2c_ewma's spread: settings and a meter per READY subchannel (kept across pickers).
 #[derive(Debug)]
 pub(crate) struct Ewma {
     config: PeakEwmaConfig,
@@ -149,22 +153,12 @@ impl Ewma {
     }
 
     /// How often estimates decay while calls flow.
-    pub(crate) fn period(&self) -> Duration {
+    fn period(&self) -> Duration {
         (self.config.decay / 8).clamp(Duration::from_millis(1), Duration::from_secs(1))
     }
 
-    /// Whether calls ended since the last tick (so estimates should keep decaying).
-    pub(crate) fn ticking(&self) -> bool {
-        self.traffic
-    }
-
     /// A call on `subchannel` ended: one fewer in flight, and its latency enters the estimate.
-    pub(crate) fn call_finished(
-        &mut self,
-        subchannel: SubchannelId,
-        outcome: &CallOutcome,
-        now: Instant,
-    ) {
+    fn record(&mut self, subchannel: SubchannelId, outcome: &CallOutcome, now: Instant) {
         let decay = self.decay_nanos();
         let Some(tracked) = self.meters.get_mut(&subchannel) else {
             return;
@@ -191,7 +185,7 @@ impl Ewma {
     }
 
     /// The decay tick: every estimate moves toward zero by the time since its last update.
-    pub(crate) fn tick(&mut self, now: Instant) {
+    fn decay(&mut self, now: Instant) {
         let decay = self.decay_nanos();
         for tracked in self.meters.values_mut() {
             let elapsed = now.saturating_duration_since(tracked.updated).as_nanos() as f64;
@@ -207,7 +201,7 @@ impl Ewma {
     }
 
     /// The picker over `ready`; meters of subchannels no longer READY are dropped.
-    pub(crate) fn picker(&mut self, ready: &[SubchannelId], now: Instant, seed: u64) -> EwmaPicker {
+    fn metered_picker(&mut self, ready: &[SubchannelId], now: Instant, seed: u64) -> EwmaPicker {
         let live: crate::hasher::FastSet<SubchannelId> = ready.iter().copied().collect();
         self.meters.retain(|id, _| live.contains(id));
         let default = self.config.default_rtt.as_nanos() as f64;
@@ -228,6 +222,47 @@ impl Ewma {
     }
 }
 
+impl Spread for Ewma {
+    type Endpoint = ();
+
+    fn add_endpoint(&mut self, _: EndpointKey, _: &Endpoint) {}
+
+    fn picker(
+        &mut self,
+        ready: &ReadyEndpoints<'_, ()>,
+        ctl: &mut dyn Controller,
+    ) -> Arc<dyn Picker> {
+        let seed = ctl.rng().next_u64();
+        let ready: Vec<SubchannelId> = ready.subchannels().collect();
+        Arc::new(self.metered_picker(&ready, ctl.now(), seed))
+    }
+
+    fn wants_call_outcomes(&self) -> bool {
+        true
+    }
+
+    fn call_finished(
+        &mut self,
+        subchannel: SubchannelId,
+        _: Option<(EndpointKey, &mut ())>,
+        outcome: &CallOutcome,
+        now: Instant,
+    ) -> bool {
+        self.record(subchannel, outcome, now);
+        true
+    }
+
+    /// While calls end (since the last tick), estimates keep decaying.
+    fn tick_period(&self, _: Instant) -> Option<Duration> {
+        self.traffic.then(|| self.period())
+    }
+
+    fn tick(&mut self, _: Option<&ReadyEndpoints<'_, ()>>, now: Instant) -> bool {
+        self.decay(now);
+        false
+    }
+}
+
 /// Picks the cheaper of two distinct random READY subchannels.
 #[derive(Debug)]
 pub(crate) struct EwmaPicker {
@@ -235,8 +270,26 @@ pub(crate) struct EwmaPicker {
     rng: AtomicRng,
 }
 
+impl EwmaPicker {
+    /// For a retry: of the two drawn (`a` and `b`), the one its call has not tried; if it tried
+    /// both, the next untried endpoint after `a`, looking at most as far as it tried, so the
+    /// work stays bounded whatever the list's length.
+    fn untried(&self, request: &PickRequest<'_>, a: usize, b: usize) -> Option<usize> {
+        let tried = |i: usize| request.has_tried(self.ready[i].0);
+        let len = self.ready.len();
+        match (tried(a), tried(b)) {
+            (false, false) => None,
+            (true, false) => Some(b),
+            (false, true) => Some(a),
+            (true, true) => (1..=request.tried().len().min(len - 1))
+                .map(|offset| (a + offset) % len)
+                .find(|&i| !tried(i)),
+        }
+    }
+}
+
 impl Picker for EwmaPicker {
-    fn pick(&self, _: &PickRequest<'_>) -> Pick {
+    fn pick(&self, request: &PickRequest<'_>) -> Pick {
         let len = self.ready.len();
         let chosen = match len {
             0 => return Pick::Queue,
@@ -247,8 +300,13 @@ impl Picker for EwmaPicker {
                 if b >= a {
                     b += 1;
                 }
+                let retry = (!request.tried().is_empty())
+                    .then(|| self.untried(request, a, b))
+                    .flatten();
                 let (first, second) = (&self.ready[a], &self.ready[b]);
-                if second.1.cost() < first.1.cost() {
+                if let Some(untried) = retry {
+                    &self.ready[untried]
+                } else if second.1.cost() < first.1.cost() {
                     second
                 } else {
                     first
@@ -266,7 +324,7 @@ mod tests {
 
     fn ewma_with(ids: &[SubchannelId], now: Instant) -> (Ewma, EwmaPicker) {
         let mut ewma = Ewma::new(PeakEwmaConfig::default());
-        let picker = ewma.picker(ids, now, 7);
+        let picker = ewma.metered_picker(ids, now, 7);
         (ewma, picker)
     }
 
@@ -280,11 +338,11 @@ mod tests {
         let id = SubchannelId::from_u64(1);
         let (mut ewma, _picker) = ewma_with(&[id], t0);
         assert_eq!(estimate_ms(&ewma, id), 30.0);
-        ewma.call_finished(id, &CallOutcome::ok(Duration::from_millis(100)), t0);
+        ewma.record(id, &CallOutcome::ok(Duration::from_millis(100)), t0);
         assert_eq!(estimate_ms(&ewma, id), 100.0);
         // One second later a 10 ms call: the estimate keeps e^-0.1 of its old value.
         let t1 = t0 + Duration::from_secs(1);
-        ewma.call_finished(id, &CallOutcome::ok(Duration::from_millis(10)), t1);
+        ewma.record(id, &CallOutcome::ok(Duration::from_millis(10)), t1);
         let kept = (-0.1_f64).exp();
         assert!((estimate_ms(&ewma, id) - (100.0 * kept + 10.0 * (1.0 - kept))).abs() < 1e-6);
     }
@@ -294,7 +352,7 @@ mod tests {
         let t0 = Instant::now();
         let id = SubchannelId::from_u64(1);
         let (mut ewma, _picker) = ewma_with(&[id], t0);
-        ewma.tick(t0 + Duration::from_secs(10));
+        ewma.decay(t0 + Duration::from_secs(10));
         assert!((estimate_ms(&ewma, id) - 30.0 / std::f64::consts::E).abs() < 1e-6);
     }
 
@@ -303,7 +361,7 @@ mod tests {
         let t0 = Instant::now();
         let (fast, slow) = (SubchannelId::from_u64(1), SubchannelId::from_u64(2));
         let (mut ewma, picker) = ewma_with(&[fast, slow], t0);
-        ewma.call_finished(slow, &CallOutcome::ok(Duration::from_millis(500)), t0);
+        ewma.record(slow, &CallOutcome::ok(Duration::from_millis(500)), t0);
         // Two endpoints: both are always drawn, so the cheaper always wins until the fast one's
         // calls in flight make it dearer: 30 ms x (k + 1) > 500 ms from k = 16 on.
         for expected_in_flight in 1..=16 {
@@ -314,5 +372,34 @@ mod tests {
             );
         }
         assert_eq!(picker.pick(&PickRequest::new()), Pick::Ready(slow));
+    }
+
+    #[test]
+    fn a_retry_prefers_an_endpoint_its_call_has_not_tried() {
+        let t0 = Instant::now();
+        let ids: Vec<SubchannelId> = (1..=8).map(SubchannelId::from_u64).collect();
+        let (mut ewma, picker) = ewma_with(&ids, t0);
+        // The first is by far the cheapest, and already tried: the retry goes elsewhere.
+        for &id in &ids[1..] {
+            ewma.record(id, &CallOutcome::ok(Duration::from_millis(500)), t0);
+        }
+        let tried = [ids[0]];
+        for _ in 0..50 {
+            let pick = picker.pick(&PickRequest::new().with_tried(&tried));
+            assert!(matches!(pick, Pick::Ready(id) if id != ids[0]), "{pick:?}");
+        }
+        // Seven of eight tried: the one left is found whatever the draws.
+        let seven = &ids[..7];
+        for _ in 0..50 {
+            assert_eq!(
+                picker.pick(&PickRequest::new().with_tried(seven)),
+                Pick::Ready(ids[7])
+            );
+        }
+        // All tried: the cheaper of the two drawn, as for a first attempt.
+        assert!(matches!(
+            picker.pick(&PickRequest::new().with_tried(&ids)),
+            Pick::Ready(_)
+        ));
     }
 }

@@ -225,6 +225,16 @@ impl PickFirstList {
         self.addresses().eq(addresses)
     }
 
+    /// Gives a list never given addresses its (deduplicated) `addresses` and leaves it IDLE: it
+    /// connects at the first [`PickFirstList::exit_idle`] (ring_hash's endpoints connect when a
+    /// pick needs them). A list that has addresses is left as it is.
+    pub(crate) fn hold_addresses(&mut self, addresses: &[Address]) {
+        if self.fresh && self.entries.is_empty() && !addresses.is_empty() {
+            self.entries = entries_for(addresses);
+            self.fresh = false;
+        }
+    }
+
     /// [`PickFirstList::set_addresses`] from a borrowed list (what round_robin's children use:
     /// no list is copied unless it repeats an address).
     pub(crate) fn set_address_slice(

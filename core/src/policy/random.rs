@@ -1,11 +1,14 @@
 //! random: every call goes to a READY endpoint drawn uniformly at random.
 //!
-//! Endpoints are connected and aggregated exactly as round_robin does; only the picker differs.
-//! Its draws come from a lock-free generator seeded from the balancer's seed.
+//! Endpoints are connected and aggregated by [`EndpointPolicy`], as for round_robin; only the
+//! picker differs. Its draws come from a lock-free generator seeded from the balancer's seed.
 
+use std::sync::Arc;
+
+use crate::address::Endpoint;
 use crate::picker::{Pick, PickRequest, Picker};
-use crate::policy::round_robin::{RoundRobin, Spread};
-use crate::policy::{Policy, PolicyBuilder};
+use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, Spread};
+use crate::policy::{Controller, Policy, PolicyBuilder};
 use crate::rng::AtomicRng;
 use crate::subchannel::SubchannelId;
 
@@ -20,7 +23,26 @@ impl PolicyBuilder for RandomConfig {
     }
 
     fn build(&self) -> Box<dyn Policy> {
-        Box::new(RoundRobin::with_spread(Spread::Random))
+        Box::new(EndpointPolicy::new(Random))
+    }
+}
+
+/// random's spread.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Random;
+
+impl Spread for Random {
+    type Endpoint = ();
+
+    fn add_endpoint(&mut self, _: EndpointKey, _: &Endpoint) {}
+
+    fn picker(
+        &mut self,
+        ready: &ReadyEndpoints<'_, ()>,
+        ctl: &mut dyn Controller,
+    ) -> Arc<dyn Picker> {
+        let ready: Vec<SubchannelId> = ready.subchannels().collect();
+        Arc::new(RandomPicker::new(ready, ctl.rng().next_u64()))
     }
 }
 

@@ -23,8 +23,8 @@
 //! is taken when `(w_i * g + 32767 * i) mod 65535 >= 65535 - w_i`, that is on `w_i` of every
 //! 65,535 visits, evenly spread. The heaviest endpoint is taken on every visit, so a pick tries
 //! at most as many entries as there are endpoints; with the clamp it averages at most ten tries,
-//! each one relaxed atomic add. Endpoints are connected and aggregated exactly as round_robin
-//! does.
+//! each one relaxed atomic add. Endpoints are connected and aggregated by [`EndpointPolicy`],
+//! as for round_robin.
 //!
 //! With `enable_oob_load_report`, weights come from out-of-band reports instead (ORCA's stream
 //! per backend, gRFC A51, which the adapter opens and passes on with
@@ -32,16 +32,17 @@
 //! on calls are ignored, as A58 says; the weight math, blackout and expiry are the same.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::address::Endpoint;
 use crate::call::{CallOutcome, LoadReport};
 use crate::hasher::FastMap;
 use crate::picker::{fast_quotient, fast_remainder, Pick, PickRequest, Picker};
-use crate::policy::round_robin::{RoundRobin, Spread};
+use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, Spread};
 use crate::policy::{
-    parse_bool, parse_millis, Policy, PolicyBuilder, PolicyConfig, PolicyParamError,
+    parse_bool, parse_millis, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError,
 };
-use crate::slab::SlabKey;
 use crate::subchannel::SubchannelId;
 
 /// The shortest weight update period (A58): shorter settings are raised to it.
@@ -138,8 +139,7 @@ impl PolicyBuilder for WeightedRoundRobinConfig {
     }
 
     fn build(&self) -> Box<dyn Policy> {
-        let weights = Weights::new(self.clone());
-        Box::new(RoundRobin::with_spread(Spread::Weighted(Box::new(weights))))
+        Box::new(EndpointPolicy::new(Weights::new(self.clone())))
     }
 
     /// Takes `blackout_period_ms`, `weight_expiration_period_ms`, `weight_update_period_ms`,
@@ -241,18 +241,26 @@ impl Reported {
     }
 }
 
-/// What weighted_round_robin keeps beside round_robin's endpoint handling: settings, reported
-/// weights by endpoint key, and the scaled weights last published.
+/// weighted_round_robin's spread: settings, reported weights by endpoint, and the scaled
+/// weights last published. Beside each endpoint it keeps the static weight the resolver gave.
 #[derive(Debug)]
 pub(crate) struct Weights {
     config: WeightedRoundRobinConfig,
-    reported: FastMap<SlabKey, Reported>,
+    reported: FastMap<EndpointKey, Reported>,
     /// The scaled weights in the current picker, in its order; empty for plain round robin.
     published: Vec<u16>,
 }
 
 /// A READY endpoint as the picker is built from it: its key, subchannel and static weight.
-pub(crate) type WeightedEntry = (SlabKey, SubchannelId, u32);
+type WeightedEntry = (EndpointKey, SubchannelId, u32);
+
+/// The READY endpoints as the picker is built from them.
+fn entries(ready: &ReadyEndpoints<'_, u32>) -> Vec<WeightedEntry> {
+    ready
+        .iter()
+        .map(|endpoint| (endpoint.key, endpoint.subchannel, *endpoint.kept))
+        .collect()
+}
 
 impl Weights {
     fn new(config: WeightedRoundRobinConfig) -> Self {
@@ -263,20 +271,10 @@ impl Weights {
         }
     }
 
-    /// How often the weights are recomputed while reports are live.
-    pub(crate) fn period(&self) -> Duration {
-        self.config.update_period()
-    }
-
     /// A call to endpoint `key` ended, perhaps with a load report. Returns whether it recorded a
     /// weight (only then can the weights start changing with time). Ignored when weights come
     /// from out-of-band reports.
-    pub(crate) fn call_finished(
-        &mut self,
-        key: SlabKey,
-        outcome: &CallOutcome,
-        now: Instant,
-    ) -> bool {
+    fn in_band(&mut self, key: EndpointKey, outcome: &CallOutcome, now: Instant) -> bool {
         !self.config.enable_oob_load_report
             && outcome
                 .load
@@ -286,11 +284,11 @@ impl Weights {
 
     /// Endpoint `key`'s backend sent an out-of-band load report. Returns whether it recorded a
     /// weight; ignored unless weights come from out-of-band reports.
-    pub(crate) fn out_of_band(&mut self, key: SlabKey, report: &LoadReport, now: Instant) -> bool {
+    fn out_of_band(&mut self, key: EndpointKey, report: &LoadReport, now: Instant) -> bool {
         self.config.enable_oob_load_report && self.report(key, report, now)
     }
 
-    fn report(&mut self, key: SlabKey, report: &LoadReport, now: Instant) -> bool {
+    fn report(&mut self, key: EndpointKey, report: &LoadReport, now: Instant) -> bool {
         let weight = report.weight(self.config.error_utilization_penalty);
         if weight > 0.0 {
             self.reported.entry(key).or_default().update(weight, now);
@@ -298,20 +296,8 @@ impl Weights {
         weight > 0.0
     }
 
-    /// Endpoint `key` became READY (again): its blackout starts over.
-    pub(crate) fn ready_again(&mut self, key: SlabKey) {
-        if let Some(reported) = self.reported.get_mut(&key) {
-            reported.non_empty_since = None;
-        }
-    }
-
-    /// Endpoint `key` is gone.
-    pub(crate) fn remove(&mut self, key: SlabKey) {
-        self.reported.remove(&key);
-    }
-
     /// Whether any reported weight may still change with time alone.
-    pub(crate) fn ticking(&self, now: Instant) -> bool {
+    fn ticking(&self, now: Instant) -> bool {
         self.reported
             .values()
             .any(|reported| reported.ticking(now, &self.config))
@@ -337,12 +323,12 @@ impl Weights {
     }
 
     /// Whether the weights for `ready` at `now` differ from the published ones.
-    pub(crate) fn changed(&mut self, ready: &[WeightedEntry], now: Instant) -> bool {
+    fn changed(&mut self, ready: &[WeightedEntry], now: Instant) -> bool {
         self.scaled(ready, now) != self.published
     }
 
     /// The picker for `ready` at `now`, its counter starting at `start`.
-    pub(crate) fn picker(
+    fn weighted_picker(
         &mut self,
         ready: &[WeightedEntry],
         now: Instant,
@@ -359,6 +345,77 @@ impl Weights {
                 .collect()
         };
         WeightedPicker::new(entries, start)
+    }
+}
+
+impl Spread for Weights {
+    type Endpoint = u32;
+
+    fn add_endpoint(&mut self, _: EndpointKey, endpoint: &Endpoint) -> u32 {
+        endpoint.attributes().weight()
+    }
+
+    fn update_endpoint(&mut self, _: EndpointKey, weight: &mut u32, endpoint: &Endpoint) -> bool {
+        let listed = endpoint.attributes().weight();
+        let changed = *weight != listed;
+        *weight = listed;
+        changed
+    }
+
+    /// An endpoint READY again starts its blackout over.
+    fn ready_changed(&mut self, key: EndpointKey, _: &mut u32, ready: Option<SubchannelId>) {
+        if ready.is_some() {
+            if let Some(reported) = self.reported.get_mut(&key) {
+                reported.non_empty_since = None;
+            }
+        }
+    }
+
+    fn remove_endpoint(&mut self, key: EndpointKey, _: u32) {
+        self.reported.remove(&key);
+    }
+
+    fn picker(
+        &mut self,
+        ready: &ReadyEndpoints<'_, u32>,
+        ctl: &mut dyn Controller,
+    ) -> Arc<dyn Picker> {
+        let entries = entries(ready);
+        let start = ctl.rng().next_u64() as u32;
+        Arc::new(self.weighted_picker(&entries, ctl.now(), start))
+    }
+
+    fn wants_call_outcomes(&self) -> bool {
+        true
+    }
+
+    fn call_finished(
+        &mut self,
+        _: SubchannelId,
+        endpoint: Option<(EndpointKey, &mut u32)>,
+        outcome: &CallOutcome,
+        now: Instant,
+    ) -> bool {
+        endpoint.is_some_and(|(key, _)| self.in_band(key, outcome, now))
+    }
+
+    fn load_report(
+        &mut self,
+        _: SubchannelId,
+        endpoint: Option<(EndpointKey, &mut u32)>,
+        report: &LoadReport,
+        now: Instant,
+    ) -> bool {
+        endpoint.is_some_and(|(key, _)| self.out_of_band(key, report, now))
+    }
+
+    /// While reported weights may change with time alone, they are recomputed every period.
+    fn tick_period(&self, now: Instant) -> Option<Duration> {
+        self.ticking(now).then(|| self.config.update_period())
+    }
+
+    fn tick(&mut self, ready: Option<&ReadyEndpoints<'_, u32>>, now: Instant) -> bool {
+        ready.is_some_and(|ready| self.changed(&entries(ready), now))
     }
 }
 

@@ -184,35 +184,62 @@ impl Picker for RingHashPicker {
         if first == len {
             first = 0;
         }
+        if request.tried().is_empty() {
+            self.walk::<false>(request, first, random)
+        } else {
+            self.walk::<true>(request, first, random)
+        }
+    }
+}
+
+impl RingHashPicker {
+    /// Walks the ring from entry `first`. A `RETRY` walks on past READY endpoints its call
+    /// already tried; the first of them is where it goes if the walk finds no other (rather
+    /// than waiting). (A parameter of the type, so a first attempt's walk checks nothing.)
+    fn walk<const RETRY: bool>(
+        &self,
+        request: &PickRequest<'_>,
+        first: usize,
+        random: bool,
+    ) -> Pick {
+        let len = self.ring.len();
         let mut flagged = false;
+        let retry = RETRY;
+        let mut tried = None;
+        let queue = |tried: Option<SubchannelId>| tried.map_or(Pick::Queue, Pick::Ready);
         for i in 0..len {
             let entry = self.ring[(first + i) % len];
             let Some(slot) = self.slots.get(entry.slot as usize) else {
                 continue;
             };
             match slot.live.get() {
+                (ConnectivityState::Ready, Some(subchannel))
+                    if retry && request.has_tried(subchannel) =>
+                {
+                    tried = tried.or(Some(subchannel));
+                }
                 (ConnectivityState::Ready, Some(subchannel)) => return Pick::Ready(subchannel),
                 _ if flagged => {}
                 (ConnectivityState::Idle, _) => {
                     slot.live.connect.store(true, Ordering::Relaxed);
                     self.any_flagged.store(true, Ordering::Release);
                     if !random {
-                        return Pick::Queue;
+                        return queue(tried);
                     }
                     // A76: a random hash flags one endpoint, then looks on for a READY one.
                     if !self.any_ready.load(Ordering::Relaxed) {
-                        return Pick::Queue;
+                        return queue(tried);
                     }
                     flagged = true;
                 }
                 (ConnectivityState::Connecting | ConnectivityState::Ready, _) => {
-                    return Pick::Queue
+                    return queue(tried)
                 }
                 (ConnectivityState::TransientFailure | ConnectivityState::Shutdown, _) => {}
             }
         }
-        if flagged {
-            return Pick::Queue;
+        if flagged || tried.is_some() {
+            return queue(tried);
         }
         let slot = self.slots.get(self.ring[first].slot as usize);
         Pick::Fail(
@@ -238,6 +265,53 @@ mod tests {
         let capped = [("a".to_owned(), 1), ("b".to_owned(), 1000)];
         assert!(build_ring(&capped, 1024, 4096).len() <= 4097);
         assert!(build_ring(&[], 1024, 4096).is_empty());
+    }
+
+    /// A picker over endpoints `a`, `b`, `c`, each READY on subchannel 1, 2, 3.
+    fn ready_picker() -> RingHashPicker {
+        let keys = ["a", "b", "c"].map(|key| (key.to_owned(), 1));
+        let slots = (1..=3)
+            .map(|id| {
+                let live = Live::default();
+                live.set(ConnectivityState::Ready, Some(SubchannelId::from_u64(id)));
+                Slot {
+                    live: Arc::new(live),
+                    failure: None,
+                }
+            })
+            .collect();
+        RingHashPicker {
+            ring: Arc::from(build_ring(&keys, 1024, 4096)),
+            slots,
+            header: None,
+            random: AtomicU64::new(1),
+            fallback: Status::unavailable("none"),
+            any_ready: Arc::new(AtomicBool::new(true)),
+            any_flagged: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    #[test]
+    fn a_retry_walks_on_along_the_ring_past_endpoints_it_tried() {
+        let picker = ready_picker();
+        let ids: Vec<SubchannelId> = (1..=3).map(SubchannelId::from_u64).collect();
+        for hash in (0..64u64).map(|i| i.wrapping_mul(u64::MAX / 64)) {
+            let request = PickRequest::new().with_hash(hash);
+            let Pick::Ready(first) = picker.pick(&request) else {
+                panic!("every endpoint is READY");
+            };
+            let once = [first];
+            let Pick::Ready(second) = picker.pick(&request.with_tried(&once)) else {
+                panic!("two more are READY");
+            };
+            assert_ne!(second, first, "hash {hash}");
+            let twice = [first, second];
+            let third = picker.pick(&request.with_tried(&twice));
+            let last = ids.iter().find(|id| !twice.contains(id)).copied();
+            assert_eq!(third, Pick::Ready(last.unwrap()), "hash {hash}");
+            // Every endpoint tried: the hash's own endpoint again, not a failure.
+            assert_eq!(picker.pick(&request.with_tried(&ids)), Pick::Ready(first));
+        }
     }
 
     #[test]
