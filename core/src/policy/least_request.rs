@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::address::Endpoint;
 use crate::call::CallOutcome;
 use crate::hasher::FastSet;
 use crate::picker::{Pick, PickRequest, Picker};
@@ -89,8 +88,6 @@ pub(crate) struct LeastRequest {
 
 impl Spread for LeastRequest {
     type Endpoint = ();
-
-    fn add_endpoint(&mut self, _: EndpointKey, _: &Endpoint) {}
 
     fn picker(
         &mut self,

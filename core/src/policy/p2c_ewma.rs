@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::address::Endpoint;
 use crate::call::CallOutcome;
 use crate::picker::{Pick, PickRequest, Picker};
 use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, Spread};
@@ -224,8 +223,6 @@ impl Ewma {
 
 impl Spread for Ewma {
     type Endpoint = ();
-
-    fn add_endpoint(&mut self, _: EndpointKey, _: &Endpoint) {}
 
     fn picker(
         &mut self,

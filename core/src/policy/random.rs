@@ -5,9 +5,8 @@
 
 use std::sync::Arc;
 
-use crate::address::Endpoint;
 use crate::picker::{Pick, PickRequest, Picker};
-use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, Spread};
+use crate::policy::endpoints::{EndpointPolicy, ReadyEndpoints, Spread};
 use crate::policy::{Controller, Policy, PolicyBuilder};
 use crate::rng::AtomicRng;
 use crate::subchannel::SubchannelId;
@@ -33,8 +32,6 @@ pub struct Random;
 
 impl Spread for Random {
     type Endpoint = ();
-
-    fn add_endpoint(&mut self, _: EndpointKey, _: &Endpoint) {}
 
     fn picker(
         &mut self,

@@ -8,9 +8,8 @@
 
 use std::sync::Arc;
 
-use crate::address::Endpoint;
 use crate::picker::{Picker, RoundRobinPicker};
-use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, Spread};
+use crate::policy::endpoints::{EndpointPolicy, ReadyEndpoints, Spread};
 use crate::policy::{Controller, Policy, PolicyBuilder};
 use crate::subchannel::SubchannelId;
 
@@ -35,8 +34,6 @@ pub struct RoundRobin;
 
 impl Spread for RoundRobin {
     type Endpoint = ();
-
-    fn add_endpoint(&mut self, _: EndpointKey, _: &Endpoint) {}
 
     fn picker(
         &mut self,

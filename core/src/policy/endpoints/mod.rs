@@ -35,16 +35,14 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use croupier::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, Spread};
-//! use croupier::{Controller, Endpoint, Picker, Policy, PolicyBuilder, SinglePicker};
+//! use croupier::policy::endpoints::{EndpointPolicy, ReadyEndpoints, Spread};
+//! use croupier::{Controller, Picker, Policy, PolicyBuilder, SinglePicker};
 //!
 //! #[derive(Debug)]
 //! struct Oldest;
 //!
 //! impl Spread for Oldest {
 //!     type Endpoint = ();
-//!
-//!     fn add_endpoint(&mut self, _: EndpointKey, _: &Endpoint) {}
 //!
 //!     fn picker(&mut self, ready: &ReadyEndpoints<'_, ()>, _: &mut dyn Controller) -> Arc<dyn Picker> {
 //!         let first = ready.subchannels().next().expect("a picker is asked for over READY endpoints");

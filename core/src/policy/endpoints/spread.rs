@@ -32,11 +32,16 @@ pub struct EndpointKey(pub(crate) SlabKey);
 /// Every method but [`Spread::picker`] has a default that does nothing.
 pub trait Spread: Send + fmt::Debug {
     /// What the spread keeps per endpoint (`()` for nothing): a weight, a label read from the
-    /// endpoint's attributes.
-    type Endpoint: Send + fmt::Debug;
+    /// endpoint's attributes. Its `Default` is what [`Spread::add_endpoint`] keeps unless a
+    /// spread says otherwise.
+    type Endpoint: Default + Send + fmt::Debug;
 
-    /// An endpoint is new: the value kept beside it.
-    fn add_endpoint(&mut self, key: EndpointKey, endpoint: &Endpoint) -> Self::Endpoint;
+    /// An endpoint is new: the value kept beside it. The default keeps
+    /// `Self::Endpoint::default()` (nothing, for `()`).
+    fn add_endpoint(&mut self, key: EndpointKey, endpoint: &Endpoint) -> Self::Endpoint {
+        let _ = (key, endpoint);
+        Self::Endpoint::default()
+    }
 
     /// A resolver update listed the endpoint again, perhaps with new attributes. Return `true`
     /// if a picker should show the change (it is rebuilt if the endpoint is READY).
