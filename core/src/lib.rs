@@ -164,9 +164,10 @@
 //!   config that holds only that policy; one that names an unknown policy is an invalid config
 //!   (gRFC A21: the config in use stays, else the default, else calls fail saying why).
 //! - A policy switch waits for the new policy to be READY (or IDLE), or for the old one to leave
-//!   READY, as gRPC's does; a config for the same policy with other settings builds it anew the
-//!   same way (croupier's [`Policy`] trait has no config update), where gRPC hands the running
-//!   policy its new config.
+//!   READY, as gRPC's does. A config for the same policy with other settings goes to the running
+//!   policy ([`Policy::reconfigure`]), as gRPC hands it its new config; a policy that does not
+//!   take new settings in place (the default) is built anew beside it and switched to the same
+//!   graceful way.
 //! - A resolver list longer than [`BalancerConfig::max_endpoints`] (100,000 by default) is refused
 //!   as a resolver error and the last good list kept (gRPC takes any list).
 //! - round_robin and the policies built on it rebuild their picker for a change no call waits for

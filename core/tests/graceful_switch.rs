@@ -246,3 +246,69 @@ fn a_call_waiting_on_the_current_policy_still_gets_its_endpoint_connected() {
         "ring_hash's"
     );
 }
+
+/// A config naming `policy` with `settings` (a JSON object) over `ports`.
+fn with_settings(ports: &[u16], policy: &str, settings: &str) -> ResolverUpdate {
+    let json = format!(r#"{{"loadBalancingConfig": [{{"{policy}": {settings}}}]}}"#);
+    update(ports).with_service_config(ServiceConfigParser::new().parse(&json))
+}
+
+#[test]
+fn new_settings_for_the_running_policy_are_taken_in_place_when_it_can() {
+    let cases = [
+        (
+            "least_request_experimental",
+            r#"{"choiceCount": 2}"#,
+            r#"{"choiceCount": 3}"#,
+        ),
+        (
+            "weighted_round_robin",
+            r#"{"blackoutPeriod": "1s"}"#,
+            r#"{"blackoutPeriod": "2s"}"#,
+        ),
+    ];
+    for (policy, first, second) in cases {
+        let mut h = Harness::new(PolicyConfig::pick_first(), 5);
+        h.resolve(with_settings(&[1, 2], policy, first));
+        h.connected(&addr(1));
+        h.connected(&addr(2));
+        assert_eq!(h.state(), ConnectivityState::Ready, "{policy}");
+        let before: Vec<_> = h.lb.subchannels().iter().map(|s| s.id).collect();
+
+        // The policy takes the new settings as it is: no switch, nothing connects or goes.
+        let seen = h.resolve(with_settings(&[1, 2], policy, second));
+        assert!(!h.lb.is_switching_policy(), "{policy}");
+        assert!(connects(&seen).is_empty(), "{policy}: {seen:?}");
+        assert!(shutdowns(&seen).is_empty(), "{policy}: {seen:?}");
+        let after: Vec<_> = h.lb.subchannels().iter().map(|s| s.id).collect();
+        assert_eq!(before, after, "{policy}");
+        assert_eq!(h.state(), ConnectivityState::Ready, "{policy}");
+    }
+}
+
+#[test]
+fn new_settings_a_policy_cannot_take_in_place_switch_gracefully() {
+    let mut h = Harness::new(PolicyConfig::round_robin(), 5);
+    h.resolve(with_settings(
+        &[1, 2],
+        "pick_first",
+        r#"{"shuffleAddressList": false}"#,
+    ));
+    h.connected(&addr(1));
+    assert_eq!(h.state(), ConnectivityState::Ready);
+    let old = picked(&h);
+    // pick_first does not take settings in place: a new one is built beside, the old serving.
+    let seen = h.resolve(with_settings(
+        &[1, 2],
+        "pick_first",
+        r#"{"shuffleAddressList": true}"#,
+    ));
+    assert!(h.lb.is_switching_policy());
+    assert_eq!(
+        connects(&seen).len(),
+        1,
+        "the new pick_first connects: {seen:?}"
+    );
+    assert!(shutdowns(&seen).is_empty(), "{seen:?}");
+    assert_eq!(picked(&h), old);
+}

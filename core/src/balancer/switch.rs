@@ -38,6 +38,8 @@ use super::Core;
 #[derive(Debug)]
 struct Side {
     policy: Box<dyn Policy>,
+    /// The policy's name: a config naming it again may be taken in place.
+    name: String,
     key: PolicyKey,
     /// Names its timers: a timer of a generation no longer running is ignored.
     generation: u32,
@@ -78,8 +80,9 @@ impl Switch {
         self.pending.is_some()
     }
 
-    /// Runs the policy `key` names: the current one stays, or a switch to it starts (and ends
-    /// at once if the current one is not READY).
+    /// Runs the policy `key` names: the current one stays (taking new settings in place when
+    /// it names the same policy and [`Policy::reconfigure`] accepts them), or a switch to it
+    /// starts (and ends at once if the current one is not READY).
     pub(super) fn configure(&mut self, key: &PolicyKey, policy: &PolicyConfig, core: &mut Core) {
         if *key == self.current.key {
             self.abandon_pending(core);
@@ -89,6 +92,17 @@ impl Switch {
             return;
         }
         self.abandon_pending(core);
+        // The same policy with other settings: in place, if it can take them.
+        if policy.name() == self.current.name {
+            let mut taken = false;
+            self.run(Which::Current, core, |current, ctl| {
+                taken = current.reconfigure(policy, ctl);
+            });
+            if taken {
+                self.current.key = key.clone();
+                return;
+            }
+        }
         let generation = self.next_generation;
         // u32::MAX never comes round in practice; wrapping keeps it panic-free if it did.
         self.next_generation = self.next_generation.wrapping_add(1);
@@ -281,6 +295,7 @@ impl Side {
     fn new(key: PolicyKey, policy: &PolicyConfig, generation: u32) -> Self {
         Side {
             policy: policy.build(),
+            name: policy.name().to_owned(),
             key,
             generation,
             // What a fresh policy is until it says otherwise.

@@ -89,6 +89,14 @@ pub(crate) struct LeastRequest {
 impl Spread for LeastRequest {
     type Endpoint = ();
 
+    fn reconfigure(&mut self, config: &PolicyConfig) -> bool {
+        let Some(config) = config.downcast_ref::<LeastRequestConfig>() else {
+            return false;
+        };
+        self.choices = config.choice_count.clamp(2, 10) as usize;
+        true
+    }
+
     fn picker(
         &mut self,
         ready: &ReadyEndpoints<'_, ()>,

@@ -25,6 +25,7 @@
 //! `connect` moving a subchannel to CONNECTING) reaches the policy afterwards, through
 //! [`Policy::subchannel_update`].
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
@@ -191,6 +192,16 @@ pub trait Policy: Send + fmt::Debug {
     ) {
         let _ = (subchannel, report, ctl);
     }
+
+    /// A service config gave this policy new settings (`config` names the same policy): take
+    /// them in place, keeping subchannels and state, and return `true`; or return `false`, the
+    /// default, and the balancer builds a policy from `config` beside this one and switches to
+    /// it gracefully (this one serves until the new one is READY). [`PolicyConfig::downcast_ref`]
+    /// reads the settings.
+    fn reconfigure(&mut self, config: &PolicyConfig, ctl: &mut dyn Controller) -> bool {
+        let _ = (config, ctl);
+        false
+    }
 }
 
 /// Makes policies of one kind: a policy's name plus its settings.
@@ -211,13 +222,33 @@ pub trait PolicyBuilder: Send + Sync + fmt::Debug {
 }
 
 /// A policy and its settings, cheap to clone: what a balancer is configured with.
-#[derive(Clone, Debug)]
-pub struct PolicyConfig(Arc<dyn PolicyBuilder>);
+#[derive(Clone)]
+pub struct PolicyConfig {
+    builder: Arc<dyn PolicyBuilder>,
+    /// The same builder, to read its settings back as their own type.
+    settings: Arc<dyn Any + Send + Sync>,
+}
+
+impl fmt::Debug for PolicyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PolicyConfig").field(&self.builder).finish()
+    }
+}
 
 impl PolicyConfig {
     /// A user's own policy.
-    pub fn new(builder: impl PolicyBuilder + 'static) -> Self {
-        PolicyConfig(Arc::new(builder))
+    pub fn new<B: PolicyBuilder + 'static>(builder: B) -> Self {
+        let builder = Arc::new(builder);
+        PolicyConfig {
+            settings: Arc::clone(&builder) as Arc<dyn Any + Send + Sync>,
+            builder,
+        }
+    }
+
+    /// The settings, if this config was made from a `B`: how a policy reads new settings in
+    /// [`Policy::reconfigure`].
+    pub fn downcast_ref<B: PolicyBuilder + 'static>(&self) -> Option<&B> {
+        self.settings.downcast_ref::<B>()
     }
 
     /// pick_first with default settings: one connection, to the first address that answers.
@@ -267,16 +298,16 @@ impl PolicyConfig {
 
     /// The policy's name.
     pub fn name(&self) -> &str {
-        self.0.name()
+        self.builder.name()
     }
 
     /// The builder.
     pub fn builder(&self) -> &dyn PolicyBuilder {
-        &*self.0
+        &*self.builder
     }
 
     pub(crate) fn build(&self) -> Box<dyn Policy> {
-        self.0.build()
+        self.builder.build()
     }
 
     /// This policy with `params` applied, or why they do not fit.
@@ -287,7 +318,7 @@ impl PolicyConfig {
         if params.is_empty() {
             Ok(self.clone())
         } else {
-            self.0.with_params(params)
+            self.builder.with_params(params)
         }
     }
 }

@@ -224,6 +224,16 @@ impl Ewma {
 impl Spread for Ewma {
     type Endpoint = ();
 
+    fn reconfigure(&mut self, config: &PolicyConfig) -> bool {
+        match config.downcast_ref::<PeakEwmaConfig>() {
+            Some(config) => {
+                self.config = config.clone();
+                true
+            }
+            None => false,
+        }
+    }
+
     fn picker(
         &mut self,
         ready: &ReadyEndpoints<'_, ()>,

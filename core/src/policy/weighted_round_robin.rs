@@ -351,6 +351,16 @@ impl Weights {
 impl Spread for Weights {
     type Endpoint = u32;
 
+    fn reconfigure(&mut self, config: &PolicyConfig) -> bool {
+        match config.downcast_ref::<WeightedRoundRobinConfig>() {
+            Some(config) => {
+                self.config = config.clone();
+                true
+            }
+            None => false,
+        }
+    }
+
     fn add_endpoint(&mut self, _: EndpointKey, endpoint: &Endpoint) -> u32 {
         endpoint.attributes().weight()
     }

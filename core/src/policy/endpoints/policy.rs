@@ -3,7 +3,7 @@
 
 use crate::address::Endpoint;
 use crate::call::{CallOutcome, LoadReport};
-use crate::policy::{Controller, Policy, SubchannelUpdate, TimerToken};
+use crate::policy::{Controller, Policy, PolicyConfig, SubchannelUpdate, TimerToken};
 use crate::resolver::ResolverError;
 use crate::subchannel::SubchannelId;
 
@@ -90,6 +90,17 @@ impl<S: Spread> Policy for EndpointPolicy<S> {
         {
             self.publish_if_dirty(ctl);
         }
+    }
+
+    fn reconfigure(&mut self, config: &PolicyConfig, ctl: &mut dyn Controller) -> bool {
+        if !self.shown.spread.reconfigure(config) {
+            return false;
+        }
+        self.shown.dirty = true;
+        self.shown.urgent = true;
+        self.publish_if_dirty(ctl);
+        self.arm_spread_timer(ctl);
+        true
     }
 
     fn timer(&mut self, token: TimerToken, ctl: &mut dyn Controller) {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::address::Endpoint;
 use crate::call::{CallOutcome, LoadReport};
 use crate::picker::Picker;
-use crate::policy::Controller;
+use crate::policy::{Controller, PolicyConfig};
 use crate::slab::{Slab, SlabKey};
 use crate::subchannel::SubchannelId;
 
@@ -78,6 +78,15 @@ pub trait Spread: Send + fmt::Debug {
         ready: &ReadyEndpoints<'_, Self::Endpoint>,
         ctl: &mut dyn Controller,
     ) -> Arc<dyn Picker>;
+
+    /// A service config gave the policy new settings (`config` names the same policy): take
+    /// them and return `true`, and the picker is built again; or return `false`, the default,
+    /// and a policy built from `config` replaces this one by a graceful switch
+    /// ([`Policy::reconfigure`](crate::Policy::reconfigure)).
+    fn reconfigure(&mut self, config: &PolicyConfig) -> bool {
+        let _ = config;
+        false
+    }
 
     /// Whether the spread learns from call outcomes ([`Spread::call_finished`]); `false` by
     /// default, which spares the channel a message per call.
