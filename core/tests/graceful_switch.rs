@@ -270,8 +270,11 @@ fn new_settings_for_the_running_policy_are_taken_in_place_when_it_can() {
     for (policy, first, second) in cases {
         let mut h = Harness::new(PolicyConfig::pick_first(), 5);
         h.resolve(with_settings(&[1, 2], policy, first));
-        h.connected(&addr(1));
-        h.connected(&addr(2));
+        // Every attempt made connects (pick_first makes one).
+        let attempted: Vec<Address> = h.attempts.values().map(|(_, a)| a.clone()).collect();
+        for address in &attempted {
+            h.connected(address);
+        }
         assert_eq!(h.state(), ConnectivityState::Ready, "{policy}");
         let before: Vec<_> = h.lb.subchannels().iter().map(|s| s.id).collect();
 
@@ -287,28 +290,22 @@ fn new_settings_for_the_running_policy_are_taken_in_place_when_it_can() {
 }
 
 #[test]
-fn new_settings_a_policy_cannot_take_in_place_switch_gracefully() {
-    let mut h = Harness::new(PolicyConfig::round_robin(), 5);
-    h.resolve(with_settings(
-        &[1, 2],
-        "pick_first",
-        r#"{"shuffleAddressList": false}"#,
-    ));
-    h.connected(&addr(1));
-    assert_eq!(h.state(), ConnectivityState::Ready);
-    let old = picked(&h);
-    // pick_first does not take settings in place: a new one is built beside, the old serving.
-    let seen = h.resolve(with_settings(
-        &[1, 2],
-        "pick_first",
-        r#"{"shuffleAddressList": true}"#,
-    ));
-    assert!(h.lb.is_switching_policy());
-    assert_eq!(
-        connects(&seen).len(),
-        1,
-        "the new pick_first connects: {seen:?}"
-    );
-    assert!(shutdowns(&seen).is_empty(), "{seen:?}");
-    assert_eq!(picked(&h), old);
+fn new_settings_a_policy_cannot_take_in_place_build_it_anew() {
+    let od = "outlier_detection_experimental";
+    let settings = |interval: &str| {
+        format!(r#"{{"interval": "{interval}", "childPolicy": [{{"round_robin": {{}}}}]}}"#)
+    };
+    let mut h = Harness::new(PolicyConfig::pick_first(), 5);
+    h.resolve(with_settings(&[1, 2], od, &settings("10s")));
+    let before: Vec<_> = h.lb.subchannels().iter().map(|s| s.id).collect();
+    assert_eq!(before.len(), 2);
+    // outlier detection does not take a new interval in place: a new one replaces it (at once,
+    // as the running one is not READY), and each old subchannel is shut down.
+    let seen = h.resolve(with_settings(&[1, 2], od, &settings("20s")));
+    let mut gone = shutdowns(&seen);
+    gone.sort();
+    assert_eq!(gone, before, "{seen:?}");
+    let after: Vec<_> = h.lb.subchannels().iter().map(|s| s.id).collect();
+    assert_eq!(after.len(), 2);
+    assert!(after.iter().all(|id| !before.contains(id)));
 }

@@ -578,6 +578,18 @@ impl Policy for PickFirst {
         false
     }
 
+    /// Takes a new `shuffleAddressList` in place (the next resolver update is shuffled, or
+    /// not); a new happy eyeballs delay needs a fresh list, so it declines.
+    fn reconfigure(&mut self, config: &PolicyConfig, _: &mut dyn Controller) -> bool {
+        match config.downcast_ref::<PickFirstConfig>() {
+            Some(new) if new.clamped_delay() == self.config.clamped_delay() => {
+                self.config = new.clone();
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn resolver_update(&mut self, endpoints: &[Endpoint], ctl: &mut dyn Controller) {
         self.resolved = true;
         let mut endpoints: Vec<&Endpoint> = endpoints.iter().collect();
