@@ -190,7 +190,21 @@ impl<B> fmt::Debug for CallBody<B> {
     }
 }
 
-/// Wraps the response body so that its end reports the call's outcome, and its deadline ends it.
+/// The backend that served a call, in its response's extensions: with tonic,
+/// `response.extensions().get::<ServedBy>()`. A retried or hedged call names the attempt whose
+/// answer it got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServedBy(Arc<Address>);
+
+impl ServedBy {
+    /// The backend's address.
+    pub fn address(&self) -> &Address {
+        &self.0
+    }
+}
+
+/// Wraps the response body so that its end reports the call's outcome, and its deadline ends it;
+/// names the backend in the response's extensions ([`ServedBy`]).
 pub(crate) fn observe<RB: Body>(
     response: Response<RB>,
     call: CallGuard,
@@ -199,7 +213,8 @@ pub(crate) fn observe<RB: Body>(
     load_report: LoadReader,
 ) -> Response<CallBody<RB>> {
     let grpc = is_grpc(response.headers());
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
+    parts.extensions.insert(ServedBy(call.address_handle()));
     let mut body = CallBody {
         inner: Some(body),
         address: Some(call.address_handle()),

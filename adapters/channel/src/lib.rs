@@ -64,6 +64,8 @@ mod service;
 mod shared;
 mod stream;
 
+#[cfg(feature = "tower")]
+pub use body::ServedBy;
 pub use channel::{BuildError, CallGuard, Channel, ChannelBuilder, PickOptions, Picked};
 pub use connector::{
     health_channel, load_report_channel, ConnectContext, Connected, Connector, Health,

@@ -53,6 +53,8 @@
 //!   bounded by the core's connect deadline, and by [`Http2Options::connect_timeout`] if shorter.
 //! - Each request picks from its path and headers; each response's end reports the call's gRPC
 //!   status and latency to the balancer (least_request, outlier detection and p2c learn from it).
+//!   Each response names the backend that served it in its extensions: with tonic,
+//!   `reply.extensions().get::<ServedBy>()` ([`ServedBy::address`]).
 //! - A call's deadline (its `grpc-timeout`, else the channel's
 //!   [`default_timeout`](GrpcChannelBuilder::default_timeout)) bounds it until its response
 //!   ends: then its stream is reset and it fails `DEADLINE_EXCEEDED`. A call lost with its
@@ -123,6 +125,7 @@ use frames::{GoAway, GoAwaySignal};
 use names::RequestNames;
 
 pub use builder::GrpcChannelBuilder;
+pub use croupier_channel::ServedBy;
 pub use health::HealthCheck;
 pub use options::{Http2Options, KeepAlive};
 #[cfg(feature = "tls")]

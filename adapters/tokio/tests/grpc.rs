@@ -49,6 +49,43 @@ async fn round_robin_spreads_grpc_calls_evenly() {
     assert_eq!(calls, vec![10, 10, 10]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_response_names_the_backend_that_served_it() {
+    let servers = servers(2, ServerOptions::new()).await;
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target(&servers))
+        .policy(PolicyConfig::round_robin())
+        .build()
+        .unwrap();
+    until_ready(&channel, 2).await;
+    let mut client = EchoClient::new(channel);
+    let mut named = Vec::new();
+    for _ in 0..4 {
+        let request = EchoRequest {
+            message: "who".to_owned(),
+        };
+        let reply = tokio::time::timeout(PATIENCE, client.unary_echo(request))
+            .await
+            .expect("a call to a server ends")
+            .unwrap();
+        let served_by = reply
+            .extensions()
+            .get::<croupier_tokio::grpc::ServedBy>()
+            .expect("the response names its backend")
+            .address()
+            .clone();
+        // The server says who it is in the reply: the extension must agree.
+        let port = match &served_by {
+            croupier::Address::Socket(address) => address.port(),
+            other => panic!("a TCP backend, not {other}"),
+        };
+        assert_eq!(reply.into_inner().message, format!("who (from :{port})"));
+        named.push(port);
+    }
+    named.sort_unstable();
+    named.dedup();
+    assert_eq!(named.len(), 2, "round_robin used both backends: {named:?}");
+}
+
 /// Sends `n` calls one after another and fails on the first error.
 async fn calls_all_succeed(client: &mut EchoClient<GrpcChannel>, n: usize) {
     for i in 0..n {
