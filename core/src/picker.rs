@@ -234,16 +234,27 @@ impl Picker for RoundRobinPicker {
         }
         let step = self.next.fetch_add(1, Ordering::Relaxed);
         let index = fast_remainder(step, len as u32, self.reciprocal) as usize;
-        let chosen = self.ready[index];
-        if request.tried().is_empty() || !request.has_tried(chosen) {
-            return Pick::Ready(chosen);
+        match self.ready.get(index) {
+            Some(&chosen) if request.tried().is_empty() => Pick::Ready(chosen),
+            Some(_) => self.retry(request, index),
+            None => Pick::Queue, // unreachable: the remainder is below len
         }
-        // A retry: the next subchannels in the cycle that no earlier attempt used. At most
-        // `tried.len()` of them are skipped, so this stays bounded whatever the list's length.
-        let untried = (1..=request.tried().len().min(len - 1))
+    }
+}
+
+impl RoundRobinPicker {
+    /// A retry's pick: the cycle's choice at `index`, or the next subchannels after it that no
+    /// earlier attempt used. At most `tried.len()` of them are skipped, so this stays bounded
+    /// whatever the list's length. Apart from `pick`, so a first attempt's pick stays as small
+    /// as it was.
+    #[cold]
+    #[inline(never)]
+    fn retry(&self, request: &PickRequest<'_>, index: usize) -> Pick {
+        let len = self.ready.len();
+        let untried = (0..=request.tried().len().min(len - 1))
             .map(|offset| self.ready[(index + offset) % len])
             .find(|&subchannel| !request.has_tried(subchannel));
-        Pick::Ready(untried.unwrap_or(chosen))
+        Pick::Ready(untried.unwrap_or(self.ready[index]))
     }
 }
 
