@@ -49,6 +49,12 @@ impl Sim<'_> {
         self.recorder.issued(self.now);
         self.pending += 1;
         self.schedule_arrival(client);
+        self.dispatch(client, call);
+    }
+
+    /// Sends `call` of `client` on its way: picked from the client's balancer (waiting for the
+    /// next picker if it must), or routed by the reference router.
+    pub(super) fn dispatch(&mut self, client: usize, call: CallId) {
         if self.clients[client].lb.is_some() {
             if self.pick(call) {
                 self.clients[client].waiting.push_back(call);

@@ -133,15 +133,7 @@ impl Sim<'_> {
             service_end: Duration::ZERO,
         });
         self.retried[retried].attempts.push((attempt, call));
-        if self.clients[client].lb.is_some() {
-            if self.pick(call) {
-                self.clients[client].waiting.push_back(call);
-                self.exit_idle(client);
-            }
-            self.settle(client);
-        } else {
-            self.route_reference(call);
-        }
+        self.dispatch(client, call);
     }
 
     /// An attempt left for its backend: later attempts of its call learn where it went.
