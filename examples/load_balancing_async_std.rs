@@ -67,23 +67,10 @@ async fn wait_until_all_ready(channel: &Channel<SharedStream>, backends: usize) 
 
 async fn run() -> Result<(), String> {
     let backends = Backends::from_args("load_balancing_async_std")?;
-    let mut servers = Vec::new();
-    let addresses = match backends {
-        Backends::Connect(addresses) => addresses,
-        Backends::Start(ports) => {
-            for port in ports {
-                let server = EchoServer::start(port).await.map_err(|error| {
-                    format!(
-                        "cannot listen on 127.0.0.1:{port}: {error}\n\
-                         another program holds that port; pick free ones with: \
-                         cargo run --example load_balancing_async_std -- --ports 6001,6002"
-                    )
-                })?;
-                servers.push(server);
-            }
-            servers.iter().map(EchoServer::address).collect()
-        }
-    };
+    let run = "cargo run --example load_balancing_async_std";
+    let (_servers, addresses) = backends
+        .serve(run, EchoServer::start, EchoServer::address)
+        .await?;
     let backends = addresses.len();
 
     // Register the resolver for the whole program before building channels (gRPC's

@@ -1,6 +1,8 @@
 //! What every load_balancing example shares: which backends to call (servers it starts, or
 //! servers already running), and a resolver of our own that names them.
 
+use std::future::Future;
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use croupier::{Endpoint, ResolverError, ResolverUpdate, Target};
@@ -58,6 +60,40 @@ impl Backends {
                 .map(Backends::Connect),
             _ => Err(format!("unexpected arguments: {}", args.join(" "))),
         }
+    }
+}
+
+impl Backends {
+    /// The servers to call: for [`Backends::Start`], one started by `start` on each port (they
+    /// run while the returned servers live; `address` reads each one's); for
+    /// [`Backends::Connect`], none started and the addresses given. `run` is the command that
+    /// runs the example, for the hint when a port is taken.
+    pub async fn serve<S, F>(
+        &self,
+        run: &str,
+        mut start: impl FnMut(u16) -> F,
+        address: impl Fn(&S) -> SocketAddr,
+    ) -> Result<(Vec<S>, Vec<SocketAddr>), String>
+    where
+        F: Future<Output = io::Result<S>>,
+    {
+        let ports = match self {
+            Backends::Connect(addresses) => return Ok((Vec::new(), addresses.clone())),
+            Backends::Start(ports) => ports,
+        };
+        let mut servers = Vec::new();
+        for &port in ports {
+            let server = start(port).await.map_err(|error| {
+                format!(
+                    "cannot listen on 127.0.0.1:{port}: {error}\n\
+                     another program holds that port; pick free ones with: \
+                     {run} -- --ports 6001,6002"
+                )
+            })?;
+            servers.push(server);
+        }
+        let addresses = servers.iter().map(address).collect();
+        Ok((servers, addresses))
     }
 }
 

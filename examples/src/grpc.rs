@@ -25,26 +25,13 @@ pub async fn start_servers(
     options: ServerOptions,
     run: &str,
 ) -> Result<(Vec<GrpcEchoServer>, usize), String> {
-    let mut servers = Vec::new();
-    let addresses = match backends {
-        Backends::Connect(addresses) => addresses.clone(),
-        Backends::Start(ports) => {
-            for &port in ports {
-                let server =
-                    GrpcEchoServer::start(port, options.clone())
-                        .await
-                        .map_err(|error| {
-                            format!(
-                                "cannot listen on 127.0.0.1:{port}: {error}\n\
-                             another program holds that port; pick free ones with: \
-                             {run} -- --ports 6001,6002"
-                            )
-                        })?;
-                servers.push(server);
-            }
-            servers.iter().map(GrpcEchoServer::address).collect()
-        }
-    };
+    let (servers, addresses) = backends
+        .serve(
+            run,
+            |port| GrpcEchoServer::start(port, options.clone()),
+            GrpcEchoServer::address,
+        )
+        .await?;
     let count = addresses.len();
     // Register the resolver for the whole program before building channels (gRPC's
     // `resolver.Register` in `init`).
