@@ -107,9 +107,15 @@ impl<S: Spread> Owner<S::Endpoint> for Shown<S> {
         self.spread.add_endpoint(key, endpoint)
     }
 
-    fn relisted(&mut self, key: EndpointKey, child: &mut Child<S::Endpoint>, endpoint: &Endpoint) {
-        if self.spread.update_endpoint(key, &mut child.kept, endpoint) {
-            self.dirty |= child.ready.is_some();
+    fn relisted(
+        &mut self,
+        key: EndpointKey,
+        kept: &mut S::Endpoint,
+        ready: bool,
+        endpoint: &Endpoint,
+    ) {
+        if self.spread.update_endpoint(key, kept, endpoint) {
+            self.dirty |= ready;
         }
     }
 
@@ -122,8 +128,8 @@ impl<S: Spread> Owner<S::Endpoint> for Shown<S> {
         self.dirty |= change.state_changed() || change.ready_changed() || change.failure_changed();
     }
 
-    fn removed(&mut self, key: EndpointKey, child: Child<S::Endpoint>) {
-        self.urgent |= child.ready.is_some();
+    fn removed(&mut self, key: EndpointKey, child: Child<S::Endpoint>, was_ready: bool) {
+        self.urgent |= was_ready;
         self.spread.remove_endpoint(key, child.kept);
         self.dirty = true;
     }
@@ -188,6 +194,7 @@ impl<S: Spread> EndpointPolicy<S> {
             ConnectivityState::Ready => {
                 let ready = ReadyEndpoints {
                     children: self.endpoints.children(),
+                    ready: self.endpoints.ready(),
                     len: self.endpoints.counts().ready,
                 };
                 self.shown.spread.picker(&ready, ctl)
@@ -217,6 +224,7 @@ impl<S: Spread> EndpointPolicy<S> {
         let now = ctl.now();
         let ready = ReadyEndpoints {
             children: self.endpoints.children(),
+            ready: self.endpoints.ready(),
             len: self.endpoints.counts().ready,
         };
         let shown = (self.published == Some(ConnectivityState::Ready)).then_some(&ready);
