@@ -417,6 +417,45 @@ impl<V> DenseIdMap<V> {
         }
     }
 
+    pub(crate) fn get_mut(&mut self, id: &SubchannelId) -> Option<&mut V> {
+        match self.slots.get_mut(Self::index(*id)?)? {
+            Some((held, value)) if held == id => Some(value),
+            _ => None,
+        }
+    }
+
+    /// The value for `id`, made by `make` if it has none (in place of a value left in its slot
+    /// by an earlier handle).
+    pub(crate) fn get_or_insert_with(
+        &mut self,
+        id: SubchannelId,
+        make: impl FnOnce() -> V,
+    ) -> &mut V {
+        let index = Self::index(id).expect("a handle the balancer made names a slot");
+        if index >= self.slots.len() {
+            self.slots.resize_with(index + 1, || None);
+        }
+        let slot = &mut self.slots[index];
+        if !matches!(slot, Some((held, _)) if *held == id) {
+            *slot = Some((id, make()));
+        }
+        &mut slot.as_mut().expect("the slot holds a value for `id`").1
+    }
+
+    /// Keeps only the values `keep` says to keep.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&mut V) -> bool) {
+        for slot in &mut self.slots {
+            if slot.as_mut().is_some_and(|(_, value)| !keep(value)) {
+                *slot = None;
+            }
+        }
+    }
+
+    /// Every value, in slot order.
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.slots.iter_mut().flatten().map(|(_, value)| value)
+    }
+
     pub(crate) fn remove(&mut self, id: &SubchannelId) -> Option<V> {
         let slot = self.slots.get_mut(Self::index(*id)?)?;
         match slot {

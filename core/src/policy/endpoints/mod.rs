@@ -78,11 +78,13 @@ use crate::status::{ConnectivityState, Status};
 
 mod index;
 mod policy;
+mod ready_values;
 pub(crate) mod set;
 mod spread;
 
 pub use spread::{EndpointKey, ReadyEndpoint, ReadyEndpoints, Spread};
 
+pub(crate) use ready_values::ReadyValues;
 pub(crate) use set::Child;
 use set::{Change, EndpointSet, Owner};
 
