@@ -18,8 +18,9 @@
 //! TRANSIENT_FAILURE, gRFC A61), so the channel does not flap through CONNECTING while it
 //! retries. In TRANSIENT_FAILURE calls fail with a message naming the endpoints' errors.
 //!
-//! **Pickers.** A picker is a snapshot of the READY endpoints, so building one costs the list.
-//! It is rebuilt at once when the state changes, when an endpoint it offers is no longer READY,
+//! **Pickers.** A picker is a snapshot of the READY endpoints, so building one costs the list
+//! (read from a dense array of each slot's READY subchannel, 8 bytes an endpoint, not from the
+//! endpoints themselves). It is rebuilt at once when the state changes, when an endpoint it offers is no longer READY,
 //! after a resolver update, when an eighth of the endpoints changed since the last one, or when
 //! the last one is older than 100 ms; any other change (an endpoint joining the READY ones, a
 //! failure message) waits at most 100 ms, gathered with the next ones. So 200,000 endpoints
