@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use smallvec::{smallvec, SmallVec};
+
 /// One place a connection can be made to.
 ///
 /// The core never opens anything itself; an address is handed back to the adapter in
@@ -179,7 +181,9 @@ impl Attributes {
 /// connect to the first of its addresses that answers.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Endpoint {
-    addresses: Vec<Address>,
+    /// Inline for the usual endpoint of one address: a list of 100,000 endpoints is then one
+    /// allocation, not 100,001 (freeing the last list's was a fifth of a 1% change's time).
+    addresses: SmallVec<[Address; 1]>,
     attributes: Attributes,
 }
 
@@ -187,7 +191,7 @@ impl Endpoint {
     /// An endpoint with one address and default attributes.
     pub fn new(address: impl Into<Address>) -> Self {
         Endpoint {
-            addresses: vec![address.into()],
+            addresses: smallvec![address.into()],
             attributes: Attributes::default(),
         }
     }
@@ -322,12 +326,16 @@ mod tests {
     }
 
     #[test]
-    fn an_endpoint_takes_eight_words() {
-        // The balancer keeps the last resolver update: at 100,000 endpoints each byte counts.
+    fn an_endpoint_of_one_address_takes_ten_words_and_no_allocation() {
+        // The balancer keeps the last resolver update: at 100,000 endpoints each byte counts,
+        // and so does each allocation (the address inline: 80 bytes, where a vector took 64
+        // and an allocation of 48).
         assert_eq!(
             std::mem::size_of::<Endpoint>(),
-            8 * std::mem::size_of::<usize>()
+            10 * std::mem::size_of::<usize>()
         );
+        let endpoint = Endpoint::new(Address::Socket("10.0.0.1:8080".parse().unwrap()));
+        assert!(!endpoint.addresses.spilled());
     }
 
     #[test]

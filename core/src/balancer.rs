@@ -198,7 +198,10 @@ impl Balancer {
         loop {
             let action = match self.core.actions.pop()? {
                 Queued::Connect(connection) => {
-                    let Some(subchannel) = self.core.subchannels.get(&connection.subchannel())
+                    let Some((subchannel, address)) = self
+                        .core
+                        .subchannels
+                        .get_with_address(&connection.subchannel())
                     else {
                         continue;
                     };
@@ -207,7 +210,7 @@ impl Balancer {
                     };
                     Action::Connect {
                         connection,
-                        address: subchannel.address().clone(),
+                        address: address.clone(),
                         deadline,
                     }
                 }
@@ -251,7 +254,7 @@ impl Balancer {
             .subchannels
             .in_creation_order()
             .into_iter()
-            .map(|(id, subchannel)| subchannel.info(id))
+            .map(|(id, subchannel, address)| subchannel.info(id, address))
             .collect()
     }
 
@@ -429,11 +432,13 @@ impl Balancer {
         for key in due {
             match key {
                 TimerKey::Subchannel(id) => {
-                    let Some(subchannel) = self.core.subchannels.get_mut(&id) else {
+                    let Some((subchannel, address)) =
+                        self.core.subchannels.get_mut_with_address(&id)
+                    else {
                         continue;
                     };
                     let attempt = subchannel.connection(id);
-                    match subchannel.on_timeout(self.core.now) {
+                    match subchannel.on_timeout(self.core.now, address) {
                         Effect::None => {}
                         Effect::Changed => self.core.subchannel_changed(id),
                         Effect::ChangedAndDisconnect => {

@@ -51,11 +51,19 @@ impl<T> Slab<T> {
 
     /// The key of the value in slot `index`, if one is there.
     pub(crate) fn key_at(&self, index: u32) -> Option<SlabKey> {
+        self.get_at(index).map(|(key, _)| key)
+    }
+
+    /// The value in slot `index` with its key, if one is there.
+    pub(crate) fn get_at(&self, index: u32) -> Option<(SlabKey, &T)> {
         match self.slots.get(index as usize) {
-            Some(Slot::Occupied { generation, .. }) => Some(SlabKey {
-                index,
-                generation: *generation,
-            }),
+            Some(Slot::Occupied { generation, value }) => Some((
+                SlabKey {
+                    index,
+                    generation: *generation,
+                },
+                value,
+            )),
             _ => None,
         }
     }

@@ -155,10 +155,10 @@ pub(crate) enum Effect {
     ChangedAndDisconnect,
 }
 
-/// The core's record of one subchannel (its handle is where [`Subchannels`] keeps it).
+/// The core's record of one subchannel (its handle is where [`Subchannels`] keeps it): what
+/// its events read and change. Its address is kept apart (see [`Subchannels`]).
 #[derive(Debug)]
 pub(crate) struct Subchannel {
-    address: Address,
     state: ConnectivityState,
     backoff: Backoff,
     attempt: u32,
@@ -175,9 +175,8 @@ pub(crate) struct Subchannel {
 }
 
 impl Subchannel {
-    pub(crate) fn new(address: Address) -> Self {
+    pub(crate) fn new() -> Self {
         Subchannel {
-            address,
             state: ConnectivityState::Idle,
             backoff: Backoff::new(),
             attempt: 0,
@@ -189,10 +188,6 @@ impl Subchannel {
         }
     }
 
-    pub(crate) fn address(&self) -> &Address {
-        &self.address
-    }
-
     pub(crate) fn state(&self) -> ConnectivityState {
         self.state
     }
@@ -201,10 +196,11 @@ impl Subchannel {
         self.last_error.as_ref()
     }
 
-    pub(crate) fn info(&self, id: SubchannelId) -> SubchannelInfo {
+    /// A snapshot of the subchannel, whose handle is `id` and address `address`.
+    pub(crate) fn info(&self, id: SubchannelId, address: &Address) -> SubchannelInfo {
         SubchannelInfo {
             id,
-            address: self.address.clone(),
+            address: address.clone(),
             state: self.state,
             last_error: self.last_error.clone(),
         }
@@ -342,15 +338,15 @@ impl Subchannel {
         false
     }
 
-    /// Acts on the subchannel's own timers: an attempt past its deadline fails, a finished backoff
-    /// returns to IDLE.
-    pub(crate) fn on_timeout(&mut self, now: Instant) -> Effect {
+    /// Acts on the subchannel's own timers: an attempt past its deadline fails (with a message
+    /// that names `address`, the subchannel's), a finished backoff returns to IDLE.
+    pub(crate) fn on_timeout(&mut self, now: Instant, address: &Address) -> Effect {
         match self.state {
             ConnectivityState::Connecting if self.connect_deadline.is_some_and(|at| at <= now) => {
                 let waited = now.saturating_duration_since(self.started.unwrap_or(now));
                 let message = format!(
                     "connection attempt to {} timed out after {:.3?}",
-                    self.address, waited
+                    address, waited
                 );
                 self.fail(message.into(), now);
                 Effect::ChangedAndDisconnect
@@ -417,6 +413,45 @@ impl<V> DenseIdMap<V> {
         }
     }
 
+    pub(crate) fn get_mut(&mut self, id: &SubchannelId) -> Option<&mut V> {
+        match self.slots.get_mut(Self::index(*id)?)? {
+            Some((held, value)) if held == id => Some(value),
+            _ => None,
+        }
+    }
+
+    /// The value for `id`, made by `make` if it has none (in place of a value left in its slot
+    /// by an earlier handle).
+    pub(crate) fn get_or_insert_with(
+        &mut self,
+        id: SubchannelId,
+        make: impl FnOnce() -> V,
+    ) -> &mut V {
+        let index = Self::index(id).expect("a handle the balancer made names a slot");
+        if index >= self.slots.len() {
+            self.slots.resize_with(index + 1, || None);
+        }
+        let slot = &mut self.slots[index];
+        if !matches!(slot, Some((held, _)) if *held == id) {
+            *slot = Some((id, make()));
+        }
+        &mut slot.as_mut().expect("the slot holds a value for `id`").1
+    }
+
+    /// Keeps only the values `keep` says to keep.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&mut V) -> bool) {
+        for slot in &mut self.slots {
+            if slot.as_mut().is_some_and(|(_, value)| !keep(value)) {
+                *slot = None;
+            }
+        }
+    }
+
+    /// Every value, in slot order.
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.slots.iter_mut().flatten().map(|(_, value)| value)
+    }
+
     pub(crate) fn remove(&mut self, id: &SubchannelId) -> Option<V> {
         let slot = self.slots.get_mut(Self::index(*id)?)?;
         match slot {
@@ -433,9 +468,16 @@ impl<V> DenseIdMap<V> {
 /// The balancer's subchannels, in a [`Slab`](crate::slab::Slab) whose slots the handles name:
 /// finding one is an index and a generation check, and a removed one's handle never finds its
 /// slot's next occupant.
+///
+/// Each one's address and creation number sit apart, by slot: an event reads and changes only
+/// the slab's record (80 bytes, where with them it was 128: at 100,000 subchannels becoming
+/// READY in a random order, the record is a cache miss per event, and fewer lines are fewer
+/// misses); the address is read when an attempt is announced and for snapshots.
 #[derive(Debug, Default)]
 pub(crate) struct Subchannels {
-    slab: crate::slab::Slab<(u64, Subchannel)>,
+    slab: crate::slab::Slab<Subchannel>,
+    /// By slot: the address and creation number of the subchannel in it.
+    cold: Vec<Option<(u64, Address)>>,
     /// How many were ever created: the creation number of the next.
     created: u64,
 }
@@ -443,21 +485,45 @@ pub(crate) struct Subchannels {
 impl Subchannels {
     /// Creates an IDLE subchannel for `address`.
     pub(crate) fn create(&mut self, address: Address) -> SubchannelId {
-        let id = SubchannelId::from_key(self.slab.next_key());
+        let key = self.slab.insert(Subchannel::new());
         self.created += 1;
-        let key = self.slab.insert((self.created, Subchannel::new(address)));
-        debug_assert_eq!(SubchannelId::from_key(key), id);
-        id
+        let slot = key.index as usize;
+        if slot >= self.cold.len() {
+            self.cold.resize_with(slot + 1, || None);
+        }
+        self.cold[slot] = Some((self.created, address));
+        SubchannelId::from_key(key)
     }
 
     pub(crate) fn get(&self, id: &SubchannelId) -> Option<&Subchannel> {
-        self.slab.get(id.key()?).map(|(_, subchannel)| subchannel)
+        self.slab.get(id.key()?)
     }
 
     pub(crate) fn get_mut(&mut self, id: &SubchannelId) -> Option<&mut Subchannel> {
-        self.slab
-            .get_mut(id.key()?)
-            .map(|(_, subchannel)| subchannel)
+        self.slab.get_mut(id.key()?)
+    }
+
+    /// The subchannel and its address.
+    pub(crate) fn get_with_address(&self, id: &SubchannelId) -> Option<(&Subchannel, &Address)> {
+        let key = id.key()?;
+        let subchannel = self.slab.get(key)?;
+        Some((subchannel, self.address_at(key.index)?))
+    }
+
+    /// The subchannel, to change, and its address.
+    pub(crate) fn get_mut_with_address(
+        &mut self,
+        id: &SubchannelId,
+    ) -> Option<(&mut Subchannel, &Address)> {
+        let key = id.key()?;
+        let subchannel = self.slab.get_mut(key)?;
+        let (_, address) = self.cold.get(key.index as usize)?.as_ref()?;
+        Some((subchannel, address))
+    }
+
+    fn address_at(&self, slot: u32) -> Option<&Address> {
+        let (_, address) = self.cold.get(slot as usize)?.as_ref()?;
+        Some(address)
     }
 
     pub(crate) fn contains_key(&self, id: &SubchannelId) -> bool {
@@ -465,9 +531,12 @@ impl Subchannels {
     }
 
     pub(crate) fn remove(&mut self, id: &SubchannelId) -> Option<Subchannel> {
-        self.slab
-            .remove(id.key()?)
-            .map(|(_, subchannel)| subchannel)
+        let key = id.key()?;
+        let subchannel = self.slab.remove(key)?;
+        if let Some(cold) = self.cold.get_mut(key.index as usize) {
+            *cold = None;
+        }
+        Some(subchannel)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -476,24 +545,30 @@ impl Subchannels {
 
     pub(crate) fn reserve(&mut self, additional: usize) {
         self.slab.reserve(additional);
+        self.cold.reserve(additional);
     }
 
     /// Every subchannel with its handle, in slot order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (SubchannelId, &Subchannel)> {
         self.slab
             .iter()
-            .map(|(key, (_, subchannel))| (SubchannelId::from_key(key), subchannel))
+            .map(|(key, subchannel)| (SubchannelId::from_key(key), subchannel))
     }
 
-    /// Every subchannel, oldest first.
-    pub(crate) fn in_creation_order(&self) -> Vec<(SubchannelId, &Subchannel)> {
-        let mut all: Vec<(u64, SubchannelId, &Subchannel)> = self
+    /// Every subchannel with its address, oldest first.
+    pub(crate) fn in_creation_order(&self) -> Vec<(SubchannelId, &Subchannel, &Address)> {
+        let mut all: Vec<(u64, SubchannelId, &Subchannel, &Address)> = self
             .slab
             .iter()
-            .map(|(key, (created, s))| (*created, SubchannelId::from_key(key), s))
+            .filter_map(|(key, subchannel)| {
+                let (created, address) = self.cold.get(key.index as usize)?.as_ref()?;
+                Some((*created, SubchannelId::from_key(key), subchannel, address))
+            })
             .collect();
-        all.sort_unstable_by_key(|(created, _, _)| *created);
-        all.into_iter().map(|(_, id, s)| (id, s)).collect()
+        all.sort_unstable_by_key(|(created, ..)| *created);
+        all.into_iter()
+            .map(|(_, id, subchannel, address)| (id, subchannel, address))
+            .collect()
     }
 }
 

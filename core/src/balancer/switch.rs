@@ -263,7 +263,7 @@ impl Switch {
             .subchannels
             .in_creation_order()
             .into_iter()
-            .map(|(id, _)| id)
+            .map(|(id, ..)| id)
             .filter(|id| !owned.contains(id))
             .collect();
         for id in old_subchannels {

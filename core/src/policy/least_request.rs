@@ -14,14 +14,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::call::CallOutcome;
-use crate::hasher::FastSet;
 use crate::picker::{Pick, PickRequest, Picker};
-use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, Spread};
+use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, ReadyValues, Spread};
 use crate::policy::{
     parse_whole, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError,
 };
 use crate::rng::AtomicRng;
-use crate::subchannel::{IdMap, SubchannelId};
+use crate::subchannel::SubchannelId;
 
 /// Settings of least_request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +53,7 @@ impl PolicyBuilder for LeastRequestConfig {
         let choices = self.choice_count.clamp(2, 10) as usize;
         Box::new(EndpointPolicy::new(LeastRequest {
             choices,
-            outstanding: IdMap::default(),
+            outstanding: ReadyValues::default(),
         }))
     }
 
@@ -83,7 +82,7 @@ impl PolicyBuilder for LeastRequestConfig {
 #[derive(Debug)]
 pub(crate) struct LeastRequest {
     choices: usize,
-    outstanding: IdMap<Arc<AtomicUsize>>,
+    outstanding: ReadyValues<Arc<AtomicUsize>>,
 }
 
 impl Spread for LeastRequest {
@@ -102,13 +101,11 @@ impl Spread for LeastRequest {
         ready: &ReadyEndpoints<'_, ()>,
         ctl: &mut dyn Controller,
     ) -> Arc<dyn Picker> {
-        let live: FastSet<SubchannelId> = ready.subchannels().collect();
-        self.outstanding.retain(|id, _| live.contains(id));
-        let mut loaded = Vec::with_capacity(ready.len());
-        loaded.extend(
-            ready
-                .subchannels()
-                .map(|id| (id, Arc::clone(self.outstanding.entry(id).or_default()))),
+        let loaded = self.outstanding.refresh(
+            ready.subchannels(),
+            ready.len(),
+            Arc::default,
+            |id, counter| (id, Arc::clone(counter)),
         );
         let seed = ctl.rng().next_u64();
         Arc::new(LeastRequestPicker::new(loaded, self.choices, seed))

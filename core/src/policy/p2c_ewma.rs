@@ -24,12 +24,12 @@ use std::time::{Duration, Instant};
 
 use crate::call::CallOutcome;
 use crate::picker::{Pick, PickRequest, Picker};
-use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, Spread};
+use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, ReadyValues, Spread};
 use crate::policy::{
     parse_millis, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError,
 };
 use crate::rng::AtomicRng;
-use crate::subchannel::{IdMap, SubchannelId};
+use crate::subchannel::SubchannelId;
 
 /// Settings of p2c_ewma.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,7 +133,7 @@ struct Tracked {
 #[derive(Debug)]
 pub(crate) struct Ewma {
     config: PeakEwmaConfig,
-    meters: IdMap<Tracked>,
+    meters: ReadyValues<Tracked>,
     /// A call ended since the last decay tick.
     traffic: bool,
 }
@@ -142,7 +142,7 @@ impl Ewma {
     fn new(config: PeakEwmaConfig) -> Self {
         Ewma {
             config,
-            meters: IdMap::default(),
+            meters: ReadyValues::default(),
             traffic: false,
         }
     }
@@ -201,19 +201,16 @@ impl Ewma {
 
     /// The picker over `ready`; meters of subchannels no longer READY are dropped.
     fn metered_picker(&mut self, ready: &[SubchannelId], now: Instant, seed: u64) -> EwmaPicker {
-        let live: crate::hasher::FastSet<SubchannelId> = ready.iter().copied().collect();
-        self.meters.retain(|id, _| live.contains(id));
         let default = self.config.default_rtt.as_nanos() as f64;
-        let metered = ready
-            .iter()
-            .map(|id| {
-                let tracked = self.meters.entry(*id).or_insert_with(|| Tracked {
-                    meter: Arc::new(Meter::new(default)),
-                    updated: now,
-                });
-                (*id, Arc::clone(&tracked.meter))
-            })
-            .collect::<Vec<_>>();
+        let metered = self.meters.refresh(
+            ready.iter().copied(),
+            ready.len(),
+            || Tracked {
+                meter: Arc::new(Meter::new(default)),
+                updated: now,
+            },
+            |id, tracked| (id, Arc::clone(&tracked.meter)),
+        );
         EwmaPicker {
             ready: metered.into_boxed_slice(),
             rng: AtomicRng::new(seed),
@@ -336,7 +333,7 @@ mod tests {
     }
 
     fn estimate_ms(ewma: &Ewma, id: SubchannelId) -> f64 {
-        ewma.meters[&id].meter.estimate() / 1e6
+        ewma.meters.get(&id).expect("a meter").meter.estimate() / 1e6
     }
 
     #[test]
@@ -374,7 +371,12 @@ mod tests {
         for expected_in_flight in 1..=16 {
             assert_eq!(picker.pick(&PickRequest::new()), Pick::Ready(fast));
             assert_eq!(
-                ewma.meters[&fast].meter.in_flight.load(Ordering::Relaxed),
+                ewma.meters
+                    .get(&fast)
+                    .expect("a meter")
+                    .meter
+                    .in_flight
+                    .load(Ordering::Relaxed),
                 expected_in_flight
             );
         }

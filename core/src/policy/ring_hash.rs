@@ -111,7 +111,7 @@ impl Owner<Arc<Live>> for Marks {
         Arc::new(Live::default())
     }
 
-    fn relisted(&mut self, _: EndpointKey, _: &mut Child<Arc<Live>>, _: &Endpoint) {}
+    fn relisted(&mut self, _: EndpointKey, _: &mut Arc<Live>, _: bool, _: &Endpoint) {}
 
     fn changed(&mut self, key: EndpointKey, live: &mut Arc<Live>, change: &Change) {
         if change.state_changed() {
@@ -131,7 +131,7 @@ impl Owner<Arc<Live>> for Marks {
         self.failures |= change.failure_changed();
     }
 
-    fn removed(&mut self, _: EndpointKey, _: Child<Arc<Live>>) {
+    fn removed(&mut self, _: EndpointKey, _: Child<Arc<Live>>, _: bool) {
         self.reshape = true;
     }
 }

@@ -141,6 +141,8 @@ pub trait Spread: Send + fmt::Debug {
 /// (the order endpoints were added, until removed ones' places are reused).
 pub struct ReadyEndpoints<'a, E> {
     pub(super) children: &'a Slab<Child<E>>,
+    /// Each slot's READY subchannel (see `EndpointSet::ready`).
+    pub(super) ready: &'a [Option<SubchannelId>],
     pub(super) len: usize,
 }
 
@@ -177,8 +179,10 @@ impl<'a, E> ReadyEndpoints<'a, E> {
 
     /// The READY endpoints, in order.
     pub fn iter(&self) -> impl Iterator<Item = ReadyEndpoint<'a, E>> + 'a {
-        self.children.iter().filter_map(|(key, child)| {
-            child.ready.map(|subchannel| ReadyEndpoint {
+        let children = self.children;
+        self.slots().filter_map(move |(slot, subchannel)| {
+            let (key, child) = children.get_at(slot)?;
+            Some(ReadyEndpoint {
                 key: EndpointKey(key),
                 subchannel,
                 kept: &child.kept,
@@ -188,6 +192,13 @@ impl<'a, E> ReadyEndpoints<'a, E> {
 
     /// Their READY subchannels, in order.
     pub fn subchannels(&self) -> impl Iterator<Item = SubchannelId> + 'a {
-        self.children.values().filter_map(|child| child.ready)
+        self.ready.iter().flatten().copied()
+    }
+
+    /// The slots of the READY endpoints, with their READY subchannels, in order.
+    fn slots(&self) -> impl Iterator<Item = (u32, SubchannelId)> + 'a {
+        (0u32..)
+            .zip(self.ready)
+            .filter_map(|(slot, ready)| ready.map(|subchannel| (slot, subchannel)))
     }
 }
