@@ -8,7 +8,7 @@ use croupier::ResolverError;
 
 /// An error of the `etcd` resolver: reported to the channel as a [`ResolverError`] where it
 /// leaves the resolver without a list, and to the observer given to
-/// [`EtcdResolver::on_error`](crate::EtcdResolver::on_error) always.
+/// [`EtcdResolver::on_event`](crate::EtcdResolver::on_event) always.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EtcdError {

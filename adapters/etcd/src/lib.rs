@@ -44,6 +44,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
+mod event;
 mod registry;
 mod resolver;
 mod target;
@@ -55,4 +56,5 @@ pub use error::EtcdError;
 /// for etcd's client-certificate auth, the name to verify the members by.
 #[cfg(feature = "tls")]
 pub use etcd_client::{Certificate, Identity, TlsOptions};
+pub use event::EtcdEvent;
 pub use resolver::EtcdResolver;

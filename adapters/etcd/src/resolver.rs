@@ -11,11 +11,12 @@ use etcd_client::ConnectOptions;
 use tonic::transport::Endpoint;
 
 use crate::error::EtcdError;
+use crate::event::EtcdEvent;
 use crate::target::EtcdTarget;
 use crate::watch::Watch;
 
-/// What the resolver is told of each error, besides the channel.
-type Observer = Arc<dyn Fn(&EtcdError) + Send + Sync>;
+/// Who is told of what the resolver does.
+type Observer = Arc<dyn Fn(&EtcdEvent) + Send + Sync>;
 
 /// Resolves `etcd://member,member/prefix` targets: the endpoints are the keys under
 /// `prefix/`, read in full and then watched, each change reaching the channel as one update.
@@ -143,11 +144,12 @@ impl EtcdResolver {
         })
     }
 
-    /// Calls `observer` with every error the resolver meets, as it meets it, for logs and
-    /// metrics: a member that failed (and the resolver moved on), all members failed, a key
-    /// skipped for its value (once, when the value first appears). The channel hears of the
-    /// errors that leave it without a fresh list.
-    pub fn on_error(self, observer: impl Fn(&EtcdError) + Send + Sync + 'static) -> Self {
+    /// Calls `observer` with everything the resolver does and meets, as it happens, for logs
+    /// and metrics: each list it sends the channel, each member that failed (and the resolver
+    /// moved on), all members failed, each key skipped for its value. The channel itself hears
+    /// only of the errors that leave it without a fresh list. The observer runs on the
+    /// resolver's task: keep it short.
+    pub fn on_event(self, observer: impl Fn(&EtcdEvent) + Send + Sync + 'static) -> Self {
         let observer: Observer = Arc::new(observer);
         self.with(|settings| settings.observer = Some(observer))
     }
@@ -186,11 +188,16 @@ impl Settings {
         options
     }
 
-    /// Tells the observer of `error`.
-    pub(crate) fn observe(&self, error: &EtcdError) {
+    /// Tells the observer of `event`, if there is one; `event` is only made then.
+    pub(crate) fn observe(&self, event: impl FnOnce() -> EtcdEvent) {
         if let Some(observer) = &self.observer {
-            observer(error);
+            observer(&event());
         }
+    }
+
+    /// Tells the observer of `error`.
+    pub(crate) fn observe_error(&self, error: &EtcdError) {
+        self.observe(|| EtcdEvent::Error(error.clone()));
     }
 }
 
@@ -202,7 +209,7 @@ impl Resolver for EtcdResolver {
             match parsed {
                 Ok(target) => Watch::new(settings, target, context).run().await,
                 Err(error) => {
-                    settings.observe(&error);
+                    settings.observe_error(&error);
                     context.error((&error).into());
                 }
             }

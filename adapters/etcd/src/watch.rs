@@ -10,6 +10,7 @@ use croupier_channel::ResolverContext;
 use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchResponse};
 
 use crate::error::EtcdError;
+use crate::event::EtcdEvent;
 use crate::registry::Registry;
 use crate::resolver::Settings;
 use crate::target::EtcdTarget;
@@ -58,7 +59,7 @@ impl Watch {
         let mut retry = self.settings.retry_initial;
         for member in members.iter().cycle() {
             let (error, answered) = self.serve(member).await;
-            self.settings.observe(&error);
+            self.settings.observe_error(&error);
             if answered {
                 failures.clear();
                 retry = self.settings.retry_initial;
@@ -71,7 +72,7 @@ impl Watch {
                 prefix: self.target.prefix.clone(),
                 errors: std::mem::take(&mut failures),
             };
-            self.settings.observe(&all);
+            self.settings.observe_error(&all);
             self.context.error((&all).into());
             // Try again after the backoff, or at once when the channel asks.
             let _ = tokio::time::timeout(retry, self.context.resolve_now()).await;
@@ -170,7 +171,7 @@ impl Watch {
             }
         }
         self.registry = registry;
-        self.publish();
+        self.publish(member, revision, true);
         Ok(revision)
     }
 
@@ -225,7 +226,8 @@ impl Watch {
                 return failed(reason);
             }
             if self.apply(&response) {
-                self.publish();
+                let revision = response.header().map_or(0, |header| header.revision());
+                self.publish(member, revision, false);
             }
         }
     }
@@ -243,16 +245,26 @@ impl Watch {
         !events.is_empty()
     }
 
-    /// Reports the list to the channel, and any key newly skipped for its value.
-    fn publish(&mut self) {
-        self.context.update(self.registry.update());
+    /// Reports the list, as of `revision` on `member`, to the channel, and any key newly
+    /// skipped for its value.
+    fn publish(&mut self, member: &str, revision: i64, full_read: bool) {
+        let update = self.registry.update();
         let malformed = self.registry.malformed();
+        self.settings.observe(|| EtcdEvent::Resolved {
+            prefix: self.target.prefix.clone(),
+            member: member.to_owned(),
+            revision,
+            endpoints: update.endpoints.len(),
+            skipped: malformed.len(),
+            full_read,
+        });
+        self.context.update(update);
         if malformed == self.reported {
             return;
         }
         for error in &malformed {
             if !self.reported.contains(error) {
-                self.settings.observe(error);
+                self.settings.observe_error(error);
             }
         }
         if let Some(first) = malformed.first() {

@@ -1,0 +1,256 @@
+//! A real etcd cluster on loopback: three `etcd` processes (Debian's `etcd-server`) on free
+//! ports, each in a directory of its own under one temporary directory, killed when the
+//! [`Cluster`] is dropped; keys written with `etcdctl` (Debian's `etcd-client`) or, in bulk,
+//! with the Rust client.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, TxnOp};
+
+/// How long a member is given to become healthy (elected, or joined to a leader).
+const READY_WITHIN: Duration = Duration::from_secs(20);
+
+/// One member: its ports, its data directory, its process while it runs.
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    dir: PathBuf,
+    process: Option<Child>,
+}
+
+/// A running cluster; dropping it kills every member.
+pub struct Cluster {
+    members: Vec<Member>,
+    initial_cluster: String,
+    /// Removed, with the members' data, on drop (after the members are killed).
+    _dir: tempfile::TempDir,
+}
+
+/// Ports nothing listens on now, all different.
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port on loopback"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().unwrap().port())
+        .collect()
+}
+
+/// A temporary directory, in memory where the machine offers it (etcd fsyncs every write).
+fn temporary_dir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    let builder = tempfile::Builder::new().prefix("croupier-etcd-").clone();
+    if shm.is_dir() {
+        if let Ok(dir) = builder.tempdir_in(shm) {
+            return dir;
+        }
+    }
+    builder.tempdir().expect("a temporary directory")
+}
+
+impl Cluster {
+    /// Starts `size` members and waits until each is healthy.
+    pub async fn start(size: usize) -> Cluster {
+        let dir = temporary_dir();
+        let ports = free_ports(size * 2);
+        let members: Vec<Member> = (0..size)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client_port: ports[2 * i],
+                peer_port: ports[2 * i + 1],
+                dir: dir.path().join(format!("m{i}")),
+                process: None,
+            })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            members,
+            initial_cluster,
+            _dir: dir,
+        };
+        for i in 0..size {
+            cluster.spawn(i);
+        }
+        for i in 0..size {
+            cluster.until_healthy(i).await;
+        }
+        cluster
+    }
+
+    /// Starts member `i`'s process (again, on the same data, after [`Cluster::kill`]).
+    fn spawn(&mut self, i: usize) {
+        let member = &self.members[i];
+        std::fs::create_dir_all(&member.dir).unwrap();
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(member.dir.join("etcd.log"))
+            .unwrap();
+        let client_url = format!("http://127.0.0.1:{}", member.client_port);
+        let peer_url = format!("http://127.0.0.1:{}", member.peer_port);
+        let process = Command::new("etcd")
+            .arg("--name")
+            .arg(&member.name)
+            .arg("--data-dir")
+            .arg(member.dir.join("data"))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", "croupier-etcd-tests"])
+            // One transaction writes 10,000 endpoints in a test.
+            .args(["--max-txn-ops", "20000"])
+            .args(["--max-request-bytes", "16777216"])
+            .args(["--log-level", "warn"])
+            .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("etcd runs (apt-get install etcd-server)");
+        self.members[i].process = Some(process);
+    }
+
+    /// Kills member `i` (SIGKILL: no goodbye to its peers or its clients).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut process) = self.members[i].process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+
+    /// Restarts member `i` on its data and waits until it is healthy.
+    pub async fn restart(&mut self, i: usize) {
+        self.spawn(i);
+        self.until_healthy(i).await;
+    }
+
+    /// Starts member `i` again without waiting (when the others are down too, it cannot be
+    /// healthy alone).
+    pub fn start_again(&mut self, i: usize) {
+        self.spawn(i);
+    }
+
+    /// Waits until member `i` answers a linearizable read (it has a leader and is caught up),
+    /// asking every 100 ms for at most [`READY_WITHIN`].
+    pub async fn until_healthy(&self, i: usize) {
+        let member = self.member(i);
+        let deadline = Instant::now() + READY_WITHIN;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            let probe = async {
+                let mut client = Client::connect([member.as_str()], None).await?;
+                client.get("health", None).await
+            };
+            match tokio::time::timeout(Duration::from_secs(1), probe).await {
+                Ok(Ok(_)) => return,
+                Ok(Err(error)) => last = error.to_string(),
+                Err(_) => last = "no answer within 1 s".into(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "etcd member {member} was not healthy within {READY_WITHIN:?}: {last}; its log: {}",
+            std::fs::read_to_string(self.members[i].dir.join("etcd.log")).unwrap_or_default()
+        );
+    }
+
+    /// Member `i`'s client address, `127.0.0.1:port`.
+    pub fn member(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.members[i].client_port)
+    }
+
+    /// Every member's client address, comma-separated, in `order`.
+    pub fn members_in(&self, order: &[usize]) -> String {
+        order
+            .iter()
+            .map(|&i| self.member(i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `etcd://<every member>/<prefix>`.
+    pub fn target(&self, prefix: &str) -> String {
+        let all: Vec<usize> = (0..self.members.len()).collect();
+        format!("etcd://{}/{prefix}", self.members_in(&all))
+    }
+
+    /// Runs `etcdctl <args>` against the members that run, bounded in time; panics if it fails.
+    pub async fn etcdctl(&self, args: &[&str]) {
+        let endpoints = self.members_in(
+            &(0..self.members.len())
+                .filter(|&i| self.members[i].process.is_some())
+                .collect::<Vec<_>>(),
+        );
+        let run = tokio::process::Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoints}"))
+            .args(["--dial-timeout=2s", "--command-timeout=5s"])
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(15), run)
+            .await
+            .expect("etcdctl ends in time")
+            .expect("etcdctl runs (apt-get install etcd-client)");
+        assert!(
+            output.status.success(),
+            "etcdctl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// `etcdctl put key value`.
+    pub async fn put(&self, key: &str, value: &str) {
+        self.etcdctl(&["put", key, value]).await;
+    }
+
+    /// `etcdctl del key`.
+    pub async fn del(&self, key: &str) {
+        self.etcdctl(&["del", key]).await;
+    }
+
+    /// A Rust client of member `i`, for writes in bulk.
+    pub async fn client(&self, i: usize) -> Client {
+        Client::connect([self.member(i)], None)
+            .await
+            .expect("a client of a healthy member")
+    }
+
+    /// Puts every `(key, value)` in one transaction on member `i`.
+    pub async fn put_all(&self, i: usize, entries: impl IntoIterator<Item = (String, String)>) {
+        let ops: Vec<TxnOp> = entries
+            .into_iter()
+            .map(|(key, value)| TxnOp::put(key, value, None))
+            .collect();
+        let mut client = self.client(i).await;
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            client.txn(etcd_client::Txn::new().and_then(ops)),
+        )
+        .await
+        .expect("the transaction ends in time")
+        .expect("the transaction commits");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
