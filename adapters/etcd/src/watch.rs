@@ -1,6 +1,9 @@
 //! The resolver's loop for one target: a full read of the prefix on one member, then a watch from
-//! the revision after it; a new full read after a compaction, a lost watch or the channel's
-//! request; the next member after a failure; a backoff once every member failed.
+//! the revision after it. A member that fails is left for the next, where the watch resumes from
+//! the revision after the last one applied, so no change is missed on the way; where that
+//! revision is compacted, or the channel asks, the prefix is read in full again. Once every
+//! member has failed in turn, the channel hears of it and the members are tried again after a
+//! backoff.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +28,8 @@ pub(crate) struct Watch {
     target: EtcdTarget,
     context: ResolverContext,
     registry: Registry,
+    /// The revision the registry is as of; `None` until a full read, and when one must be made.
+    revision: Option<i64>,
     /// The skipped keys last reported, so that each is reported once.
     reported: Vec<EtcdError>,
 }
@@ -48,6 +53,7 @@ impl Watch {
             target,
             context,
             registry: Registry::default(),
+            revision: None,
             reported: Vec::new(),
         }
     }
@@ -80,8 +86,9 @@ impl Watch {
         }
     }
 
-    /// Reads and watches on `member` until it fails: the error, and whether it answered a read
-    /// first.
+    /// Reads (if it must) and watches on `member` until it fails: the error, and whether the
+    /// member answered first (a read, or a watch's first response; a member that only accepts
+    /// connections and fails every request has not).
     async fn serve(&mut self, member: &str) -> (EtcdError, bool) {
         let mut client = match self.connect(member).await {
             Ok(client) => client,
@@ -89,13 +96,18 @@ impl Watch {
         };
         let mut answered = false;
         loop {
-            let revision = match self.read(&mut client, member).await {
-                Ok(revision) => revision,
-                Err(error) => return (error, answered),
+            let start = match self.revision {
+                Some(revision) => revision + 1,
+                None => match self.read(&mut client, member).await {
+                    Ok(revision) => {
+                        answered = true;
+                        revision + 1
+                    }
+                    Err(error) => return (error, answered),
+                },
             };
-            answered = true;
-            match self.watch(&mut client, member, revision + 1).await {
-                WatchEnd::ReadAgain => continue,
+            match self.watch(&mut client, member, start, &mut answered).await {
+                WatchEnd::ReadAgain => self.revision = None,
                 WatchEnd::Failed(error) => return (error, answered),
             }
         }
@@ -171,13 +183,20 @@ impl Watch {
             }
         }
         self.registry = registry;
+        self.revision = Some(revision);
         self.publish(member, revision, true);
         Ok(revision)
     }
 
     /// Watches the prefix from `start`, applying each response as one update, until it must
-    /// read again or the member fails.
-    async fn watch(&mut self, client: &mut Client, member: &str, start: i64) -> WatchEnd {
+    /// read again or the member fails; sets `answered` once a response comes.
+    async fn watch(
+        &mut self,
+        client: &mut Client,
+        member: &str,
+        start: i64,
+        answered: &mut bool,
+    ) -> WatchEnd {
         let failed = |reason: String| {
             WatchEnd::Failed(EtcdError::Member {
                 member: member.to_owned(),
@@ -214,6 +233,7 @@ impl Watch {
                 Ok(None) => return failed("the member ended the watch".into()),
                 Err(error) => return failed(error.to_string()),
             };
+            *answered = true;
             if response.compact_revision() > 0 {
                 // The history from `start` is gone: what changed since can only be read.
                 return WatchEnd::ReadAgain;
@@ -225,24 +245,25 @@ impl Watch {
                 };
                 return failed(reason);
             }
-            if self.apply(&response) {
-                let revision = response.header().map_or(0, |header| header.revision());
+            if let Some(revision) = self.apply(&response) {
+                self.revision = Some(revision);
                 self.publish(member, revision, false);
             }
         }
     }
 
-    /// Applies a watch response's events; whether there were any.
-    fn apply(&mut self, response: &WatchResponse) -> bool {
-        let events = response.events();
-        for event in events {
+    /// Applies a watch response's events: the revision of the last, if there were any.
+    fn apply(&mut self, response: &WatchResponse) -> Option<i64> {
+        let mut revision = None;
+        for event in response.events() {
             let Some(kv) = event.kv() else { continue };
             match event.event_type() {
                 EventType::Put => self.registry.put(kv.key(), kv.value()),
                 EventType::Delete => self.registry.delete(kv.key()),
             }
+            revision = Some(kv.mod_revision());
         }
-        !events.is_empty()
+        revision
     }
 
     /// Reports the list, as of `revision` on `member`, to the channel, and any key newly

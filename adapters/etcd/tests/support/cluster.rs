@@ -4,6 +4,7 @@
 //! with the Rust client.
 
 use std::fs::File;
+use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -21,6 +22,8 @@ struct Member {
     peer_port: u16,
     dir: PathBuf,
     process: Option<Child>,
+    /// Stopped with SIGSTOP: it holds its connections open and answers nothing.
+    frozen: bool,
 }
 
 /// A running cluster; dropping it kills every member.
@@ -66,6 +69,7 @@ impl Cluster {
                 peer_port: ports[2 * i + 1],
                 dir: dir.path().join(format!("m{i}")),
                 process: None,
+                frozen: false,
             })
             .collect();
         let initial_cluster = members
@@ -114,6 +118,8 @@ impl Cluster {
             .args(["--max-txn-ops", "20000"])
             .args(["--max-request-bytes", "16777216"])
             .args(["--log-level", "warn"])
+            // Clients may ping every 100 ms, to find a frozen member quickly.
+            .args(["--grpc-keepalive-min-time", "100ms"])
             .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -129,6 +135,33 @@ impl Cluster {
             let _ = process.kill();
             let _ = process.wait();
         }
+        self.members[i].frozen = false;
+    }
+
+    /// Stops member `i` with SIGSTOP: its sockets stay open, it answers nothing, as a member
+    /// on a machine that hangs or a network that drops everything.
+    pub fn freeze(&mut self, i: usize) {
+        self.signal(i, "-STOP");
+        self.members[i].frozen = true;
+    }
+
+    /// Lets member `i` run again after [`Cluster::freeze`].
+    pub fn thaw(&mut self, i: usize) {
+        self.signal(i, "-CONT");
+        self.members[i].frozen = false;
+    }
+
+    fn signal(&self, i: usize, signal: &str) {
+        let pid = self.members[i]
+            .process
+            .as_ref()
+            .expect("a running member")
+            .id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}");
     }
 
     /// Restarts member `i` on its data and waits until it is healthy.
@@ -189,28 +222,50 @@ impl Cluster {
 
     /// Runs `etcdctl <args>` against the members that run, bounded in time; panics if it fails.
     pub async fn etcdctl(&self, args: &[&str]) {
-        let endpoints = self.members_in(
-            &(0..self.members.len())
-                .filter(|&i| self.members[i].process.is_some())
-                .collect::<Vec<_>>(),
-        );
-        let run = tokio::process::Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={endpoints}"))
-            .args(["--dial-timeout=2s", "--command-timeout=5s"])
-            .args(args)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        let output = tokio::time::timeout(Duration::from_secs(15), run)
-            .await
-            .expect("etcdctl ends in time")
-            .expect("etcdctl runs (apt-get install etcd-client)");
-        assert!(
-            output.status.success(),
-            "etcdctl {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let running: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.members[i].process.is_some() && !self.members[i].frozen)
+            .collect();
+        self.etcdctl_on(&running, args).await;
+    }
+
+    /// Runs `etcdctl <args>` against the members `on` only; the future borrows nothing, so the
+    /// cluster may change while it runs. A write that was in flight when the leader died can
+    /// time out with its outcome unknown, so it is made again (as a service registering itself
+    /// would), up to four times: the tests' writes are puts and deletes, the same twice as once.
+    pub fn etcdctl_on(&self, on: &[usize], args: &[&str]) -> impl Future<Output = ()> + 'static {
+        let endpoints = format!("--endpoints={}", self.members_in(on));
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        let logs: Vec<PathBuf> = self
+            .members
+            .iter()
+            .map(|m| m.dir.join("etcd.log"))
+            .collect();
+        async move {
+            let mut errors = Vec::new();
+            for _ in 0..4 {
+                let run = tokio::process::Command::new("etcdctl")
+                    .env("ETCDCTL_API", "3")
+                    .arg(&endpoints)
+                    .args(["--dial-timeout=2s", "--command-timeout=3s"])
+                    .args(&args)
+                    .stdin(Stdio::null())
+                    .kill_on_drop(true)
+                    .output();
+                let output = tokio::time::timeout(Duration::from_secs(10), run)
+                    .await
+                    .expect("etcdctl ends in time")
+                    .expect("etcdctl runs (apt-get install etcd-client)");
+                if output.status.success() {
+                    return;
+                }
+                errors.push(String::from_utf8_lossy(&output.stderr).into_owned());
+            }
+            let logs: Vec<String> = logs
+                .iter()
+                .map(|log| std::fs::read_to_string(log).unwrap_or_default())
+                .collect();
+            panic!("etcdctl {args:?} failed: {errors:#?}; the members' logs: {logs:#?}");
+        }
     }
 
     /// `etcdctl put key value`.
@@ -228,6 +283,34 @@ impl Cluster {
         Client::connect([self.member(i)], None)
             .await
             .expect("a client of a healthy member")
+    }
+
+    /// The index of the member that leads the cluster now.
+    pub async fn leader(&self) -> usize {
+        let mut ids = Vec::new();
+        let mut leader = 0;
+        for i in 0..self.members.len() {
+            let status = self.client(i).await.status().await.expect("a status");
+            ids.push(status.header().expect("a header").member_id());
+            leader = status.leader();
+        }
+        ids.iter()
+            .position(|&id| id == leader)
+            .expect("a member leads")
+    }
+
+    /// Compacts the history up to the current revision, on member `i`: the revision compacted.
+    pub async fn compact(&self, i: usize) -> i64 {
+        let mut client = self.client(i).await;
+        let revision = client
+            .get("compaction", None)
+            .await
+            .expect("a read")
+            .header()
+            .expect("a header")
+            .revision();
+        client.compact(revision, None).await.expect("a compaction");
+        revision
     }
 
     /// Puts every `(key, value)` in one transaction on member `i`.
