@@ -124,6 +124,11 @@ pub fn channel(target: &str, resolver: EtcdResolver) -> GrpcChannel {
         .expect("an etcd target the channel takes")
 }
 
+/// A round_robin gRPC channel to `target` with a resolver whose events nobody reads.
+pub fn channel_to(target: &str) -> GrpcChannel {
+    channel(target, resolver(&Events::default()))
+}
+
 /// The addresses of the channel's subchannels.
 pub async fn addresses(channel: &GrpcChannel) -> BTreeSet<Address> {
     channel
