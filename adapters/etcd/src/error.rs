@@ -47,6 +47,15 @@ pub enum EtcdError {
         /// Each member's error, in the order they were tried.
         errors: Vec<EtcdError>,
     },
+    /// No key under the prefix names an endpoint: calls fail with this until one does.
+    NoEndpoints {
+        /// The key prefix.
+        prefix: String,
+        /// The member that answered (`host:port`).
+        member: String,
+        /// The revision it answered as of.
+        revision: i64,
+    },
     /// A key under the prefix holds a value that is not an endpoint: the key is skipped and the
     /// rest of the list applied.
     MalformedValue {
@@ -84,6 +93,15 @@ impl fmt::Display for EtcdError {
                 }
                 Ok(())
             }
+            EtcdError::NoEndpoints {
+                prefix,
+                member,
+                revision,
+            } => write!(
+                f,
+                "no endpoint is registered under etcd prefix {prefix:?} (member {member}, \
+                 revision {revision})"
+            ),
             EtcdError::MalformedValue { key, reason } => {
                 write!(f, "etcd key {key:?} skipped: {reason}")
             }

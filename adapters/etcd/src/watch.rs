@@ -279,23 +279,35 @@ impl Watch {
             skipped: malformed.len(),
             full_read,
         });
+        let empty = update.endpoints.is_empty();
         self.context.update(update);
-        if malformed == self.reported {
-            return;
-        }
+        let changed = malformed != self.reported;
         for error in &malformed {
             if !self.reported.contains(error) {
                 self.settings.observe_error(error);
             }
         }
-        if let Some(first) = malformed.first() {
-            // After the list, so that a list left empty fails calls with the reason.
-            let more = match malformed.len() {
-                1 => String::new(),
-                n => format!(" (and {} more keys skipped)", n - 1),
-            };
-            self.context
-                .error(croupier::ResolverError::new(format!("{first}{more}")));
+        // After the list, so that a list left empty fails calls with the reason; a list that
+        // is not empty hears of its skipped keys only when they change (an error makes the
+        // channel ask again, and a read would find the same).
+        let error = match malformed.first() {
+            Some(first) if empty || changed => Some(match malformed.len() {
+                1 => first.to_string(),
+                n => format!("{first} (and {} more keys skipped)", n - 1),
+            }),
+            None if empty => {
+                let error = EtcdError::NoEndpoints {
+                    prefix: self.target.prefix.clone(),
+                    member: member.to_owned(),
+                    revision,
+                };
+                self.settings.observe_error(&error);
+                Some(error.to_string())
+            }
+            _ => None,
+        };
+        if let Some(error) = error {
+            self.context.error(croupier::ResolverError::new(error));
         }
         self.reported = malformed;
     }
@@ -333,13 +345,17 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
-/// `error` and its sources, each after a colon: a transport error's own message says little.
+/// `error` and its sources, each after a colon (a transport error's own message says little),
+/// leaving out those whose words are already there.
 fn source_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text

@@ -158,7 +158,7 @@ fn ten_thousand_keys_written_in_one_transaction_arrive_as_one_update() {
 }
 
 #[test]
-fn a_malformed_value_is_skipped_with_an_error_naming_its_key_and_the_rest_applied() {
+fn a_malformed_value_is_skipped_with_an_error_naming_its_key_and_an_empty_prefix_says_so() {
     run(Duration::from_secs(60), async {
         let cluster = Cluster::start(3).await;
         let fleet = servers(3).await;
@@ -194,6 +194,20 @@ fn a_malformed_value_is_skipped_with_an_error_naming_its_key_and_the_rest_applie
             error.contains("services/broken/0") && error.contains("Addr is empty"),
             "{error}"
         );
+
+        // A prefix with no key at all says so, and takes the first one registered.
+        let empty = channel_to(&cluster.target("services/nothing"));
+        let error = call(&mut EchoClient::new(empty.clone())).await.unwrap_err();
+        assert!(
+            error.contains("no endpoint is registered under etcd prefix")
+                && error.contains("services/nothing/"),
+            "{error}"
+        );
+        cluster
+            .put("services/nothing/0", &endpoint_value(fleet[0].address()))
+            .await;
+        until_addresses(&empty, &addresses_of(&fleet[..1])).await;
+        call(&mut EchoClient::new(empty)).await.unwrap();
     });
 }
 
