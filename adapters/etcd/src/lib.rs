@@ -58,3 +58,8 @@ pub use error::EtcdError;
 pub use etcd_client::{Certificate, Identity, TlsOptions};
 pub use event::EtcdEvent;
 pub use resolver::EtcdResolver;
+
+/// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
