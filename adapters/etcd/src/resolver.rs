@@ -183,7 +183,10 @@ impl Settings {
     pub(crate) fn connect_options(&self) -> ConnectOptions {
         let mut options = ConnectOptions::new().with_require_leader(true);
         if let Some((user, password)) = &self.credentials {
-            options = options.with_user(user.clone(), password.clone());
+            // A token expires (etcd's --auth-token-ttl): a request it fails gets a fresh one.
+            options = options
+                .with_user(user.clone(), password.clone())
+                .with_auto_token_refresh(true);
         }
         options
     }

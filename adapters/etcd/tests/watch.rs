@@ -251,3 +251,46 @@ fn a_lost_backend_makes_the_channel_ask_and_the_resolver_read_in_full() {
             .await;
     });
 }
+
+#[test]
+fn with_etcds_auth_on_the_resolver_reads_as_its_user_and_never_shows_the_password() {
+    run(Duration::from_secs(60), async {
+        let mut cluster = Cluster::start(3).await;
+        let fleet = servers(2).await;
+        register(&cluster, "services/echo", &fleet[..1]).await;
+        cluster
+            .enable_auth("croupier", "s3cret-pw", "services/echo/")
+            .await;
+
+        // Without credentials, every member refuses: calls fail saying so, for each member.
+        let refused = Events::default();
+        let anonymous = channel(&cluster.target("services/echo"), resolver(&refused));
+        let error = call(&mut EchoClient::new(anonymous)).await.unwrap_err();
+        assert!(
+            error.contains("no etcd member could list") && error.contains(&cluster.member(2)),
+            "{error}"
+        );
+
+        // With a wrong password, the same, and the password appears nowhere.
+        let wrong = Events::default();
+        let resolver_with_wrong = resolver(&wrong).user("croupier", "not-the-pw");
+        assert!(!format!("{resolver_with_wrong:?}").contains("not-the-pw"));
+        let mistaken = channel(&cluster.target("services/echo"), resolver_with_wrong);
+        let error = call(&mut EchoClient::new(mistaken)).await.unwrap_err();
+        assert!(error.contains("no etcd member could list"), "{error}");
+        assert!(!error.contains("not-the-pw"), "{error}");
+        assert!(!format!("{:?}", wrong.all()).contains("not-the-pw"));
+
+        // As the user, it reads and watches.
+        let events = Events::default();
+        let authenticated = resolver(&events).user("croupier", "s3cret-pw");
+        let channel = channel(&cluster.target("services/echo"), authenticated);
+        until_addresses(&channel, &addresses_of(&fleet[..1])).await;
+        cluster
+            .put("services/echo/1", &endpoint_value(fleet[1].address()))
+            .await;
+        until_addresses(&channel, &addresses_of(&fleet)).await;
+        call(&mut EchoClient::new(channel)).await.unwrap();
+        assert!(!format!("{:?}", events.all()).contains("s3cret-pw"));
+    });
+}

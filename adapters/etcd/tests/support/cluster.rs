@@ -30,6 +30,8 @@ struct Member {
 pub struct Cluster {
     members: Vec<Member>,
     initial_cluster: String,
+    /// `--user=root:<password>` once auth is on.
+    root: Option<String>,
     /// Removed, with the members' data, on drop (after the members are killed).
     _dir: tempfile::TempDir,
 }
@@ -80,6 +82,7 @@ impl Cluster {
         let mut cluster = Cluster {
             members,
             initial_cluster,
+            root: None,
             _dir: dir,
         };
         for i in 0..size {
@@ -234,7 +237,10 @@ impl Cluster {
     /// would), up to four times: the tests' writes are puts and deletes, the same twice as once.
     pub fn etcdctl_on(&self, on: &[usize], args: &[&str]) -> impl Future<Output = ()> + 'static {
         let endpoints = format!("--endpoints={}", self.members_in(on));
-        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        let mut args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        if let Some(root) = &self.root {
+            args.insert(0, root.clone());
+        }
         let logs: Vec<PathBuf> = self
             .members
             .iter()
@@ -266,6 +272,29 @@ impl Cluster {
                 .collect();
             panic!("etcdctl {args:?} failed: {errors:#?}; the members' logs: {logs:#?}");
         }
+    }
+
+    /// Turns etcd's authentication on: a `root` user, and `user` with `password` allowed to
+    /// read (and watch) the keys under `prefix` and nothing else. etcdctl writes as root after.
+    pub async fn enable_auth(&mut self, user: &str, password: &str, prefix: &str) {
+        let root_password = "croupier-root";
+        let root_user = format!("--new-user-password={root_password}");
+        let new_user = format!("--new-user-password={password}");
+        self.etcdctl(&["user", "add", "root", &root_user]).await;
+        self.etcdctl(&["user", "add", user, &new_user]).await;
+        self.etcdctl(&["role", "add", "reader"]).await;
+        self.etcdctl(&[
+            "role",
+            "grant-permission",
+            "reader",
+            "--prefix=true",
+            "read",
+            prefix,
+        ])
+        .await;
+        self.etcdctl(&["user", "grant-role", user, "reader"]).await;
+        self.etcdctl(&["auth", "enable"]).await;
+        self.root = Some(format!("--user=root:{root_password}"));
     }
 
     /// `etcdctl put key value`.
