@@ -32,6 +32,8 @@ pub struct Cluster {
     initial_cluster: String,
     /// `--user=root:<password>` once auth is on.
     root: Option<String>,
+    /// The CA's certificate file, when the members serve clients over TLS.
+    ca: Option<PathBuf>,
     /// Removed, with the members' data, on drop (after the members are killed).
     _dir: tempfile::TempDir,
 }
@@ -62,6 +64,31 @@ fn temporary_dir() -> tempfile::TempDir {
 impl Cluster {
     /// Starts `size` members and waits until each is healthy.
     pub async fn start(size: usize) -> Cluster {
+        Cluster::start_with(size, None).await
+    }
+
+    /// Starts `size` members that serve clients over TLS, with a certificate for 127.0.0.1 and
+    /// `localhost` from a certificate authority made here: the CA's certificate (PEM).
+    pub async fn start_tls(size: usize) -> (Cluster, String) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+        let certificate = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let files = (ca.pem(), certificate.pem(), key.serialize_pem());
+        (
+            Cluster::start_with(size, Some(files.clone())).await,
+            files.0,
+        )
+    }
+
+    /// Starts `size` members, over TLS with `(ca, certificate, key)` (PEM) if given.
+    async fn start_with(size: usize, tls: Option<(String, String, String)>) -> Cluster {
         let dir = temporary_dir();
         let ports = free_ports(size * 2);
         let members: Vec<Member> = (0..size)
@@ -79,10 +106,21 @@ impl Cluster {
             .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
             .collect::<Vec<_>>()
             .join(",");
+        let ca = tls.map(|(ca, certificate, key)| {
+            for (name, pem) in [
+                ("ca.pem", ca),
+                ("member.pem", certificate),
+                ("member-key.pem", key),
+            ] {
+                std::fs::write(dir.path().join(name), pem).unwrap();
+            }
+            dir.path().join("ca.pem")
+        });
         let mut cluster = Cluster {
             members,
             initial_cluster,
             root: None,
+            ca,
             _dir: dir,
         };
         for i in 0..size {
@@ -103,9 +141,18 @@ impl Cluster {
             .append(true)
             .open(member.dir.join("etcd.log"))
             .unwrap();
-        let client_url = format!("http://127.0.0.1:{}", member.client_port);
+        let client_url = self.url(i);
         let peer_url = format!("http://127.0.0.1:{}", member.peer_port);
-        let process = Command::new("etcd")
+        let mut command = Command::new("etcd");
+        if let Some(ca) = &self.ca {
+            let dir = ca.parent().unwrap();
+            command
+                .arg("--cert-file")
+                .arg(dir.join("member.pem"))
+                .arg("--key-file")
+                .arg(dir.join("member-key.pem"));
+        }
+        let process = command
             .arg("--name")
             .arg(&member.name)
             .arg("--data-dir")
@@ -186,6 +233,14 @@ impl Cluster {
         let deadline = Instant::now() + READY_WITHIN;
         let mut last = String::new();
         while Instant::now() < deadline {
+            if self.ca.is_some() {
+                match self.probe_tls(i).await {
+                    Ok(()) => return,
+                    Err(error) => last = error,
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
             let probe = async {
                 let mut client = Client::connect([member.as_str()], None).await?;
                 client.get("health", None).await
@@ -201,6 +256,36 @@ impl Cluster {
             "etcd member {member} was not healthy within {READY_WITHIN:?}: {last}; its log: {}",
             std::fs::read_to_string(self.members[i].dir.join("etcd.log")).unwrap_or_default()
         );
+    }
+
+    /// `etcdctl endpoint health` on member `i`, over TLS (a linearizable read, as above).
+    async fn probe_tls(&self, i: usize) -> Result<(), String> {
+        let ca = self.ca.as_ref().unwrap();
+        let run = tokio::process::Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.url(i)))
+            .arg(format!("--cacert={}", ca.display()))
+            .args([
+                "--dial-timeout=1s",
+                "--command-timeout=1s",
+                "endpoint",
+                "health",
+            ])
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        match tokio::time::timeout(Duration::from_secs(3), run).await {
+            Ok(Ok(output)) if output.status.success() => Ok(()),
+            Ok(Ok(output)) => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
+            Ok(Err(error)) => Err(format!("etcdctl does not run: {error}")),
+            Err(_) => Err("etcdctl did not end within 3 s".into()),
+        }
+    }
+
+    /// Member `i`'s client URL.
+    fn url(&self, i: usize) -> String {
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.member(i))
     }
 
     /// Member `i`'s client address, `127.0.0.1:port`.
@@ -236,8 +321,12 @@ impl Cluster {
     /// time out with its outcome unknown, so it is made again (as a service registering itself
     /// would), up to four times: the tests' writes are puts and deletes, the same twice as once.
     pub fn etcdctl_on(&self, on: &[usize], args: &[&str]) -> impl Future<Output = ()> + 'static {
-        let endpoints = format!("--endpoints={}", self.members_in(on));
+        let urls: Vec<String> = on.iter().map(|&i| self.url(i)).collect();
+        let endpoints = format!("--endpoints={}", urls.join(","));
         let mut args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        if let Some(ca) = &self.ca {
+            args.insert(0, format!("--cacert={}", ca.display()));
+        }
         if let Some(root) = &self.root {
             args.insert(0, root.clone());
         }
