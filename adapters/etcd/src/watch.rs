@@ -189,7 +189,7 @@ impl Watch {
     }
 
     /// Watches the prefix from `start`, applying each response as one update, until it must
-    /// read again or the member fails; sets `answered` once a response comes.
+    /// read again or the member fails; sets `answered` once the watch is created.
     async fn watch(
         &mut self,
         client: &mut Client,
@@ -233,7 +233,6 @@ impl Watch {
                 Ok(None) => return failed("the member ended the watch".into()),
                 Err(error) => return failed(error.to_string()),
             };
-            *answered = true;
             if response.compact_revision() > 0 {
                 // The history from `start` is gone: what changed since can only be read.
                 return WatchEnd::ReadAgain;
@@ -245,6 +244,9 @@ impl Watch {
                 };
                 return failed(reason);
             }
+            // Created, or changes: the member serves (a cancellation, as a member without a
+            // leader sends, does not count).
+            *answered = true;
             if let Some(revision) = self.apply(&response) {
                 self.revision = Some(revision);
                 self.publish(member, revision, false);

@@ -185,3 +185,40 @@ fn a_frozen_member_is_left_by_keepalive_and_a_compacted_history_is_read_in_full(
         calls.stop_all_succeeded().await;
     });
 }
+
+#[test]
+fn a_member_left_without_quorum_is_not_trusted_and_the_list_serves_until_quorum_returns() {
+    run(Duration::from_secs(60), async {
+        let mut cluster = Cluster::start(3).await;
+        let fleet = servers(2).await;
+        register(&cluster, "services/echo", &fleet[..1]).await;
+        let events = Events::default();
+        let channel = channel(&cluster.target("services/echo"), resolver(&events));
+        until_addresses(&channel, &addresses_of(&fleet[..1])).await;
+        let calls = Calls::start(&channel);
+
+        // The last member runs, but without a leader: its watch is refused, not left hanging.
+        cluster.kill(0);
+        cluster.kill(1);
+        let survivor = cluster.member(2);
+        let all_failed = events
+            .until(|event| matches!(event, EtcdEvent::Error(EtcdError::AllMembersFailed { .. })))
+            .await;
+        let EtcdEvent::Error(all_failed) = all_failed else {
+            unreachable!("an error was awaited")
+        };
+        let all_failed = all_failed.to_string();
+        assert!(
+            all_failed.contains(&format!("etcd member {survivor}"))
+                && all_failed.contains("leader"),
+            "{all_failed}"
+        );
+
+        cluster.restart(1).await;
+        cluster
+            .put("services/echo/1", &endpoint_value(fleet[1].address()))
+            .await;
+        until_addresses(&channel, &addresses_of(&fleet)).await;
+        calls.stop_all_succeeded().await;
+    });
+}
