@@ -9,25 +9,8 @@ use std::time::{Duration, Instant};
 use croupier_etcd::{EtcdError, EtcdEvent};
 use support::{
     addresses_of, channel, endpoint_value, register, resolver, run, servers, until_addresses,
-    Calls, Cluster, Events,
+    Calls, Cluster, Events, Setup,
 };
-
-/// The lists the resolver sent, as (member, endpoints, full read).
-fn lists(events: &Events) -> Vec<(String, usize, bool)> {
-    events
-        .all()
-        .into_iter()
-        .filter_map(|event| match event {
-            EtcdEvent::Resolved {
-                member,
-                endpoints,
-                full_read,
-                ..
-            } => Some((member, endpoints, full_read)),
-            _ => None,
-        })
-        .collect()
-}
 
 /// Whether `event` is a failure of `member`.
 fn failed(event: &EtcdEvent, member: &str) -> bool {
@@ -41,12 +24,12 @@ fn failed(event: &EtcdEvent, member: &str) -> bool {
 #[test]
 fn a_member_killed_and_restarted_during_writes_loses_no_endpoint() {
     run(Duration::from_secs(60), async {
-        let mut cluster = Cluster::start(3).await;
-        let fleet = servers(5).await;
-        register(&cluster, "services/echo", &fleet[..2]).await;
-        let events = Events::default();
-        let channel = channel(&cluster.target("services/echo"), resolver(&events));
-        until_addresses(&channel, &addresses_of(&fleet[..2])).await;
+        let Setup {
+            mut cluster,
+            fleet,
+            events,
+            channel,
+        } = Setup::start(5, 2).await;
         let calls = Calls::start(&channel);
 
         // The resolver is on the first member: kill it while a write is under way.
@@ -66,7 +49,7 @@ fn a_member_killed_and_restarted_during_writes_loses_no_endpoint() {
         cluster.restart(0).await;
         cluster.del("services/echo/0").await;
         until_addresses(&channel, &addresses_of(&fleet[1..4])).await;
-        let second = match lists(&events).last() {
+        let second = match events.lists().last() {
             Some((member, _, _)) => member.clone(),
             None => unreachable!("lists were sent"),
         };
@@ -85,7 +68,7 @@ fn a_member_killed_and_restarted_during_writes_loses_no_endpoint() {
 
         // No list lost an endpoint on the way: after the first, each held at least the two
         // that were never deleted, and each failover resumed the watch instead of reading all.
-        let lists = lists(&events);
+        let lists = events.lists();
         assert!(
             lists.iter().all(|(_, endpoints, _)| *endpoints >= 2),
             "{lists:?}"
@@ -99,24 +82,18 @@ fn a_member_killed_and_restarted_during_writes_loses_no_endpoint() {
 #[test]
 fn with_every_member_down_the_last_list_serves_and_the_resolver_recovers() {
     run(Duration::from_secs(60), async {
-        let mut cluster = Cluster::start(3).await;
-        let fleet = servers(3).await;
-        register(&cluster, "services/echo", &fleet[..2]).await;
-        let events = Events::default();
-        let channel = channel(&cluster.target("services/echo"), resolver(&events));
-        until_addresses(&channel, &addresses_of(&fleet[..2])).await;
+        let Setup {
+            mut cluster,
+            fleet,
+            events,
+            channel,
+        } = Setup::start(3, 2).await;
         let calls = Calls::start(&channel);
 
         for i in 0..3 {
             cluster.kill(i);
         }
-        let all_failed = events
-            .until(|event| matches!(event, EtcdEvent::Error(EtcdError::AllMembersFailed { .. })))
-            .await;
-        let EtcdEvent::Error(all_failed) = all_failed else {
-            unreachable!("an error was awaited")
-        };
-        let all_failed = all_failed.to_string();
+        let all_failed = events.until_all_members_failed().await;
         for i in 0..3 {
             assert!(all_failed.contains(&cluster.member(i)), "{all_failed}");
         }
@@ -178,7 +155,7 @@ fn a_frozen_member_is_left_by_keepalive_and_a_compacted_history_is_read_in_full(
             "compacted after {compacted:?}, left after {left:?}"
         );
         // The watch could not resume past the compaction on the next member: it read in full.
-        let lists = lists(&events);
+        let lists = events.lists();
         let (member, endpoints, full_read) = lists.last().unwrap().clone();
         assert!(full_read && endpoints == 3 && member != frozen, "{lists:?}");
         cluster.thaw(follower);
@@ -189,25 +166,19 @@ fn a_frozen_member_is_left_by_keepalive_and_a_compacted_history_is_read_in_full(
 #[test]
 fn a_member_left_without_quorum_is_not_trusted_and_the_list_serves_until_quorum_returns() {
     run(Duration::from_secs(60), async {
-        let mut cluster = Cluster::start(3).await;
-        let fleet = servers(2).await;
-        register(&cluster, "services/echo", &fleet[..1]).await;
-        let events = Events::default();
-        let channel = channel(&cluster.target("services/echo"), resolver(&events));
-        until_addresses(&channel, &addresses_of(&fleet[..1])).await;
+        let Setup {
+            mut cluster,
+            fleet,
+            events,
+            channel,
+        } = Setup::start(2, 1).await;
         let calls = Calls::start(&channel);
 
         // The last member runs, but without a leader: its watch is refused, not left hanging.
         cluster.kill(0);
         cluster.kill(1);
         let survivor = cluster.member(2);
-        let all_failed = events
-            .until(|event| matches!(event, EtcdEvent::Error(EtcdError::AllMembersFailed { .. })))
-            .await;
-        let EtcdEvent::Error(all_failed) = all_failed else {
-            unreachable!("an error was awaited")
-        };
-        let all_failed = all_failed.to_string();
+        let all_failed = events.until_all_members_failed().await;
         assert!(
             all_failed.contains(&format!("etcd member {survivor}"))
                 && all_failed.contains("leader"),

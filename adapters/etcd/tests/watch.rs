@@ -10,7 +10,7 @@ use croupier_echo_grpc::EchoClient;
 use croupier_etcd::{EtcdError, EtcdEvent};
 use support::{
     addresses_of, call, channel, channel_to, endpoint_value, register, resolver, run, servers,
-    until_addresses, Calls, Cluster, Events, PATIENCE,
+    until_addresses, Calls, Cluster, Events, Setup, PATIENCE,
 };
 
 /// The median of `samples`.
@@ -22,12 +22,12 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 #[test]
 fn endpoints_put_and_deleted_with_etcdctl_reach_the_channel_at_once() {
     run(Duration::from_secs(60), async {
-        let cluster = Cluster::start(3).await;
-        let fleet = servers(2).await;
-        register(&cluster, "services/echo", &fleet[..1]).await;
-        let events = Events::default();
-        let channel = channel(&cluster.target("services/echo"), resolver(&events));
-        until_addresses(&channel, &addresses_of(&fleet[..1])).await;
+        let Setup {
+            cluster,
+            fleet,
+            events,
+            channel,
+        } = Setup::start(2, 1).await;
         let calls = Calls::start(&channel);
         let (mut added, mut removed) = (Vec::new(), Vec::new());
         for _ in 0..20 {
@@ -69,19 +69,12 @@ fn endpoints_put_and_deleted_with_etcdctl_reach_the_channel_at_once() {
     });
 }
 
-/// The lists the resolver sent, as (endpoints, full read).
+/// The lists the resolver sent, as (endpoints, whether from a full read).
 fn lists(events: &Events) -> Vec<(usize, bool)> {
     events
-        .all()
+        .lists()
         .into_iter()
-        .filter_map(|event| match event {
-            EtcdEvent::Resolved {
-                endpoints,
-                full_read,
-                ..
-            } => Some((endpoints, full_read)),
-            _ => None,
-        })
+        .map(|(_, endpoints, full_read)| (endpoints, full_read))
         .collect()
 }
 
@@ -160,14 +153,15 @@ fn ten_thousand_keys_written_in_one_transaction_arrive_as_one_update() {
 #[test]
 fn a_malformed_value_is_skipped_with_an_error_naming_its_key_and_an_empty_prefix_says_so() {
     run(Duration::from_secs(60), async {
-        let cluster = Cluster::start(3).await;
-        let fleet = servers(3).await;
-        register(&cluster, "services/echo", &fleet[..2]).await;
-        cluster.put("services/echo/bad", "{\"Addr\":").await;
-        let events = Events::default();
-        let channel = channel(&cluster.target("services/echo"), resolver(&events));
-        until_addresses(&channel, &addresses_of(&fleet[..2])).await;
+        let Setup {
+            cluster,
+            fleet,
+            events,
+            channel,
+        } = Setup::start(3, 2).await;
         let calls = Calls::start(&channel);
+        // Written while the channel watches: the rest stays.
+        cluster.put("services/echo/bad", "{\"Addr\":").await;
         let skipped = events
             .until(|event| matches!(event, EtcdEvent::Error(EtcdError::MalformedValue { .. })))
             .await;
@@ -232,12 +226,12 @@ fn metadata_reaches_the_channel_as_weight_labels_and_server_name() {
 #[test]
 fn a_lost_backend_makes_the_channel_ask_and_the_resolver_read_in_full() {
     run(Duration::from_secs(60), async {
-        let cluster = Cluster::start(3).await;
-        let mut fleet = servers(2).await;
-        register(&cluster, "services/echo", &fleet).await;
-        let events = Events::default();
-        let channel = channel(&cluster.target("services/echo"), resolver(&events));
-        until_addresses(&channel, &addresses_of(&fleet)).await;
+        let Setup {
+            cluster: _cluster,
+            mut fleet,
+            events,
+            channel,
+        } = Setup::start(2, 2).await;
         assert_eq!(lists(&events), [(2, true)]);
         // The channel asks for re-resolution when a connection is lost.
         let lost = fleet.pop().unwrap();

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use croupier::{Address, PolicyConfig};
 use croupier_echo_grpc::{EchoClient, EchoRequest, GrpcEchoServer, ServerOptions};
-use croupier_etcd::{EtcdEvent, EtcdResolver};
+use croupier_etcd::{EtcdError, EtcdEvent, EtcdResolver};
 use croupier_tokio::grpc::Http2Channel;
 
 pub use cluster::Cluster;
@@ -99,9 +99,58 @@ impl Events {
         found.unwrap_or_else(|_| panic!("no such event in time; events: {:#?}", self.all()))
     }
 
-    /// Forgets the events so far.
-    pub fn clear(&self) {
-        self.0.lock().unwrap().clear();
+    /// The lists the resolver sent, as (member, endpoints, whether from a full read).
+    pub fn lists(&self) -> Vec<(String, usize, bool)> {
+        self.all()
+            .into_iter()
+            .filter_map(|event| match event {
+                EtcdEvent::Resolved {
+                    member,
+                    endpoints,
+                    full_read,
+                    ..
+                } => Some((member, endpoints, full_read)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Waits until every member has failed in turn: that error's message.
+    pub async fn until_all_members_failed(&self) -> String {
+        let failed = self
+            .until(|event| matches!(event, EtcdEvent::Error(EtcdError::AllMembersFailed { .. })))
+            .await;
+        match failed {
+            EtcdEvent::Error(error) => error.to_string(),
+            _ => unreachable!("an error was awaited"),
+        }
+    }
+}
+
+/// A three-member cluster with echo servers, the first of them registered under
+/// `services/echo/`, and a round_robin channel over them that knows them all.
+pub struct Setup {
+    pub cluster: Cluster,
+    pub fleet: Vec<GrpcEchoServer>,
+    pub events: Events,
+    pub channel: GrpcChannel,
+}
+
+impl Setup {
+    /// `servers` echo servers, of which the first `registered` are registered.
+    pub async fn start(servers_: usize, registered: usize) -> Setup {
+        let cluster = Cluster::start(3).await;
+        let fleet = servers(servers_).await;
+        register(&cluster, "services/echo", &fleet[..registered]).await;
+        let events = Events::default();
+        let channel = channel(&cluster.target("services/echo"), resolver(&events));
+        until_addresses(&channel, &addresses_of(&fleet[..registered])).await;
+        Setup {
+            cluster,
+            fleet,
+            events,
+            channel,
+        }
     }
 }
 
