@@ -111,6 +111,17 @@ impl fmt::Display for EtcdError {
 
 impl std::error::Error for EtcdError {}
 
+impl EtcdError {
+    /// `member` failed `operation` with `reason`.
+    pub(crate) fn member(member: &str, operation: &'static str, reason: impl fmt::Display) -> Self {
+        EtcdError::Member {
+            member: member.to_owned(),
+            operation,
+            reason: reason.to_string(),
+        }
+    }
+}
+
 impl From<&EtcdError> for ResolverError {
     fn from(error: &EtcdError) -> Self {
         ResolverError::new(error.to_string())

@@ -87,8 +87,8 @@ impl Watch {
     }
 
     /// Reads (if it must) and watches on `member` until it fails: the error, and whether the
-    /// member answered first (a read, or a watch's first response; a member that only accepts
-    /// connections and fails every request has not).
+    /// member answered first (a read, or a watch created; a member that only accepts
+    /// connections and fails or cancels every request has not).
     async fn serve(&mut self, member: &str) -> (EtcdError, bool) {
         let mut client = match self.connect(member).await {
             Ok(client) => client,
@@ -117,11 +117,7 @@ impl Watch {
     async fn connect(&self, member: &str) -> Result<Client, EtcdError> {
         let settings = &self.settings;
         let scheme = if settings.uses_tls() { "https" } else { "http" };
-        let failed = |reason: String| EtcdError::Member {
-            member: member.to_owned(),
-            operation: "connect",
-            reason,
-        };
+        let failed = |reason: String| EtcdError::member(member, "connect", reason);
         let endpoint = settings
             .endpoint(format!("{scheme}://{member}"))
             .map_err(|error| failed(error.to_string()))?;
@@ -161,11 +157,7 @@ impl Watch {
                     client
                         .get(from.clone(), Some(options))
                         .await
-                        .map_err(|error| EtcdError::Member {
-                            member: member.to_owned(),
-                            operation: "read",
-                            reason: error.to_string(),
-                        })
+                        .map_err(|error| EtcdError::member(member, "read", error))
                 })
                 .await?;
             if revision == 0 {
@@ -197,13 +189,7 @@ impl Watch {
         start: i64,
         answered: &mut bool,
     ) -> WatchEnd {
-        let failed = |reason: String| {
-            WatchEnd::Failed(EtcdError::Member {
-                member: member.to_owned(),
-                operation: "watch",
-                reason,
-            })
-        };
+        let failed = |reason: String| WatchEnd::Failed(EtcdError::member(member, "watch", reason));
         let options = WatchOptions::new().with_prefix().with_start_revision(start);
         let prefix = self.target.prefix.clone();
         let timeout = self.settings.request_timeout;
@@ -212,11 +198,7 @@ impl Watch {
                 client
                     .watch(prefix, Some(options))
                     .await
-                    .map_err(|error| EtcdError::Member {
-                        member: member.to_owned(),
-                        operation: "watch",
-                        reason: error.to_string(),
-                    })
+                    .map_err(|error| EtcdError::member(member, "watch", error))
             })
             .await;
         let mut stream = match started {
