@@ -56,6 +56,12 @@ pub fn builtin_routers() -> Vec<Router> {
         Router::policy("round_robin", PolicyConfig::round_robin()),
         Router::policy("random", PolicyConfig::random()),
         Router::policy("least_request", PolicyConfig::least_request()),
+        Router::policy(
+            "least_request(with replacement)",
+            PolicyConfig::new(
+                croupier::policy::LeastRequestConfig::default().distinct_candidates(false),
+            ),
+        ),
         Router::policy("weighted_round_robin", PolicyConfig::weighted_round_robin()),
         Router::policy(
             "weighted_round_robin(blackout 1 s)",

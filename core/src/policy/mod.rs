@@ -38,6 +38,7 @@ use crate::rng::Rng;
 use crate::status::ConnectivityState;
 use crate::subchannel::SubchannelId;
 
+mod candidates;
 mod child;
 mod children;
 pub mod endpoints;
