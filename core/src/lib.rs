@@ -212,7 +212,7 @@ pub use backoff::BackoffConfig;
 pub use balancer::{Action, Balancer, BalancerConfig, DEFAULT_MAX_ENDPOINTS};
 pub use call::{CallOutcome, LoadReport};
 pub use picker::{
-    FailPicker, Pick, PickRequest, Picker, QueuePicker, RoundRobinPicker, SinglePicker,
+    FailPicker, Pick, PickNote, PickRequest, Picker, QueuePicker, RoundRobinPicker, SinglePicker,
 };
 pub use policy::{
     Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError, PolicyParamErrorKind,

@@ -6,8 +6,12 @@
 //! by one more random offset, so the first one drawn (which wins ties in the pickers) is uniform
 //! too and no endpoint is favoured by its place in the list. With `k` at least `len`, every
 //! index is drawn, from a random start. The indices live in a fixed array on the stack.
+//!
+//! A pick takes one number from the picker's shared [`AtomicRng`] (one atomic add) and draws
+//! the rest from a local generator seeded with it, so many candidates cost no more atomics
+//! than two.
 
-use crate::rng::AtomicRng;
+use crate::rng::{AtomicRng, Rng};
 
 /// The most candidates a pick compares.
 pub(crate) const MAX_CANDIDATES: usize = 16;
@@ -29,20 +33,24 @@ impl Candidates {
             drawn: [0; MAX_CANDIDATES],
             len: 0,
         };
-        let offset = rng.index(len);
+        let mut local = Rng::new(rng.next_u64());
+        let offset = local.quick_index(len);
         if k >= len {
             for i in 0..len {
                 candidates.push(wrap(i + offset, len));
             }
             return candidates;
         }
+        // Kept indices are stored rotated; rotation is one-to-one, so asking whether a rotated
+        // index is kept is asking whether the index is.
         for j in len - k..len {
-            let t = rng.index(j + 1) as u32;
-            let kept = if candidates.contains(t) { j as u32 } else { t };
+            let t = wrap(local.quick_index(j + 1) + offset, len);
+            let kept = if candidates.contains(t) {
+                wrap(j + offset, len)
+            } else {
+                t
+            };
             candidates.push(kept);
-        }
-        for index in &mut candidates.drawn[..k] {
-            *index = wrap(*index as usize + offset, len);
         }
         candidates
     }
@@ -55,8 +63,9 @@ impl Candidates {
             drawn: [0; MAX_CANDIDATES],
             len: 0,
         };
+        let mut local = Rng::new(rng.next_u64());
         for _ in 0..k.min(MAX_CANDIDATES) {
-            candidates.push(rng.index(len) as u32);
+            candidates.push(local.quick_index(len) as u32);
         }
         candidates
     }

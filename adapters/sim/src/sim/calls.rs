@@ -40,6 +40,7 @@ impl Sim<'_> {
             backend: usize::MAX,
             epoch: 0,
             subchannel: None,
+            note: croupier::PickNote::NONE,
             ok: false,
             load: LoadReport::default(),
             retry: None,
@@ -81,7 +82,9 @@ impl Sim<'_> {
         let Some(picker) = self.clients[client].picker.as_ref() else {
             return true;
         };
-        let pick = picker.pick(&PickRequest::new().with_hash(hash).with_tried(tried));
+        let (pick, note) =
+            picker.pick_with_note(&PickRequest::new().with_hash(hash).with_tried(tried));
+        self.calls[call].note = note;
         match pick {
             Pick::Ready(subchannel) => {
                 let backend = match self.clients[client].conns.get(&subchannel) {
@@ -195,14 +198,15 @@ impl Sim<'_> {
         let (Some(subchannel), picked, client) = (c.subchannel, c.picked, c.client) else {
             return;
         };
-        let load = c.load;
+        let (load, note) = (c.load, c.note);
         let now = self.at(self.now);
         let Some(lb) = self.clients[client].lb.as_mut() else {
             return;
         };
         if lb.wants_call_outcomes() {
             let ok = code == Code::Ok;
-            let mut outcome = CallOutcome::new(code, self.now.saturating_sub(picked));
+            let mut outcome =
+                CallOutcome::new(code, self.now.saturating_sub(picked)).with_note(note);
             if ok && load.qps > 0.0 {
                 // The backend's load report rides on its response (weighted_round_robin).
                 let report = croupier::LoadReport::new(load.qps, load.utilization);
