@@ -175,8 +175,8 @@
 //!   100 ms, not on every change as gRPC does, so a large list coming up costs linear work; a
 //!   change that calls depend on (the state, an endpoint lost) is published at once.
 //! - least_request compares distinct endpoints (gRFC A48 samples with replacement, so a pick may
-//!   compare an endpoint with itself): in croupier-sim's S3 at 90% load, p99 109 ms against
-//!   206 ms. A48's sampling is
+//!   compare an endpoint with itself): in croupier-sim's S3 at 90% load, p99 98 ms against
+//!   217 ms. A48's sampling is
 //!   [`distinct_candidates(false)`](policy::LeastRequestConfig::distinct_candidates).
 //! - weighted_round_robin uses the resolver's static endpoint weights while fewer than two
 //!   endpoints have usable load reports (gRPC then falls back to plain round robin).
