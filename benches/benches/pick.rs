@@ -42,6 +42,7 @@ fn policies() -> Vec<(&'static str, PolicyConfig)> {
         ("random", PolicyConfig::random()),
         ("least_request", PolicyConfig::least_request()),
         ("p2c_ewma", PolicyConfig::p2c_ewma()),
+        ("least_latency", PolicyConfig::least_latency()),
         ("ring_hash", PolicyConfig::ring_hash()),
         (
             "outlier_detection(round_robin)",

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::picker::PickNote;
 use crate::status::Code;
 
 /// How a call ended: its status code, how long it took and, if the backend sent one, its load
@@ -17,6 +18,10 @@ pub struct CallOutcome {
     /// The backend's load, as it reported it with this call's response (gRPC's ORCA per-call
     /// reports carry these figures), if it did.
     pub load: Option<LoadReport>,
+    /// What the picker noted when it picked the call's subchannel
+    /// ([`Picker::pick_with_note`](crate::Picker::pick_with_note)); [`PickNote::NONE`] if the
+    /// adapter has none.
+    pub note: PickNote,
 }
 
 impl CallOutcome {
@@ -26,6 +31,7 @@ impl CallOutcome {
             code,
             latency,
             load: None,
+            note: PickNote::NONE,
         }
     }
 
@@ -37,6 +43,12 @@ impl CallOutcome {
     /// The same outcome, carrying the backend's load report.
     pub fn with_load(mut self, report: LoadReport) -> Self {
         self.load = Some(report);
+        self
+    }
+
+    /// The same outcome, carrying the note its pick made.
+    pub fn with_note(mut self, note: PickNote) -> Self {
+        self.note = note;
         self
     }
 

@@ -174,6 +174,10 @@
 //!   (an endpoint joining the READY ones) at most once an eighth of the endpoints changed or every
 //!   100 ms, not on every change as gRPC does, so a large list coming up costs linear work; a
 //!   change that calls depend on (the state, an endpoint lost) is published at once.
+//! - least_request compares distinct endpoints (gRFC A48 samples with replacement, so a pick may
+//!   compare an endpoint with itself): in croupier-sim's S3 at 90% load, p99 98 ms against
+//!   217 ms. A48's sampling is
+//!   [`distinct_candidates(false)`](policy::LeastRequestConfig::distinct_candidates).
 //! - weighted_round_robin uses the resolver's static endpoint weights while fewer than two
 //!   endpoints have usable load reports (gRPC then falls back to plain round robin).
 //! - A call replays at most [`retry::NOT_SENT_REPLAY_LIMIT`] attempts that never left the client
@@ -208,7 +212,7 @@ pub use backoff::BackoffConfig;
 pub use balancer::{Action, Balancer, BalancerConfig, DEFAULT_MAX_ENDPOINTS};
 pub use call::{CallOutcome, LoadReport};
 pub use picker::{
-    FailPicker, Pick, PickRequest, Picker, QueuePicker, RoundRobinPicker, SinglePicker,
+    FailPicker, Pick, PickNote, PickRequest, Picker, QueuePicker, RoundRobinPicker, SinglePicker,
 };
 pub use policy::{
     Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError, PolicyParamErrorKind,

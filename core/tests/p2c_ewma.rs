@@ -3,84 +3,12 @@
 
 mod support;
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Duration;
 
 use croupier::policy::PeakEwmaConfig;
-use croupier::{
-    Action, Address, CallOutcome, ConnectionEvent, Pick, PolicyChoice, PolicyConfig,
-    PolicyParamErrorKind, SubchannelId,
-};
+use croupier::{Address, PolicyChoice, PolicyConfig, PolicyParamErrorKind};
+use support::fleet::{share, Fleet};
 use support::*;
-
-/// A client sending one call every millisecond to a fleet whose latencies a closure gives.
-struct Fleet {
-    q: Quiet,
-    /// Calls in flight: (end in ms, subchannel, latency in ms).
-    calls: BinaryHeap<Reverse<(u64, SubchannelId, u64)>>,
-    addresses: BTreeMap<SubchannelId, Address>,
-    clock_ms: u64,
-}
-
-impl Fleet {
-    fn new(policy: PolicyConfig, ports: &[u16], seed: u64) -> Self {
-        let mut q = Quiet::new(policy, seed);
-        let mut actions = q.resolve(update(ports));
-        actions.extend(q.exit_idle());
-        for (connection, _) in attempts(&actions) {
-            q.event(connection, ConnectionEvent::Connected);
-        }
-        let addresses =
-            q.lb.subchannels()
-                .into_iter()
-                .map(|s| (s.id, s.address))
-                .collect();
-        Fleet {
-            q,
-            calls: BinaryHeap::new(),
-            addresses,
-            clock_ms: 0,
-        }
-    }
-
-    /// Runs `millis` of virtual time; returns the calls each address received.
-    fn run(&mut self, millis: u64, latency: impl Fn(&Address) -> u64) -> BTreeMap<Address, usize> {
-        let mut sent = BTreeMap::new();
-        for _ in 0..millis {
-            self.clock_ms += 1;
-            let actions = self.q.advance(ms(1));
-            assert!(
-                !actions
-                    .iter()
-                    .any(|a| matches!(a, Action::Disconnect { .. })),
-                "nothing disconnects here"
-            );
-            while let Some(Reverse((end, id, took))) = self.calls.peek().copied() {
-                if end > self.clock_ms {
-                    break;
-                }
-                self.calls.pop();
-                self.q
-                    .lb
-                    .handle_call_outcome(id, CallOutcome::ok(ms(took)), self.q.now);
-            }
-            let Pick::Ready(id) = self.q.pick(0) else {
-                panic!("READY expected")
-            };
-            let address = self.addresses[&id].clone();
-            let took = latency(&address);
-            self.calls.push(Reverse((self.clock_ms + took, id, took)));
-            *sent.entry(address).or_insert(0) += 1;
-        }
-        sent
-    }
-}
-
-fn share(sent: &BTreeMap<Address, usize>, port: u16) -> f64 {
-    let total: usize = sent.values().sum();
-    *sent.get(&addr(port)).unwrap_or(&0) as f64 / total as f64
-}
 
 #[test]
 fn equal_backends_share_calls_evenly() {

@@ -52,6 +52,7 @@ fn picks_from_every_built_in_picker_allocate_nothing() {
         PolicyConfig::least_request(),
         PolicyConfig::weighted_round_robin(),
         PolicyConfig::p2c_ewma(),
+        PolicyConfig::least_latency(),
     ] {
         let mut h = Harness::new(policy, 1);
         // Unequal static weights, so weighted_round_robin runs its stride scheduler.
@@ -76,6 +77,7 @@ fn picks_from_every_built_in_picker_allocate_nothing() {
             for _ in 0..10_000 {
                 assert!(matches!(picker.pick(&request), Pick::Ready(_)));
                 assert!(matches!(picker.pick(&retry), Pick::Ready(_)));
+                assert!(matches!(picker.pick_with_note(&request).0, Pick::Ready(_)));
             }
         });
         assert_eq!(count, 0, "READY picks allocated");

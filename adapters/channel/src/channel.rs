@@ -9,8 +9,8 @@ use croupier::retry::RetryThrottle;
 use croupier::service_config::{IntoServiceConfig, MethodConfig, ServiceConfig};
 use croupier::{
     Address, BackoffConfig, Balancer, BalancerConfig, CallOutcome, Code, ConnectivityState,
-    LoadReport, Pick, PickRequest, PolicyConfig, ResolutionConfig, ServiceConfigError, Status,
-    SubchannelId, SubchannelInfo, Target, TargetError,
+    LoadReport, Pick, PickNote, PickRequest, PolicyConfig, ResolutionConfig, ServiceConfigError,
+    Status, SubchannelId, SubchannelInfo, Target, TargetError,
 };
 use futures_lite::future;
 
@@ -408,6 +408,8 @@ pub struct CallGuard {
     subchannel: SubchannelId,
     address: Arc<Address>,
     started: Instant,
+    /// What the picker noted, handed back with the outcome.
+    note: PickNote,
     runtime: Arc<dyn Runtime>,
     done: bool,
     /// The retry machine of the call, once committed to this attempt: it hears the end too
@@ -486,7 +488,7 @@ impl CallGuard {
             return;
         }
         let latency = self.runtime.now().saturating_duration_since(self.started);
-        let mut outcome = CallOutcome::new(code, latency);
+        let mut outcome = CallOutcome::new(code, latency).with_note(self.note);
         if let Some(load) = load {
             outcome = outcome.with_load(load);
         }
@@ -530,7 +532,8 @@ impl<T: Clone> Channel<T> {
             if handle.shared.is_closed() {
                 return Err(Status::unavailable("the channel is closed"));
             }
-            match snapshot.picker.pick(request) {
+            let (pick, note) = snapshot.picker.pick_with_note(request);
+            match pick {
                 Pick::Ready(subchannel) => {
                     let connection = snapshot
                         .connections
@@ -544,6 +547,7 @@ impl<T: Clone> Channel<T> {
                                 subchannel,
                                 address: Arc::clone(&connection.address),
                                 started,
+                                note,
                                 runtime: Arc::clone(&handle.runtime),
                                 // Nothing to report to a policy that ignores outcomes.
                                 done: !snapshot.wants_outcomes,

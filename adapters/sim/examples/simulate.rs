@@ -1,15 +1,17 @@
 //! Compares every policy in a built-in scenario: prints the table and draws the picture.
 //!
 //! `cargo run --release -p croupier-sim --example simulate -- S2 [--out DIR] [--threads N]
-//! [--lognormal SIGMA]`, or `all` for every scenario. Pictures go into `--out` (by default
-//! `sim-pictures/`, made if missing). `--lognormal` swaps the exponential service
-//! times for lognormal ones of the same means. Runs are independent, so they go on as many threads as the machine
+//! [--lognormal SIGMA] [--clients N] [--link-delays MS]`, or `all` for every scenario. Pictures
+//! go into `--out` (by default `sim-pictures/`, made if missing). `--lognormal` swaps the
+//! exponential service times for lognormal ones of the same means; `--clients` shares the same
+//! calls among that many clients (4 by default); `--link-delays` gives the backends one-way
+//! network delays spread evenly from 0 to `MS` milliseconds (backend 0 the nearest). Runs are independent, so they go on as many threads as the machine
 //! has unless told otherwise; the figures do not depend on it.
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Where the pictures go without `--out`: a folder of their own, which the repository ignores.
 const DEFAULT_OUT: &str = "sim-pictures";
@@ -28,6 +30,8 @@ fn main() -> ExitCode {
     let mut out = PathBuf::from(DEFAULT_OUT);
     let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut lognormal = None;
+    let mut clients = None;
+    let mut link_delays = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -56,6 +60,20 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            "--clients" => match args.next().and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) if n > 0 => clients = Some(n),
+                _ => {
+                    eprintln!("--clients needs a number above 0");
+                    return ExitCode::FAILURE;
+                }
+            },
+            "--link-delays" => match args.next().and_then(|n| n.parse::<f64>().ok()) {
+                Some(ms) if ms.is_finite() && ms >= 0.0 => link_delays = Some(ms),
+                _ => {
+                    eprintln!("--link-delays needs the farthest backend's delay in ms (0 or more)");
+                    return ExitCode::FAILURE;
+                }
+            },
             "all" => names.extend(ScenarioName::ALL),
             other => match other.parse::<ScenarioName>() {
                 Ok(name) => names.push(name),
@@ -68,8 +86,9 @@ fn main() -> ExitCode {
     }
     if names.is_empty() {
         eprintln!(
-            "usage: simulate <scenario>... [--out DIR] [--threads N] [--lognormal SIGMA]\n\
-             scenarios: S1, S1-90, S2, S3, S4, S5, S6, or all"
+            "usage: simulate <scenario>... [--out DIR] [--threads N] [--lognormal SIGMA] \
+             [--clients N] [--link-delays MS]\n\
+             scenarios: S1, S1-90, S2, S2-90, S3, S3-90, S4, S5, S6, or all"
         );
         return ExitCode::FAILURE;
     }
@@ -89,6 +108,21 @@ fn main() -> ExitCode {
             scenario.service = ServiceTime::LogNormal { sigma };
             scenario.description.push_str(&format!(
                 "; here with lognormal service times (sigma {sigma}) of the same means"
+            ));
+        }
+        if let Some(n) = clients {
+            scenario.clients = n;
+            scenario
+                .description
+                .push_str(&format!("; here with {n} clients"));
+        }
+        if let Some(farthest) = link_delays {
+            let last = scenario.backends.len().saturating_sub(1).max(1) as f64;
+            for (i, backend) in scenario.backends.iter_mut().enumerate() {
+                backend.link_delay = Duration::from_secs_f64(farthest * i as f64 / last / 1e3);
+            }
+            scenario.description.push_str(&format!(
+                "; here with link delays from 0 to {farthest} ms each way"
             ));
         }
         let comparison = compare(&scenario, &routers, &DEFAULT_SEEDS, threads);

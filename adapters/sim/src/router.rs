@@ -18,8 +18,9 @@ pub enum Router {
     /// exactly and at once across all clients (ties broken at random).
     JoinShortestQueue,
     /// Reference: every call goes to the backend with the least expected delay
-    /// `(queued + in service + 1) / slots x current mean service time`, known exactly, including
-    /// slowdowns as they happen (ties broken at random).
+    /// `current mean service time x max(1, (queued + in service + 1) / slots)` (a backend with a
+    /// free slot has no wait), known exactly, including slowdowns as they happen; ties go to the
+    /// least `(queued + in service + 1) x current mean`, then at random.
     ShortestExpectedDelay,
 }
 
@@ -55,6 +56,12 @@ pub fn builtin_routers() -> Vec<Router> {
         Router::policy("round_robin", PolicyConfig::round_robin()),
         Router::policy("random", PolicyConfig::random()),
         Router::policy("least_request", PolicyConfig::least_request()),
+        Router::policy(
+            "least_request(with replacement)",
+            PolicyConfig::new(
+                croupier::policy::LeastRequestConfig::default().distinct_candidates(false),
+            ),
+        ),
         Router::policy("weighted_round_robin", PolicyConfig::weighted_round_robin()),
         Router::policy(
             "weighted_round_robin(blackout 1 s)",
@@ -64,6 +71,7 @@ pub fn builtin_routers() -> Vec<Router> {
             ),
         ),
         Router::policy("p2c_ewma", PolicyConfig::p2c_ewma()),
+        Router::policy("least_latency", PolicyConfig::least_latency()),
         Router::policy("ring_hash", PolicyConfig::ring_hash()),
         Router::policy(
             "outlier_detection(round_robin)",

@@ -191,16 +191,26 @@ impl Scenario {
                     .to_owned();
                 s
             }
-            ScenarioName::S3 => {
-                let mut s = Scenario::uniform(10, 4, ms(10), 0.7, secs(30));
+            ScenarioName::S2Heavy => {
+                let mut s = Scenario::uniform(10, 4, ms(10), 0.6, secs(30));
+                s.backends[0].mean_service = ms(50);
+                s.rate = 0.9 * s.capacity();
+                s.description = "S2 at load 90% of the real capacity".to_owned();
+                s
+            }
+            ScenarioName::S3 | ScenarioName::S3Heavy => {
+                let load = if name == ScenarioName::S3 { 0.7 } else { 0.9 };
+                let mut s = Scenario::uniform(10, 4, ms(10), load, secs(30));
                 for (backend, capacity) in s.backends.iter_mut().zip([1, 1, 1, 1, 1, 2, 2, 2, 4, 4])
                 {
                     backend.mean_service = ms(10) / capacity;
                 }
-                s.rate = 0.7 * s.capacity();
-                s.description = "capacities 1,1,1,1,1,2,2,2,4,4 (mean 10 ms / capacity, 4 \
-                                 slots each), load 70%"
-                    .to_owned();
+                s.rate = load * s.capacity();
+                s.description = format!(
+                    "capacities 1,1,1,1,1,2,2,2,4,4 (mean 10 ms / capacity, 4 slots each), \
+                     load {:.0}%",
+                    load * 100.0
+                );
                 s
             }
             ScenarioName::S4 => {
@@ -253,8 +263,12 @@ pub enum ScenarioName {
     S1Heavy,
     /// S1 with backend 0 five times slower, load 60% of nominal capacity.
     S2,
+    /// S2 at load 90% of its real capacity (`S2-90`).
+    S2Heavy,
     /// Capacities 1,1,1,1,1,2,2,2,4,4, load 70%.
     S3,
+    /// S3 at load 90% (`S3-90`).
+    S3Heavy,
     /// S1 with backend 0 ten times slower from 20 s to 40 s.
     S4,
     /// S1 with backend 0 crashing at 10 s and back at 15 s.
@@ -266,11 +280,13 @@ pub enum ScenarioName {
 
 impl ScenarioName {
     /// Every built-in scenario, in order.
-    pub const ALL: [ScenarioName; 7] = [
+    pub const ALL: [ScenarioName; 9] = [
         ScenarioName::S1,
         ScenarioName::S1Heavy,
         ScenarioName::S2,
+        ScenarioName::S2Heavy,
         ScenarioName::S3,
+        ScenarioName::S3Heavy,
         ScenarioName::S4,
         ScenarioName::S5,
         ScenarioName::S6,
@@ -282,7 +298,9 @@ impl ScenarioName {
             ScenarioName::S1 => "S1",
             ScenarioName::S1Heavy => "S1-90",
             ScenarioName::S2 => "S2",
+            ScenarioName::S2Heavy => "S2-90",
             ScenarioName::S3 => "S3",
+            ScenarioName::S3Heavy => "S3-90",
             ScenarioName::S4 => "S4",
             ScenarioName::S5 => "S5",
             ScenarioName::S6 => "S6",
@@ -340,7 +358,7 @@ mod tests {
         let error = "S9".parse::<ScenarioName>().unwrap_err().to_string();
         assert_eq!(
             error,
-            "unknown scenario \"S9\" (known: S1, S1-90, S2, S3, S4, S5, S6)"
+            "unknown scenario \"S9\" (known: S1, S1-90, S2, S2-90, S3, S3-90, S4, S5, S6)"
         );
     }
 
@@ -355,5 +373,7 @@ mod tests {
         let s3 = Scenario::builtin(ScenarioName::S3);
         assert!((s3.capacity() - 7600.0).abs() < 1e-6);
         assert!((s3.rate - 5320.0).abs() < 1e-6);
+        assert!((Scenario::builtin(ScenarioName::S2Heavy).rate - 3312.0).abs() < 1e-6);
+        assert!((Scenario::builtin(ScenarioName::S3Heavy).rate - 6840.0).abs() < 1e-6);
     }
 }

@@ -1,5 +1,13 @@
-//! least_request (gRFC A48): sample `choice_count` READY endpoints at random (with
-//! replacement) and send the call to the one with the fewest calls outstanding.
+//! least_request (gRFC A48): sample `choice_count` READY endpoints at random and send the call
+//! to the one with the fewest calls outstanding.
+//!
+//! The samples are distinct endpoints by default, where A48 draws them with replacement: two
+//! draws of the same endpoint compare it with itself, so with 2 choices and `n` endpoints one
+//! pick in `n` is no choice at all. In croupier-sim's S3 at 90% load (mixed capacities) distinct
+//! samples give a p99 of 98.2 ms, samples with replacement 216.6 ms; distinct ones are as good
+//! or better in every scenario there. A48's sampling is
+//! [`LeastRequestConfig::distinct_candidates`]`(false)`. Distinct samples are drawn by Floyd's
+//! algorithm, as many random numbers as samples, on the stack.
 //!
 //! A retry ([`PickRequest::tried`]) takes the least loaded of the samples its call has not tried
 //! yet; if it tried them all, the next untried endpoint after the first sample (looking no
@@ -15,9 +23,10 @@ use std::time::Instant;
 
 use crate::call::CallOutcome;
 use crate::picker::{Pick, PickRequest, Picker};
+use crate::policy::candidates::Candidates;
 use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, ReadyValues, Spread};
 use crate::policy::{
-    parse_whole, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError,
+    parse_bool, parse_whole, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError,
 };
 use crate::rng::AtomicRng;
 use crate::subchannel::SubchannelId;
@@ -28,11 +37,17 @@ use crate::subchannel::SubchannelId;
 pub struct LeastRequestConfig {
     /// How many endpoints each pick compares (A48: default 2, at least 2, at most 10).
     pub choice_count: u32,
+    /// Whether a pick's samples are distinct endpoints (`true`, the default) or drawn with
+    /// replacement, as gRFC A48 says (`false`).
+    pub distinct_candidates: bool,
 }
 
 impl Default for LeastRequestConfig {
     fn default() -> Self {
-        LeastRequestConfig { choice_count: 2 }
+        LeastRequestConfig {
+            choice_count: 2,
+            distinct_candidates: true,
+        }
     }
 }
 
@@ -40,6 +55,12 @@ impl LeastRequestConfig {
     /// Sets [`LeastRequestConfig::choice_count`] (clamped to 2..=10 when used).
     pub fn choice_count(mut self, count: u32) -> Self {
         self.choice_count = count;
+        self
+    }
+
+    /// Sets [`LeastRequestConfig::distinct_candidates`].
+    pub fn distinct_candidates(mut self, distinct: bool) -> Self {
+        self.distinct_candidates = distinct;
         self
     }
 }
@@ -53,6 +74,7 @@ impl PolicyBuilder for LeastRequestConfig {
         let choices = self.choice_count.clamp(2, 10) as usize;
         Box::new(EndpointPolicy::new(LeastRequest {
             choices,
+            distinct: self.distinct_candidates,
             outstanding: ReadyValues::default(),
         }))
     }
@@ -64,11 +86,14 @@ impl PolicyBuilder for LeastRequestConfig {
                 "choice_count" | "choiceCount" => {
                     config.choice_count = parse_whole(self.name(), key, value)?;
                 }
+                "distinct_candidates" => {
+                    config.distinct_candidates = parse_bool(self.name(), key, value)?;
+                }
                 other => {
                     return Err(PolicyParamError::unknown_parameter(
                         self.name(),
                         other,
-                        "choice_count",
+                        "choice_count, distinct_candidates",
                     ))
                 }
             }
@@ -82,6 +107,7 @@ impl PolicyBuilder for LeastRequestConfig {
 #[derive(Debug)]
 pub(crate) struct LeastRequest {
     choices: usize,
+    distinct: bool,
     outstanding: ReadyValues<Arc<AtomicUsize>>,
 }
 
@@ -93,6 +119,7 @@ impl Spread for LeastRequest {
             return false;
         };
         self.choices = config.choice_count.clamp(2, 10) as usize;
+        self.distinct = config.distinct_candidates;
         true
     }
 
@@ -108,7 +135,12 @@ impl Spread for LeastRequest {
             |id, counter| (id, Arc::clone(counter)),
         );
         let seed = ctl.rng().next_u64();
-        Arc::new(LeastRequestPicker::new(loaded, self.choices, seed))
+        Arc::new(LeastRequestPicker::new(
+            loaded,
+            self.choices,
+            self.distinct,
+            seed,
+        ))
     }
 
     fn wants_call_outcomes(&self) -> bool {
@@ -137,15 +169,30 @@ pub(crate) type Loaded = (SubchannelId, Arc<AtomicUsize>);
 pub(crate) struct LeastRequestPicker {
     ready: Box<[Loaded]>,
     choices: usize,
+    distinct: bool,
     rng: AtomicRng,
 }
 
 impl LeastRequestPicker {
-    pub(crate) fn new(ready: Vec<Loaded>, choices: usize, seed: u64) -> Self {
+    pub(crate) fn new(ready: Vec<Loaded>, choices: usize, distinct: bool, seed: u64) -> Self {
+        let mut ready = ready;
+        ready.truncate(u32::MAX as usize);
         LeastRequestPicker {
             ready: ready.into_boxed_slice(),
             choices,
+            distinct,
             rng: AtomicRng::new(seed),
+        }
+    }
+
+    /// The samples of one pick.
+    #[inline]
+    fn draw(&self) -> Candidates {
+        let len = self.ready.len();
+        if self.distinct {
+            Candidates::distinct(&self.rng, len, self.choices)
+        } else {
+            Candidates::with_replacement(&self.rng, len, self.choices)
         }
     }
 }
@@ -157,12 +204,14 @@ impl LeastRequestPicker {
     #[cold]
     fn pick_retry(&self, request: &PickRequest<'_>) -> &Loaded {
         let len = self.ready.len();
-        let first = self.rng.index(len);
+        let drawn = self.draw();
+        let (&first, rest) = drawn.as_slice().split_first().unwrap_or((&0, &[]));
+        let first = first as usize;
         let mut best = &self.ready[first];
         let mut best_load = best.1.load(Ordering::Relaxed);
         let mut untried = (!request.has_tried(best.0)).then_some((best, best_load));
-        for _ in 1..self.choices {
-            let candidate = &self.ready[self.rng.index(len)];
+        for &index in rest {
+            let candidate = &self.ready[index as usize];
             let load = candidate.1.load(Ordering::Relaxed);
             if load < best_load {
                 best = candidate;
@@ -195,10 +244,12 @@ impl Picker for LeastRequestPicker {
             chosen.1.fetch_add(1, Ordering::Relaxed);
             return Pick::Ready(chosen.0);
         }
-        let mut best = &self.ready[self.rng.index(len)];
+        let drawn = self.draw();
+        let (&first, rest) = drawn.as_slice().split_first().unwrap_or((&0, &[]));
+        let mut best = &self.ready[first as usize];
         let mut best_load = best.1.load(Ordering::Relaxed);
-        for _ in 1..self.choices {
-            let candidate = &self.ready[self.rng.index(len)];
+        for &index in rest {
+            let candidate = &self.ready[index as usize];
             let load = candidate.1.load(Ordering::Relaxed);
             if load < best_load {
                 best = candidate;
@@ -231,9 +282,24 @@ mod tests {
     }
 
     #[test]
+    fn two_choices_over_two_endpoints_always_compare_both_unless_drawn_with_replacement() {
+        let (idle, busy) = (SubchannelId::from_u64(1), SubchannelId::from_u64(2));
+        let distinct = LeastRequestPicker::new(loaded(&[0, 1000]), 2, true, 3);
+        for _ in 0..200 {
+            assert_eq!(distinct.pick(&PickRequest::new()), Pick::Ready(idle));
+        }
+        // gRFC A48's sampling draws the busy one twice in a quarter of the picks.
+        let a48 = LeastRequestPicker::new(loaded(&[0, 1000]), 2, false, 3);
+        let to_busy = (0..200)
+            .filter(|_| a48.pick(&PickRequest::new()) == Pick::Ready(busy))
+            .count();
+        assert!((25..80).contains(&to_busy), "{to_busy}");
+    }
+
+    #[test]
     fn a_retry_goes_to_an_untried_endpoint_even_if_it_is_busier() {
         // Two endpoints and two choices: a first attempt always finds the idle one.
-        let picker = LeastRequestPicker::new(loaded(&[0, 50]), 2, 3);
+        let picker = LeastRequestPicker::new(loaded(&[0, 50]), 2, true, 3);
         let (idle, busy) = (SubchannelId::from_u64(1), SubchannelId::from_u64(2));
         let tried = [idle];
         for _ in 0..20 {
@@ -253,7 +319,7 @@ mod tests {
     #[test]
     fn a_retry_looks_past_samples_it_already_tried() {
         // Ten endpoints, nine tried: whatever the samples, the one untried endpoint is found.
-        let picker = LeastRequestPicker::new(loaded(&[0; 10]), 2, 11);
+        let picker = LeastRequestPicker::new(loaded(&[0; 10]), 2, true, 11);
         let tried: Vec<SubchannelId> = (1..=9).map(SubchannelId::from_u64).collect();
         for _ in 0..50 {
             assert_eq!(

@@ -15,6 +15,7 @@
 //! | `least_request` | the one with fewer calls in flight of a few drawn at random ([`LeastRequestConfig`]) |
 //! | `weighted_round_robin` | in turn, in proportion to load-report or static weights ([`WeightedRoundRobinConfig`]) |
 //! | `p2c_ewma` | the cheaper of two by latency estimate x calls in flight ([`PeakEwmaConfig`]) |
+//! | `least_latency` | the cheapest of several by service time per call x calls in flight ([`LeastLatencyConfig`]) |
 //! | `ring_hash` | consistent hashing on a request hash or header ([`RingHashConfig`]) |
 //! | `outlier_detection` | ejects endpoints that fail more than their peers, around a child ([`OutlierDetectionConfig`]) |
 //! | `weighted_target` | calls split by weight over children ([`WeightedTargetConfig`]) |
@@ -38,9 +39,11 @@ use crate::rng::Rng;
 use crate::status::ConnectivityState;
 use crate::subchannel::SubchannelId;
 
+mod candidates;
 mod child;
 mod children;
 pub mod endpoints;
+pub mod least_latency;
 pub mod least_request;
 pub mod outlier_detection;
 pub mod p2c_ewma;
@@ -58,6 +61,7 @@ mod tree;
 pub mod weighted_round_robin;
 pub mod weighted_target;
 
+pub use least_latency::LeastLatencyConfig;
 pub use least_request::LeastRequestConfig;
 pub use outlier_detection::{
     FailurePercentageEjection, OutlierDetectionConfig, SuccessRateEjection,
@@ -284,6 +288,12 @@ impl PolicyConfig {
         PolicyConfig::new(PeakEwmaConfig::default())
     }
 
+    /// least_latency with default settings: the cheapest of 6 random READY endpoints, by
+    /// service time per call times calls in flight; see [`LeastLatencyConfig`].
+    pub fn least_latency() -> Self {
+        PolicyConfig::new(LeastLatencyConfig::default())
+    }
+
     /// ring_hash with default settings: consistent hashing, so calls with the same hash (or the
     /// same value of a configured header) reach the same endpoint; see [`RingHashConfig`].
     pub fn ring_hash() -> Self {
@@ -340,6 +350,7 @@ pub(crate) fn builtins() -> Vec<PolicyConfig> {
         PolicyConfig::least_request(),
         PolicyConfig::weighted_round_robin(),
         PolicyConfig::p2c_ewma(),
+        PolicyConfig::least_latency(),
         PolicyConfig::ring_hash(),
         PolicyConfig::outlier_detection(PolicyConfig::round_robin()),
     ]

@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use crate::address::Endpoint;
-use crate::picker::{FailPicker, Pick, PickRequest, Picker, QueuePicker};
+use crate::picker::{FailPicker, Pick, PickNote, PickRequest, Picker, QueuePicker};
 use crate::policy::children::{any_wants_call_outcomes, group_by_child, Children, Published};
 use crate::policy::tree::{Tree, TreeLevel};
 use crate::policy::{Controller, Policy, PolicyBuilder, PolicyConfig};
@@ -94,16 +94,29 @@ struct WeightedPicker {
     draws: AtomicRng,
 }
 
-impl Picker for WeightedPicker {
-    fn pick(&self, request: &PickRequest<'_>) -> Pick {
-        let Some(&total) = self.ends.last() else {
-            return Pick::Queue;
-        };
+impl WeightedPicker {
+    /// The picker of the target a weighted draw chose.
+    #[inline]
+    fn chosen(&self) -> Option<&Arc<dyn Picker>> {
+        let &total = self.ends.last()?;
         let draw = ((u128::from(self.draws.next_u64()) * u128::from(total)) >> 64) as u64;
         let index = self.ends.partition_point(|&end| end <= draw);
-        match self.pickers.get(index) {
+        self.pickers.get(index)
+    }
+}
+
+impl Picker for WeightedPicker {
+    fn pick(&self, request: &PickRequest<'_>) -> Pick {
+        match self.chosen() {
             Some(picker) => picker.pick(request),
             None => Pick::Queue,
+        }
+    }
+
+    fn pick_with_note(&self, request: &PickRequest<'_>) -> (Pick, PickNote) {
+        match self.chosen() {
+            Some(picker) => picker.pick_with_note(request),
+            None => (Pick::Queue, PickNote::NONE),
         }
     }
 }

@@ -1,9 +1,9 @@
 //! The typed service config: what a parsed JSON service config says.
 
 use crate::policy::{
-    LeastRequestConfig, OutlierDetectionConfig, PeakEwmaConfig, PickFirstConfig, PolicyConfig,
-    PriorityConfig, RandomConfig, RandomSubsettingConfig, RingHashConfig, RoundRobinConfig,
-    WeightedRoundRobinConfig, WeightedTargetConfig,
+    LeastLatencyConfig, LeastRequestConfig, OutlierDetectionConfig, PeakEwmaConfig,
+    PickFirstConfig, PolicyConfig, PriorityConfig, RandomConfig, RandomSubsettingConfig,
+    RingHashConfig, RoundRobinConfig, WeightedRoundRobinConfig, WeightedTargetConfig,
 };
 use crate::retry::{RetryPolicyError, RetryThrottle};
 
@@ -56,6 +56,8 @@ pub enum LoadBalancingConfig {
     WeightedRoundRobin(WeightedRoundRobinConfig),
     /// croupier's `p2c_ewma`.
     PeakEwma(PeakEwmaConfig),
+    /// croupier's `least_latency`.
+    LeastLatency(LeastLatencyConfig),
     /// `ring_hash` (or `ring_hash_experimental`).
     RingHash(RingHashConfig),
     /// `outlier_detection` (or `outlier_detection_experimental`) around `child`.
@@ -136,6 +138,7 @@ impl LoadBalancingConfig {
             LoadBalancingConfig::LeastRequest(_) => "least_request",
             LoadBalancingConfig::WeightedRoundRobin(_) => "weighted_round_robin",
             LoadBalancingConfig::PeakEwma(_) => "p2c_ewma",
+            LoadBalancingConfig::LeastLatency(_) => "least_latency",
             LoadBalancingConfig::RingHash(_) => "ring_hash",
             LoadBalancingConfig::OutlierDetection { .. } => "outlier_detection",
             LoadBalancingConfig::Priority { .. } => "priority",
@@ -154,6 +157,7 @@ impl LoadBalancingConfig {
             LoadBalancingConfig::LeastRequest(config) => PolicyConfig::new(config.clone()),
             LoadBalancingConfig::WeightedRoundRobin(config) => PolicyConfig::new(config.clone()),
             LoadBalancingConfig::PeakEwma(config) => PolicyConfig::new(config.clone()),
+            LoadBalancingConfig::LeastLatency(config) => PolicyConfig::new(config.clone()),
             LoadBalancingConfig::RingHash(config) => PolicyConfig::new(config.clone()),
             LoadBalancingConfig::OutlierDetection { config, .. } => {
                 PolicyConfig::new(OutlierDetectionConfig::clone(config))

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use crate::policy::ring_hash::MAX_RING_SIZE_CAP;
 use crate::policy::{
-    FailurePercentageEjection, LeastRequestConfig, OutlierDetectionConfig, PeakEwmaConfig,
-    PickFirstConfig, RandomConfig, RingHashConfig, RoundRobinConfig, SuccessRateEjection,
-    WeightedRoundRobinConfig,
+    FailurePercentageEjection, LeastLatencyConfig, LeastRequestConfig, OutlierDetectionConfig,
+    PeakEwmaConfig, PickFirstConfig, RandomConfig, RingHashConfig, RoundRobinConfig,
+    SuccessRateEjection, WeightedRoundRobinConfig,
 };
 
 use super::config::LoadBalancingConfig;
@@ -23,7 +23,7 @@ type Result<T> = std::result::Result<T, ServiceConfigError>;
 pub(crate) type BuiltinParser = fn(&ServiceConfigParser, &Node<'_>) -> Result<LoadBalancingConfig>;
 
 /// Every built-in policy by the names gRPC and croupier know it by.
-pub(crate) fn builtins() -> [(&'static str, BuiltinParser); 16] {
+pub(crate) fn builtins() -> [(&'static str, BuiltinParser); 17] {
     [
         ("pick_first", pick_first),
         ("round_robin", round_robin),
@@ -32,6 +32,7 @@ pub(crate) fn builtins() -> [(&'static str, BuiltinParser); 16] {
         ("least_request_experimental", least_request),
         ("weighted_round_robin", weighted_round_robin),
         ("p2c_ewma", p2c_ewma),
+        ("least_latency", least_latency),
         ("ring_hash", ring_hash),
         ("ring_hash_experimental", ring_hash),
         ("outlier_detection", outlier_detection),
@@ -128,6 +129,40 @@ fn p2c_ewma(_: &ServiceConfigParser, node: &Node<'_>) -> Result<LoadBalancingCon
         config = config.default_rtt(rtt);
     }
     Ok(LoadBalancingConfig::PeakEwma(config))
+}
+
+/// croupier's `least_latency`: `choiceCount` (2 to 16), `rise` and `fall` (0 to 1), `drift` and
+/// `defaultServiceTime` (durations).
+fn least_latency(_: &ServiceConfigParser, node: &Node<'_>) -> Result<LoadBalancingConfig> {
+    let fields = node.object()?;
+    let mut config = LeastLatencyConfig::default();
+    if let Some(count) = fields.get("choiceCount") {
+        let choices = count.u32()?;
+        if !(2..=16).contains(&choices) {
+            return Err(count.invalid(format!("must be from 2 to 16, got {choices}")));
+        }
+        config = config.choice_count(choices);
+    }
+    for key in ["rise", "fall"] {
+        if let Some(weight) = fields.get(key) {
+            let value = weight.f64()?;
+            if !(0.0..=1.0).contains(&value) {
+                return Err(weight.invalid(format!("must be from 0 to 1, got {value}")));
+            }
+            config = if key == "rise" {
+                config.rise(value)
+            } else {
+                config.fall(value)
+            };
+        }
+    }
+    if let Some(drift) = fields.opt("drift", Node::duration)? {
+        config = config.drift(drift);
+    }
+    if let Some(time) = fields.opt("defaultServiceTime", Node::duration)? {
+        config = config.default_service_time(time);
+    }
+    Ok(LoadBalancingConfig::LeastLatency(config))
 }
 
 /// `ring_hash` (gRFC A42, A76): `minRingSize` and `maxRingSize` from 1 to 8M with the smallest no

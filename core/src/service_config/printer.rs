@@ -62,6 +62,13 @@ impl LoadBalancingConfig {
                 "decay": format_duration(config.decay),
                 "defaultRtt": format_duration(config.default_rtt),
             }),
+            LoadBalancingConfig::LeastLatency(config) => json!({
+                "choiceCount": config.choice_count,
+                "rise": config.rise,
+                "fall": config.fall,
+                "drift": format_duration(config.drift),
+                "defaultServiceTime": format_duration(config.default_service_time),
+            }),
             LoadBalancingConfig::RingHash(config) => json!({
                 "minRingSize": config.min_ring_size,
                 "maxRingSize": config.max_ring_size,

@@ -31,7 +31,8 @@ enum Entry {
 /// `ring_hash` and `ring_hash_experimental`, `outlier_detection` and
 /// `outlier_detection_experimental`, `priority_experimental`, `weighted_target_experimental`,
 /// `random_subsetting`; the first two also as `priority` and `weighted_target`) and croupier's
-/// own (`random`, `p2c_ewma`); register your own policy with [`ServiceConfigParser::policy`].
+/// own (`random`, `p2c_ewma`, `least_latency`); register your own policy with
+/// [`ServiceConfigParser::policy`].
 ///
 /// ```
 /// use croupier::service_config::{LoadBalancingConfig, ServiceConfigParser};

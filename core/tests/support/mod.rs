@@ -6,6 +6,8 @@
 use croupier::{Address, ConnectivityState, Endpoint};
 pub use croupier_testing::{addr, ms, update, Harness, Seen};
 
+pub mod fleet;
+
 /// One endpoint per port.
 pub fn endpoints(ports: &[u16]) -> Vec<Endpoint> {
     ports.iter().map(|&p| Endpoint::new(addr(p))).collect()

@@ -12,7 +12,7 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,6 +47,8 @@ struct Tally {
     cancelled: AtomicUsize,
     /// The `grpc-timeout` of the last call, if it had one.
     grpc_timeout: Mutex<Option<String>>,
+    /// How long each `UnaryEcho` call waits before its reply, in microseconds.
+    delay_micros: AtomicU64,
 }
 
 /// The Echo service: replies with the message and the port it was served on.
@@ -127,6 +129,10 @@ impl pb::echo_server::Echo for Echo {
             };
             // Ends only when the server drops the call: the client reset its stream.
             std::future::pending::<()>().await;
+        }
+        let delay = self.tally.delay_micros.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_micros(delay)).await;
         }
         Ok(Response::new(self.reply(&message)))
     }
@@ -412,6 +418,13 @@ impl GrpcEchoServer {
     /// The address it listens on.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Makes every `UnaryEcho` call from now on wait `delay` before its reply (none at first):
+    /// a server that turns slow, and recovers.
+    pub fn set_delay(&self, delay: Duration) {
+        let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.tally.delay_micros.store(micros, Ordering::Relaxed);
     }
 
     /// The calls it has received, of either method.

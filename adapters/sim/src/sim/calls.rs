@@ -40,6 +40,7 @@ impl Sim<'_> {
             backend: usize::MAX,
             epoch: 0,
             subchannel: None,
+            note: croupier::PickNote::NONE,
             ok: false,
             load: LoadReport::default(),
             retry: None,
@@ -81,7 +82,9 @@ impl Sim<'_> {
         let Some(picker) = self.clients[client].picker.as_ref() else {
             return true;
         };
-        let pick = picker.pick(&PickRequest::new().with_hash(hash).with_tried(tried));
+        let (pick, note) =
+            picker.pick_with_note(&PickRequest::new().with_hash(hash).with_tried(tried));
+        self.calls[call].note = note;
         match pick {
             Pick::Ready(subchannel) => {
                 let backend = match self.clients[client].conns.get(&subchannel) {
@@ -117,16 +120,23 @@ impl Sim<'_> {
 
     pub(super) fn route_reference(&mut self, call: CallId) {
         let by_delay = matches!(self.router, Router::ShortestExpectedDelay);
-        let mut best: Option<(f64, usize)> = None;
+        let mut best: Option<((f64, f64), usize)> = None;
         let mut ties = 0u64;
         for (index, backend) in self.backends.iter().enumerate() {
             if !backend.up || !backend.listed {
                 continue;
             }
             let cost = if by_delay {
-                (backend.outstanding() + 1) as f64 / backend.slots as f64 * backend.current_mean()
+                // A backend with a free slot starts the call at once: its expected delay is one
+                // service time. Ties go to the least work held with the call, (n + 1) x mean.
+                let with_call = (backend.outstanding() + 1) as f64;
+                let mean = backend.current_mean();
+                (
+                    mean * (with_call / backend.slots as f64).max(1.0),
+                    with_call * mean,
+                )
             } else {
-                backend.outstanding() as f64
+                (backend.outstanding() as f64, 0.0)
             };
             match best {
                 Some((least, _)) if cost > least => {}
@@ -188,14 +198,15 @@ impl Sim<'_> {
         let (Some(subchannel), picked, client) = (c.subchannel, c.picked, c.client) else {
             return;
         };
-        let load = c.load;
+        let (load, note) = (c.load, c.note);
         let now = self.at(self.now);
         let Some(lb) = self.clients[client].lb.as_mut() else {
             return;
         };
         if lb.wants_call_outcomes() {
             let ok = code == Code::Ok;
-            let mut outcome = CallOutcome::new(code, self.now.saturating_sub(picked));
+            let mut outcome =
+                CallOutcome::new(code, self.now.saturating_sub(picked)).with_note(note);
             if ok && load.qps > 0.0 {
                 // The backend's load report rides on its response (weighted_round_robin).
                 let report = croupier::LoadReport::new(load.qps, load.utilization);

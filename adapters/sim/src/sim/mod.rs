@@ -211,6 +211,8 @@ struct Call {
     backend: usize,
     epoch: u64,
     subchannel: Option<SubchannelId>,
+    /// What the picker noted when it picked the subchannel; its outcome carries it back.
+    note: croupier::PickNote,
     ok: bool,
     load: LoadReport,
     /// For an attempt of a retried call: the call (an index of `Sim::retried`) and the attempt.

@@ -126,6 +126,7 @@ impl Sim<'_> {
             backend: usize::MAX,
             epoch: 0,
             subchannel: None,
+            note: croupier::PickNote::NONE,
             ok: false,
             load: LoadReport::default(),
             retry: Some((retried, attempt)),
