@@ -192,6 +192,7 @@ mod call;
 mod hasher;
 mod picker;
 pub mod policy;
+mod probe;
 mod resolution;
 mod resolver;
 pub mod retry;
@@ -214,6 +215,7 @@ pub use policy::{
     Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError, PolicyParamErrorKind,
     SubchannelUpdate, TimerToken,
 };
+pub use probe::ProbeResult;
 pub use resolution::ResolutionConfig;
 pub use resolver::{PolicyChoice, ResolverError, ResolverUpdate};
 pub use rng::Rng;
