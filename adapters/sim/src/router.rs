@@ -18,8 +18,9 @@ pub enum Router {
     /// exactly and at once across all clients (ties broken at random).
     JoinShortestQueue,
     /// Reference: every call goes to the backend with the least expected delay
-    /// `(queued + in service + 1) / slots x current mean service time`, known exactly, including
-    /// slowdowns as they happen (ties broken at random).
+    /// `current mean service time x max(1, (queued + in service + 1) / slots)` (a backend with a
+    /// free slot has no wait), known exactly, including slowdowns as they happen; ties go to the
+    /// least `(queued + in service + 1) x current mean`, then at random.
     ShortestExpectedDelay,
 }
 

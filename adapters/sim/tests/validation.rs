@@ -350,3 +350,27 @@ fn each_link_adds_its_clients_delay_both_ways() {
     let share = far / run.latencies().len() as f64;
     assert!((share - 0.5).abs() < 0.05, "{share}");
 }
+
+#[test]
+fn shortest_expected_delay_gives_a_slow_idle_backend_no_call_a_fast_one_can_start() {
+    // A fast backend (2.5 ms) and one four times slower, 4 slots each, at 75% of the fast one's
+    // capacity. The fast backend's expected delay stays below the slow one's 10 ms of service
+    // until 16 calls are there, which at this load almost never happens. A cost that divided
+    // the slow backend's service time by its slots would send it every call that finds four or
+    // more on the fast one, and half of those that find three (8% of the calls here).
+    let mut scenario = Scenario::uniform(
+        2,
+        4,
+        Duration::from_micros(2500),
+        0.375,
+        Duration::from_secs(10),
+    );
+    scenario.backends[1].mean_service = Duration::from_millis(10);
+    let run = simulate(&scenario, &Router::ShortestExpectedDelay, 1);
+    assert_eq!((run.failed, run.unfinished), (0, 0));
+    let [fast, slow] = run.calls_per_backend[..] else {
+        panic!("{:?}", run.calls_per_backend)
+    };
+    assert!(fast > 10_000, "{fast}");
+    assert!(slow * 100 < fast, "fast {fast}, slow {slow}");
+}

@@ -117,16 +117,23 @@ impl Sim<'_> {
 
     pub(super) fn route_reference(&mut self, call: CallId) {
         let by_delay = matches!(self.router, Router::ShortestExpectedDelay);
-        let mut best: Option<(f64, usize)> = None;
+        let mut best: Option<((f64, f64), usize)> = None;
         let mut ties = 0u64;
         for (index, backend) in self.backends.iter().enumerate() {
             if !backend.up || !backend.listed {
                 continue;
             }
             let cost = if by_delay {
-                (backend.outstanding() + 1) as f64 / backend.slots as f64 * backend.current_mean()
+                // A backend with a free slot starts the call at once: its expected delay is one
+                // service time. Ties go to the least work held with the call, (n + 1) x mean.
+                let with_call = (backend.outstanding() + 1) as f64;
+                let mean = backend.current_mean();
+                (
+                    mean * (with_call / backend.slots as f64).max(1.0),
+                    with_call * mean,
+                )
             } else {
-                backend.outstanding() as f64
+                (backend.outstanding() as f64, 0.0)
             };
             match best {
                 Some((least, _)) if cost > least => {}
