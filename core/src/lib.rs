@@ -215,7 +215,7 @@ pub use policy::{
     Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError, PolicyParamErrorKind,
     SubchannelUpdate, TimerToken,
 };
-pub use probe::ProbeResult;
+pub use probe::{ArrivedAt, ProbeResult, ServerLoad};
 pub use resolution::ResolutionConfig;
 pub use resolver::{PolicyChoice, ResolverError, ResolverUpdate};
 pub use rng::Rng;

@@ -105,16 +105,26 @@ fn prequal_asks_for_no_probe_before_a_call_ends() {
 }
 
 #[test]
-fn prequal_picks_round_robin_while_its_pool_is_empty() {
+fn prequal_spreads_picks_while_nothing_is_known() {
     let h = ready(PrequalConfig::default(), &[1, 2, 3]);
     let mut counts = BTreeMap::new();
-    for _ in 0..30 {
+    for _ in 0..300 {
         *counts.entry(picked_port(&h)).or_insert(0) += 1;
     }
-    assert_eq!(
-        counts.values().copied().collect::<Vec<_>>(),
-        vec![10, 10, 10]
-    );
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(counts.values().all(|&n| n > 60), "{counts:?}");
+}
+
+#[test]
+fn with_its_pool_used_up_prequal_avoids_the_backend_whose_latest_answer_is_worst() {
+    let mut h = ready(PrequalConfig::default().max_uses(1), &[1, 2]);
+    answer(&mut h, 1, 0, Some(50));
+    answer(&mut h, 2, 0, Some(5));
+    // Two picks use both probes up; later picks go by the latest answers.
+    let _ = (picked_port(&h), picked_port(&h));
+    for _ in 0..20 {
+        assert_eq!(picked_port(&h), 2);
+    }
 }
 
 #[test]
@@ -164,10 +174,11 @@ fn probes_older_than_max_age_leave_the_pool() {
     for _ in 0..5 {
         assert_eq!(picked_port(&h), 2);
     }
-    // The timer ages the pool out even with no call ending: back to round robin.
+    // The timer ages the pool out even with no call ending: the latest answers decide, and
+    // the backends never probed are as good a choice as backend 2.
     h.advance(ms(600));
-    let ports: std::collections::BTreeSet<u16> = (0..6).map(|_| picked_port(&h)).collect();
-    assert_eq!(ports.len(), 3, "round robin again: {ports:?}");
+    let ports: std::collections::BTreeSet<u16> = (0..60).map(|_| picked_port(&h)).collect();
+    assert_eq!(ports.len(), 3, "{ports:?}");
 }
 
 #[test]

@@ -13,8 +13,9 @@
 //! `cold_quantile` of the RIFs recently reported; of the cold probes the one with the lowest
 //! latency wins, and if none is cold, the one with the lowest RIF. Each pick that uses a probe
 //! counts one more request in flight on it, so picks between two answers do not all pile onto
-//! one backend. While the pool is empty (no answer yet, or probes unsupported by the adapter)
-//! calls go round robin.
+//! one backend. While the pool is empty (all used or aged out, or probes unsupported by the
+//! adapter) a pick takes the better of two random endpoints by their latest answers (latency x
+//! (RIF + 1)), or either one when neither has answered yet.
 //!
 //! **What a backend reports without recent samples.** A server that has finished no call lately
 //! has no latency it can measure. Reading its last estimate, or zero, as a promise sends every
@@ -49,7 +50,7 @@ use pool::{Pool, PrequalPicker, Probe, MAX_INDEX, POOL_CAPACITY};
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct PrequalConfig {
-    /// Probes sent per call that ends (1.0; at most 16). Fractions accumulate.
+    /// Probes sent per call that ends (2.0; at most 16). Fractions accumulate.
     pub probes_per_call: f64,
     /// The most probes kept (16; 1 to 16).
     pub pool_size: usize,
@@ -57,18 +58,18 @@ pub struct PrequalConfig {
     pub max_age: Duration,
     /// How many picks may use one probe before it leaves the pool (2; 1 to 15).
     pub max_uses: u32,
-    /// The quantile of recent RIFs at or below which a probe is cold (0.75; 0 to 1).
+    /// The quantile of recent RIFs at or below which a probe is cold (0.9; 0 to 1).
     pub cold_quantile: f64,
 }
 
 impl Default for PrequalConfig {
     fn default() -> Self {
         PrequalConfig {
-            probes_per_call: 1.0,
+            probes_per_call: 2.0,
             pool_size: POOL_CAPACITY,
             max_age: Duration::from_secs(1),
             max_uses: 2,
-            cold_quantile: 0.75,
+            cold_quantile: 0.9,
         }
     }
 }
@@ -198,7 +199,7 @@ impl Prequal {
     fn new(config: PrequalConfig) -> Self {
         Prequal {
             config,
-            pool: Arc::new(Pool::default()),
+            pool: Arc::new(Pool::new(0)),
             slots: [None; POOL_CAPACITY],
             ready: Vec::new(),
             places: IdMap::default(),
@@ -291,14 +292,25 @@ impl Spread for Prequal {
         ctl: &mut dyn Controller,
     ) -> Arc<dyn Picker> {
         self.rng = Rng::new(ctl.rng().next_u64());
-        self.ready.clear();
+        let previous = std::mem::take(&mut self.ready);
         self.ready.extend(ready.subchannels());
         self.places.clear();
         for (place, &id) in self.ready.iter().enumerate().take(MAX_INDEX as usize + 1) {
             self.places.insert(id, place as u32);
         }
-        let pool = Arc::new(Pool::default());
+        let pool = Arc::new(Pool::new(self.ready.len()));
         pool.set_threshold(self.pool.threshold());
+        for (old, id) in previous.iter().enumerate() {
+            if let (Some(probe), Some(&place)) = (self.pool.latest(old), self.places.get(id)) {
+                pool.set_latest(
+                    place as usize,
+                    Probe {
+                        index: place,
+                        ..probe
+                    },
+                );
+            }
+        }
         for (slot, held) in self.slots.iter_mut().enumerate() {
             let kept = held.and_then(|(id, _)| {
                 let probe = self.pool.get(slot)?;
@@ -315,8 +327,9 @@ impl Spread for Prequal {
         }
         self.pool = Arc::clone(&pool);
         let start = self.rng.index(self.ready.len().max(1));
-        let fallback = RoundRobinPicker::new(self.ready.clone(), start);
-        Arc::new(PrequalPicker::new(pool, fallback, self.config.max_uses))
+        let list = RoundRobinPicker::new(self.ready.clone(), start);
+        let seed = self.rng.next_u64();
+        Arc::new(PrequalPicker::new(pool, list, seed, self.config.max_uses))
     }
 
     fn wants_call_outcomes(&self) -> bool {
@@ -351,6 +364,7 @@ impl Spread for Prequal {
         self.slots[slot] = Some((subchannel, now));
         let probe = Probe::new(place, result.requests_in_flight, result.latency);
         self.pool.set(slot, Some(probe));
+        self.pool.set_latest(place as usize, probe);
         true
     }
 

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::picker::{Pick, PickRequest, Picker, RoundRobinPicker};
+use crate::rng::AtomicRng;
 
 /// The most probes a pool holds (Prequal's default pool size).
 pub(crate) const POOL_CAPACITY: usize = 16;
@@ -70,24 +71,61 @@ impl Probe {
     }
 }
 
-/// The probes one picker reads, and the hot-cold threshold.
+/// The probes one picker reads, the hot-cold threshold, and each endpoint's latest answer.
 #[derive(Debug)]
 pub(crate) struct Pool {
     slots: [AtomicU64; POOL_CAPACITY],
     /// A probe with at most this many requests in flight is cold.
     threshold: AtomicU32,
-}
-
-impl Default for Pool {
-    fn default() -> Self {
-        Pool {
-            slots: std::array::from_fn(|_| AtomicU64::new(EMPTY)),
-            threshold: AtomicU32::new(0),
-        }
-    }
+    /// Per place in the picker's READY list: its latest answer, whether or not the pool still
+    /// holds it. What a pick goes by when the pool is empty.
+    latest: Box<[AtomicU64]>,
 }
 
 impl Pool {
+    /// An empty pool for a picker over `len` endpoints.
+    pub(crate) fn new(len: usize) -> Self {
+        Pool {
+            slots: std::array::from_fn(|_| AtomicU64::new(EMPTY)),
+            threshold: AtomicU32::new(0),
+            latest: (0..len).map(|_| AtomicU64::new(EMPTY)).collect(),
+        }
+    }
+
+    pub(crate) fn latest(&self, place: usize) -> Option<Probe> {
+        Probe::unpack(self.latest.get(place)?.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_latest(&self, place: usize, probe: Probe) {
+        if let Some(word) = self.latest.get(place) {
+            word.store(probe.pack(), Ordering::Relaxed);
+        }
+    }
+
+    /// Of the endpoints at `a` and `b`, the one whose latest answer promises the sooner
+    /// service: the lower latency x (RIF + 1) when both gave a latency, else the lower RIF; `a`
+    /// when neither answered.
+    #[inline]
+    fn better_of(&self, a: usize, b: usize) -> usize {
+        match (self.latest(a), self.latest(b)) {
+            (Some(x), Some(y)) => {
+                let cost = |p: Probe| (u64::from(p.rif) + 1) * u64::from(p.latency);
+                let prefer_b = if x.latency != NO_LATENCY && y.latency != NO_LATENCY {
+                    cost(y) < cost(x)
+                } else {
+                    y.rif < x.rif
+                };
+                if prefer_b {
+                    b
+                } else {
+                    a
+                }
+            }
+            (None, Some(_)) => a, // never probed: worth a call, and its probe will come
+            _ => a,
+        }
+    }
+
     pub(crate) fn get(&self, slot: usize) -> Option<Probe> {
         Probe::unpack(self.slots.get(slot)?.load(Ordering::Relaxed))
     }
@@ -155,22 +193,44 @@ impl Pool {
     }
 }
 
-/// prequal's picker: the hot-cold rule over its pool, round robin while the pool is empty.
+/// prequal's picker: the hot-cold rule over its pool; while the pool is empty, the better of
+/// two random endpoints by their latest answers.
 #[derive(Debug)]
 pub(crate) struct PrequalPicker {
     pool: std::sync::Arc<Pool>,
-    /// The READY subchannels, in the order probes' indices name them; also the fallback.
+    /// The READY subchannels, in the order probes' indices name them; a retry's search.
     ready: RoundRobinPicker,
+    rng: AtomicRng,
     max_uses: u32,
 }
 
 impl PrequalPicker {
-    pub(crate) fn new(pool: std::sync::Arc<Pool>, ready: RoundRobinPicker, max_uses: u32) -> Self {
+    pub(crate) fn new(
+        pool: std::sync::Arc<Pool>,
+        ready: RoundRobinPicker,
+        seed: u64,
+        max_uses: u32,
+    ) -> Self {
         PrequalPicker {
             pool,
             ready,
+            rng: AtomicRng::new(seed),
             max_uses: max_uses.clamp(1, MAX_USES),
         }
+    }
+
+    /// The pick while the pool is empty.
+    #[inline]
+    fn by_latest(&self) -> Pick {
+        let ready = self.ready.subchannels();
+        let len = ready.len();
+        if len < 2 {
+            return ready.first().map_or(Pick::Queue, |&only| Pick::Ready(only));
+        }
+        let a = self.rng.index(len);
+        // A second place, distinct from the first.
+        let b = (a + 1 + self.rng.index(len - 1)) % len;
+        Pick::Ready(ready[self.pool.better_of(a, b)])
     }
 }
 
@@ -188,7 +248,7 @@ impl Picker for PrequalPicker {
                 }
             }
         }
-        self.ready.pick(request)
+        self.by_latest()
     }
 }
 
@@ -200,8 +260,9 @@ mod tests {
 
     fn picker(len: u64, max_uses: u32) -> (Arc<Pool>, PrequalPicker) {
         let ids: Vec<_> = (1..=len).map(SubchannelId::from_u64).collect();
-        let pool = Arc::new(Pool::default());
-        let picker = PrequalPicker::new(Arc::clone(&pool), RoundRobinPicker::new(ids, 0), max_uses);
+        let pool = Arc::new(Pool::new(ids.len()));
+        let fallback = RoundRobinPicker::new(ids, 0);
+        let picker = PrequalPicker::new(Arc::clone(&pool), fallback, 1, max_uses);
         (pool, picker)
     }
 
@@ -268,13 +329,32 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_pool_falls_back_to_round_robin() {
+    fn an_empty_pool_picks_the_better_of_two_by_their_latest_answers() {
+        let (pool, picker) = picker(2, 1);
+        pool.set_latest(0, Probe::new(0, 3, ms(10))); // 4 x 10 ms
+        pool.set_latest(1, Probe::new(1, 0, ms(30))); // 1 x 30 ms
+        for _ in 0..20 {
+            let pick = picker.pick(&PickRequest::new());
+            assert_eq!(pick, Pick::Ready(SubchannelId::from_u64(2)));
+        }
+        // Without a latency on one side, requests in flight decide.
+        pool.set_latest(1, Probe::new(1, 4, None));
+        for _ in 0..20 {
+            let pick = picker.pick(&PickRequest::new());
+            assert_eq!(pick, Pick::Ready(SubchannelId::from_u64(1)));
+        }
+    }
+
+    #[test]
+    fn with_nothing_known_picks_reach_every_endpoint() {
         let (_, picker) = picker(3, 1);
-        let picks: Vec<_> = (0..3).map(|_| picker.pick(&PickRequest::new())).collect();
-        let want: Vec<_> = (1..=3)
-            .map(|i| Pick::Ready(SubchannelId::from_u64(i)))
-            .collect();
-        assert_eq!(picks, want);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..100 {
+            if let Pick::Ready(id) = picker.pick(&PickRequest::new()) {
+                seen.insert(id);
+            }
+        }
+        assert_eq!(seen.len(), 3);
     }
 
     #[test]
