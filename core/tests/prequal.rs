@@ -129,7 +129,9 @@ fn with_its_pool_used_up_prequal_avoids_the_backend_whose_latest_answer_is_worst
 
 #[test]
 fn prequal_sends_a_call_to_the_cold_backend_with_the_lowest_latency() {
-    let mut h = ready(PrequalConfig::default().max_uses(1), &[1, 2, 3]);
+    let config = PrequalConfig::default().max_uses(1).cold_quantile(0.5);
+    let mut h = ready(config, &[1, 2, 3]);
+    // The threshold is the median of the RIFs answered, 1.
     answer(&mut h, 1, 9, Some(1)); // fastest, but hot
     answer(&mut h, 2, 0, Some(20));
     answer(&mut h, 3, 1, Some(5)); // cold and faster than 2
@@ -182,12 +184,20 @@ fn probes_older_than_max_age_leave_the_pool() {
 }
 
 #[test]
-fn a_backend_without_a_latency_is_chosen_after_the_ones_that_report_one() {
-    let mut h = ready(PrequalConfig::default().max_uses(1), &[1, 2]);
-    answer(&mut h, 1, 0, None);
-    answer(&mut h, 2, 0, Some(300));
-    assert_eq!(picked_port(&h), 2);
-    assert_eq!(picked_port(&h), 1);
+fn a_backend_without_a_latency_is_taken_at_the_median_of_the_recent_ones() {
+    let mut h = ready(PrequalConfig::default().max_uses(1), &[1, 2, 3, 4, 5]);
+    answer(&mut h, 2, 0, Some(10));
+    answer(&mut h, 3, 0, Some(300));
+    answer(&mut h, 4, 0, Some(500));
+    answer(&mut h, 5, 0, Some(700));
+    answer(&mut h, 1, 0, None); // the median of the four: 500 ms
+    let picks: Vec<u16> = (0..5).map(|_| picked_port(&h)).collect();
+    assert_eq!(picks[..2], [2, 3], "{picks:?}");
+    let position = |port| picks.iter().position(|&p| p == port).unwrap();
+    assert!(
+        position(1) < position(5),
+        "ahead of the slowest, not behind: {picks:?}"
+    );
 }
 
 #[test]

@@ -7,22 +7,25 @@
 //! client's) and its latency estimate ([`ProbeResult`]). The answers form a small pool (at most
 //! `pool_size`, 16 by default); a probe leaves it when it is older than `max_age`, when a newer
 //! answer from the same backend replaces it, when the pool is full and it is the oldest, or once
-//! `max_uses` picks have used it.
+//! `max_uses` picks have used it (in a fleet no larger than half the pool, where every backend
+//! has its probe in the pool, a probe is used until a newer answer replaces it: each use counts
+//! one more request in flight on it, which spreads the picks).
 //!
 //! A pick applies the hot-cold rule: a probe is *cold* if its RIF is at most the
 //! `cold_quantile` of the RIFs recently reported; of the cold probes the one with the lowest
 //! latency wins, and if none is cold, the one with the lowest RIF. Each pick that uses a probe
 //! counts one more request in flight on it, so picks between two answers do not all pile onto
 //! one backend. While the pool is empty (all used or aged out, or probes unsupported by the
-//! adapter) a pick takes the better of two random endpoints by their latest answers (latency x
-//! (RIF + 1)), or either one when neither has answered yet.
+//! adapter) a pick takes the better of two random endpoints by their latest answers (the lower
+//! latency, which the server estimates at its load), or either one when neither has answered.
 //!
 //! **What a backend reports without recent samples.** A server that has finished no call lately
-//! has no latency it can measure. Reading its last estimate, or zero, as a promise sends every
-//! client there at once (at 90% load that ran away). So a server should answer `None`
-//! ([`ProbeResult::latency`]), and such a probe ranks after every probe with a latency among the
-//! cold ones, and by its RIF alone among the hot ones: an idle backend is tried once the backends
-//! that report are busy, which is also how one that was slow comes back.
+//! has no latency it can measure. Reading zero as a promise sends every client there at once
+//! (at 90% load that ran away), and reading its old estimate keeps a backend that was slow
+//! avoided for good. So a server answers `None` ([`ProbeResult::latency`];
+//! [`ServerLoad`](crate::ServerLoad) does), and the policy takes such a probe at the median
+//! latency of the recent answers: a typical backend, tried again when it is cold, which is how
+//! one that was slow comes back once it has recovered.
 //!
 //! The pool the picker reads is a fixed array of atomic words (one probe in 64 bits), shared with
 //! the policy: a probe answer reaches the pickers without a new picker, and a pick reads the
@@ -56,7 +59,9 @@ pub struct PrequalConfig {
     pub pool_size: usize,
     /// How long a probe's answer stays in the pool (1 s).
     pub max_age: Duration,
-    /// How many picks may use one probe before it leaves the pool (2; 1 to 15).
+    /// How many picks may use one probe before it leaves the pool (1 to 15), or 0, the default:
+    /// 2, but unlimited (until a newer answer replaces it) in a fleet no larger than half the
+    /// pool.
     pub max_uses: u32,
     /// The quantile of recent RIFs at or below which a probe is cold (0.9; 0 to 1).
     pub cold_quantile: f64,
@@ -68,7 +73,7 @@ impl Default for PrequalConfig {
             probes_per_call: 2.0,
             pool_size: POOL_CAPACITY,
             max_age: Duration::from_secs(1),
-            max_uses: 2,
+            max_uses: 0,
             cold_quantile: 0.9,
         }
     }
@@ -123,7 +128,7 @@ impl PrequalConfig {
             probes_per_call: rate,
             pool_size: self.pool_size.clamp(1, POOL_CAPACITY),
             max_age: self.max_age.max(Duration::from_millis(1)),
-            max_uses: self.max_uses.clamp(1, 15),
+            max_uses: self.max_uses.min(15),
             cold_quantile: quantile,
         }
     }
@@ -173,6 +178,31 @@ impl PolicyBuilder for PrequalConfig {
 /// How many recent RIFs the cold threshold is the quantile of.
 const RECENT: usize = 32;
 
+/// The last [`RECENT`] values of a figure, oldest overwritten first.
+#[derive(Debug, Default)]
+struct Recent {
+    values: [u32; RECENT],
+    len: usize,
+    next: usize,
+}
+
+impl Recent {
+    fn push(&mut self, value: u32) {
+        self.values[self.next] = value;
+        self.next = (self.next + 1) % RECENT;
+        self.len = (self.len + 1).min(RECENT);
+    }
+
+    /// The `q` quantile (the value of rank `q x len`, rounded down), if there is any value.
+    fn quantile(&self, q: f64) -> Option<u32> {
+        let mut sorted = self.values;
+        let values = &mut sorted[..self.len];
+        let rank = ((values.len() as f64 * q) as usize).min(values.len().checked_sub(1)?);
+        let (_, value, _) = values.select_nth_unstable(rank);
+        Some(*value)
+    }
+}
+
 /// prequal's spread: the pool and what the policy knows beside it.
 #[derive(Debug)]
 pub(crate) struct Prequal {
@@ -185,9 +215,9 @@ pub(crate) struct Prequal {
     ready: Vec<SubchannelId>,
     places: IdMap<u32>,
     /// The RIFs of the last [`RECENT`] answers, oldest overwritten first.
-    recent: [u32; RECENT],
-    recent_len: usize,
-    recent_next: usize,
+    recent: Recent,
+    /// The latencies (in microseconds) of the last [`RECENT`] answers that had one.
+    latencies: Recent,
     /// Probes earned and not yet asked for.
     credit: f64,
     /// Probes to ask for.
@@ -203,9 +233,8 @@ impl Prequal {
             slots: [None; POOL_CAPACITY],
             ready: Vec::new(),
             places: IdMap::default(),
-            recent: [0; RECENT],
-            recent_len: 0,
-            recent_next: 0,
+            recent: Recent::default(),
+            latencies: Recent::default(),
             credit: 0.0,
             wanted: VecDeque::new(),
             rng: Rng::new(0),
@@ -241,15 +270,27 @@ impl Prequal {
 
     /// Records a RIF among the recent ones and publishes the new cold threshold.
     fn learn_rif(&mut self, rif: u32) {
-        self.recent[self.recent_next] = rif;
-        self.recent_next = (self.recent_next + 1) % RECENT;
-        self.recent_len = (self.recent_len + 1).min(RECENT);
-        let mut sorted = [0u32; RECENT];
-        let recent = &mut sorted[..self.recent_len];
-        recent.copy_from_slice(&self.recent[..self.recent_len]);
-        let rank = ((self.recent_len - 1) as f64 * self.config.cold_quantile).floor() as usize;
-        let (_, threshold, _) = recent.select_nth_unstable(rank);
-        self.pool.set_threshold(*threshold);
+        self.recent.push(rif);
+        if let Some(threshold) = self.recent.quantile(self.config.cold_quantile) {
+            self.pool.set_threshold(threshold);
+        }
+    }
+
+    /// The probe an answer makes: a latency the server did not give is taken as the median of
+    /// the recent ones (an idle backend with no recent sample is as good as a typical one, so
+    /// it is tried again; not zero, which would send every call there).
+    fn probe(&mut self, place: u32, result: &ProbeResult) -> Probe {
+        let probe = Probe::new(place, result.requests_in_flight, result.latency);
+        match result.latency {
+            Some(_) => {
+                self.latencies.push(probe.latency);
+                probe
+            }
+            None => Probe {
+                latency: self.latencies.quantile(0.5).unwrap_or(probe.latency),
+                ..probe
+            },
+        }
     }
 
     /// Earns `probes_per_call` probes and turns whole ones into probes of random READY
@@ -329,7 +370,12 @@ impl Spread for Prequal {
         let start = self.rng.index(self.ready.len().max(1));
         let list = RoundRobinPicker::new(self.ready.clone(), start);
         let seed = self.rng.next_u64();
-        Arc::new(PrequalPicker::new(pool, list, seed, self.config.max_uses))
+        let max_uses = match self.config.max_uses {
+            0 if self.ready.len() * 2 <= self.config.pool_size => 15,
+            0 => 2,
+            set => set,
+        };
+        Arc::new(PrequalPicker::new(pool, list, seed, max_uses))
     }
 
     fn wants_call_outcomes(&self) -> bool {
@@ -360,9 +406,9 @@ impl Spread for Prequal {
             return false; // not READY in the newest picker: nothing a pick could use
         };
         self.learn_rif(result.requests_in_flight);
+        let probe = self.probe(place, result);
         let slot = self.slot_for(subchannel);
         self.slots[slot] = Some((subchannel, now));
-        let probe = Probe::new(place, result.requests_in_flight, result.latency);
         self.pool.set(slot, Some(probe));
         self.pool.set_latest(place as usize, probe);
         true

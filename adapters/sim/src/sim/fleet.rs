@@ -149,12 +149,13 @@ impl Sim<'_> {
         if !b.up || b.epoch != self.calls[call].epoch {
             return;
         }
-        let arrived = self.calls[call].arrived.take();
+        // Held, so counted in flight: no longer, and without a sample.
+        if let Some(arrived) = self.calls[call].arrived.take() {
+            b.probed.call_abandoned(arrived);
+        }
         if let Some(position) = b.queue.iter().position(|&c| c == call) {
             b.queue.remove(position);
-            arrived.map(|a| b.probed.call_abandoned(a));
         } else if let Some(position) = b.serving.iter().position(|&c| c == call) {
-            arrived.map(|a| b.probed.call_abandoned(a));
             b.meter.account(self.now, b.serving.len(), b.slots);
             b.serving.swap_remove(position);
             let next = b.queue.pop_front();

@@ -103,15 +103,14 @@ impl Pool {
     }
 
     /// Of the endpoints at `a` and `b`, the one whose latest answer promises the sooner
-    /// service: the lower latency x (RIF + 1) when both gave a latency, else the lower RIF; `a`
-    /// when neither answered.
+    /// service: the lower latency (the server's estimate at its load) when both gave one, else
+    /// the lower RIF; `a` when neither answered.
     #[inline]
     fn better_of(&self, a: usize, b: usize) -> usize {
         match (self.latest(a), self.latest(b)) {
             (Some(x), Some(y)) => {
-                let cost = |p: Probe| (u64::from(p.rif) + 1) * u64::from(p.latency);
                 let prefer_b = if x.latency != NO_LATENCY && y.latency != NO_LATENCY {
-                    cost(y) < cost(x)
+                    (y.latency, y.rif) < (x.latency, x.rif)
                 } else {
                     y.rif < x.rif
                 };
@@ -331,8 +330,8 @@ mod tests {
     #[test]
     fn an_empty_pool_picks_the_better_of_two_by_their_latest_answers() {
         let (pool, picker) = picker(2, 1);
-        pool.set_latest(0, Probe::new(0, 3, ms(10))); // 4 x 10 ms
-        pool.set_latest(1, Probe::new(1, 0, ms(30))); // 1 x 30 ms
+        pool.set_latest(0, Probe::new(0, 0, ms(30)));
+        pool.set_latest(1, Probe::new(1, 3, ms(10))); // busier, but sooner
         for _ in 0..20 {
             let pick = picker.pick(&PickRequest::new());
             assert_eq!(pick, Pick::Ready(SubchannelId::from_u64(2)));
