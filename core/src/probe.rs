@@ -34,10 +34,10 @@ impl ProbeResult {
 ///
 /// The latency a new call can expect depends on how busy the server is, so the estimate is kept
 /// per load, as Prequal's servers do: each call's latency goes to the bucket of the requests in
-/// flight when it arrived (an exponential moving average per bucket, a call slower than the estimate weighing `1/4` and a faster one `1/32`, so that a slowdown shows at
-/// once and the noise of fast calls averages out; more after a gap: a sample 250 ms after the
-/// bucket's last weighs 63%),
-/// and a probe is answered from the bucket of the requests in flight now.
+/// flight when it arrived (an exponential moving average per bucket, each call weighing `1/32`
+/// so that the noise of single calls averages out, and more after a gap, as the old estimate
+/// says less of the server now: a sample 250 ms after the bucket's last weighs 63%), and a
+/// probe is answered from the bucket of the requests in flight now.
 ///
 /// **Without a recent sample at that load** (every call that arrived at this load finished
 /// more than `stale_after` ago, 1 s by default) the answer is not an old figure or zero, either
@@ -60,9 +60,6 @@ const BUCKETS: usize = 64;
 
 /// How much one finished call moves its bucket's estimate, at least.
 const SAMPLE_WEIGHT: f64 = 1.0 / 32.0;
-
-/// How much one call slower than the estimate moves it, at least.
-const RISE_WEIGHT: f64 = 1.0 / 4.0;
 
 /// How quickly an estimate not fed ages: a sample this long after the last one weighs
 /// `1 - 1/e` of the new estimate (more than [`SAMPLE_WEIGHT`]).
@@ -115,14 +112,7 @@ impl ServerLoad {
                 // sample after a gap weighs more, up to all of it.
                 let gap = now.saturating_duration_since(at).as_secs_f64();
                 let aged = 1.0 - (-gap / SAMPLE_AGE.as_secs_f64()).exp();
-                // Quick to rise, slow to fall: a server that slows down is seen at once, and
-                // the noise of fast calls averages out.
-                let least = if sample > estimate {
-                    RISE_WEIGHT
-                } else {
-                    SAMPLE_WEIGHT
-                };
-                let weight = least + (1.0 - least) * aged;
+                let weight = SAMPLE_WEIGHT + (1.0 - SAMPLE_WEIGHT) * aged;
                 (estimate + (sample - estimate) * weight, at.max(now))
             }
             None => (sample, now),
@@ -181,17 +171,16 @@ mod tests {
         load.call_finished(first, ms(10), now);
         // Idle now: calls that arrived at an idle server took 10 ms.
         assert_eq!(load.answer(now), ProbeResult::new(0, Some(ms(10))));
-        // A slower sample at the same load moves the estimate by a quarter, a faster one by a
-        // 32nd.
+        // A later sample at the same load moves the estimate by a 32nd; after a gap, by more
+        // (a sample 250 ms later weighs 1 - 1/e of it, plus its 32nd).
         let third = load.call_started();
-        load.call_finished(third, ms(50), now);
+        load.call_finished(third, ms(330), now);
         assert_eq!(load.answer(now).latency, Some(ms(20)));
         let fourth = load.call_started();
-        load.call_finished(fourth, ms(4), now);
-        assert_eq!(
-            load.answer(now).latency,
-            Some(Duration::from_micros(19_500))
-        );
+        let later = now + ms(250);
+        load.call_finished(fourth, ms(120), later);
+        let estimate = load.answer(later).latency.unwrap().as_secs_f64() * 1e3;
+        assert!((estimate - 84.36).abs() < 0.01, "{estimate}");
     }
 
     #[test]
