@@ -98,7 +98,7 @@ fn main() -> ExitCode {
         let comparison = compare(&scenario, &routers, &DEFAULT_SEEDS, threads);
         println!("{comparison}");
         if scenario.name == "S4" {
-            let path = out.join("S4-probing.svg");
+            let path = out.join("simulator-S4-prequal.svg");
             match draw(&comparison, &path) {
                 Ok(()) => println!("picture: {}\n", path.display()),
                 Err(error) => eprintln!("cannot draw {}: {error}", path.display()),
