@@ -7,9 +7,9 @@ use std::hint::black_box;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use croupier::policy::{PriorityConfig, WeightedTargetConfig};
-use croupier::{PickRequest, PolicyConfig, SubchannelId};
+use croupier::{PickRequest, PolicyConfig, ProbeResult, SubchannelId};
 use croupier_benches::{
     endpoints, ready_picker, ready_picker_for, weighted_endpoints, Floor, SIZES,
 };
@@ -43,6 +43,8 @@ fn policies() -> Vec<(&'static str, PolicyConfig)> {
         ("least_request", PolicyConfig::least_request()),
         ("p2c_ewma", PolicyConfig::p2c_ewma()),
         ("least_latency", PolicyConfig::least_latency()),
+        // With its pool empty: the better of two by their latest answers.
+        ("prequal(no probes)", PolicyConfig::prequal()),
         ("ring_hash", PolicyConfig::ring_hash()),
         (
             "outlier_detection(round_robin)",
@@ -88,6 +90,26 @@ fn pick(c: &mut Criterion) {
                 b.iter(|| black_box(picker.pick(black_box(&request))))
             });
         }
+        // prequal with its pool full of answers: the hot-cold rule over 16 probes, and the
+        // probe used. Answers come in the (untimed) setup, as the channel's probes would.
+        let (mut harness, picker) = ready_picker(PolicyConfig::prequal(), n);
+        let ids: Vec<SubchannelId> = harness.lb.subchannels().iter().map(|s| s.id).collect();
+        let request = PickRequest::new();
+        let mut next = 0usize;
+        group.bench_with_input(BenchmarkId::new("prequal", n), &n, |b, _| {
+            b.iter_batched(
+                || {
+                    for _ in 0..16 {
+                        next = (next + 7) % ids.len();
+                        let latency = Duration::from_micros(500 + 37 * next as u64 % 900);
+                        let answer = ProbeResult::new(next as u32 % 5, Some(latency));
+                        harness.answer_probe(ids[next], answer);
+                    }
+                },
+                |()| black_box(picker.pick(black_box(&request))),
+                BatchSize::SmallInput,
+            )
+        });
         // Weighted round robin with unequal static weights (1, 2, 3 in turn), so its stride
         // scheduler runs rather than plain round robin.
         let (_harness, picker) =

@@ -15,6 +15,7 @@ use crate::address::{Address, Endpoint};
 use crate::call::{CallOutcome, LoadReport};
 use crate::picker::{Picker, QueuePicker};
 use crate::policy::{SubchannelUpdate, TimerToken};
+use crate::probe::ProbeResult;
 use crate::resolution::Resolution;
 use crate::resolver::{ConfigFingerprint, PolicyChoice, ResolverError, ResolverUpdate};
 use crate::rng::Rng;
@@ -217,6 +218,12 @@ impl Balancer {
                 Queued::Disconnect(connection) => Action::Disconnect { connection },
                 Queued::Shutdown(subchannel) => Action::Shutdown { subchannel },
                 Queued::ResolveNow => Action::ResolveNow,
+                Queued::Probe(subchannel) => {
+                    if !self.core.subchannels.contains_key(&subchannel) {
+                        continue; // removed since: nothing to probe
+                    }
+                    Action::Probe { subchannel }
+                }
                 Queued::StateChanged(state) => Action::StateChanged(state),
                 Queued::UpdatePicker(picker) => Action::UpdatePicker(picker),
                 Queued::Superseded => continue,
@@ -386,6 +393,22 @@ impl Balancer {
         if self.core.subchannels.contains_key(&subchannel) {
             self.policies
                 .load_report(subchannel, &report, &mut self.core);
+            self.settle();
+        }
+    }
+
+    /// The backend of `subchannel` answered a probe ([`Action::Probe`]). An answer for an
+    /// unknown or removed subchannel is ignored.
+    pub fn handle_probe_result(
+        &mut self,
+        subchannel: SubchannelId,
+        result: ProbeResult,
+        now: Instant,
+    ) {
+        self.core.advance(now);
+        if self.core.subchannels.contains_key(&subchannel) {
+            self.policies
+                .probe_result(subchannel, &result, &mut self.core);
             self.settle();
         }
     }
@@ -573,6 +596,12 @@ impl Core {
             self.actions.push_resolve_now();
         }
         self.schedule_resolution();
+    }
+
+    fn request_probe(&mut self, id: SubchannelId) {
+        if self.subchannels.contains_key(&id) {
+            self.actions.push_probe(id);
+        }
     }
 
     fn set_timer(&mut self, at: Instant, generation: u32, token: TimerToken) {

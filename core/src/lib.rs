@@ -196,6 +196,7 @@ mod call;
 mod hasher;
 mod picker;
 pub mod policy;
+mod probe;
 mod resolution;
 mod resolver;
 pub mod retry;
@@ -218,6 +219,7 @@ pub use policy::{
     Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError, PolicyParamErrorKind,
     SubchannelUpdate, TimerToken,
 };
+pub use probe::{ArrivedAt, ProbeResult, ServerLoad};
 pub use resolution::ResolutionConfig;
 pub use resolver::{PolicyChoice, ResolverError, ResolverUpdate};
 pub use rng::Rng;

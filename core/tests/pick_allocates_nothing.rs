@@ -53,6 +53,7 @@ fn picks_from_every_built_in_picker_allocate_nothing() {
         PolicyConfig::weighted_round_robin(),
         PolicyConfig::p2c_ewma(),
         PolicyConfig::least_latency(),
+        PolicyConfig::prequal(),
     ] {
         let mut h = Harness::new(policy, 1);
         // Unequal static weights, so weighted_round_robin runs its stride scheduler.
@@ -93,6 +94,31 @@ fn picks_from_every_built_in_picker_allocate_nothing() {
         }
     });
     assert_eq!(count, 0, "failing picks allocated");
+}
+
+#[test]
+fn prequal_picks_from_its_probe_pool_allocate_nothing() {
+    let mut h = Harness::new(PolicyConfig::prequal(), 1);
+    h.resolve(update(&(1..=64).collect::<Vec<u16>>()));
+    for address in connects(&h.seen.clone()) {
+        h.connected(&address);
+    }
+    let ids: Vec<_> = h.lb.subchannels().into_iter().map(|s| s.id).collect();
+    let picker = h.picker();
+    let mut total = 0;
+    for round in 0..200u32 {
+        // Answers come between picks (outside the count), as from the adapter's probes.
+        for (i, &id) in ids.iter().enumerate().skip(round as usize % 48).take(16) {
+            let latency = std::time::Duration::from_micros(500 + 37 * i as u64);
+            h.answer_probe(id, croupier::ProbeResult::new(i as u32 % 5, Some(latency)));
+        }
+        total += allocations_during(|| {
+            for _ in 0..50 {
+                assert!(matches!(picker.pick(&PickRequest::new()), Pick::Ready(_)));
+            }
+        });
+    }
+    assert_eq!(total, 0, "prequal picks allocated");
 }
 
 #[test]

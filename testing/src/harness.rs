@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use croupier::{
     Action, Address, Balancer, BalancerConfig, ConnectionEvent, ConnectionId, ConnectivityState,
-    Pick, PickRequest, Picker, PolicyConfig, ResolverError, ResolverUpdate, SubchannelId,
+    Pick, PickRequest, Picker, PolicyConfig, ProbeResult, ResolverError, ResolverUpdate,
+    SubchannelId,
 };
 
 use crate::drive::{ConnectOutcome, DEFAULT_DRIVE_LIMIT};
@@ -28,6 +29,8 @@ pub enum Seen {
     State(ConnectivityState),
     /// A new picker was published.
     Picker,
+    /// The backend of a subchannel was to be probed.
+    Probe(SubchannelId),
 }
 
 /// A simulated adapter around a [`Balancer`], checking invariants after every input.
@@ -51,6 +54,9 @@ pub struct Harness {
     pub history: Vec<ConnectionId>,
     /// Every action seen, in order.
     pub seen: Vec<Seen>,
+    /// The subchannels whose probe was asked for and not yet answered
+    /// ([`Harness::answer_probe`]).
+    pub probes: BTreeSet<SubchannelId>,
     /// How many addresses the latest non-empty update named: the bound on live subchannels.
     pub bound: usize,
     /// During a graceful policy switch, how many addresses the policy being replaced serves
@@ -88,6 +94,7 @@ impl Harness {
             known: BTreeSet::new(),
             history: Vec::new(),
             seen: Vec::new(),
+            probes: BTreeSet::new(),
             bound: 0,
             replaced_bound: 0,
             report_probes: false,
@@ -151,6 +158,10 @@ impl Harness {
             Action::ResolveNow => Seen::ResolveNow(self.elapsed()),
             Action::StateChanged(state) => Seen::State(state),
             Action::UpdatePicker(_) => Seen::Picker,
+            Action::Probe { subchannel } => {
+                self.probes.insert(subchannel);
+                Seen::Probe(subchannel)
+            }
             // Carrying out an action it does not know would make every later check a guess.
             other => panic!("the simulated adapter cannot carry out {other:?}"),
         }
@@ -178,6 +189,14 @@ impl Harness {
         if self.lb.is_switching_policy() && !was_switching {
             self.replaced_bound = before;
         }
+        self.drain()
+    }
+
+    /// The backend of `subchannel` answers its probe with `result` (whether or not one was
+    /// asked for: a late answer must be harmless too).
+    pub fn answer_probe(&mut self, subchannel: SubchannelId, result: ProbeResult) -> Vec<Seen> {
+        self.probes.remove(&subchannel);
+        self.lb.handle_probe_result(subchannel, result, self.now);
         self.drain()
     }
 

@@ -56,6 +56,16 @@ impl Harness {
                     "{subchannel} shut down twice"
                 );
             }
+            Action::Probe { subchannel } => {
+                assert!(
+                    !self.shut.contains(subchannel),
+                    "probe of removed {subchannel}"
+                );
+                assert!(
+                    self.known.contains(subchannel),
+                    "probe of {subchannel}, which never connected"
+                );
+            }
             _ => {}
         }
     }

@@ -42,6 +42,8 @@ pub fn builtin_policies() -> Vec<PolicyConfig> {
                 .weight_update_period(Duration::from_millis(100)),
         ),
         PolicyConfig::p2c_ewma(),
+        PolicyConfig::prequal(),
+        PolicyConfig::outlier_detection(PolicyConfig::prequal()),
         PolicyConfig::new(
             PriorityConfig::new()
                 .child("a0", PolicyConfig::round_robin())

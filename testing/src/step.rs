@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use croupier::{
     Address, CallOutcome, Code, ConnectionEvent, ConnectionId, Endpoint, LoadReport, Pick,
-    PickRequest, ResolverUpdate, Rng, SubchannelId,
+    PickRequest, ProbeResult, ResolverUpdate, Rng, SubchannelId,
 };
 
 use crate::harness::Harness;
@@ -157,6 +157,12 @@ impl Harness {
                     }
                     self.lb.handle_call_outcome(id, outcome, self.now);
                     self.drain();
+                    // The oldest probe asked for is answered, its figures drawn from the call.
+                    if let Some(&probed) = self.probes.iter().next() {
+                        let latency = (latency_ms % 5 != 0).then(|| ms(u64::from(*latency_ms)));
+                        let result = ProbeResult::new(u32::from(latency_ms % 7), latency);
+                        self.answer_probe(probed, result);
+                    }
                 }
             }
             Step::Advance(millis) if *millis > 60_000 => {

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
-use croupier::{Address, Code, LoadReport};
+use croupier::{Address, Code, LoadReport, ProbeResult};
 
 use crate::runtime::BoxFuture;
 
@@ -241,6 +241,19 @@ pub trait Connector: Send + Sync + 'static {
         None
     }
 
+    /// Probes the server behind `connection` for its requests in flight and latency estimate,
+    /// when the policy asks ([`croupier::Action::Probe`], prequal): the future's answer goes to
+    /// the balancer. The channel keeps at most one probe per subchannel in flight and drops it
+    /// with the connection. `None`, the default, is a connector that cannot probe (the policy
+    /// then picks without answers); an `Err` names what went wrong, and is dropped.
+    fn probe(
+        &self,
+        connection: &Self::Connection,
+    ) -> Option<BoxFuture<'static, Result<ProbeResult, String>>> {
+        let _ = connection;
+        None
+    }
+
     /// The load report a backend sent at the end of a call's response, in its trailers (or in
     /// the headers of a response without a body): for gRPC, ORCA's `endpoint-load-metrics-bin`
     /// (gRFC A51). The channel's `Service` asks only while the policy learns from call outcomes
@@ -290,6 +303,13 @@ impl<C: Connector> Connector for AddressedConnector<C> {
 
     fn error_code(error: &(dyn StdError + 'static)) -> Option<Code> {
         C::error_code(error)
+    }
+
+    fn probe(
+        &self,
+        connection: &Self::Connection,
+    ) -> Option<BoxFuture<'static, Result<ProbeResult, String>>> {
+        self.0.probe(&connection.connection)
     }
 
     #[cfg(feature = "tower")]

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use croupier::{
     Action, Address, Balancer, ConnectionEvent, ConnectionId, ConnectivityState, LoadReport,
-    Picker, SubchannelId, SubchannelInfo,
+    Picker, ProbeResult, SubchannelId, SubchannelInfo,
 };
 use futures_lite::future;
 
@@ -30,6 +30,8 @@ enum ConnectionReport<T> {
     Health(ConnectionId, Health),
     /// The server's out-of-band load report.
     Load(ConnectionId, LoadReport),
+    /// The server's answer to a probe, or why there is none.
+    Probe(ConnectionId, Result<ProbeResult, String>),
     Failed(ConnectionId, String),
     Closed(ConnectionId, String),
 }
@@ -62,6 +64,8 @@ pub(crate) struct Driver<C: Connector> {
     tasks: HashMap<SubchannelId, (ConnectionId, Address, Task)>,
     /// Which connection is established, by subchannel.
     established: HashMap<SubchannelId, ConnectionId>,
+    /// Probes in flight, at most one per subchannel (dropping one cancels it).
+    probes: HashMap<SubchannelId, Task>,
     /// The established connections, as the next snapshot offers them to calls.
     offered: Connections<C::Connection>,
     connections_changed: bool,
@@ -93,6 +97,7 @@ impl<C: Connector> Driver<C> {
             reports: async_channel::unbounded(),
             tasks: HashMap::new(),
             established: HashMap::new(),
+            probes: HashMap::new(),
             offered: Connections::default(),
             connections_changed: false,
             picker: None,
@@ -186,6 +191,7 @@ impl<C: Connector> Driver<C> {
     fn shutdown(&mut self) {
         self.resolver = None;
         self.tasks.clear();
+        self.probes.clear();
         self.established.clear();
         self.offered = Connections::default();
         self.shared.close();
@@ -241,6 +247,15 @@ impl<C: Connector> Driver<C> {
                 if self.is_current(connection) {
                     self.balancer
                         .handle_load_report(connection.subchannel(), report, now);
+                }
+            }
+            ConnectionReport::Probe(connection, answer) => {
+                let subchannel = connection.subchannel();
+                self.probes.remove(&subchannel);
+                if let (Ok(result), Some(&current)) = (answer, self.established.get(&subchannel)) {
+                    if current == connection {
+                        self.balancer.handle_probe_result(subchannel, result, now);
+                    }
                 }
             }
             ConnectionReport::Failed(connection, reason) => {
@@ -313,6 +328,7 @@ impl<C: Connector> Driver<C> {
                     self.withdraw(subchannel);
                 }
                 Action::ResolveNow => self.resolve_now.request(),
+                Action::Probe { subchannel } => self.probe(subchannel),
                 Action::StateChanged(state) => self.state = Some(state),
                 Action::UpdatePicker(picker) => self.picker = Some(picker),
                 _ => {}
@@ -376,6 +392,31 @@ impl<C: Connector> Driver<C> {
             .insert(connection.subchannel(), (connection, address, task));
     }
 
+    /// Probes the server of `subchannel`'s established connection, unless a probe of it is
+    /// still in flight or the connector cannot probe.
+    fn probe(&mut self, subchannel: SubchannelId) {
+        if self.probes.contains_key(&subchannel) {
+            return;
+        }
+        let (Some(&connection), Some(established)) = (
+            self.established.get(&subchannel),
+            self.offered.get(&subchannel),
+        ) else {
+            return;
+        };
+        let Some(answer) = self.connector.probe(established) else {
+            return;
+        };
+        let reports = self.reports.0.clone();
+        let task = Task::spawn(&self.runtime, async move {
+            let answer = answer.await;
+            let _ = reports
+                .send(ConnectionReport::Probe(connection, answer))
+                .await;
+        });
+        self.probes.insert(subchannel, task);
+    }
+
     /// Keeps the connection `connection` established, offered to calls from the next snapshot.
     fn offer(&mut self, connection: ConnectionId, established: C::Connection) {
         let subchannel = connection.subchannel();
@@ -386,6 +427,7 @@ impl<C: Connector> Driver<C> {
 
     /// Drops the connection of `subchannel`, if it has one.
     fn withdraw(&mut self, subchannel: SubchannelId) {
+        self.probes.remove(&subchannel);
         if self.established.remove(&subchannel).is_some() {
             self.offered.remove(subchannel);
             self.connections_changed = true;

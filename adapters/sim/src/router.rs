@@ -72,6 +72,7 @@ pub fn builtin_routers() -> Vec<Router> {
         ),
         Router::policy("p2c_ewma", PolicyConfig::p2c_ewma()),
         Router::policy("least_latency", PolicyConfig::least_latency()),
+        Router::policy("prequal", PolicyConfig::prequal()),
         Router::policy("ring_hash", PolicyConfig::ring_hash()),
         Router::policy(
             "outlier_detection(round_robin)",

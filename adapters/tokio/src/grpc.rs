@@ -91,6 +91,7 @@ mod health;
 mod names;
 mod options;
 pub mod orca;
+pub mod probe;
 mod streaming;
 #[cfg(feature = "tls")]
 pub mod tls;
@@ -466,6 +467,13 @@ where
 
     fn load_report(trailers: &http::HeaderMap) -> Option<croupier::LoadReport> {
         orca::load_report(trailers)
+    }
+
+    fn probe(
+        &self,
+        connection: &Http2Connection<B>,
+    ) -> Option<croupier_channel::BoxFuture<'static, Result<croupier::ProbeResult, String>>> {
+        Some(probe::probe(connection))
     }
 
     fn connect(

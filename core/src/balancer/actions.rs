@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::address::Address;
+use crate::hasher::FastSet;
 use crate::picker::Picker;
 use crate::status::ConnectivityState;
 use crate::subchannel::{ConnectionId, SubchannelId};
@@ -39,6 +40,14 @@ pub enum Action {
     },
     /// Ask the resolver for fresh results (already rate-limited: act on every one).
     ResolveNow,
+    /// Probe the backend of `subchannel` over its connection, and report its answer with
+    /// [`Balancer::handle_probe_result`](crate::Balancer::handle_probe_result). Only policies
+    /// that learn from probes ask; an adapter that cannot probe ignores this (the policy then
+    /// picks without probes). At most one probe per subchannel waits in the queue.
+    Probe {
+        /// The subchannel whose backend to probe.
+        subchannel: SubchannelId,
+    },
     /// The channel's connectivity state changed.
     StateChanged(ConnectivityState),
     /// A new picker: from now on, picks use it (waiting calls should pick again).
@@ -55,6 +64,7 @@ pub(super) enum Queued {
     Disconnect(ConnectionId),
     Shutdown(SubchannelId),
     ResolveNow,
+    Probe(SubchannelId),
     StateChanged(ConnectivityState),
     UpdatePicker(Arc<dyn Picker>),
     /// A state change undone before it was taken: nothing to announce.
@@ -62,7 +72,8 @@ pub(super) enum Queued {
 }
 
 /// The actions not yet polled, in order, with at most one picker, one state change and one
-/// re-resolution request among them: a newer one takes the place of the one still waiting.
+/// re-resolution request among them: a newer one takes the place of the one still waiting; and
+/// at most one probe per subchannel.
 ///
 /// So the queue holds at most a few entries per subchannel however long the adapter waits to
 /// drain it (an adapter that reports every event before draining would otherwise keep every
@@ -76,6 +87,8 @@ pub(super) struct ActionQueue {
     picker: Option<u64>,
     state: Option<u64>,
     resolve_now: Option<u64>,
+    /// The subchannels a probe waits for.
+    probes: FastSet<SubchannelId>,
     /// The last state change polled: the adapter's view of the state.
     announced: ConnectivityState,
 }
@@ -88,6 +101,7 @@ impl Default for ActionQueue {
             picker: None,
             state: None,
             resolve_now: None,
+            probes: FastSet::default(),
             // A balancer starts CONNECTING, which it does not announce.
             announced: ConnectivityState::Connecting,
         }
@@ -147,6 +161,13 @@ impl ActionQueue {
         }
     }
 
+    /// Queues a probe of `subchannel`, unless one is still waiting for it.
+    pub(super) fn push_probe(&mut self, subchannel: SubchannelId) {
+        if self.probes.insert(subchannel) {
+            self.queue.push_back(Queued::Probe(subchannel));
+        }
+    }
+
     /// The next action to announce.
     pub(super) fn pop(&mut self) -> Option<Queued> {
         loop {
@@ -155,6 +176,9 @@ impl ActionQueue {
             match action {
                 Queued::Superseded => continue,
                 Queued::StateChanged(state) => self.announced = state,
+                Queued::Probe(subchannel) => {
+                    self.probes.remove(&subchannel);
+                }
                 _ => {}
             }
             return Some(action);

@@ -26,6 +26,7 @@ use crate::call::{CallOutcome, LoadReport};
 use crate::hasher::FastSet;
 use crate::picker::{Picker, QueuePicker};
 use crate::policy::{Controller, Policy, PolicyConfig, SubchannelUpdate, TimerToken};
+use crate::probe::ProbeResult;
 use crate::resolver::ResolverError;
 use crate::rng::Rng;
 use crate::status::ConnectivityState;
@@ -173,6 +174,13 @@ impl Switch {
         let owner = self.owner(id);
         self.run(owner, core, |policy, ctl| {
             policy.load_report(id, report, ctl)
+        });
+    }
+
+    pub(super) fn probe_result(&mut self, id: SubchannelId, result: &ProbeResult, core: &mut Core) {
+        let owner = self.owner(id);
+        self.run(owner, core, |policy, ctl| {
+            policy.probe_result(id, result, ctl)
         });
     }
 
@@ -357,6 +365,10 @@ impl Controller for SideController<'_> {
 
     fn request_resolution(&mut self) {
         self.core.request_resolution();
+    }
+
+    fn request_probe(&mut self, subchannel: SubchannelId) {
+        self.core.request_probe(subchannel);
     }
 
     fn set_timer(&mut self, at: Instant, token: TimerToken) {

@@ -60,6 +60,10 @@ impl<K: Copy> Controller for ChildController<'_, K> {
         self.inner.request_resolution();
     }
 
+    fn request_probe(&mut self, subchannel: SubchannelId) {
+        self.inner.request_probe(subchannel);
+    }
+
     fn set_timer(&mut self, at: Instant, token: TimerToken) {
         self.inner.set_timer(at, token);
     }

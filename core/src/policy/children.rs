@@ -14,6 +14,7 @@ use crate::picker::{Picker, QueuePicker};
 use crate::policy::{
     Controller, Policy, PolicyConfig, SlotController, SubchannelUpdate, TimerToken,
 };
+use crate::probe::ProbeResult;
 use crate::resolver::ResolverError;
 use crate::rng::Rng;
 use crate::status::ConnectivityState;
@@ -109,6 +110,10 @@ impl Controller for ChildController<'_> {
         if !self.quiet {
             self.inner.request_resolution();
         }
+    }
+
+    fn request_probe(&mut self, subchannel: SubchannelId) {
+        self.inner.request_probe(subchannel);
     }
 
     fn set_timer(&mut self, at: Instant, token: TimerToken) {
@@ -298,6 +303,22 @@ impl Children {
         if let Some(&slot) = self.owners.get(&subchannel) {
             self.with(slot, ctl, |policy, ctl| {
                 policy.load_report(subchannel, report, ctl)
+            });
+        }
+    }
+}
+
+impl Children {
+    /// Passes a probe's answer to the child that owns `subchannel`.
+    pub(crate) fn probe_result(
+        &mut self,
+        subchannel: SubchannelId,
+        result: &ProbeResult,
+        ctl: &mut dyn Controller,
+    ) {
+        if let Some(&slot) = self.owners.get(&subchannel) {
+            self.with(slot, ctl, |policy, ctl| {
+                policy.probe_result(subchannel, result, ctl)
             });
         }
     }

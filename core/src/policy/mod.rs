@@ -16,6 +16,7 @@
 //! | `weighted_round_robin` | in turn, in proportion to load-report or static weights ([`WeightedRoundRobinConfig`]) |
 //! | `p2c_ewma` | the cheaper of two by latency estimate x calls in flight ([`PeakEwmaConfig`]) |
 //! | `least_latency` | the cheapest of several by service time per call x calls in flight ([`LeastLatencyConfig`]) |
+//! | `prequal` | by the backends' answers to probes, with Prequal's hot-cold rule ([`PrequalConfig`]) |
 //! | `ring_hash` | consistent hashing on a request hash or header ([`RingHashConfig`]) |
 //! | `outlier_detection` | ejects endpoints that fail more than their peers, around a child ([`OutlierDetectionConfig`]) |
 //! | `weighted_target` | calls split by weight over children ([`WeightedTargetConfig`]) |
@@ -34,6 +35,7 @@ use std::time::Instant;
 use crate::address::{Address, Endpoint};
 use crate::call::{CallOutcome, LoadReport};
 use crate::picker::Picker;
+use crate::probe::ProbeResult;
 use crate::resolver::ResolverError;
 use crate::rng::Rng;
 use crate::status::ConnectivityState;
@@ -50,6 +52,7 @@ pub mod p2c_ewma;
 mod pacing;
 mod params;
 pub mod pick_first;
+pub mod prequal;
 pub mod priority;
 pub mod random;
 pub mod random_subsetting;
@@ -71,6 +74,7 @@ pub(crate) use params::{parse_bool, parse_millis, parse_whole};
 pub use params::{PolicyParamError, PolicyParamErrorKind};
 pub use pick_first::PickFirstConfig;
 pub use pick_first::PickFirstList;
+pub use prequal::PrequalConfig;
 pub use priority::{PriorityChild, PriorityConfig};
 pub use random::RandomConfig;
 pub use random_subsetting::RandomSubsettingConfig;
@@ -121,6 +125,13 @@ pub trait Controller {
 
     /// Asks the resolver for a fresh answer (rate-limited by the balancer).
     fn request_resolution(&mut self);
+
+    /// Asks the adapter to probe the backend of `subchannel` ([`Action::Probe`](crate::Action::Probe));
+    /// its answer comes back through [`Policy::probe_result`]. A controller that wraps another
+    /// passes the request on. The default drops it (a controller that cannot probe).
+    fn request_probe(&mut self, subchannel: SubchannelId) {
+        let _ = subchannel;
+    }
 
     /// Asks for [`Policy::timer`] with `token` at `at` (or at the first timeout handled after it).
     ///
@@ -195,6 +206,18 @@ pub trait Policy: Send + fmt::Debug {
         ctl: &mut dyn Controller,
     ) {
         let _ = (subchannel, report, ctl);
+    }
+
+    /// The backend behind `subchannel` answered a probe this policy asked for
+    /// ([`Controller::request_probe`]). A wrapping policy passes it to the child that owns the
+    /// subchannel.
+    fn probe_result(
+        &mut self,
+        subchannel: SubchannelId,
+        result: &ProbeResult,
+        ctl: &mut dyn Controller,
+    ) {
+        let _ = (subchannel, result, ctl);
     }
 
     /// A service config gave this policy new settings (`config` names the same policy): take
@@ -294,6 +317,12 @@ impl PolicyConfig {
         PolicyConfig::new(LeastLatencyConfig::default())
     }
 
+    /// prequal with default settings: calls by the backends' answers to probes (requests in
+    /// flight, latency) with Prequal's hot-cold rule; see [`PrequalConfig`].
+    pub fn prequal() -> Self {
+        PolicyConfig::new(PrequalConfig::default())
+    }
+
     /// ring_hash with default settings: consistent hashing, so calls with the same hash (or the
     /// same value of a configured header) reach the same endpoint; see [`RingHashConfig`].
     pub fn ring_hash() -> Self {
@@ -351,6 +380,7 @@ pub(crate) fn builtins() -> Vec<PolicyConfig> {
         PolicyConfig::weighted_round_robin(),
         PolicyConfig::p2c_ewma(),
         PolicyConfig::least_latency(),
+        PolicyConfig::prequal(),
         PolicyConfig::ring_hash(),
         PolicyConfig::outlier_detection(PolicyConfig::round_robin()),
     ]

@@ -36,6 +36,7 @@ use crate::backoff::later;
 use crate::call::{CallOutcome, LoadReport};
 use crate::picker::Picker;
 use crate::policy::{Controller, Policy, SlotController, SubchannelUpdate, TimerToken};
+use crate::probe::ProbeResult;
 use crate::resolver::ResolverError;
 use crate::rng::Rng;
 use crate::status::ConnectivityState;
@@ -157,6 +158,10 @@ impl Controller for ChildController<'_> {
 
     fn request_resolution(&mut self) {
         self.inner.request_resolution();
+    }
+
+    fn request_probe(&mut self, subchannel: SubchannelId) {
+        self.inner.request_probe(subchannel);
     }
 
     fn set_timer(&mut self, at: Instant, token: TimerToken) {
@@ -479,5 +484,18 @@ impl Policy for OutlierDetection {
             book: &mut self.book,
         };
         self.child.load_report(subchannel, report, &mut child_ctl);
+    }
+
+    fn probe_result(
+        &mut self,
+        subchannel: SubchannelId,
+        result: &ProbeResult,
+        ctl: &mut dyn Controller,
+    ) {
+        let mut child_ctl = ChildController {
+            inner: SlotController::new(ctl, CHILD_SLOT),
+            book: &mut self.book,
+        };
+        self.child.probe_result(subchannel, result, &mut child_ctl);
     }
 }

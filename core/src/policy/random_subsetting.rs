@@ -16,6 +16,7 @@ use crate::call::{CallOutcome, LoadReport};
 use crate::policy::{
     Controller, Policy, PolicyBuilder, PolicyConfig, SlotController, SubchannelUpdate, TimerToken,
 };
+use crate::probe::ProbeResult;
 use crate::resolver::ResolverError;
 use crate::subchannel::SubchannelId;
 
@@ -155,6 +156,16 @@ impl Policy for RandomSubsetting {
     ) {
         let mut child_ctl = SlotController::new(ctl, CHILD_SLOT);
         self.child.load_report(subchannel, report, &mut child_ctl);
+    }
+
+    fn probe_result(
+        &mut self,
+        subchannel: SubchannelId,
+        result: &ProbeResult,
+        ctl: &mut dyn Controller,
+    ) {
+        let mut child_ctl = SlotController::new(ctl, CHILD_SLOT);
+        self.child.probe_result(subchannel, result, &mut child_ctl);
     }
 }
 

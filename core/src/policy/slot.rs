@@ -75,6 +75,10 @@ impl Controller for SlotController<'_> {
         self.inner.request_resolution();
     }
 
+    fn request_probe(&mut self, subchannel: SubchannelId) {
+        self.inner.request_probe(subchannel);
+    }
+
     fn set_timer(&mut self, at: Instant, token: TimerToken) {
         if let Some(token) = TimerToken::child(self.slot, token) {
             self.inner.set_timer(at, token);

@@ -10,6 +10,7 @@ use crate::call::{CallOutcome, LoadReport};
 use crate::picker::{FailPicker, Picker};
 use crate::policy::children::{Children, Published};
 use crate::policy::{Controller, Policy, SubchannelUpdate, TimerToken};
+use crate::probe::ProbeResult;
 use crate::resolver::ResolverError;
 use crate::status::{ConnectivityState, Status};
 use crate::subchannel::SubchannelId;
@@ -133,6 +134,16 @@ impl<T: TreeLevel> Policy for Tree<T> {
         ctl: &mut dyn Controller,
     ) {
         self.level.children().load_report(subchannel, report, ctl);
+        self.level.settle(ctl);
+    }
+
+    fn probe_result(
+        &mut self,
+        subchannel: SubchannelId,
+        result: &ProbeResult,
+        ctl: &mut dyn Controller,
+    ) {
+        self.level.children().probe_result(subchannel, result, ctl);
         self.level.settle(ctl);
     }
 }

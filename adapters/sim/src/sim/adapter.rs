@@ -75,6 +75,7 @@ impl Sim<'_> {
                     self.clients[client].picker = Some(picker);
                     new_picker = true;
                 }
+                Action::Probe { subchannel } => self.send_probe(client, subchannel),
                 // StateChanged, and whatever a later core adds.
                 _ => {}
             }

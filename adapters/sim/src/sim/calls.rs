@@ -46,6 +46,8 @@ impl Sim<'_> {
             retry: None,
             cancelled: false,
             service_end: Duration::ZERO,
+            delivered: Duration::ZERO,
+            arrived: None,
         });
         self.recorder.issued(self.now);
         self.pending += 1;

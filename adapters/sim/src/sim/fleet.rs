@@ -13,10 +13,14 @@ impl Sim<'_> {
             // The connection it travelled on died with the backend.
             self.calls[call].ok = false;
             self.send_back(call);
-        } else if b.serving.len() < b.slots {
-            self.start_service(backend, call);
         } else {
-            b.queue.push_back(call);
+            self.calls[call].arrived = Some(b.probed.call_started());
+            self.calls[call].delivered = self.now;
+            if b.serving.len() < b.slots {
+                self.start_service(backend, call);
+            } else {
+                b.queue.push_back(call);
+            }
         }
     }
 
@@ -48,6 +52,7 @@ impl Sim<'_> {
     }
 
     pub(super) fn served(&mut self, backend: usize, call: CallId, epoch: u64) {
+        let at = self.at(self.now);
         let b = &mut self.backends[backend];
         if b.epoch != epoch {
             return;
@@ -59,6 +64,10 @@ impl Sim<'_> {
         b.meter.account(self.now, b.serving.len(), b.slots);
         b.serving.swap_remove(position);
         b.meter.finished += 1;
+        let took = self.now.saturating_sub(self.calls[call].delivered);
+        if let Some(arrived) = self.calls[call].arrived.take() {
+            b.probed.call_finished(arrived, took, at);
+        }
         let load = b.meter.report;
         let next = b.queue.pop_front();
         let rate = b.error_rate;
@@ -140,6 +149,10 @@ impl Sim<'_> {
         if !b.up || b.epoch != self.calls[call].epoch {
             return;
         }
+        // Held, so counted in flight: no longer, and without a sample.
+        if let Some(arrived) = self.calls[call].arrived.take() {
+            b.probed.call_abandoned(arrived);
+        }
         if let Some(position) = b.queue.iter().position(|&c| c == call) {
             b.queue.remove(position);
         } else if let Some(position) = b.serving.iter().position(|&c| c == call) {
@@ -163,6 +176,7 @@ impl Sim<'_> {
         b.meter.account(self.now, b.serving.len(), b.slots);
         b.up = false;
         b.epoch += 1;
+        b.probed = croupier::ServerLoad::new();
         let serving = b.serving.len();
         let lost: Vec<CallId> = b.serving.drain(..).chain(b.queue.drain(..)).collect();
         for &call in &lost[..serving] {

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use croupier::retry::{AttemptId, ChannelRetry};
-use croupier::{Address, Balancer, BalancerConfig, ConnectionId, Picker, Rng, SubchannelId};
+use croupier::{
+    Address, Balancer, BalancerConfig, ConnectionId, Picker, ProbeResult, Rng, ServerLoad,
+    SubchannelId,
+};
 
 use crate::record::{Recorder, RunResult};
 use crate::router::Router;
@@ -17,6 +20,7 @@ use crate::scenario::Scenario;
 mod adapter;
 mod calls;
 mod fleet;
+mod probes;
 mod retry;
 
 use retry::Retried;
@@ -175,6 +179,18 @@ enum Event {
     RetryTimer { retried: usize },
     /// A cancelled attempt's `RST_STREAM` reaches its backend.
     CancelArrives { call: CallId },
+    /// A client's probe of a subchannel reaches its backend.
+    ProbeArrives {
+        client: usize,
+        subchannel: SubchannelId,
+        backend: usize,
+    },
+    /// The backend's answer to a probe reaches the client.
+    ProbeAnswered {
+        client: usize,
+        subchannel: SubchannelId,
+        result: ProbeResult,
+    },
 }
 
 #[derive(Debug)]
@@ -221,6 +237,10 @@ struct Call {
     cancelled: bool,
     /// When its service ends, once it started.
     service_end: Duration,
+    /// When it reached its backend: the start of the latency the backend measures.
+    delivered: Duration,
+    /// The load it arrived at, as its backend's probe answers count it.
+    arrived: Option<croupier::ArrivedAt>,
 }
 
 #[derive(Debug)]
@@ -238,6 +258,8 @@ struct Backend {
     error_rate: f64,
     queue: VecDeque<CallId>,
     serving: Vec<CallId>,
+    /// What it answers probes with: its calls in flight and their latency.
+    probed: ServerLoad,
 }
 
 impl Backend {
@@ -354,6 +376,7 @@ impl<'s> Sim<'s> {
                 error_rate: 0.0,
                 queue: VecDeque::new(),
                 serving: Vec::new(),
+                probed: ServerLoad::new(),
             })
             .collect();
         let addresses = (0..scenario.backends.len())
@@ -462,6 +485,16 @@ impl<'s> Sim<'s> {
             Event::Fleet { index } => self.fleet(index),
             Event::RetryTimer { retried } => self.retry_timer(retried),
             Event::CancelArrives { call } => self.cancel_arrives(call),
+            Event::ProbeArrives {
+                client,
+                subchannel,
+                backend,
+            } => self.probe_arrives(client, subchannel, backend),
+            Event::ProbeAnswered {
+                client,
+                subchannel,
+                result,
+            } => self.probe_answered(client, subchannel, result),
         }
     }
 }

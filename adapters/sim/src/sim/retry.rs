@@ -132,6 +132,8 @@ impl Sim<'_> {
             retry: Some((retried, attempt)),
             cancelled: false,
             service_end: Duration::ZERO,
+            delivered: Duration::ZERO,
+            arrived: None,
         });
         self.retried[retried].attempts.push((attempt, call));
         self.dispatch(client, call);

@@ -200,7 +200,9 @@ impl<S: Spread> EndpointPolicy<S> {
                     ready: self.endpoints.ready(),
                     len: self.endpoints.counts().ready,
                 };
-                self.shown.spread.picker(&ready, ctl)
+                let picker = self.shown.spread.picker(&ready, ctl);
+                self.request_probes(ctl);
+                picker
             }
             ConnectivityState::TransientFailure => {
                 Arc::new(FailPicker::new(Status::unavailable(self.failure_message())))
@@ -208,6 +210,13 @@ impl<S: Spread> EndpointPolicy<S> {
             _ => Arc::new(QueuePicker),
         };
         ctl.publish(state, picker);
+    }
+
+    /// Passes on every probe the spread wants.
+    fn request_probes(&mut self, ctl: &mut dyn Controller) {
+        while let Some(subchannel) = self.shown.spread.poll_probe() {
+            ctl.request_probe(subchannel);
+        }
     }
 
     /// Sets the spread's timer if it needs one and none is set.
@@ -234,6 +243,7 @@ impl<S: Spread> EndpointPolicy<S> {
         self.shown.dirty |= self.shown.spread.tick(shown, now);
         self.publish_if_dirty(ctl);
         self.arm_spread_timer(ctl);
+        self.request_probes(ctl);
     }
 
     /// The spread's or the pacing's timer fired.

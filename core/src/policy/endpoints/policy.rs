@@ -4,6 +4,7 @@
 use crate::address::Endpoint;
 use crate::call::{CallOutcome, LoadReport};
 use crate::policy::{Controller, Policy, PolicyConfig, SubchannelUpdate, TimerToken};
+use crate::probe::ProbeResult;
 use crate::resolver::ResolverError;
 use crate::subchannel::SubchannelId;
 
@@ -41,6 +42,21 @@ impl<S: Spread> Policy for EndpointPolicy<S> {
         if spread.call_finished(subchannel, owner, outcome, now) {
             self.arm_spread_timer(ctl);
         }
+        self.request_probes(ctl);
+    }
+
+    fn probe_result(
+        &mut self,
+        subchannel: SubchannelId,
+        result: &ProbeResult,
+        ctl: &mut dyn Controller,
+    ) {
+        let now = ctl.now();
+        let (spread, owner) = self.owner(subchannel);
+        if spread.probe_result(subchannel, owner, result, now) {
+            self.arm_spread_timer(ctl);
+        }
+        self.request_probes(ctl);
     }
 
     fn load_report(

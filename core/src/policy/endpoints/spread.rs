@@ -9,6 +9,7 @@ use crate::address::Endpoint;
 use crate::call::{CallOutcome, LoadReport};
 use crate::picker::Picker;
 use crate::policy::{Controller, PolicyConfig};
+use crate::probe::ProbeResult;
 use crate::slab::{Slab, SlabKey};
 use crate::subchannel::SubchannelId;
 
@@ -119,6 +120,26 @@ pub trait Spread: Send + fmt::Debug {
     ) -> bool {
         let _ = (subchannel, endpoint, report, now);
         false
+    }
+
+    /// The backend behind `subchannel` (of `endpoint`) answered a probe the spread asked for
+    /// ([`Spread::poll_probe`]). Return `true` if the spread's timer may be needed now.
+    fn probe_result(
+        &mut self,
+        subchannel: SubchannelId,
+        endpoint: Option<(EndpointKey, &mut Self::Endpoint)>,
+        result: &ProbeResult,
+        now: Instant,
+    ) -> bool {
+        let _ = (subchannel, endpoint, result, now);
+        false
+    }
+
+    /// The next subchannel whose backend the spread wants probed, if any: the policy asks until
+    /// `None` after every call outcome, probe answer, tick and picker, and passes each on
+    /// ([`Controller::request_probe`]). The default wants none.
+    fn poll_probe(&mut self) -> Option<SubchannelId> {
+        None
     }
 
     /// How soon the spread's timer should fire after `now`, if it needs one now: the policy asks
