@@ -41,6 +41,7 @@
 // On docs.rs, items behind a feature carry a badge naming it.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod backend;
 #[cfg(feature = "tower")]
 mod body;
 mod channel;
@@ -53,7 +54,10 @@ mod error;
 #[cfg(feature = "tower")]
 mod grpc;
 mod inbox;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod names;
+mod records;
 #[cfg(feature = "tower")]
 mod replay;
 mod resolver;
@@ -62,6 +66,7 @@ mod runtime;
 #[cfg(feature = "tower")]
 mod service;
 mod shared;
+mod snapshot;
 mod stream;
 
 #[cfg(feature = "tower")]
@@ -83,4 +88,5 @@ pub use resolver::{
 pub use runtime::{BoxFuture, Runtime};
 #[cfg(feature = "tower")]
 pub use service::{CallBody, Unprocessed};
+pub use snapshot::{CallCounts, ChannelSnapshot, ResolverSnapshot, SubchannelSnapshot};
 pub use stream::{PeerWatch, SharedStream, StreamGuard, SETTLE};
