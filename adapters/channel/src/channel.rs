@@ -424,7 +424,7 @@ pub struct CallGuard {
     tells_policy: bool,
     /// The attempt's instruments, and the sizes of its messages.
     #[cfg(feature = "metrics")]
-    attempt: Option<Attempt>,
+    attempt: Option<crate::metrics::AttemptMetrics>,
     /// The retry machine of the call, once committed to this attempt: it hears the end too
     /// (for the retry throttle).
     #[cfg(feature = "tower")]
@@ -462,7 +462,7 @@ impl CallGuard {
     #[cfg(all(feature = "tower", feature = "metrics"))]
     pub(crate) fn received(&mut self, bytes: u64) {
         if let Some(attempt) = &mut self.attempt {
-            attempt.sizes.received += bytes;
+            attempt.received(bytes);
         }
     }
 
@@ -474,7 +474,7 @@ impl CallGuard {
     ) {
         #[cfg(feature = "metrics")]
         if let Some(attempt) = &mut self.attempt {
-            attempt.sent = Some(body.count_sent());
+            attempt.sending(body.count_sent());
         }
         #[cfg(not(feature = "metrics"))]
         let _ = body;
@@ -524,13 +524,20 @@ impl CallGuard {
             return;
         }
         self.backend.call_ended(code);
+        #[cfg(feature = "metrics")]
+        let attempt = self.attempt.take();
+        #[cfg(not(feature = "metrics"))]
+        let attempt: Option<std::convert::Infallible> = None;
+        if !self.tells_policy && attempt.is_none() {
+            return; // nothing to tell a policy that ignores outcomes: not even the clock read
+        }
         let latency = self.runtime.now().saturating_duration_since(self.started);
         #[cfg(feature = "metrics")]
-        if let Some(attempt) = self.attempt.take() {
-            attempt.ended(code, latency, &self.backend);
+        if let Some(attempt) = attempt {
+            attempt.ended(code, latency, Some(&self.backend.metrics));
         }
         if !self.tells_policy {
-            return; // nothing to tell a policy that ignores outcomes
+            return;
         }
         let mut outcome = CallOutcome::new(code, latency);
         if let Some(load) = load {
@@ -539,27 +546,6 @@ impl CallGuard {
         let _ = self
             .inbox
             .try_send(Input::CallEnded(self.subchannel, outcome));
-    }
-}
-
-/// What a call's guard keeps for its attempt's metrics.
-#[cfg(feature = "metrics")]
-#[derive(Debug)]
-struct Attempt {
-    metrics: crate::metrics::AttemptMetrics,
-    sizes: crate::metrics::MessageSizes,
-    /// What its request body's copy counts as sent.
-    sent: Option<Arc<std::sync::atomic::AtomicU64>>,
-}
-
-#[cfg(feature = "metrics")]
-impl Attempt {
-    fn ended(mut self, code: Code, duration: Duration, backend: &Backend) {
-        if let Some(sent) = &self.sent {
-            self.sizes.sent = sent.load(std::sync::atomic::Ordering::Relaxed);
-        }
-        self.metrics
-            .ended(code, duration, self.sizes, Some(&backend.metrics));
     }
 }
 
@@ -592,17 +578,10 @@ impl<T: Clone> Channel<T> {
         let mut picked = self.pick_from(request, options, started).await;
         #[cfg(feature = "metrics")]
         match &mut picked {
-            Ok(picked) => {
-                picked.call.attempt = Some(Attempt {
-                    metrics: attempt,
-                    sizes: crate::metrics::MessageSizes::default(),
-                    sent: None,
-                })
-            }
+            Ok(picked) => picked.call.attempt = Some(attempt),
             Err(status) => attempt.ended(
                 status.code(),
                 self.handle.runtime.now().saturating_duration_since(started),
-                crate::metrics::MessageSizes::default(),
                 None,
             ),
         }

@@ -348,17 +348,18 @@ impl<C: Connector> Driver<C> {
                 Action::Disconnect { connection } => {
                     let subchannel = connection.subchannel();
                     let open = self.established.get(&subchannel) == Some(&connection);
+                    let state = self.balancer.subchannel_state(subchannel);
                     if self.is_current(connection) {
                         self.tasks.remove(&subchannel);
-                        if !open {
-                            // The core gave up on the attempt: its connect deadline passed.
+                        if !open && state == Some(ConnectivityState::TransientFailure) {
+                            // The core gave up on the attempt: its connect deadline passed (an
+                            // attempt merely discarded is not counted, as gRFC A94 says).
                             self.records.attempt_failed();
                         }
                     }
                     if open {
                         self.withdraw(subchannel, "subchannel shutdown");
                     }
-                    let state = self.balancer.subchannel_state(subchannel);
                     self.records.observe(subchannel, state, now);
                 }
                 Action::Shutdown { subchannel } => {

@@ -8,6 +8,7 @@
 //! recorder is installed stay silent: install the recorder before the channel's first call.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
 
@@ -46,6 +47,7 @@ static METADATA: Metadata<'static> = Metadata::new("croupier", Level::INFO, Some
 /// histograms by status.
 struct MethodInstruments {
     method: Arc<str>,
+    target: Arc<str>,
     started: Counter,
     by_status: [OnceLock<AttemptInstruments>; 17],
 }
@@ -70,11 +72,12 @@ impl std::fmt::Debug for ChannelMetrics {
     }
 }
 
-/// An attempt in progress: its method's instruments, for its end.
-#[derive(Clone)]
+/// An attempt in progress: its method's instruments, and the sizes of its messages so far.
 pub(crate) struct AttemptMetrics {
     method: Arc<MethodInstruments>,
-    target: Arc<str>,
+    received: u64,
+    /// What its request body's copy counts as sent.
+    sent: Option<Arc<AtomicU64>>,
 }
 
 impl std::fmt::Debug for AttemptMetrics {
@@ -109,31 +112,38 @@ impl ChannelMetrics {
                     ],
                 ),
                 method,
+                target: Arc::clone(&self.target),
                 by_status: Default::default(),
             });
         method.started.increment(1);
         AttemptMetrics {
             method,
-            target: Arc::clone(&self.target),
+            received: 0,
+            sent: None,
         }
     }
 }
 
 impl AttemptMetrics {
-    /// The attempt ended with `code` after `duration`, having sent and received messages of
-    /// `sent` and `received` bytes; `backend` served it, if it was picked.
-    pub(crate) fn ended(
-        &self,
-        code: Code,
-        duration: Duration,
-        sizes: MessageSizes,
-        backend: Option<&BackendMetrics>,
-    ) {
+    /// The attempt received response messages of `bytes` bytes (gRPC's headers left out).
+    #[cfg(feature = "tower")]
+    pub(crate) fn received(&mut self, bytes: u64) {
+        self.received += bytes;
+    }
+
+    /// The attempt's request messages are counted in `sent` as they go.
+    #[cfg(feature = "tower")]
+    pub(crate) fn sending(&mut self, sent: Arc<AtomicU64>) {
+        self.sent = Some(sent);
+    }
+
+    /// The attempt ended with `code` after `duration`; `backend` served it, if it was picked.
+    pub(crate) fn ended(self, code: Code, duration: Duration, backend: Option<&BackendMetrics>) {
         let instruments = self.method.by_status[status_index(code)].get_or_init(|| {
             let labels = || {
                 vec![
                     Label::new("grpc.method", Arc::clone(&self.method.method)),
-                    Label::new("grpc.target", Arc::clone(&self.target)),
+                    Label::new("grpc.target", Arc::clone(&self.method.target)),
                     Label::new("grpc.status", code.as_str()),
                 ]
             };
@@ -144,19 +154,16 @@ impl AttemptMetrics {
             }
         });
         instruments.duration.record(duration.as_secs_f64());
-        instruments.sent.record(sizes.sent as f64);
-        instruments.rcvd.record(sizes.received as f64);
+        // Sizes for the calls whose messages the channel sees (through its `Service`), whether
+        // or not their request reached a connection.
+        if let Some(sent) = &self.sent {
+            instruments.sent.record(sent.load(Ordering::Relaxed) as f64);
+            instruments.rcvd.record(self.received as f64);
+        }
         if let Some(backend) = backend {
-            backend.called(self, code);
+            backend.called(&self, code);
         }
     }
-}
-
-/// The bytes of an attempt's messages each way, gRPC's message headers left out.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct MessageSizes {
-    pub(crate) sent: u64,
-    pub(crate) received: u64,
 }
 
 /// One backend's call counters, by method and status.
@@ -189,7 +196,7 @@ impl BackendMetrics {
                 counter(
                     BACKEND_CALLS,
                     vec![
-                        Label::new("grpc.target", Arc::clone(&attempt.target)),
+                        Label::new("grpc.target", Arc::clone(&attempt.method.target)),
                         Label::new("grpc.method", Arc::clone(method)),
                         Label::new("grpc.status", code.as_str()),
                         Label::new("croupier.backend", Arc::clone(&self.address)),
