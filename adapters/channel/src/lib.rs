@@ -24,6 +24,10 @@
 //!
 //! ## Features
 //!
+//! - `metrics` (off by default): calls and connections recorded through the `metrics` facade,
+//!   with gRPC's names and labels (gRFC A66 per attempt, A94 per subchannel) and a per-backend
+//!   call counter (the `metrics` module names them). Without it, [`Channel::snapshot`] still
+//!   counts each subchannel's calls.
 //! - `tower` (off by default): a `Channel` whose connections are `tower_service::Service`s over
 //!   `http::Request`s is itself one, picking per request from the request's path and headers and
 //!   reporting each response's end (its gRPC status, or its HTTP status) as the call's outcome.
