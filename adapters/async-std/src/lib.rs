@@ -48,11 +48,15 @@ pub use croupier::{
     ServiceConfigError, Status, SubchannelId, SubchannelInfo, SubchannelUpdate, Target,
     TargetError,
 };
+/// The names of the channel's metrics (feature `metrics`).
+#[cfg(feature = "metrics")]
+pub use croupier_channel::metrics;
 pub use croupier_channel::{
     global_resolvers, register_resolver, BoxFuture, BuildError, CallGuard, Channel, ChannelBuilder,
     Connected, Connector, PickOptions, Picked, Resolver, ResolverContext, ResolverRegistry,
     Runtime, StaticResolver,
 };
+pub use croupier_channel::{CallCounts, ChannelSnapshot, ResolverSnapshot, SubchannelSnapshot};
 pub use runtime::AsyncIoRuntime;
 
 /// A builder for a channel to `target`, with the default [`StreamConnector`] and tasks on

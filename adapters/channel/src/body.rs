@@ -13,6 +13,7 @@ use croupier::{Address, Code, LoadReport, Status};
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
 
+use crate::backend::Backend;
 use crate::channel::CallGuard;
 use crate::error::{describe_error, BoxError};
 use crate::grpc::{grpc_status, http_status_code, is_grpc, status_headers};
@@ -132,7 +133,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Option<B>,
         call: Option<CallGuard>,
-        address: Option<Arc<Address>>,
+        backend: Option<Arc<Backend>>,
         deadline: Option<Deadline>,
         error_code: ErrorCode,
         load_report: LoadReader,
@@ -140,6 +141,8 @@ pin_project_lite::pin_project! {
         code: Option<Code>,
         // The load report of a trailers-only response (in its headers).
         load: Option<LoadReport>,
+        // The response's messages, counted for the attempt's metrics (feature `metrics`).
+        received: crate::grpc::MessageBytes,
     }
 }
 
@@ -167,13 +170,14 @@ impl<B> Default for CallBody<B> {
         CallBody {
             inner: None,
             call: None,
-            address: None,
+            backend: None,
             deadline: None,
             error_code: |_| None,
             load_report: |_| None,
             grpc: false,
             code: None,
             load: None,
+            received: crate::grpc::MessageBytes::default(),
         }
     }
 }
@@ -181,7 +185,7 @@ impl<B> Default for CallBody<B> {
 impl<B> fmt::Debug for CallBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallBody")
-            .field("address", &self.address)
+            .field("address", &self.backend.as_ref().map(|b| &b.address))
             .field("deadline", &self.deadline)
             .field("grpc", &self.grpc)
             .field("code", &self.code)
@@ -193,15 +197,29 @@ impl<B> fmt::Debug for CallBody<B> {
 /// The backend that served a call, in its response's extensions: with tonic,
 /// `response.extensions().get::<ServedBy>()`. A retried or hedged call names the attempt whose
 /// answer it got.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServedBy(Arc<Address>);
+#[derive(Clone)]
+pub struct ServedBy(Arc<Backend>);
 
 impl ServedBy {
     /// The backend's address.
     pub fn address(&self) -> &Address {
-        &self.0
+        &self.0.address
     }
 }
+
+impl fmt::Debug for ServedBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ServedBy").field(self.address()).finish()
+    }
+}
+
+impl PartialEq for ServedBy {
+    fn eq(&self, other: &Self) -> bool {
+        self.address() == other.address()
+    }
+}
+
+impl Eq for ServedBy {}
 
 /// Wraps the response body so that its end reports the call's outcome, and its deadline ends it;
 /// names the backend in the response's extensions ([`ServedBy`]).
@@ -214,10 +232,10 @@ pub(crate) fn observe<RB: Body>(
 ) -> Response<CallBody<RB>> {
     let grpc = is_grpc(response.headers());
     let (mut parts, body) = response.into_parts();
-    parts.extensions.insert(ServedBy(call.address_handle()));
+    parts.extensions.insert(ServedBy(call.backend()));
     let mut body = CallBody {
         inner: Some(body),
-        address: Some(call.address_handle()),
+        backend: Some(call.backend()),
         call: Some(call),
         deadline,
         error_code,
@@ -225,6 +243,7 @@ pub(crate) fn observe<RB: Body>(
         grpc,
         code: None,
         load: None,
+        received: crate::grpc::MessageBytes::default(),
     };
     if grpc {
         // A trailers-only response carries its status (and any load report) in the headers.
@@ -279,6 +298,10 @@ where
             Poll::Ready(Some(Err(error))) => Cut::Failed(error.into()),
             Poll::Ready(Some(Ok(frame))) => {
                 let Some(trailers) = frame.trailers_ref() else {
+                    #[cfg(feature = "metrics")]
+                    if let (Some(data), Some(call)) = (frame.data_ref(), this.call.as_mut()) {
+                        call.received(this.received.feed(data));
+                    }
                     return Poll::Ready(Some(Ok(frame)));
                 };
                 let code = if *this.grpc {
@@ -310,7 +333,7 @@ where
         // The call ends here, not as the server would end it: dropping the connection's body
         // resets its stream, so the server hears that the call is over.
         this.inner.set(None);
-        let from = name(this.address.as_deref());
+        let from = name(this.backend.as_deref().map(|b| &b.address));
         let (code, message, error) = match cut {
             Cut::Deadline(server) => {
                 let budget = this
@@ -483,7 +506,9 @@ pub(crate) mod tests {
         let now = Instant::now();
         CallBody {
             inner: Some(Silent),
-            address: Some(Arc::new(Address::Opaque("backend:50051".into()))),
+            backend: Some(Arc::new(Backend::new(Address::Opaque(
+                "backend:50051".into(),
+            )))),
             deadline: Some(Deadline::new(
                 Arc::new(Late),
                 now,

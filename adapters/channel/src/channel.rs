@@ -14,7 +14,8 @@ use croupier::{
 };
 use futures_lite::future;
 
-use crate::connector::{Addressed, AddressedConnector, Connector};
+use crate::backend::Backend;
+use crate::connector::{Addressed, Connector};
 use crate::driver::Driver;
 use crate::inbox::Input;
 use crate::names::Names;
@@ -22,6 +23,7 @@ use crate::resolver::{global_resolvers, ResolveNow, Resolver, ResolverContext, R
 use crate::retry::{Retries, RetrySettings};
 use crate::runtime::{Runtime, Task};
 use crate::shared::Shared;
+use crate::snapshot::ChannelSnapshot;
 
 /// Why a channel could not be built.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -247,7 +249,7 @@ impl<C: Connector> ChannelBuilder<C> {
         let now = self.runtime.now();
         let balancer = Balancer::new(self.config, seed, now);
         let shared = Arc::new(Shared::new(
-            AddressedConnector::<C>::is_broken,
+            Addressed::<C::Connection>::is_broken::<C>,
             Arc::clone(balancer.service_config()),
         ));
         let (inbox, inbox_rx) = async_channel::unbounded();
@@ -258,13 +260,15 @@ impl<C: Connector> ChannelBuilder<C> {
             Arc::clone(&self.runtime),
             self.default_port,
         );
+        let canonical: Arc<str> = target.to_string().into();
         let mut driver = Driver::new(
             balancer,
             Arc::clone(&self.runtime),
-            Arc::new(AddressedConnector(self.connector)),
+            Arc::new(self.connector),
             Arc::clone(&shared),
             inbox_rx,
             resolve_now,
+            Arc::clone(&canonical),
         );
         driver.names = Names::new(target.default_authority());
         driver.resolver = Some(Task::spawn(
@@ -283,6 +287,8 @@ impl<C: Connector> ChannelBuilder<C> {
                 error_code: C::error_code,
                 #[cfg(feature = "tower")]
                 load_report: C::load_report,
+                #[cfg(feature = "metrics")]
+                metrics: crate::metrics::ChannelMetrics::new(&canonical),
             }),
         })
     }
@@ -310,6 +316,9 @@ struct Handle<T> {
     /// The connector's reading of a backend's load report in a response's trailers.
     #[cfg(feature = "tower")]
     load_report: crate::body::LoadReader,
+    /// What its calls are recorded with.
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::ChannelMetrics,
 }
 
 impl<T> Drop for Handle<T> {
@@ -406,12 +415,18 @@ pub struct Picked<T> {
 pub struct CallGuard {
     inbox: async_channel::Sender<Input>,
     subchannel: SubchannelId,
-    address: Arc<Address>,
+    backend: Arc<Backend>,
     started: Instant,
     /// What the picker noted, handed back with the outcome.
     note: PickNote,
     runtime: Arc<dyn Runtime>,
-    done: bool,
+    /// The call's end has been counted.
+    ended: bool,
+    /// Whether the policy hears the outcome (it learns from outcomes).
+    tells_policy: bool,
+    /// The attempt's instruments, and the sizes of its messages.
+    #[cfg(feature = "metrics")]
+    attempt: Option<crate::metrics::AttemptMetrics>,
     /// The retry machine of the call, once committed to this attempt: it hears the end too
     /// (for the retry throttle).
     #[cfg(feature = "tower")]
@@ -422,7 +437,7 @@ impl fmt::Debug for CallGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallGuard")
             .field("subchannel", &self.subchannel)
-            .field("address", &self.address)
+            .field("address", &self.backend.address)
             .field("started", &self.started)
             .finish_non_exhaustive()
     }
@@ -436,12 +451,35 @@ impl CallGuard {
 
     /// The address of the connection the call went to.
     pub fn address(&self) -> &Address {
-        &self.address
+        &self.backend.address
     }
 
+    /// The backend the call went to, shared.
     #[cfg(feature = "tower")]
-    pub(crate) fn address_handle(&self) -> Arc<Address> {
-        Arc::clone(&self.address)
+    pub(crate) fn backend(&self) -> Arc<Backend> {
+        Arc::clone(&self.backend)
+    }
+
+    /// The attempt received response messages of `bytes` bytes (gRPC's headers left out).
+    #[cfg(all(feature = "tower", feature = "metrics"))]
+    pub(crate) fn received(&mut self, bytes: u64) {
+        if let Some(attempt) = &mut self.attempt {
+            attempt.received(bytes);
+        }
+    }
+
+    /// Counts what `body` sends as the attempt's request messages.
+    #[cfg(feature = "tower")]
+    pub(crate) fn count_sent<B: http_body::Body<Data = bytes::Bytes>>(
+        &mut self,
+        body: &mut crate::replay::ReplayBody<B>,
+    ) {
+        #[cfg(feature = "metrics")]
+        if let Some(attempt) = &mut self.attempt {
+            attempt.sending(body.count_sent());
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = body;
     }
 
     /// The call succeeded.
@@ -464,7 +502,7 @@ impl CallGuard {
     /// the policy learns from outcomes. A load report is worth reading only then.
     #[cfg(feature = "tower")]
     pub(crate) fn expects_outcome(&self) -> bool {
-        !self.done
+        !self.ended && self.tells_policy
     }
 
     /// The call ended with `code`, with the backend's load report if it sent one.
@@ -484,10 +522,25 @@ impl CallGuard {
         if let Some(committed) = self.retry.take() {
             committed.ended(code, self.runtime.now());
         }
-        if std::mem::replace(&mut self.done, true) {
+        if std::mem::replace(&mut self.ended, true) {
             return;
         }
+        self.backend.call_ended(code);
+        #[cfg(feature = "metrics")]
+        let attempt = self.attempt.take();
+        #[cfg(not(feature = "metrics"))]
+        let attempt: Option<std::convert::Infallible> = None;
+        if !self.tells_policy && attempt.is_none() {
+            return; // nothing to tell a policy that ignores outcomes: not even the clock read
+        }
         let latency = self.runtime.now().saturating_duration_since(self.started);
+        #[cfg(feature = "metrics")]
+        if let Some(attempt) = attempt {
+            attempt.ended(code, latency, Some(&self.backend.metrics));
+        }
+        if !self.tells_policy {
+            return;
+        }
         let mut outcome = CallOutcome::new(code, latency).with_note(self.note);
         if let Some(load) = load {
             outcome = outcome.with_load(load);
@@ -518,8 +571,33 @@ impl<T: Clone> Channel<T> {
         request: &PickRequest<'_>,
         options: PickOptions,
     ) -> Result<Picked<T>, Status> {
+        let started = self.handle.runtime.now();
+        // An attempt counts as started before its pick (gRFC A66), whether or not it gets a
+        // backend.
+        #[cfg(feature = "metrics")]
+        let attempt = self.handle.metrics.attempt_started(request.path());
+        #[allow(unused_mut)]
+        let mut picked = self.pick_from(request, options, started).await;
+        #[cfg(feature = "metrics")]
+        match &mut picked {
+            Ok(picked) => picked.call.attempt = Some(attempt),
+            Err(status) => attempt.ended(
+                status.code(),
+                self.handle.runtime.now().saturating_duration_since(started),
+                None,
+            ),
+        }
+        picked
+    }
+
+    /// The pick of [`Channel::pick_with`], which started at `started`.
+    async fn pick_from(
+        &self,
+        request: &PickRequest<'_>,
+        options: PickOptions,
+        started: Instant,
+    ) -> Result<Picked<T>, Status> {
         let handle = &*self.handle;
-        let started = handle.runtime.now();
         let deadline = options
             .effective_deadline(started)
             .or_else(|| handle.default_deadline(started));
@@ -540,17 +618,20 @@ impl<T: Clone> Channel<T> {
                         .get(&subchannel)
                         .filter(|connection| !(handle.shared.is_broken)(connection));
                     if let Some(connection) = connection {
+                        connection.backend.call_started();
                         return Ok(Picked {
                             connection: connection.connection.clone(),
                             call: CallGuard {
                                 inbox: handle.inbox.clone(),
                                 subchannel,
-                                address: Arc::clone(&connection.address),
+                                backend: Arc::clone(&connection.backend),
                                 started,
                                 note,
                                 runtime: Arc::clone(&handle.runtime),
-                                // Nothing to report to a policy that ignores outcomes.
-                                done: !snapshot.wants_outcomes,
+                                ended: false,
+                                tells_policy: snapshot.wants_outcomes,
+                                #[cfg(feature = "metrics")]
+                                attempt: None,
                                 #[cfg(feature = "tower")]
                                 retry: None,
                             },
@@ -641,6 +722,21 @@ impl<T> Channel<T> {
             return Vec::new();
         }
         answer.recv().await.unwrap_or_default()
+    }
+
+    /// The channel as it is now: its state and since when, what the resolver last said, and
+    /// every subchannel with its state, connection attempts, last error and calls. Answered by
+    /// the channel's driver once it has taken every input already sent to it; a closed
+    /// channel's is SHUTDOWN with no subchannels.
+    pub async fn snapshot(&self) -> ChannelSnapshot {
+        let (reply, answer) = async_channel::bounded(1);
+        if self.handle.inbox.try_send(Input::Snapshot(reply)).is_ok() {
+            if let Ok(snapshot) = answer.recv().await {
+                return snapshot;
+            }
+        }
+        let now = self.handle.runtime.now();
+        ChannelSnapshot::closed(self.handle.target.to_string(), now)
     }
 
     /// The parsed target.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use croupier::{Address, Code, LoadReport, ProbeResult};
 
+use crate::backend::Backend;
 use crate::runtime::BoxFuture;
 
 /// A connection made by a [`Connector`], with a future that completes when the connection ends.
@@ -267,78 +268,17 @@ pub trait Connector: Send + Sync + 'static {
     }
 }
 
-/// A connection with the address it was made to: what the channel keeps of each, so that a call
-/// can name the address it went to.
+/// A connection with the backend it was made to: what the channel keeps of each, so that a call
+/// can name the address it went to and count itself on its subchannel.
 #[derive(Clone, Debug)]
 pub(crate) struct Addressed<T> {
     pub(crate) connection: T,
-    pub(crate) address: Arc<Address>,
+    pub(crate) backend: Arc<Backend>,
 }
 
-/// A connector whose connections know their address.
-#[derive(Debug)]
-pub(crate) struct AddressedConnector<C>(pub(crate) C);
-
-impl<C: Connector> Connector for AddressedConnector<C> {
-    type Connection = Addressed<C::Connection>;
-
-    fn connect(
-        &self,
-        address: &Address,
-    ) -> impl Future<Output = io::Result<Connected<Self::Connection>>> + Send + 'static {
-        addressed(self.0.connect(address), address)
-    }
-
-    fn connect_with(
-        &self,
-        address: &Address,
-        context: &ConnectContext<'_>,
-    ) -> impl Future<Output = io::Result<Connected<Self::Connection>>> + Send + 'static {
-        addressed(self.0.connect_with(address, context), address)
-    }
-
-    fn is_broken(connection: &Self::Connection) -> bool {
-        C::is_broken(&connection.connection)
-    }
-
-    fn error_code(error: &(dyn StdError + 'static)) -> Option<Code> {
-        C::error_code(error)
-    }
-
-    fn probe(
-        &self,
-        connection: &Self::Connection,
-    ) -> Option<BoxFuture<'static, Result<ProbeResult, String>>> {
-        self.0.probe(&connection.connection)
-    }
-
-    #[cfg(feature = "tower")]
-    fn load_report(trailers: &http::HeaderMap) -> Option<LoadReport> {
-        C::load_report(trailers)
-    }
-}
-
-/// The connection `attempt` makes, with the `address` it was made to.
-fn addressed<T>(
-    attempt: impl Future<Output = io::Result<Connected<T>>> + Send + 'static,
-    address: &Address,
-) -> impl Future<Output = io::Result<Connected<Addressed<T>>>> + Send + 'static {
-    let address = Arc::new(address.clone());
-    async move {
-        let Connected {
-            connection,
-            closed,
-            health,
-            load_reports,
-        } = attempt.await?;
-        Ok(Connected {
-            connection: Addressed {
-                connection,
-                address,
-            },
-            closed,
-            health,
-            load_reports,
-        })
+impl<T> Addressed<T> {
+    /// Whether `C` finds the connection dead (what a snapshot's `is_broken` asks).
+    pub(crate) fn is_broken<C: Connector<Connection = T>>(addressed: &Self) -> bool {
+        C::is_broken(&addressed.connection)
     }
 }

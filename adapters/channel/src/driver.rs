@@ -12,12 +12,14 @@ use croupier::{
 use futures_lite::future;
 
 use crate::connections::Connections;
-use crate::connector::{Connected, Connector, Health, HealthWatch, Watch};
+use crate::connector::{Addressed, Connected, Connector, Health, HealthWatch, Watch};
 use crate::inbox::Input;
 use crate::names::Names;
+use crate::records::Records;
 use crate::resolver::ResolveNow;
 use crate::runtime::{BoxFuture, Runtime, Task};
 use crate::shared::{Shared, Snapshot};
+use crate::snapshot::ChannelSnapshot;
 
 /// The most reports and inputs the driver hands the balancer before it carries out the actions
 /// they caused (each round takes one of each kind).
@@ -53,7 +55,7 @@ pub(crate) struct Driver<C: Connector> {
     pub(crate) balancer: Balancer,
     pub(crate) runtime: Arc<dyn Runtime>,
     pub(crate) connector: Arc<C>,
-    pub(crate) shared: Arc<Shared<C::Connection>>,
+    pub(crate) shared: Arc<Shared<Addressed<C::Connection>>>,
     pub(crate) inbox: async_channel::Receiver<Input>,
     pub(crate) resolve_now: Arc<ResolveNow>,
     pub(crate) resolver: Option<Task>,
@@ -67,13 +69,17 @@ pub(crate) struct Driver<C: Connector> {
     /// Probes in flight, at most one per subchannel (dropping one cancels it).
     probes: HashMap<SubchannelId, Task>,
     /// The established connections, as the next snapshot offers them to calls.
-    offered: Connections<C::Connection>,
+    offered: Connections<Addressed<C::Connection>>,
     connections_changed: bool,
     picker: Option<Arc<dyn Picker>>,
     state: Option<ConnectivityState>,
     last_error: Option<Arc<str>>,
     /// `subchannels()` queries to answer after the next publication.
     queries: Vec<async_channel::Sender<Vec<SubchannelInfo>>>,
+    /// `snapshot()` queries, likewise.
+    snapshots: Vec<async_channel::Sender<ChannelSnapshot>>,
+    /// What the snapshot and the metrics need that the core does not keep.
+    records: Records,
 }
 
 impl<C: Connector> Driver<C> {
@@ -81,10 +87,12 @@ impl<C: Connector> Driver<C> {
         balancer: Balancer,
         runtime: Arc<dyn Runtime>,
         connector: Arc<C>,
-        shared: Arc<Shared<C::Connection>>,
+        shared: Arc<Shared<Addressed<C::Connection>>>,
         inbox: async_channel::Receiver<Input>,
         resolve_now: Arc<ResolveNow>,
+        target: Arc<str>,
     ) -> Self {
+        let now = runtime.now();
         Driver {
             balancer,
             runtime,
@@ -104,6 +112,8 @@ impl<C: Connector> Driver<C> {
             state: None,
             last_error: None,
             queries: Vec::new(),
+            snapshots: Vec::new(),
+            records: Records::new(target, now),
         }
     }
 
@@ -117,6 +127,16 @@ impl<C: Connector> Driver<C> {
                 let subchannels = self.balancer.subchannels();
                 for reply in self.queries.drain(..) {
                     let _ = reply.try_send(subchannels.clone());
+                }
+            }
+            if !self.snapshots.is_empty() {
+                let snapshot = self.records.snapshot(
+                    self.balancer.subchannels(),
+                    self.balancer.endpoints(),
+                    self.runtime.now(),
+                );
+                for reply in self.snapshots.drain(..) {
+                    let _ = reply.try_send(snapshot.clone());
                 }
             }
             let deadline = self.balancer.poll_timeout();
@@ -192,7 +212,9 @@ impl<C: Connector> Driver<C> {
         self.resolver = None;
         self.tasks.clear();
         self.probes.clear();
-        self.established.clear();
+        for _ in self.established.drain() {
+            self.records.disconnected("subchannel shutdown");
+        }
         self.offered = Connections::default();
         self.shared.close();
     }
@@ -200,11 +222,15 @@ impl<C: Connector> Driver<C> {
     fn handle_input(&mut self, input: Input, now: Instant) {
         match input {
             Input::Resolved(update) => {
+                self.records.resolved(&update, now);
                 self.balancer.handle_resolver_update(update, now);
                 // The names of the list in use: a refused list leaves them as they were.
                 self.names.learn(self.balancer.endpoints());
             }
-            Input::ResolverFailed(error) => self.balancer.handle_resolver_error(error, now),
+            Input::ResolverFailed(error) => {
+                self.records.resolver_failed(&error, now);
+                self.balancer.handle_resolver_error(error, now)
+            }
             Input::CallEnded(subchannel, outcome) => {
                 self.balancer.handle_call_outcome(subchannel, outcome, now)
             }
@@ -214,6 +240,7 @@ impl<C: Connector> Driver<C> {
             }
             // Answered once the picker that reflects the same state is published.
             Input::Subchannels(reply) => self.queries.push(reply),
+            Input::Snapshot(reply) => self.snapshots.push(reply),
         }
     }
 
@@ -224,12 +251,26 @@ impl<C: Connector> Driver<C> {
     }
 
     fn handle_report(&mut self, report: ConnectionReport<C::Connection>, now: Instant) {
+        let subchannel = match &report {
+            ConnectionReport::Established(connection, ..)
+            | ConnectionReport::Health(connection, _)
+            | ConnectionReport::Load(connection, _)
+            | ConnectionReport::Probe(connection, _)
+            | ConnectionReport::Failed(connection, _)
+            | ConnectionReport::Closed(connection, _) => connection.subchannel(),
+        };
+        self.take_report(report, now);
+        let state = self.balancer.subchannel_state(subchannel);
+        self.records.observe(subchannel, state, now);
+    }
+
+    fn take_report(&mut self, report: ConnectionReport<C::Connection>, now: Instant) {
         match report {
             ConnectionReport::Established(connection, established, health) => {
                 if !self.is_current(connection) {
                     return; // an attempt the core has given up on: drop what it made
                 }
-                self.offer(connection, established);
+                self.offer(connection, established, now);
                 self.balancer
                     .handle_connection_event(connection, ConnectionEvent::Connected, now);
                 // Applied before the next picker is published: an unhealthy connection is
@@ -264,6 +305,7 @@ impl<C: Connector> Driver<C> {
                 }
                 let reason = self.record_error(connection, &reason);
                 self.tasks.remove(&connection.subchannel());
+                self.records.attempt_failed();
                 self.balancer.handle_connection_event(
                     connection,
                     ConnectionEvent::Failed(reason),
@@ -276,7 +318,7 @@ impl<C: Connector> Driver<C> {
                 }
                 let reason = self.record_error(connection, &reason);
                 self.tasks.remove(&connection.subchannel());
-                self.withdraw(connection.subchannel());
+                self.withdraw(connection.subchannel(), &reason);
                 self.balancer.handle_connection_event(
                     connection,
                     ConnectionEvent::Closed(reason),
@@ -307,29 +349,46 @@ impl<C: Connector> Driver<C> {
     }
 
     fn perform_actions(&mut self) {
+        let now = self.runtime.now();
         while let Some(action) = self.balancer.poll_action() {
             match action {
                 Action::Connect {
                     connection,
                     address,
                     ..
-                } => self.connect(connection, address),
+                } => {
+                    self.records
+                        .attempt_started(connection.subchannel(), &address, now);
+                    self.connect(connection, address);
+                }
                 Action::Disconnect { connection } => {
                     let subchannel = connection.subchannel();
+                    let open = self.established.get(&subchannel) == Some(&connection);
+                    let state = self.balancer.subchannel_state(subchannel);
                     if self.is_current(connection) {
                         self.tasks.remove(&subchannel);
+                        if !open && state == Some(ConnectivityState::TransientFailure) {
+                            // The core gave up on the attempt: its connect deadline passed (an
+                            // attempt merely discarded is not counted, as gRFC A94 says).
+                            self.records.attempt_failed();
+                        }
                     }
-                    if self.established.get(&subchannel) == Some(&connection) {
-                        self.withdraw(subchannel);
+                    if open {
+                        self.withdraw(subchannel, "subchannel shutdown");
                     }
+                    self.records.observe(subchannel, state, now);
                 }
                 Action::Shutdown { subchannel } => {
                     self.tasks.remove(&subchannel);
-                    self.withdraw(subchannel);
+                    self.withdraw(subchannel, "subchannel shutdown");
+                    self.records.observe(subchannel, None, now);
                 }
                 Action::ResolveNow => self.resolve_now.request(),
                 Action::Probe { subchannel } => self.probe(subchannel),
-                Action::StateChanged(state) => self.state = Some(state),
+                Action::StateChanged(state) => {
+                    self.records.channel_state(state, now);
+                    self.state = Some(state);
+                }
                 Action::UpdatePicker(picker) => self.picker = Some(picker),
                 _ => {}
             }
@@ -404,7 +463,7 @@ impl<C: Connector> Driver<C> {
         ) else {
             return;
         };
-        let Some(answer) = self.connector.probe(established) else {
+        let Some(answer) = self.connector.probe(&established.connection) else {
             return;
         };
         let reports = self.reports.0.clone();
@@ -418,17 +477,27 @@ impl<C: Connector> Driver<C> {
     }
 
     /// Keeps the connection `connection` established, offered to calls from the next snapshot.
-    fn offer(&mut self, connection: ConnectionId, established: C::Connection) {
+    fn offer(&mut self, connection: ConnectionId, established: C::Connection, now: Instant) {
         let subchannel = connection.subchannel();
+        let Some((_, address, _)) = self.tasks.get(&subchannel) else {
+            return;
+        };
+        let backend = Arc::clone(self.records.backend(subchannel, address, now));
+        self.records.connected();
+        let established = Addressed {
+            connection: established,
+            backend,
+        };
         self.offered.insert(subchannel, established);
         self.established.insert(subchannel, connection);
         self.connections_changed = true;
     }
 
-    /// Drops the connection of `subchannel`, if it has one.
-    fn withdraw(&mut self, subchannel: SubchannelId) {
+    /// Drops the connection of `subchannel`, if it has one, which ended because of `reason`.
+    fn withdraw(&mut self, subchannel: SubchannelId, reason: &str) {
         self.probes.remove(&subchannel);
         if self.established.remove(&subchannel).is_some() {
+            self.records.disconnected(reason);
             self.offered.remove(subchannel);
             self.connections_changed = true;
         }

@@ -129,9 +129,88 @@ pub(crate) fn http_status_code(status: http::StatusCode) -> Code {
     }
 }
 
+/// Counts the bytes of gRPC messages in a stream of data frames, leaving out each message's
+/// 5-byte header (compressed flag and length): what gRFC A66's message sizes measure. Frames may
+/// cut a message, or its header, anywhere.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct MessageBytes {
+    header: [u8; 5],
+    /// How much of the next header has been read.
+    filled: usize,
+    /// What is left of the current message.
+    remaining: u64,
+}
+
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+impl MessageBytes {
+    /// Reads `data`, the stream's next frame, and returns how many message bytes it held.
+    pub(crate) fn feed<D: bytes::Buf>(&mut self, data: &D) -> u64 {
+        let mut slices = [std::io::IoSlice::new(&[]); 8];
+        let filled = data.chunks_vectored(&mut slices);
+        let mut seen = 0;
+        let mut counted = 0;
+        for slice in &slices[..filled] {
+            seen += slice.len();
+            counted += self.read(slice);
+        }
+        // Chunks past the eight looked at: counted as message bytes, their headers unread.
+        counted + (data.remaining().saturating_sub(seen)) as u64
+    }
+
+    fn read(&mut self, mut bytes: &[u8]) -> u64 {
+        let mut counted = 0;
+        while !bytes.is_empty() {
+            if self.remaining > 0 {
+                let take = bytes
+                    .len()
+                    .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                counted += take as u64;
+                self.remaining -= take as u64;
+                bytes = &bytes[take..];
+                continue;
+            }
+            let take = bytes.len().min(5 - self.filled);
+            self.header[self.filled..self.filled + take].copy_from_slice(&bytes[..take]);
+            self.filled += take;
+            bytes = &bytes[take..];
+            if self.filled == 5 {
+                let [_, a, b, c, d] = self.header;
+                self.remaining = u64::from(u32::from_be_bytes([a, b, c, d]));
+                self.filled = 0;
+            }
+        }
+        counted
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn message_bytes_leave_out_each_messages_header_wherever_frames_cut() {
+        // Two messages, of 3 and 0 bytes, then one of 4 bytes.
+        let stream = [
+            &[0u8, 0, 0, 0, 3, b'a', b'b', b'c', 0, 0, 0, 0, 0, 0, 0][..],
+            &[0, 0, 4, b'w', b'x'][..],
+            &[b'y', b'z'][..],
+        ];
+        let mut counter = MessageBytes::default();
+        let counted: Vec<u64> = stream
+            .iter()
+            .map(|frame| counter.feed(&bytes::Bytes::copy_from_slice(frame)))
+            .collect();
+        assert_eq!(counted, [3, 2, 2]);
+        // One byte at a time, the same.
+        let mut counter = MessageBytes::default();
+        let total: u64 = stream
+            .concat()
+            .iter()
+            .map(|byte| counter.feed(&bytes::Bytes::copy_from_slice(&[*byte])))
+            .sum();
+        assert_eq!(total, 7);
+    }
 
     #[test]
     fn grpc_timeout_values_parse_as_the_spec_says() {

@@ -4,6 +4,8 @@
 
 use croupier::{CallOutcome, ResolverError, ResolverUpdate, SubchannelId, SubchannelInfo};
 
+use crate::snapshot::ChannelSnapshot;
+
 /// What the driver hears from handles, guards and the resolver.
 #[derive(Debug)]
 pub(crate) enum Input {
@@ -17,4 +19,6 @@ pub(crate) enum Input {
     ExitIdle,
     /// A request for the subchannels' current state, answered on this sender.
     Subchannels(async_channel::Sender<Vec<SubchannelInfo>>),
+    /// A request for the channel's snapshot, answered on this sender.
+    Snapshot(async_channel::Sender<ChannelSnapshot>),
 }

@@ -24,6 +24,10 @@
 //!
 //! ## Features
 //!
+//! - `metrics` (off by default): calls and connections recorded through the `metrics` facade,
+//!   with gRPC's names and labels (gRFC A66 per attempt, A94 per subchannel) and a per-backend
+//!   call counter (the `metrics` module names them). Without it, [`Channel::snapshot`] still
+//!   counts each subchannel's calls.
 //! - `tower` (off by default): a `Channel` whose connections are `tower_service::Service`s over
 //!   `http::Request`s is itself one, picking per request from the request's path and headers and
 //!   reporting each response's end (its gRPC status, or its HTTP status) as the call's outcome.
@@ -41,6 +45,7 @@
 // On docs.rs, items behind a feature carry a badge naming it.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod backend;
 #[cfg(feature = "tower")]
 mod body;
 mod channel;
@@ -53,7 +58,10 @@ mod error;
 #[cfg(feature = "tower")]
 mod grpc;
 mod inbox;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod names;
+mod records;
 #[cfg(feature = "tower")]
 mod replay;
 mod resolver;
@@ -62,6 +70,7 @@ mod runtime;
 #[cfg(feature = "tower")]
 mod service;
 mod shared;
+mod snapshot;
 mod stream;
 
 #[cfg(feature = "tower")]
@@ -83,4 +92,5 @@ pub use resolver::{
 pub use runtime::{BoxFuture, Runtime};
 #[cfg(feature = "tower")]
 pub use service::{CallBody, Unprocessed};
+pub use snapshot::{CallCounts, ChannelSnapshot, ResolverSnapshot, SubchannelSnapshot};
 pub use stream::{PeerWatch, SharedStream, StreamGuard, SETTLE};

@@ -23,6 +23,16 @@ pub struct ReplayBody<B> {
     cursor: usize,
     /// Which copy this is: for a retried call, its attempt's number.
     copy: u32,
+    /// Counts the message bytes this copy sends, for its attempt's metrics.
+    #[cfg(feature = "metrics")]
+    sent: Option<SentBytes>,
+}
+
+/// The message bytes one copy sent so far, read by its attempt at its end.
+#[cfg(feature = "metrics")]
+struct SentBytes {
+    messages: crate::grpc::MessageBytes,
+    total: Arc<std::sync::atomic::AtomicU64>,
 }
 
 struct Replay<B> {
@@ -79,6 +89,8 @@ impl<B> ReplayBody<B> {
             })),
             cursor: 0,
             copy: 0,
+            #[cfg(feature = "metrics")]
+            sent: None,
         }
     }
 
@@ -114,6 +126,8 @@ impl<B> ReplayBody<B> {
             })),
             cursor: 0,
             copy: 0,
+            #[cfg(feature = "metrics")]
+            sent: None,
         }
     }
 
@@ -126,6 +140,8 @@ impl<B> ReplayBody<B> {
             shared: Arc::clone(&self.shared),
             cursor: 0,
             copy: self.copy,
+            #[cfg(feature = "metrics")]
+            sent: None,
         })
     }
 }
@@ -164,6 +180,8 @@ impl<B> BufferWatch<B> {
             shared: Arc::clone(&self.shared),
             cursor: 0,
             copy,
+            #[cfg(feature = "metrics")]
+            sent: None,
         })
     }
 
@@ -220,18 +238,28 @@ impl<B> fmt::Debug for ReplayBody<B> {
     }
 }
 
-impl<B> Body for ReplayBody<B>
+impl<B> ReplayBody<B>
 where
     B: Body<Data = bytes::Bytes>,
 {
-    type Data = bytes::Bytes;
-    type Error = B::Error;
+    /// Counts the message bytes this copy sends from now on (gRPC's message headers left out):
+    /// the total, for its attempt's metrics.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn count_sent(&mut self) -> Arc<std::sync::atomic::AtomicU64> {
+        let total = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        self.sent = Some(SentBytes {
+            messages: crate::grpc::MessageBytes::default(),
+            total: Arc::clone(&total),
+        });
+        total
+    }
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
+    /// The copy's next frame: a kept one, else the caller's body's next (kept as it passes).
+    fn poll_copy(
+        &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<bytes::Bytes>, B::Error>>> {
-        let this = &mut *self;
+        let this = self;
         let mut guard = lock(&this.shared);
         let shared = &mut *guard;
         if shared.is_stale(this.copy) {
@@ -312,6 +340,30 @@ where
         if let Some(retained) = shared.retained.as_mut() {
             for waiting in retained.waiting.drain(..) {
                 waiting.wake();
+            }
+        }
+        polled
+    }
+}
+
+impl<B> Body for ReplayBody<B>
+where
+    B: Body<Data = bytes::Bytes>,
+{
+    type Data = bytes::Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<bytes::Bytes>, B::Error>>> {
+        let polled = self.poll_copy(cx);
+        #[cfg(feature = "metrics")]
+        if let (Some(sent), Poll::Ready(Some(Ok(frame)))) = (&mut self.sent, &polled) {
+            if let Some(data) = frame.data_ref() {
+                let bytes = sent.messages.feed(data);
+                sent.total
+                    .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
             }
         }
         polled

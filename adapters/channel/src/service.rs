@@ -258,9 +258,11 @@ where
             .await;
         let Picked {
             mut connection,
-            call,
+            mut call,
         } = picked.map_err(Failure::Status)?;
         let replay = body.replay();
+        let mut body = body;
+        call.count_sent(&mut body);
         request = Request::from_parts(parts, body);
         if deadline.as_ref().is_some_and(Deadline::has_passed) {
             // Too late to send it at all.

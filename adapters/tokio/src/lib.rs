@@ -31,6 +31,9 @@
 //!
 //! ## Features
 //!
+//! - `metrics` (off by default): the channel's calls and connections recorded through the
+//!   `metrics` facade, with gRPC's names (gRFC A66, A94), named in the `metrics` module;
+//!   the README's "Metrics" lists them.
 //! - `grpc` (off by default): an HTTP/2 connector on hyper, and the channel as a
 //!   `tower_service::Service`, so that a tonic-generated client sends through croupier
 //!   unchanged. See the `grpc` module.
@@ -60,11 +63,15 @@ pub use croupier::{
     ServiceConfigError, Status, SubchannelId, SubchannelInfo, SubchannelUpdate, Target,
     TargetError,
 };
+/// The names of the channel's metrics (feature `metrics`).
+#[cfg(feature = "metrics")]
+pub use croupier_channel::metrics;
 pub use croupier_channel::{
     global_resolvers, register_resolver, BoxFuture, BuildError, CallGuard, Channel, ChannelBuilder,
     Connected, Connector, DnsResolver, PickOptions, Picked, Resolver, ResolverContext,
     ResolverRegistry, Runtime, StaticResolver, TxtLookup,
 };
+pub use croupier_channel::{CallCounts, ChannelSnapshot, ResolverSnapshot, SubchannelSnapshot};
 pub use runtime::TokioRuntime;
 #[cfg(feature = "dns-txt")]
 pub use txt::HickoryTxtLookup;

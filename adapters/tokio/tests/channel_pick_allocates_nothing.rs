@@ -97,8 +97,11 @@ fn a_pick_through_a_ready_channel_allocates_nothing() {
     });
 
     let request = PickRequest::new();
-    // A first pick outside the count (thread-locals and lazily built state settle).
-    ready_now(channel.pick(&request)).unwrap().call.success();
+    // A first pick on each backend outside the count (thread-locals and lazily built state
+    // settle: with feature `metrics`, a backend's first call registers its instruments).
+    for _ in 0..2 {
+        ready_now(channel.pick(&request)).unwrap().call.success();
+    }
     let paths = [
         "/shop.Cart/Checkout",
         "/shop.Cart/Add",

@@ -273,10 +273,15 @@ where
                         continue;
                     };
                     match picked {
-                        Ok(Picked { connection, call }) => {
+                        Ok(Picked {
+                            connection,
+                            mut call,
+                        }) => {
                             if !self.tried.contains(&call.subchannel()) {
                                 self.tried.push(call.subchannel());
                             }
+                            let mut body = body;
+                            call.count_sent(&mut body);
                             running.call = Some(call);
                             running.stage = Stage::Sending(sending(connection, head, body));
                         }

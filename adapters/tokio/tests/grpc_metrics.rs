@@ -1,0 +1,262 @@
+//! The channel's metrics (feature `metrics`) as Prometheus scrapes them: a real exporter on a
+//! loopback port, real tonic servers, known calls, and the counters read back over HTTP. One
+//! binary holds every metrics test: a process has one global recorder.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use croupier::{ConnectivityState, PolicyConfig};
+use croupier_echo_grpc::{EchoClient, ServerOptions};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use support::{call, servers, until, GrpcChannel, PATIENCE};
+
+/// The exporter's address: installed once for the whole binary.
+fn exporter() -> SocketAddr {
+    static ADDRESS: OnceLock<SocketAddr> = OnceLock::new();
+    *ADDRESS.get_or_init(|| {
+        let address = closed_port();
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(address)
+            .install()
+            .expect("the exporter listens on loopback");
+        address
+    })
+}
+
+/// A loopback address nothing listens on: a port the system gave, then closed.
+fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address")
+}
+
+/// The exporter's page, fetched with a plain HTTP/1 request.
+async fn scrape(address: SocketAddr) -> String {
+    tokio::time::timeout(PATIENCE, async {
+        let stream = loop {
+            // The listener starts on a task of its own: retry until it accepts.
+            match tokio::net::TcpStream::connect(address).await {
+                Ok(stream) => break stream,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+            }
+        };
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .expect("an HTTP/1 connection");
+        tokio::spawn(connection);
+        let request = http::Request::get("/metrics")
+            .header(http::header::HOST, address.to_string())
+            .body(Empty::<Bytes>::new())
+            .expect("a request");
+        let response = sender.send_request(request).await.expect("a response");
+        assert_eq!(response.status(), http::StatusCode::OK);
+        let body = response.into_body().collect().await.expect("the page");
+        String::from_utf8(body.to_bytes().to_vec()).expect("text")
+    })
+    .await
+    .expect("the scrape in time")
+}
+
+/// The samples of `name` on `page` whose labels include every one of `labels`, by their whole
+/// label set.
+fn samples(page: &str, name: &str, labels: &[(&str, &str)]) -> HashMap<String, f64> {
+    page.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
+            if metric != name {
+                return None;
+            }
+            let set = rest.strip_suffix('}')?;
+            let all = labels
+                .iter()
+                .all(|(key, value)| set.contains(&format!("{key}=\"{value}\"")));
+            if !all {
+                return None;
+            }
+            Some((set.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The one sample of `name` with `labels`; 0 if there is none.
+fn value(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found = samples(page, name, labels);
+    assert!(
+        found.len() <= 1,
+        "one series of {name} {labels:?}: {found:?}"
+    );
+    found.values().sum()
+}
+
+const METHOD: &str = "grpc.examples.echo.Echo/UnaryEcho";
+
+#[tokio::test]
+async fn a_scrape_counts_the_calls_of_each_backend_and_each_attempt_exactly() {
+    let exporter = exporter();
+    let servers = servers(2, ServerOptions::new().fail_message("fail")).await;
+    let down = closed_port();
+    let target = format!(
+        "ipv4:{},{},{down}",
+        servers[0].address(),
+        servers[1].address()
+    );
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target)
+        .policy(PolicyConfig::round_robin())
+        .build()
+        .unwrap();
+    until(&channel, |subchannels| {
+        let count = |state| subchannels.iter().filter(|s| s.state == state).count();
+        count(ConnectivityState::Ready) == 2 && count(ConnectivityState::TransientFailure) == 1
+    })
+    .await;
+    let target = channel.target().to_string();
+
+    const SUCCEEDED: usize = 6;
+    const FAILED: usize = 4;
+    let mut client = EchoClient::new(channel.clone());
+    let mut received = 0;
+    for _ in 0..SUCCEEDED {
+        let reply = call(&mut client, "hi").await.expect("an echo");
+        received += 2 + reply.len(); // the field's tag and length, then the text
+    }
+    for _ in 0..FAILED {
+        let status = call(&mut client, "fail").await.expect_err("a failure");
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    }
+
+    let page = scrape(exporter).await;
+    let target_label = ("grpc_target", target.as_str());
+    let method = ("grpc_method", METHOD);
+    let ok = ("grpc_status", "OK");
+    let failed = ("grpc_status", "FAILED_PRECONDITION");
+
+    // croupier's own: calls by backend, method and status, exactly as each server saw them.
+    let mut by_status = [0.0, 0.0];
+    for server in &servers {
+        let address = server.address().to_string();
+        let backend = ("croupier_backend", address.as_str());
+        let calls = |status| {
+            value(
+                &page,
+                "croupier_client_backend_calls",
+                &[target_label, method, backend, status],
+            )
+        };
+        let (succeeded, failures) = (calls(ok), calls(failed));
+        assert_eq!(succeeded + failures, server.calls() as f64, "{address}");
+        by_status[0] += succeeded;
+        by_status[1] += failures;
+    }
+    assert_eq!(by_status, [SUCCEEDED as f64, FAILED as f64]);
+    let down_address = down.to_string();
+    assert!(samples(
+        &page,
+        "croupier_client_backend_calls",
+        &[("croupier_backend", down_address.as_str())]
+    )
+    .is_empty());
+
+    // gRFC A66: every attempt, and its duration and sizes by status.
+    let total = (SUCCEEDED + FAILED) as f64;
+    assert_eq!(
+        value(
+            &page,
+            "grpc_client_attempt_started",
+            &[target_label, method]
+        ),
+        total
+    );
+    let attempts = |name: &str, status| value(&page, name, &[target_label, method, status]);
+    assert_eq!(
+        attempts("grpc_client_attempt_duration_count", ok),
+        SUCCEEDED as f64
+    );
+    assert_eq!(
+        attempts("grpc_client_attempt_duration_count", failed),
+        FAILED as f64
+    );
+    // Sent: EchoRequest { message } is the field's tag, its length and its text.
+    let sent = "grpc_client_attempt_sent_total_compressed_message_size_sum";
+    assert_eq!(attempts(sent, ok), (SUCCEEDED * (2 + 2)) as f64);
+    assert_eq!(attempts(sent, failed), (FAILED * (2 + 4)) as f64);
+    let rcvd = "grpc_client_attempt_rcvd_total_compressed_message_size_sum";
+    assert_eq!(attempts(rcvd, ok), received as f64);
+    assert_eq!(attempts(rcvd, failed), 0.0, "a failure has no message");
+
+    // gRFC A94: two connections made and open, the third address refused at least once.
+    let subchannel = |name: &str| value(&page, name, &[target_label]);
+    assert_eq!(
+        subchannel("grpc_subchannel_connection_attempts_succeeded"),
+        2.0
+    );
+    assert!(subchannel("grpc_subchannel_connection_attempts_failed") >= 1.0);
+    assert_eq!(subchannel("grpc_subchannel_open_connections"), 2.0);
+    assert!(samples(&page, "grpc_subchannel_disconnections", &[target_label]).is_empty());
+
+    // Dropping the channel closes both connections: disconnections, none left open.
+    drop(client);
+    drop(channel);
+    let page = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let page = scrape(exporter).await;
+            if value(&page, "grpc_subchannel_open_connections", &[target_label]) == 0.0 {
+                return page;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the connections closed in time");
+    assert_eq!(
+        value(
+            &page,
+            "grpc_subchannel_disconnections",
+            &[
+                target_label,
+                ("grpc_disconnect_error", "subchannel shutdown")
+            ]
+        ),
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn an_attempt_with_no_backend_to_pick_is_counted_with_its_status() {
+    let exporter = exporter();
+    let down = closed_port();
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(format!("ipv4:{down}"))
+        .build()
+        .unwrap();
+    until(&channel, |subchannels| {
+        subchannels
+            .iter()
+            .any(|s| s.state == ConnectivityState::TransientFailure)
+    })
+    .await;
+    let mut client = EchoClient::new(channel.clone());
+    for _ in 0..3 {
+        let status = call(&mut client, "hi").await.expect_err("no backend");
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+    }
+    let target = channel.target().to_string();
+    let page = scrape(exporter).await;
+    let labels = [("grpc_target", target.as_str()), ("grpc_method", METHOD)];
+    assert_eq!(value(&page, "grpc_client_attempt_started", &labels), 3.0);
+    let unavailable = [labels[0], labels[1], ("grpc_status", "UNAVAILABLE")];
+    assert_eq!(
+        value(&page, "grpc_client_attempt_duration_count", &unavailable),
+        3.0
+    );
+    assert!(samples(
+        &page,
+        "croupier_client_backend_calls",
+        &[("grpc_target", target.as_str())]
+    )
+    .is_empty());
+}
