@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use crate::address::{Address, Endpoint};
 use crate::call::{CallOutcome, LoadReport};
+use crate::notice::{Notice, Notices};
 use crate::picker::{Picker, QueuePicker};
 use crate::policy::{SubchannelUpdate, TimerToken};
 use crate::resolution::Resolution;
@@ -22,17 +23,20 @@ use crate::rng::Rng;
 use crate::service_config::ServiceConfig;
 use crate::status::ConnectivityState;
 use crate::subchannel::{
-    ConnectionEvent, ConnectionId, Effect, Subchannel, SubchannelId, SubchannelInfo, Subchannels,
+    ConnectionEvent, ConnectionId, Effect, Subchannel, SubchannelId, Subchannels,
 };
 
 mod actions;
 mod config;
+mod observe;
+mod snapshot;
 mod sources;
 mod switch;
 
 pub use actions::Action;
 use actions::{ActionQueue, Queued};
 pub use config::{BalancerConfig, DEFAULT_MAX_ENDPOINTS};
+pub use snapshot::{BalancerSnapshot, ResolverResult};
 use sources::Selection;
 use switch::Switch;
 
@@ -84,10 +88,15 @@ struct Core {
     updates: Updates,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     state: ConnectivityState,
+    /// When the channel entered `state`.
+    state_since: Instant,
     picker: Arc<dyn Picker>,
     /// A picker was published since actions were last queued for it.
     published: bool,
     resolution: Resolution,
+    /// When the resolver last reported, and its error if it failed (or its update was refused).
+    resolved: Option<(Instant, Option<ResolverError>)>,
+    notices: Notices,
 }
 
 /// The balancer of one channel: resolver results and connection events in, actions and pickers
@@ -131,6 +140,7 @@ impl Balancer {
         let in_use = config.fallback();
         let policies = Switch::new(in_use.key.clone(), &in_use.policy);
         let resolution = Resolution::new(config.resolution.clone());
+        let notices = Notices::new(config.notice_capacity);
         Balancer {
             policies,
             in_use,
@@ -145,9 +155,12 @@ impl Balancer {
                 updates: Updates::default(),
                 timers: BinaryHeap::new(),
                 state: ConnectivityState::Connecting,
+                state_since: now,
                 picker: Arc::new(QueuePicker),
                 published: false,
                 resolution,
+                resolved: None,
+                notices,
             },
         }
     }
@@ -222,6 +235,14 @@ impl Balancer {
         }
     }
 
+    /// The next [`Notice`], if notices are on ([`BalancerConfig::notices`]): what the inputs
+    /// handled so far did, oldest first. Drain it when convenient (after the actions, say);
+    /// notices wait in a bounded queue, and when it overflows the next one polled is a
+    /// [`Notice::Dropped`] that counts what was lost.
+    pub fn poll_notice(&mut self) -> Option<Notice> {
+        self.core.notices.pop()
+    }
+
     /// When [`Balancer::handle_timeout`] should next be called, if ever. Ask again after every
     /// `handle_*` call: inputs move it.
     #[must_use = "an adapter that does not wake at this instant leaves backoffs, connection \
@@ -245,35 +266,6 @@ impl Balancer {
         None
     }
 
-    /// Every subchannel, in creation order.
-    pub fn subchannels(&self) -> Vec<SubchannelInfo> {
-        self.core
-            .subchannels
-            .in_creation_order()
-            .into_iter()
-            .map(|(id, subchannel)| subchannel.info(id))
-            .collect()
-    }
-
-    /// Every live subchannel's handle and state, in no particular order (cheaper than
-    /// [`Balancer::subchannels`]: nothing is copied or sorted).
-    pub fn subchannel_states(
-        &self,
-    ) -> impl Iterator<Item = (SubchannelId, ConnectivityState)> + '_ {
-        self.core
-            .subchannels
-            .iter()
-            .map(|(id, subchannel)| (id, subchannel.state()))
-    }
-
-    /// The state of one subchannel, `None` once it is removed.
-    pub fn subchannel_state(&self, subchannel: SubchannelId) -> Option<ConnectivityState> {
-        self.core
-            .subchannels
-            .get(&subchannel)
-            .map(Subchannel::state)
-    }
-
     /// The endpoints in use: the last resolver list the balancer accepted (none before the
     /// first). A list it refused (too long, or with a service config it cannot use while it has
     /// no other to fall back on) leaves it as it was.
@@ -295,7 +287,7 @@ impl Balancer {
     pub fn handle_resolver_update(&mut self, update: ResolverUpdate, now: Instant) {
         self.core.advance(now);
         if let Err(error) = self.core.config.check_size(&update.endpoints) {
-            self.handle_resolver_error(error, now);
+            self.reject(error, Some(update.endpoints.len()), now);
             return;
         }
         let config = update.config_fingerprint();
@@ -305,6 +297,7 @@ impl Balancer {
                 && last.config == config
         });
         if repeat {
+            self.core.resolved = Some((self.core.now, None));
             self.core.resolution.on_success(now, &mut self.core.rng);
             self.core.schedule_resolution();
             return;
@@ -315,7 +308,8 @@ impl Balancer {
             Err(_) if self.accepted => self.in_use.clone(),
             Err(_) if self.core.config.has_default() => self.core.config.fallback(),
             Err(reason) => {
-                self.handle_resolver_error(ResolverError::new(reason), now);
+                let count = Some(update.endpoints.len());
+                self.reject(ResolverError::new(reason), count, now);
                 return;
             }
         };
@@ -332,6 +326,13 @@ impl Balancer {
             self.core.resolution.on_success(now, &mut self.core.rng);
         }
         self.core.schedule_resolution();
+        self.core.resolved = Some((self.core.now, None));
+        if self.core.notices.enabled() {
+            self.core.notices.push(Notice::ResolverApplied {
+                endpoints: endpoints.len(),
+                policy: self.policies.latest_name().to_owned(),
+            });
+        }
         self.policies.resolver_update(&endpoints, &mut self.core);
         self.last_update = Some(LastUpdate {
             endpoints,
@@ -344,7 +345,19 @@ impl Balancer {
     /// The resolver failed. The endpoints already known stay in use; with none, calls fail with
     /// `error`. A retry is planned with backoff.
     pub fn handle_resolver_error(&mut self, error: ResolverError, now: Instant) {
+        self.reject(error, None, now);
+    }
+
+    /// The resolver failed (`endpoints: None`), or its update of `endpoints` was refused.
+    fn reject(&mut self, error: ResolverError, endpoints: Option<usize>, now: Instant) {
         self.core.advance(now);
+        self.core.resolved = Some((self.core.now, Some(error.clone())));
+        if self.core.notices.enabled() {
+            let error = error.clone();
+            self.core
+                .notices
+                .push(Notice::ResolverRejected { endpoints, error });
+        }
         self.core.resolution.on_failure(now, &mut self.core.rng);
         self.core.schedule_resolution();
         self.policies.resolver_error(&error, &mut self.core);
@@ -362,8 +375,9 @@ impl Balancer {
         self.core.advance(now);
         let id = connection.subchannel();
         if let Some(subchannel) = self.core.subchannels.get_mut(&id) {
+            let from = subchannel.state();
             if subchannel.on_event(connection, event, self.core.now) == Effect::Changed {
-                self.core.subchannel_changed(id);
+                self.core.subchannel_changed(id, from);
             }
         }
         self.settle();
@@ -433,12 +447,13 @@ impl Balancer {
                         continue;
                     };
                     let attempt = subchannel.connection(id);
+                    let from = subchannel.state();
                     match subchannel.on_timeout(self.core.now) {
                         Effect::None => {}
-                        Effect::Changed => self.core.subchannel_changed(id),
+                        Effect::Changed => self.core.subchannel_changed(id, from),
                         Effect::ChangedAndDisconnect => {
                             self.core.actions.push(Queued::Disconnect(attempt));
-                            self.core.subchannel_changed(id);
+                            self.core.subchannel_changed(id, from);
                         }
                     }
                 }
@@ -491,16 +506,20 @@ impl Core {
         }
     }
 
-    /// Queues the policy's view of a subchannel change, and its consequences (a backoff that is
-    /// already over ends at once; a new deadline gets a timer).
-    fn subchannel_changed(&mut self, id: SubchannelId) {
+    /// Queues the policy's view of a subchannel change from `from`, and its consequences (a
+    /// backoff that is already over ends at once; a new deadline gets a timer).
+    fn subchannel_changed(&mut self, id: SubchannelId, from: ConnectivityState) {
         let Some(subchannel) = self.subchannels.get_mut(&id) else {
             return;
         };
+        subchannel.entered_state(self.now);
         self.updates
             .push(id, subchannel.state(), subchannel.last_error().cloned());
+        observe::state_changed(&mut self.notices, id, subchannel, from);
         if subchannel.finish_backoff(self.now) {
             self.updates.push(id, ConnectivityState::Idle, None);
+            let failed = ConnectivityState::TransientFailure;
+            observe::state_changed(&mut self.notices, id, subchannel, failed);
         }
         self.schedule_subchannel(id);
     }
@@ -509,7 +528,7 @@ impl Core {
 /// What the policies' controllers do (see [`switch`]).
 impl Core {
     fn create_subchannel(&mut self, address: &Address) -> SubchannelId {
-        self.subchannels.create(address.clone())
+        self.subchannels.create(address.clone(), self.now)
     }
 
     fn reserve_subchannels(&mut self, additional: usize) {
@@ -531,6 +550,8 @@ impl Core {
         {
             self.actions.push(Queued::Connect(connection));
             self.updates.push(id, ConnectivityState::Connecting, None);
+            subchannel.entered_state(self.now);
+            observe::connecting(&mut self.notices, connection, subchannel);
             // The attempt's deadline is the subchannel's next one.
             debug_assert_eq!(subchannel.deadline(), Some(deadline));
             self.timers
@@ -540,8 +561,10 @@ impl Core {
 
     fn remove_subchannel(&mut self, id: SubchannelId) {
         if let Some(mut subchannel) = self.subchannels.remove(&id) {
+            let from = subchannel.state();
             subchannel.shutdown();
             self.actions.push(Queued::Shutdown(id));
+            observe::state_changed(&mut self.notices, id, &subchannel, from);
         }
     }
 
@@ -557,6 +580,7 @@ impl Core {
         };
         if state != self.state {
             self.state = state;
+            self.state_since = self.now;
             self.actions.push_state(state);
         }
         self.picker = picker;

@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use crate::address::Address;
 use crate::backoff::{Backoff, BackoffConfig};
+use crate::policy::PolicyDetails;
 use crate::rng::Rng;
 use crate::slab::SlabKey;
 use crate::status::ConnectivityState;
@@ -131,7 +132,7 @@ pub enum ConnectionEvent {
 }
 
 /// A snapshot of one subchannel, for observability.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct SubchannelInfo {
     /// The handle.
@@ -140,8 +141,14 @@ pub struct SubchannelInfo {
     pub address: Address,
     /// Its current state.
     pub state: ConnectivityState,
+    /// When it entered that state (the `now` of the input that moved it).
+    pub since: Instant,
+    /// How many connection attempts it started.
+    pub connection_attempts: u32,
     /// Why its last attempt failed or its last connection ended, if one did.
     pub last_error: Option<Arc<str>>,
+    /// What its policy knows of it: weight, ejection, latency estimate, calls in flight.
+    pub policy: PolicyDetails,
 }
 
 /// What the balancer must do after a subchannel changed.
@@ -160,6 +167,8 @@ pub(crate) enum Effect {
 pub(crate) struct Subchannel {
     address: Address,
     state: ConnectivityState,
+    /// When it entered `state`.
+    since: Instant,
     backoff: Backoff,
     attempt: u32,
     /// While CONNECTING: when the attempt counts as failed.
@@ -175,10 +184,11 @@ pub(crate) struct Subchannel {
 }
 
 impl Subchannel {
-    pub(crate) fn new(address: Address) -> Self {
+    pub(crate) fn new(address: Address, now: Instant) -> Self {
         Subchannel {
             address,
             state: ConnectivityState::Idle,
+            since: now,
             backoff: Backoff::new(),
             attempt: 0,
             connect_deadline: None,
@@ -201,12 +211,20 @@ impl Subchannel {
         self.last_error.as_ref()
     }
 
-    pub(crate) fn info(&self, id: SubchannelId) -> SubchannelInfo {
+    /// Records that its state changed at `now`.
+    pub(crate) fn entered_state(&mut self, now: Instant) {
+        self.since = now;
+    }
+
+    pub(crate) fn info(&self, id: SubchannelId, policy: PolicyDetails) -> SubchannelInfo {
         SubchannelInfo {
             id,
             address: self.address.clone(),
             state: self.state,
+            since: self.since,
+            connection_attempts: self.attempt,
             last_error: self.last_error.clone(),
+            policy,
         }
     }
 
@@ -442,10 +460,12 @@ pub(crate) struct Subchannels {
 
 impl Subchannels {
     /// Creates an IDLE subchannel for `address`.
-    pub(crate) fn create(&mut self, address: Address) -> SubchannelId {
+    pub(crate) fn create(&mut self, address: Address, now: Instant) -> SubchannelId {
         let id = SubchannelId::from_key(self.slab.next_key());
         self.created += 1;
-        let key = self.slab.insert((self.created, Subchannel::new(address)));
+        let key = self
+            .slab
+            .insert((self.created, Subchannel::new(address, now)));
         debug_assert_eq!(SubchannelId::from_key(key), id);
         id
     }

@@ -18,7 +18,7 @@ use crate::hasher::FastSet;
 use crate::picker::{Pick, PickRequest, Picker};
 use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, Spread};
 use crate::policy::{
-    parse_whole, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError,
+    parse_whole, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyDetails, PolicyParamError,
 };
 use crate::rng::AtomicRng;
 use crate::subchannel::{IdMap, SubchannelId};
@@ -129,6 +129,17 @@ impl Spread for LeastRequest {
             call_ended(counter);
         }
         false
+    }
+
+    fn describe_subchannel(
+        &self,
+        subchannel: SubchannelId,
+        _: Option<(EndpointKey, &())>,
+        details: &mut PolicyDetails,
+    ) {
+        if let Some(counter) = self.outstanding.get(&subchannel) {
+            details.in_flight = Some(counter.load(Ordering::Relaxed));
+        }
     }
 }
 

@@ -38,10 +38,12 @@ use std::time::{Duration, Instant};
 use crate::address::Endpoint;
 use crate::call::{CallOutcome, LoadReport};
 use crate::hasher::FastMap;
+use crate::notice::{Notice, SubchannelWeight};
 use crate::picker::{fast_quotient, fast_remainder, Pick, PickRequest, Picker};
 use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, Spread};
 use crate::policy::{
-    parse_bool, parse_millis, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError,
+    parse_bool, parse_millis, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyDetails,
+    PolicyParamError,
 };
 use crate::subchannel::SubchannelId;
 
@@ -201,6 +203,8 @@ struct Reported {
     non_empty_since: Option<Instant>,
     /// When the last non-empty report arrived.
     last_updated: Option<Instant>,
+    /// The weight counted when the weights were last computed (past its blackout, not expired).
+    counted: bool,
 }
 
 impl Reported {
@@ -249,6 +253,9 @@ pub(crate) struct Weights {
     reported: FastMap<EndpointKey, Reported>,
     /// The scaled weights in the current picker, in its order; empty for plain round robin.
     published: Vec<u16>,
+    /// The weight an endpoint without a usable report got when the weights were last computed
+    /// from reports (the mean of those with one); `None` when they came from static weights.
+    by_reports: Option<f64>,
 }
 
 /// A READY endpoint as the picker is built from it: its key, subchannel and static weight.
@@ -268,6 +275,7 @@ impl Weights {
             config,
             reported: FastMap::default(),
             published: Vec::new(),
+            by_reports: None,
         }
     }
 
@@ -309,14 +317,19 @@ impl Weights {
         let reported: Vec<f64> = ready
             .iter()
             .map(|(key, _, _)| {
-                self.reported
-                    .get_mut(key)
-                    .map_or(0.0, |reported| reported.current(now, config))
+                self.reported.get_mut(key).map_or(0.0, |reported| {
+                    let weight = reported.current(now, config);
+                    reported.counted = weight > 0.0;
+                    weight
+                })
             })
             .collect();
-        if reported.iter().filter(|weight| **weight > 0.0).count() >= 2 {
+        let known: Vec<f64> = reported.iter().copied().filter(|w| *w > 0.0).collect();
+        if known.len() >= 2 {
+            self.by_reports = Some(known.iter().sum::<f64>() / known.len() as f64);
             scale(&reported)
         } else {
+            self.by_reports = None;
             let statics: Vec<f64> = ready.iter().map(|(_, _, w)| f64::from(*w)).collect();
             scale(&statics)
         }
@@ -392,7 +405,39 @@ impl Spread for Weights {
     ) -> Arc<dyn Picker> {
         let entries = entries(ready);
         let start = ctl.rng().next_u64() as u32;
-        Arc::new(self.weighted_picker(&entries, ctl.now(), start))
+        let before = ctl.notices_enabled().then(|| self.published.clone());
+        let picker = self.weighted_picker(&entries, ctl.now(), start);
+        if before.is_some_and(|before| before != self.published) {
+            let weights = picker
+                .ready
+                .iter()
+                .filter_map(|&(id, weight)| {
+                    let address = ctl.subchannel_address(id)?;
+                    Some(SubchannelWeight::new(id, address, weight))
+                })
+                .collect();
+            ctl.notify(Notice::WeightsUpdated { weights });
+        }
+        Arc::new(picker)
+    }
+
+    fn describe_subchannel(
+        &self,
+        _: SubchannelId,
+        endpoint: Option<(EndpointKey, &u32)>,
+        details: &mut PolicyDetails,
+    ) {
+        let Some((key, static_weight)) = endpoint else {
+            return;
+        };
+        details.weight = Some(match self.by_reports {
+            Some(mean) => self
+                .reported
+                .get(&key)
+                .filter(|reported| reported.counted)
+                .map_or(mean, |reported| reported.weight),
+            None => f64::from(*static_weight),
+        });
     }
 
     fn wants_call_outcomes(&self) -> bool {
