@@ -22,6 +22,7 @@ use crate::resolver::{global_resolvers, ResolveNow, Resolver, ResolverContext, R
 use crate::retry::{Retries, RetrySettings};
 use crate::runtime::{Runtime, Task};
 use crate::shared::Shared;
+use crate::trace::{self, Trace};
 
 /// Why a channel could not be built.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -245,7 +246,10 @@ impl<C: Connector> ChannelBuilder<C> {
                 })?;
         let seed = self.seed.unwrap_or_else(random_seed);
         let now = self.runtime.now();
-        let balancer = Balancer::new(self.config, seed, now);
+        let mut config = self.config;
+        // The driver logs the core's notices; a larger queue asked for is kept.
+        config.notice_capacity = config.notice_capacity.max(trace::notice_capacity());
+        let balancer = Balancer::new(config, seed, now);
         let shared = Arc::new(Shared::new(
             AddressedConnector::<C>::is_broken,
             Arc::clone(balancer.service_config()),
@@ -267,6 +271,7 @@ impl<C: Connector> ChannelBuilder<C> {
             resolve_now,
         );
         driver.names = Names::new(target.default_authority());
+        driver.trace = Trace::new(&self.target);
         driver.resolver = Some(Task::spawn(
             &self.runtime,
             resolver.resolve(&target, context),
@@ -537,6 +542,7 @@ impl<T: Clone> Channel<T> {
                         .get(&subchannel)
                         .filter(|connection| !(handle.shared.is_broken)(connection));
                     if let Some(connection) = connection {
+                        trace::picked(subchannel, &connection.address);
                         return Ok(Picked {
                             connection: connection.connection.clone(),
                             call: CallGuard {
@@ -560,11 +566,15 @@ impl<T: Clone> Channel<T> {
                 }
                 Pick::Fail(status) => {
                     if options.wait_for_ready != Some(true) {
+                        trace::pick_failed(&status);
                         return Err(status);
                     }
                     last_failure = Some(status);
                 }
-                Pick::Drop(status) => return Err(status),
+                Pick::Drop(status) => {
+                    trace::pick_failed(&status);
+                    return Err(status);
+                }
                 _ => {}
             }
             let seen = snapshot.generation;
@@ -591,12 +601,14 @@ impl<T: Clone> Channel<T> {
             .await;
             if timed_out {
                 let snapshot = handle.shared.load();
-                return Err(deadline_exceeded(
+                let status = deadline_exceeded(
                     handle.runtime.now().saturating_duration_since(started),
                     snapshot.state,
                     last_failure.as_ref(),
                     snapshot.last_error.as_deref(),
-                ));
+                );
+                trace::pick_failed(&status);
+                return Err(status);
             }
         }
     }

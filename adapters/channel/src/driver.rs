@@ -18,6 +18,7 @@ use crate::names::Names;
 use crate::resolver::ResolveNow;
 use crate::runtime::{BoxFuture, Runtime, Task};
 use crate::shared::{Shared, Snapshot};
+use crate::trace::Trace;
 
 /// The most reports and inputs the driver hands the balancer before it carries out the actions
 /// they caused (each round takes one of each kind).
@@ -70,6 +71,8 @@ pub(crate) struct Driver<C: Connector> {
     last_error: Option<Arc<str>>,
     /// `subchannels()` queries to answer after the next publication.
     queries: Vec<async_channel::Sender<Vec<SubchannelInfo>>>,
+    /// Where the core's notices are logged.
+    pub(crate) trace: Trace,
 }
 
 impl<C: Connector> Driver<C> {
@@ -99,6 +102,7 @@ impl<C: Connector> Driver<C> {
             state: None,
             last_error: None,
             queries: Vec::new(),
+            trace: Trace::new(""),
         }
     }
 
@@ -107,6 +111,7 @@ impl<C: Connector> Driver<C> {
         let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
         loop {
             self.perform_actions();
+            self.report_notices();
             self.publish();
             if !self.queries.is_empty() {
                 let subchannels = self.balancer.subchannels();
@@ -313,10 +318,20 @@ impl<C: Connector> Driver<C> {
                     self.withdraw(subchannel);
                 }
                 Action::ResolveNow => self.resolve_now.request(),
-                Action::StateChanged(state) => self.state = Some(state),
+                Action::StateChanged(state) => {
+                    self.trace.state(state);
+                    self.state = Some(state);
+                }
                 Action::UpdatePicker(picker) => self.picker = Some(picker),
                 _ => {}
             }
+        }
+    }
+
+    /// Hands every notice the balancer queued to what reports them.
+    fn report_notices(&mut self) {
+        while let Some(notice) = self.balancer.poll_notice() {
+            self.trace.notice(&notice);
         }
     }
 
