@@ -579,6 +579,10 @@ impl Core {
             other => other,
         };
         if state != self.state {
+            if self.notices.enabled() {
+                let from = self.state;
+                self.notices.push(Notice::ChannelState { from, to: state });
+            }
             self.state = state;
             self.state_since = self.now;
             self.actions.push_state(state);

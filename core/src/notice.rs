@@ -26,6 +26,13 @@ pub const DEFAULT_NOTICE_CAPACITY: usize = 1024;
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Notice {
+    /// The channel moved from one connectivity state to another.
+    ChannelState {
+        /// The state it left.
+        from: ConnectivityState,
+        /// The state it entered.
+        to: ConnectivityState,
+    },
     /// A subchannel moved from one state to another.
     SubchannelState {
         /// The subchannel.
@@ -140,6 +147,7 @@ impl SubchannelWeight {
 impl fmt::Display for Notice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Notice::ChannelState { from, to } => write!(f, "channel: {from} -> {to}"),
             Notice::SubchannelState {
                 subchannel,
                 address,

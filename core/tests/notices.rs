@@ -95,9 +95,21 @@ fn a_resolver_error_and_a_refused_update_are_told_apart() {
     h.resolver_error("no such host");
     let seen = notices(&mut h);
     assert!(
-        matches!(&seen[..], [Notice::ResolverRejected { endpoints: None, error }]
+        matches!(&seen[..], [Notice::ResolverRejected { endpoints: None, error }, _]
             if error.message() == "no such host"),
         "{seen:?}"
+    );
+    // With no endpoints ever, the channel fails.
+    assert_eq!(
+        seen[1],
+        Notice::ChannelState {
+            from: Connecting,
+            to: TransientFailure
+        }
+    );
+    assert_eq!(
+        seen[1].to_string(),
+        "channel: CONNECTING -> TRANSIENT_FAILURE"
     );
     h.resolve(update(&[1, 2, 3]));
     let seen = notices(&mut h);
@@ -359,17 +371,18 @@ fn a_full_queue_drops_the_oldest_and_says_how_many() {
         .policy(PolicyConfig::round_robin())
         .notices(4);
     let mut h = Harness::with_config(config, 7);
-    // The update, then two notices per endpoint connecting, then READY for each.
+    // The update, then two notices per endpoint connecting, then READY for each (and the
+    // channel READY with the first).
     h.resolve(update(&[1, 2, 3, 4, 5]));
     for port in 1..=5 {
         h.connected(&addr(port));
     }
     let seen = notices(&mut h);
-    // 1 + 5 * 2 + 5 = 16 notices, 4 kept.
-    assert_eq!(seen[0], Notice::Dropped { count: 12 });
+    // 1 + 5 * 2 + 1 + 5 = 17 notices, 4 kept.
+    assert_eq!(seen[0], Notice::Dropped { count: 13 });
     assert_eq!(
         seen[0].to_string(),
-        "12 notices dropped: the queue was full"
+        "13 notices dropped: the queue was full"
     );
     assert_eq!(
         changes(&seen[1..]),

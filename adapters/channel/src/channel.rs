@@ -272,6 +272,7 @@ impl<C: Connector> ChannelBuilder<C> {
         );
         driver.names = Names::new(target.default_authority());
         driver.trace = Trace::new(&self.target);
+        let span = driver.trace.span();
         driver.resolver = Some(Task::spawn(
             &self.runtime,
             resolver.resolve(&target, context),
@@ -283,6 +284,7 @@ impl<C: Connector> ChannelBuilder<C> {
                 inbox,
                 runtime: self.runtime,
                 target,
+                span,
                 default_timeout: self.default_timeout,
                 retries: self.retry.build(seed),
                 error_code: C::error_code,
@@ -305,6 +307,8 @@ struct Handle<T> {
     inbox: async_channel::Sender<Input>,
     runtime: Arc<dyn Runtime>,
     target: Target,
+    /// The channel's span: where its calls' events are logged.
+    span: trace::ChannelSpan,
     default_timeout: Option<Duration>,
     /// What its calls retry and hedge by.
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
@@ -542,7 +546,7 @@ impl<T: Clone> Channel<T> {
                         .get(&subchannel)
                         .filter(|connection| !(handle.shared.is_broken)(connection));
                     if let Some(connection) = connection {
-                        trace::picked(subchannel, &connection.address);
+                        trace::picked(&handle.span, subchannel, &connection.address);
                         return Ok(Picked {
                             connection: connection.connection.clone(),
                             call: CallGuard {
@@ -566,13 +570,13 @@ impl<T: Clone> Channel<T> {
                 }
                 Pick::Fail(status) => {
                     if options.wait_for_ready != Some(true) {
-                        trace::pick_failed(&status);
+                        trace::pick_failed(&handle.span, &status);
                         return Err(status);
                     }
                     last_failure = Some(status);
                 }
                 Pick::Drop(status) => {
-                    trace::pick_failed(&status);
+                    trace::pick_failed(&handle.span, &status);
                     return Err(status);
                 }
                 _ => {}
@@ -607,7 +611,7 @@ impl<T: Clone> Channel<T> {
                     last_failure.as_ref(),
                     snapshot.last_error.as_deref(),
                 );
-                trace::pick_failed(&status);
+                trace::pick_failed(&handle.span, &status);
                 return Err(status);
             }
         }

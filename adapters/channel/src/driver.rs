@@ -318,10 +318,7 @@ impl<C: Connector> Driver<C> {
                     self.withdraw(subchannel);
                 }
                 Action::ResolveNow => self.resolve_now.request(),
-                Action::StateChanged(state) => {
-                    self.trace.state(state);
-                    self.state = Some(state);
-                }
+                Action::StateChanged(state) => self.state = Some(state),
                 Action::UpdatePicker(picker) => self.picker = Some(picker),
                 _ => {}
             }

@@ -45,9 +45,9 @@ mod on {
             }
         }
 
-        /// The channel's state changed.
-        pub(crate) fn state(&self, state: ConnectivityState) {
-            debug!(target: "croupier", parent: &self.channel, %state, "channel state changed");
+        /// The channel's span, for what calls log.
+        pub(crate) fn span(&self) -> Span {
+            self.channel.clone()
         }
 
         /// The span of subchannel `id` at `address`, made on first use.
@@ -68,6 +68,9 @@ mod on {
         pub(crate) fn notice(&mut self, notice: &Notice) {
             let channel = self.channel.clone();
             match notice {
+                Notice::ChannelState { from, to } => {
+                    debug!(target: "croupier", parent: &channel, %from, %to, "channel state changed");
+                }
                 Notice::SubchannelState {
                     subchannel,
                     address,
@@ -150,21 +153,24 @@ mod on {
         }
     }
 
-    /// A pick sent a call to `subchannel` at `address`.
+    /// A pick in the channel of `span` sent a call to `subchannel` at `address`.
     #[inline]
-    pub(crate) fn picked(subchannel: SubchannelId, address: &Address) {
-        trace!(target: "croupier", subchannel = subchannel.as_u64(), %address, "picked");
+    pub(crate) fn picked(span: &Span, subchannel: SubchannelId, address: &Address) {
+        trace!(target: "croupier", parent: span, subchannel = subchannel.as_u64(), %address, "picked");
     }
 
-    /// A pick failed the call with `status`.
-    pub(crate) fn pick_failed(status: &Status) {
-        debug!(target: "croupier", %status, "pick failed");
+    /// A pick in the channel of `span` failed its call with `status`.
+    pub(crate) fn pick_failed(span: &Span, status: &Status) {
+        debug!(target: "croupier", parent: span, %status, "pick failed");
     }
+
+    /// The span of a channel, for its calls' events.
+    pub(crate) type ChannelSpan = Span;
 }
 
 #[cfg(not(feature = "tracing"))]
 mod off {
-    use croupier::{Address, ConnectivityState, Status, SubchannelId};
+    use croupier::{Address, Status, SubchannelId};
 
     /// Notices are off: nothing would read them.
     pub(crate) fn notice_capacity() -> usize {
@@ -182,11 +188,17 @@ mod off {
 
         pub(crate) fn notice(&mut self, _: &croupier::Notice) {}
 
-        pub(crate) fn state(&self, _: ConnectivityState) {}
+        pub(crate) fn span(&self) -> ChannelSpan {
+            ChannelSpan
+        }
     }
 
-    #[inline]
-    pub(crate) fn picked(_: SubchannelId, _: &Address) {}
+    /// No span: nothing is logged.
+    #[derive(Clone, Debug)]
+    pub(crate) struct ChannelSpan;
 
-    pub(crate) fn pick_failed(_: &Status) {}
+    #[inline]
+    pub(crate) fn picked(_: &ChannelSpan, _: SubchannelId, _: &Address) {}
+
+    pub(crate) fn pick_failed(_: &ChannelSpan, _: &Status) {}
 }
