@@ -266,15 +266,6 @@ impl Balancer {
         None
     }
 
-    /// The endpoints in use: the last resolver list the balancer accepted (none before the
-    /// first). A list it refused (too long, or with a service config it cannot use while it has
-    /// no other to fall back on) leaves it as it was.
-    pub fn endpoints(&self) -> &[Endpoint] {
-        self.last_update
-            .as_ref()
-            .map_or(&[], |last| last.endpoints.as_slice())
-    }
-
     /// The resolver produced `update`. Applying the same update again changes nothing. An update
     /// with more endpoints than [`BalancerConfig::max_endpoints`] is refused as a resolver error
     /// that says how many came and what the limit is: the last good list stays in use.

@@ -6,6 +6,7 @@ use std::time::Instant;
 #[cfg(feature = "service-config")]
 use std::sync::Arc;
 
+use crate::address::Endpoint;
 use crate::policy::PolicyDetails;
 use crate::resolver::ResolverError;
 #[cfg(feature = "service-config")]
@@ -72,6 +73,15 @@ impl Balancer {
             service_config: Arc::clone(self.service_config()),
             error,
         })
+    }
+
+    /// The endpoints in use: the last resolver list the balancer accepted (none before the
+    /// first). A list it refused (too long, or with a service config it cannot use while it has
+    /// no other to fall back on) leaves it as it was.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        self.last_update
+            .as_ref()
+            .map_or(&[], |last| last.endpoints.as_slice())
     }
 
     /// When the channel entered its state ([`Balancer::state`]).
