@@ -233,6 +233,9 @@ impl fmt::Display for Notice {
     }
 }
 
+/// How many notices' room a drained queue keeps.
+const RETAINED: usize = 256;
+
 /// The notices not yet polled: at most `capacity`, the oldest dropped (and counted) first.
 #[derive(Debug, Default)]
 pub(crate) struct Notices {
@@ -275,6 +278,43 @@ impl Notices {
             let count = std::mem::take(&mut self.dropped);
             return Some(Notice::Dropped { count });
         }
-        self.queue.pop_front()
+        let notice = self.queue.pop_front();
+        if notice.is_none() && self.queue.capacity() > RETAINED {
+            // A burst (thousands of endpoints connecting) keeps no memory once drained.
+            self.queue.shrink_to(RETAINED);
+        }
+        notice
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dropped(count: u64) -> Notice {
+        Notice::Dropped { count }
+    }
+
+    #[test]
+    fn a_queue_of_no_room_keeps_nothing() {
+        let mut notices = Notices::new(0);
+        assert!(!notices.enabled());
+        notices.push(dropped(1));
+        assert_eq!(notices.pop(), None);
+    }
+
+    #[test]
+    fn a_drained_burst_gives_its_memory_back() {
+        let mut notices = Notices::new(100_000);
+        for i in 0..10_000 {
+            notices.push(dropped(i));
+        }
+        assert!(notices.queue.capacity() >= 10_000);
+        let mut seen = 0;
+        while notices.pop().is_some() {
+            seen += 1;
+        }
+        assert_eq!(seen, 10_000, "none dropped below the capacity");
+        assert!(notices.queue.capacity() <= RETAINED);
     }
 }

@@ -316,6 +316,7 @@ impl<C: Connector> Driver<C> {
                 Action::Shutdown { subchannel } => {
                     self.tasks.remove(&subchannel);
                     self.withdraw(subchannel);
+                    self.trace.forget(subchannel);
                 }
                 Action::ResolveNow => self.resolve_now.request(),
                 Action::StateChanged(state) => self.state = Some(state),

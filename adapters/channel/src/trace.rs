@@ -50,6 +50,12 @@ mod on {
             self.channel.clone()
         }
 
+        /// Subchannel `id` is gone: its span goes too (even if the notice that said so was
+        /// dropped from a full queue).
+        pub(crate) fn forget(&mut self, id: SubchannelId) {
+            self.subchannels.remove(&id);
+        }
+
         /// The span of subchannel `id` at `address`, made on first use.
         fn subchannel(&mut self, id: SubchannelId, address: &Address) -> &Span {
             let channel = &self.channel;
@@ -191,6 +197,8 @@ mod off {
         pub(crate) fn span(&self) -> ChannelSpan {
             ChannelSpan
         }
+
+        pub(crate) fn forget(&mut self, _: SubchannelId) {}
     }
 
     /// No span: nothing is logged.
