@@ -238,7 +238,9 @@ impl Balancer {
     /// The next [`Notice`], if notices are on ([`BalancerConfig::notices`]): what the inputs
     /// handled so far did, oldest first. Drain it when convenient (after the actions, say);
     /// notices wait in a bounded queue, and when it overflows the next one polled is a
-    /// [`Notice::Dropped`] that counts what was lost.
+    /// [`Notice::Dropped`] that counts what was lost. Polling with nothing queued costs two
+    /// compares.
+    #[inline]
     pub fn poll_notice(&mut self) -> Option<Notice> {
         self.core.notices.pop()
     }
