@@ -543,7 +543,6 @@ impl Core {
         {
             self.actions.push(Queued::Connect(connection));
             self.updates.push(id, ConnectivityState::Connecting, None);
-            subchannel.entered_state(self.now);
             observe::connecting(&mut self.notices, connection, subchannel);
             // The attempt's deadline is the subchannel's next one.
             debug_assert_eq!(subchannel.deadline(), Some(deadline));

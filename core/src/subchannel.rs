@@ -167,7 +167,7 @@ pub(crate) enum Effect {
 pub(crate) struct Subchannel {
     address: Address,
     state: ConnectivityState,
-    /// When it entered `state`.
+    /// When it entered `state`; while CONNECTING, when the current attempt started.
     since: Instant,
     backoff: Backoff,
     attempt: u32,
@@ -175,8 +175,6 @@ pub(crate) struct Subchannel {
     connect_deadline: Option<Instant>,
     /// The end of the current backoff: no attempt may start before it.
     retry_at: Option<Instant>,
-    /// When the current attempt started.
-    started: Option<Instant>,
     last_error: Option<Arc<str>>,
     /// In TRANSIENT_FAILURE only because its connection's health check failed: the connection
     /// is open, and `Healthy` makes it READY again.
@@ -193,7 +191,6 @@ impl Subchannel {
             attempt: 0,
             connect_deadline: None,
             retry_at: None,
-            started: None,
             last_error: None,
             unhealthy: false,
         }
@@ -272,7 +269,7 @@ impl Subchannel {
         self.state = ConnectivityState::Connecting;
         self.connect_deadline = Some(times.connect_deadline);
         self.retry_at = Some(times.retry_at);
-        self.started = Some(now);
+        self.since = now;
         Some((self.connection(id), times.connect_deadline))
     }
 
@@ -365,7 +362,8 @@ impl Subchannel {
     pub(crate) fn on_timeout(&mut self, now: Instant) -> Effect {
         match self.state {
             ConnectivityState::Connecting if self.connect_deadline.is_some_and(|at| at <= now) => {
-                let waited = now.saturating_duration_since(self.started.unwrap_or(now));
+                // Still CONNECTING: `since` is when the attempt started.
+                let waited = now.saturating_duration_since(self.since);
                 let message = format!(
                     "connection attempt to {} timed out after {:.3?}",
                     self.address, waited
