@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use crate::address::{Address, Endpoint};
 use crate::call::{CallOutcome, LoadReport};
+use crate::notice::{Notice, Notices};
 use crate::picker::{Picker, QueuePicker};
 use crate::policy::{SubchannelUpdate, TimerToken};
 use crate::probe::ProbeResult;
@@ -23,17 +24,20 @@ use crate::rng::Rng;
 use crate::service_config::ServiceConfig;
 use crate::status::ConnectivityState;
 use crate::subchannel::{
-    ConnectionEvent, ConnectionId, Effect, Subchannel, SubchannelId, SubchannelInfo, Subchannels,
+    ConnectionEvent, ConnectionId, Effect, Subchannel, SubchannelId, Subchannels,
 };
 
 mod actions;
 mod config;
+mod observe;
+mod snapshot;
 mod sources;
 mod switch;
 
 pub use actions::Action;
 use actions::{ActionQueue, Queued};
 pub use config::{BalancerConfig, DEFAULT_MAX_ENDPOINTS};
+pub use snapshot::{BalancerSnapshot, ResolverResult};
 use sources::Selection;
 use switch::Switch;
 
@@ -85,10 +89,15 @@ struct Core {
     updates: Updates,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     state: ConnectivityState,
+    /// When the channel entered `state`.
+    state_since: Instant,
     picker: Arc<dyn Picker>,
     /// A picker was published since actions were last queued for it.
     published: bool,
     resolution: Resolution,
+    /// When the resolver last reported, and its error if it failed (or its update was refused).
+    resolved: Option<(Instant, Option<ResolverError>)>,
+    notices: Notices,
 }
 
 /// The balancer of one channel: resolver results and connection events in, actions and pickers
@@ -132,6 +141,7 @@ impl Balancer {
         let in_use = config.fallback();
         let policies = Switch::new(in_use.key.clone(), &in_use.policy);
         let resolution = Resolution::new(config.resolution.clone());
+        let notices = Notices::new(config.notice_capacity);
         Balancer {
             policies,
             in_use,
@@ -146,9 +156,12 @@ impl Balancer {
                 updates: Updates::default(),
                 timers: BinaryHeap::new(),
                 state: ConnectivityState::Connecting,
+                state_since: now,
                 picker: Arc::new(QueuePicker),
                 published: false,
                 resolution,
+                resolved: None,
+                notices,
             },
         }
     }
@@ -232,6 +245,16 @@ impl Balancer {
         }
     }
 
+    /// The next [`Notice`], if notices are on ([`BalancerConfig::notices`]): what the inputs
+    /// handled so far did, oldest first. Drain it when convenient (after the actions, say);
+    /// notices wait in a bounded queue, and when it overflows the next one polled is a
+    /// [`Notice::Dropped`] that counts what was lost. Polling with nothing queued costs two
+    /// compares.
+    #[inline]
+    pub fn poll_notice(&mut self) -> Option<Notice> {
+        self.core.notices.pop()
+    }
+
     /// When [`Balancer::handle_timeout`] should next be called, if ever. Ask again after every
     /// `handle_*` call: inputs move it.
     #[must_use = "an adapter that does not wake at this instant leaves backoffs, connection \
@@ -255,44 +278,6 @@ impl Balancer {
         None
     }
 
-    /// Every subchannel, in creation order.
-    pub fn subchannels(&self) -> Vec<SubchannelInfo> {
-        self.core
-            .subchannels
-            .in_creation_order()
-            .into_iter()
-            .map(|(id, subchannel, address)| subchannel.info(id, address))
-            .collect()
-    }
-
-    /// Every live subchannel's handle and state, in no particular order (cheaper than
-    /// [`Balancer::subchannels`]: nothing is copied or sorted).
-    pub fn subchannel_states(
-        &self,
-    ) -> impl Iterator<Item = (SubchannelId, ConnectivityState)> + '_ {
-        self.core
-            .subchannels
-            .iter()
-            .map(|(id, subchannel)| (id, subchannel.state()))
-    }
-
-    /// The state of one subchannel, `None` once it is removed.
-    pub fn subchannel_state(&self, subchannel: SubchannelId) -> Option<ConnectivityState> {
-        self.core
-            .subchannels
-            .get(&subchannel)
-            .map(Subchannel::state)
-    }
-
-    /// The endpoints in use: the last resolver list the balancer accepted (none before the
-    /// first). A list it refused (too long, or with a service config it cannot use while it has
-    /// no other to fall back on) leaves it as it was.
-    pub fn endpoints(&self) -> &[Endpoint] {
-        self.last_update
-            .as_ref()
-            .map_or(&[], |last| last.endpoints.as_slice())
-    }
-
     /// The resolver produced `update`. Applying the same update again changes nothing. An update
     /// with more endpoints than [`BalancerConfig::max_endpoints`] is refused as a resolver error
     /// that says how many came and what the limit is: the last good list stays in use.
@@ -305,7 +290,7 @@ impl Balancer {
     pub fn handle_resolver_update(&mut self, update: ResolverUpdate, now: Instant) {
         self.core.advance(now);
         if let Err(error) = self.core.config.check_size(&update.endpoints) {
-            self.handle_resolver_error(error, now);
+            self.reject(error, Some(update.endpoints.len()), now);
             return;
         }
         let config = update.config_fingerprint();
@@ -315,6 +300,7 @@ impl Balancer {
                 && last.config == config
         });
         if repeat {
+            self.core.resolved = Some((self.core.now, None));
             self.core.resolution.on_success(now, &mut self.core.rng);
             self.core.schedule_resolution();
             return;
@@ -325,7 +311,8 @@ impl Balancer {
             Err(_) if self.accepted => self.in_use.clone(),
             Err(_) if self.core.config.has_default() => self.core.config.fallback(),
             Err(reason) => {
-                self.handle_resolver_error(ResolverError::new(reason), now);
+                let count = Some(update.endpoints.len());
+                self.reject(ResolverError::new(reason), count, now);
                 return;
             }
         };
@@ -342,6 +329,13 @@ impl Balancer {
             self.core.resolution.on_success(now, &mut self.core.rng);
         }
         self.core.schedule_resolution();
+        self.core.resolved = Some((self.core.now, None));
+        if self.core.notices.enabled() {
+            self.core.notices.push(Notice::ResolverApplied {
+                endpoints: endpoints.len(),
+                policy: self.policies.latest_name().to_owned(),
+            });
+        }
         self.policies.resolver_update(&endpoints, &mut self.core);
         self.last_update = Some(LastUpdate {
             endpoints,
@@ -354,7 +348,19 @@ impl Balancer {
     /// The resolver failed. The endpoints already known stay in use; with none, calls fail with
     /// `error`. A retry is planned with backoff.
     pub fn handle_resolver_error(&mut self, error: ResolverError, now: Instant) {
+        self.reject(error, None, now);
+    }
+
+    /// The resolver failed (`endpoints: None`), or its update of `endpoints` was refused.
+    fn reject(&mut self, error: ResolverError, endpoints: Option<usize>, now: Instant) {
         self.core.advance(now);
+        self.core.resolved = Some((self.core.now, Some(error.clone())));
+        if self.core.notices.enabled() {
+            let error = error.clone();
+            self.core
+                .notices
+                .push(Notice::ResolverRejected { endpoints, error });
+        }
         self.core.resolution.on_failure(now, &mut self.core.rng);
         self.core.schedule_resolution();
         self.policies.resolver_error(&error, &mut self.core);
@@ -372,8 +378,9 @@ impl Balancer {
         self.core.advance(now);
         let id = connection.subchannel();
         if let Some(subchannel) = self.core.subchannels.get_mut(&id) {
+            let from = subchannel.state();
             if subchannel.on_event(connection, event, self.core.now) == Effect::Changed {
-                self.core.subchannel_changed(id);
+                self.core.subchannel_changed(id, from);
             }
         }
         self.settle();
@@ -461,12 +468,13 @@ impl Balancer {
                         continue;
                     };
                     let attempt = subchannel.connection(id);
+                    let from = subchannel.state();
                     match subchannel.on_timeout(self.core.now, address) {
                         Effect::None => {}
-                        Effect::Changed => self.core.subchannel_changed(id),
+                        Effect::Changed => self.core.subchannel_changed(id, from),
                         Effect::ChangedAndDisconnect => {
                             self.core.actions.push(Queued::Disconnect(attempt));
-                            self.core.subchannel_changed(id);
+                            self.core.subchannel_changed(id, from);
                         }
                     }
                 }
@@ -519,16 +527,21 @@ impl Core {
         }
     }
 
-    /// Queues the policy's view of a subchannel change, and its consequences (a backoff that is
-    /// already over ends at once; a new deadline gets a timer).
-    fn subchannel_changed(&mut self, id: SubchannelId) {
-        let Some(subchannel) = self.subchannels.get_mut(&id) else {
+    /// Queues the policy's view of a subchannel change from `from`, and its consequences (a
+    /// backoff that is already over ends at once; a new deadline gets a timer).
+    fn subchannel_changed(&mut self, id: SubchannelId, from: ConnectivityState) {
+        let noting = self.notices.enabled();
+        let Some((subchannel, address)) = self.subchannels.get_mut_noting(&id, noting) else {
             return;
         };
+        subchannel.entered_state(self.now);
         self.updates
             .push(id, subchannel.state(), subchannel.last_error().cloned());
+        observe::state_changed(&mut self.notices, id, subchannel, address, from);
         if subchannel.finish_backoff(self.now) {
             self.updates.push(id, ConnectivityState::Idle, None);
+            let failed = ConnectivityState::TransientFailure;
+            observe::state_changed(&mut self.notices, id, subchannel, address, failed);
         }
         self.schedule_subchannel(id);
     }
@@ -537,7 +550,7 @@ impl Core {
 /// What the policies' controllers do (see [`switch`]).
 impl Core {
     fn create_subchannel(&mut self, address: &Address) -> SubchannelId {
-        self.subchannels.create(address.clone())
+        self.subchannels.create(address.clone(), self.now)
     }
 
     fn reserve_subchannels(&mut self, additional: usize) {
@@ -551,7 +564,8 @@ impl Core {
     }
 
     fn connect(&mut self, id: SubchannelId) {
-        let Some(subchannel) = self.subchannels.get_mut(&id) else {
+        let noting = self.notices.enabled();
+        let Some((subchannel, address)) = self.subchannels.get_mut_noting(&id, noting) else {
             return;
         };
         if let Some((connection, deadline)) =
@@ -559,6 +573,7 @@ impl Core {
         {
             self.actions.push(Queued::Connect(connection));
             self.updates.push(id, ConnectivityState::Connecting, None);
+            observe::connecting(&mut self.notices, connection, address);
             // The attempt's deadline is the subchannel's next one.
             debug_assert_eq!(subchannel.deadline(), Some(deadline));
             self.timers
@@ -567,9 +582,11 @@ impl Core {
     }
 
     fn remove_subchannel(&mut self, id: SubchannelId) {
-        if let Some(mut subchannel) = self.subchannels.remove(&id) {
+        if let Some((mut subchannel, address)) = self.subchannels.remove(&id) {
+            let from = subchannel.state();
             subchannel.shutdown();
             self.actions.push(Queued::Shutdown(id));
+            observe::state_changed(&mut self.notices, id, &subchannel, address.as_ref(), from);
         }
     }
 
@@ -584,7 +601,12 @@ impl Core {
             other => other,
         };
         if state != self.state {
+            if self.notices.enabled() {
+                let from = self.state;
+                self.notices.push(Notice::ChannelState { from, to: state });
+            }
             self.state = state;
+            self.state_since = self.now;
             self.actions.push_state(state);
         }
         self.picker = picker;

@@ -21,6 +21,11 @@
 //!    connection, ask the resolver again, publish a new picker. An adapter may feed every input
 //!    already waiting before it drains (cheaper in a burst): a newer picker or state change takes
 //!    the place of one not yet polled, so the queue stays bounded.
+//!    With notices on ([`BalancerConfig::notices`]), drain [`Balancer::poll_notice`] too: typed
+//!    [`Notice`]s of what happened (a subchannel's state change and why, a failed attempt, a
+//!    resolver result applied or refused, a policy switch, an ejection, new weights), to log or
+//!    count. [`Balancer::snapshot`] shows the channel, the resolver's last result and every
+//!    subchannel as they stand.
 //! 3. Ask [`Balancer::poll_timeout`] when to wake up, after every input (each may move it); at
 //!    that instant call [`Balancer::handle_timeout`], then drain actions again.
 //! 4. Calls pick from the newest [`Picker`] (`Send + Sync`, shared by `Arc`) without touching the
@@ -194,6 +199,7 @@ mod backoff;
 mod balancer;
 mod call;
 mod hasher;
+mod notice;
 mod picker;
 pub mod policy;
 mod probe;
@@ -210,14 +216,17 @@ pub mod target;
 
 pub use address::{Address, Attributes, Endpoint};
 pub use backoff::BackoffConfig;
-pub use balancer::{Action, Balancer, BalancerConfig, DEFAULT_MAX_ENDPOINTS};
+pub use balancer::{
+    Action, Balancer, BalancerConfig, BalancerSnapshot, ResolverResult, DEFAULT_MAX_ENDPOINTS,
+};
 pub use call::{CallOutcome, LoadReport};
+pub use notice::{Notice, SubchannelWeight, DEFAULT_NOTICE_CAPACITY};
 pub use picker::{
     FailPicker, Pick, PickNote, PickRequest, Picker, QueuePicker, RoundRobinPicker, SinglePicker,
 };
 pub use policy::{
-    Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError, PolicyParamErrorKind,
-    SubchannelUpdate, TimerToken,
+    Controller, Policy, PolicyBuilder, PolicyConfig, PolicyDetails, PolicyParamError,
+    PolicyParamErrorKind, SubchannelUpdate, TimerToken,
 };
 pub use probe::{ArrivedAt, ProbeResult, ServerLoad};
 pub use resolution::ResolutionConfig;

@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use crate::address::Address;
 use crate::backoff::{Backoff, BackoffConfig};
+use crate::policy::PolicyDetails;
 use crate::rng::Rng;
 use crate::slab::SlabKey;
 use crate::status::ConnectivityState;
@@ -131,7 +132,7 @@ pub enum ConnectionEvent {
 }
 
 /// A snapshot of one subchannel, for observability.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct SubchannelInfo {
     /// The handle.
@@ -140,8 +141,14 @@ pub struct SubchannelInfo {
     pub address: Address,
     /// Its current state.
     pub state: ConnectivityState,
+    /// When it entered that state (the `now` of the input that moved it).
+    pub since: Instant,
+    /// How many connection attempts it started.
+    pub connection_attempts: u32,
     /// Why its last attempt failed or its last connection ended, if one did.
     pub last_error: Option<Arc<str>>,
+    /// What its policy knows of it: weight, ejection, latency estimate, calls in flight.
+    pub policy: PolicyDetails,
 }
 
 /// What the balancer must do after a subchannel changed.
@@ -160,14 +167,14 @@ pub(crate) enum Effect {
 #[derive(Debug)]
 pub(crate) struct Subchannel {
     state: ConnectivityState,
+    /// When it entered `state`; while CONNECTING, when the current attempt started.
+    since: Instant,
     backoff: Backoff,
     attempt: u32,
     /// While CONNECTING: when the attempt counts as failed.
     connect_deadline: Option<Instant>,
     /// The end of the current backoff: no attempt may start before it.
     retry_at: Option<Instant>,
-    /// When the current attempt started.
-    started: Option<Instant>,
     last_error: Option<Arc<str>>,
     /// In TRANSIENT_FAILURE only because its connection's health check failed: the connection
     /// is open, and `Healthy` makes it READY again.
@@ -175,14 +182,14 @@ pub(crate) struct Subchannel {
 }
 
 impl Subchannel {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(now: Instant) -> Self {
         Subchannel {
             state: ConnectivityState::Idle,
+            since: now,
             backoff: Backoff::new(),
             attempt: 0,
             connect_deadline: None,
             retry_at: None,
-            started: None,
             last_error: None,
             unhealthy: false,
         }
@@ -196,13 +203,27 @@ impl Subchannel {
         self.last_error.as_ref()
     }
 
-    /// A snapshot of the subchannel, whose handle is `id` and address `address`.
-    pub(crate) fn info(&self, id: SubchannelId, address: &Address) -> SubchannelInfo {
+    /// Records that its state changed at `now`.
+    pub(crate) fn entered_state(&mut self, now: Instant) {
+        self.since = now;
+    }
+
+    /// A snapshot of the subchannel, whose handle is `id` and address `address`, with what its
+    /// policy knows of it.
+    pub(crate) fn info(
+        &self,
+        id: SubchannelId,
+        address: &Address,
+        policy: PolicyDetails,
+    ) -> SubchannelInfo {
         SubchannelInfo {
             id,
             address: address.clone(),
             state: self.state,
+            since: self.since,
+            connection_attempts: self.attempt,
             last_error: self.last_error.clone(),
+            policy,
         }
     }
 
@@ -250,7 +271,7 @@ impl Subchannel {
         self.state = ConnectivityState::Connecting;
         self.connect_deadline = Some(times.connect_deadline);
         self.retry_at = Some(times.retry_at);
-        self.started = Some(now);
+        self.since = now;
         Some((self.connection(id), times.connect_deadline))
     }
 
@@ -343,7 +364,8 @@ impl Subchannel {
     pub(crate) fn on_timeout(&mut self, now: Instant, address: &Address) -> Effect {
         match self.state {
             ConnectivityState::Connecting if self.connect_deadline.is_some_and(|at| at <= now) => {
-                let waited = now.saturating_duration_since(self.started.unwrap_or(now));
+                // Still CONNECTING: `since` is when the attempt started.
+                let waited = now.saturating_duration_since(self.since);
                 let message = format!(
                     "connection attempt to {} timed out after {:.3?}",
                     address, waited
@@ -484,8 +506,8 @@ pub(crate) struct Subchannels {
 
 impl Subchannels {
     /// Creates an IDLE subchannel for `address`.
-    pub(crate) fn create(&mut self, address: Address) -> SubchannelId {
-        let key = self.slab.insert(Subchannel::new());
+    pub(crate) fn create(&mut self, address: Address, now: Instant) -> SubchannelId {
+        let key = self.slab.insert(Subchannel::new(now));
         self.created += 1;
         let slot = key.index as usize;
         if slot >= self.cold.len() {
@@ -530,13 +552,36 @@ impl Subchannels {
         id.key().is_some_and(|key| self.slab.contains(key))
     }
 
-    pub(crate) fn remove(&mut self, id: &SubchannelId) -> Option<Subchannel> {
+    /// Removes the subchannel, handing back its record and its address.
+    pub(crate) fn remove(&mut self, id: &SubchannelId) -> Option<(Subchannel, Option<Address>)> {
         let key = id.key()?;
         let subchannel = self.slab.remove(key)?;
-        if let Some(cold) = self.cold.get_mut(key.index as usize) {
-            *cold = None;
-        }
-        Some(subchannel)
+        let address = self
+            .cold
+            .get_mut(key.index as usize)
+            .and_then(Option::take)
+            .map(|(_, address)| address);
+        Some((subchannel, address))
+    }
+
+    /// The subchannel, to change, and its address only if `with_address` (the address is kept
+    /// apart, and an event that does not need it should not touch it).
+    pub(crate) fn get_mut_noting(
+        &mut self,
+        id: &SubchannelId,
+        with_address: bool,
+    ) -> Option<(&mut Subchannel, Option<&Address>)> {
+        let key = id.key()?;
+        let subchannel = self.slab.get_mut(key)?;
+        let address = if with_address {
+            self.cold
+                .get(key.index as usize)
+                .and_then(Option::as_ref)
+                .map(|(_, address)| address)
+        } else {
+            None
+        };
+        Some((subchannel, address))
     }
 
     pub(crate) fn len(&self) -> usize {

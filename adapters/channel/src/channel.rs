@@ -24,6 +24,7 @@ use crate::retry::{Retries, RetrySettings};
 use crate::runtime::{Runtime, Task};
 use crate::shared::Shared;
 use crate::snapshot::ChannelSnapshot;
+use crate::trace::{self, Trace};
 
 /// Why a channel could not be built.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -247,7 +248,10 @@ impl<C: Connector> ChannelBuilder<C> {
                 })?;
         let seed = self.seed.unwrap_or_else(random_seed);
         let now = self.runtime.now();
-        let balancer = Balancer::new(self.config, seed, now);
+        let mut config = self.config;
+        // The driver logs the core's notices; a larger queue asked for is kept.
+        config.notice_capacity = config.notice_capacity.max(trace::notice_capacity());
+        let balancer = Balancer::new(config, seed, now);
         let shared = Arc::new(Shared::new(
             Addressed::<C::Connection>::is_broken::<C>,
             Arc::clone(balancer.service_config()),
@@ -271,6 +275,8 @@ impl<C: Connector> ChannelBuilder<C> {
             Arc::clone(&canonical),
         );
         driver.names = Names::new(target.default_authority());
+        driver.trace = Trace::new(&self.target);
+        let span = driver.trace.span();
         driver.resolver = Some(Task::spawn(
             &self.runtime,
             resolver.resolve(&target, context),
@@ -282,6 +288,7 @@ impl<C: Connector> ChannelBuilder<C> {
                 inbox,
                 runtime: self.runtime,
                 target,
+                span,
                 default_timeout: self.default_timeout,
                 retries: self.retry.build(seed),
                 error_code: C::error_code,
@@ -306,6 +313,8 @@ struct Handle<T> {
     inbox: async_channel::Sender<Input>,
     runtime: Arc<dyn Runtime>,
     target: Target,
+    /// The channel's span: where its calls' events are logged.
+    span: trace::ChannelSpan,
     default_timeout: Option<Duration>,
     /// What its calls retry and hedge by.
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
@@ -619,6 +628,7 @@ impl<T: Clone> Channel<T> {
                         .filter(|connection| !(handle.shared.is_broken)(connection));
                     if let Some(connection) = connection {
                         connection.backend.call_started();
+                        trace::picked(&handle.span, subchannel, &connection.backend.address);
                         return Ok(Picked {
                             connection: connection.connection.clone(),
                             call: CallGuard {
@@ -645,11 +655,15 @@ impl<T: Clone> Channel<T> {
                 }
                 Pick::Fail(status) => {
                     if options.wait_for_ready != Some(true) {
+                        trace::pick_failed(&handle.span, &status);
                         return Err(status);
                     }
                     last_failure = Some(status);
                 }
-                Pick::Drop(status) => return Err(status),
+                Pick::Drop(status) => {
+                    trace::pick_failed(&handle.span, &status);
+                    return Err(status);
+                }
                 _ => {}
             }
             let seen = snapshot.generation;
@@ -676,12 +690,14 @@ impl<T: Clone> Channel<T> {
             .await;
             if timed_out {
                 let snapshot = handle.shared.load();
-                return Err(deadline_exceeded(
+                let status = deadline_exceeded(
                     handle.runtime.now().saturating_duration_since(started),
                     snapshot.state,
                     last_failure.as_ref(),
                     snapshot.last_error.as_deref(),
-                ));
+                );
+                trace::pick_failed(&handle.span, &status);
+                return Err(status);
             }
         }
     }

@@ -20,6 +20,7 @@ use crate::resolver::ResolveNow;
 use crate::runtime::{BoxFuture, Runtime, Task};
 use crate::shared::{Shared, Snapshot};
 use crate::snapshot::ChannelSnapshot;
+use crate::trace::Trace;
 
 /// The most reports and inputs the driver hands the balancer before it carries out the actions
 /// they caused (each round takes one of each kind).
@@ -80,6 +81,8 @@ pub(crate) struct Driver<C: Connector> {
     snapshots: Vec<async_channel::Sender<ChannelSnapshot>>,
     /// What the snapshot and the metrics need that the core does not keep.
     records: Records,
+    /// Where the core's notices are logged.
+    pub(crate) trace: Trace,
 }
 
 impl<C: Connector> Driver<C> {
@@ -114,6 +117,7 @@ impl<C: Connector> Driver<C> {
             queries: Vec::new(),
             snapshots: Vec::new(),
             records: Records::new(target, now),
+            trace: Trace::new(""),
         }
     }
 
@@ -122,6 +126,7 @@ impl<C: Connector> Driver<C> {
         let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
         loop {
             self.perform_actions();
+            self.report_notices();
             self.publish();
             if !self.queries.is_empty() {
                 let subchannels = self.balancer.subchannels();
@@ -382,6 +387,7 @@ impl<C: Connector> Driver<C> {
                     self.tasks.remove(&subchannel);
                     self.withdraw(subchannel, "subchannel shutdown");
                     self.records.observe(subchannel, None, now);
+                    self.trace.forget(subchannel);
                 }
                 Action::ResolveNow => self.resolve_now.request(),
                 Action::Probe { subchannel } => self.probe(subchannel),
@@ -392,6 +398,13 @@ impl<C: Connector> Driver<C> {
                 Action::UpdatePicker(picker) => self.picker = Some(picker),
                 _ => {}
             }
+        }
+    }
+
+    /// Hands every notice the balancer queued to what reports them.
+    fn report_notices(&mut self) {
+        while let Some(notice) = self.balancer.poll_notice() {
+            self.trace.notice(&notice);
         }
     }
 

@@ -28,6 +28,17 @@
 //!   with gRPC's names and labels (gRFC A66 per attempt, A94 per subchannel) and a per-backend
 //!   call counter (the `metrics` module names them). Without it, [`Channel::snapshot`] still
 //!   counts each subchannel's calls.
+//! - `tracing` (on by default): the channel logs through [`tracing`](https://docs.rs/tracing), in a
+//!   span per channel (`target`) and per subchannel (`id`, `address`), every notice of the core
+//!   ([`croupier::Notice`]): a subchannel's state changes and why at `debug` (leaving READY at
+//!   `info`), failed connection attempts, refused resolver updates and ejections at `warn`,
+//!   resolver results and policy switches at `info`, picks at `trace`. Every event's target is
+//!   `croupier` (`RUST_LOG=croupier=debug`). No event carries a payload, a header value or a
+//!   credential. With it, the balancer keeps notices for the driver to log: a few allocations per
+//!   subchannel state change, none per pick; an event no subscriber wants costs a load and a
+//!   compare. It is on by default because a channel that fails calls should say why without a
+//!   rebuild; turn it off (`default-features = false`) and the channel logs nothing and the core
+//!   builds no notices.
 //! - `tower` (off by default): a `Channel` whose connections are `tower_service::Service`s over
 //!   `http::Request`s is itself one, picking per request from the request's path and headers and
 //!   reporting each response's end (its gRPC status, or its HTTP status) as the call's outcome.
@@ -72,6 +83,7 @@ mod service;
 mod shared;
 mod snapshot;
 mod stream;
+mod trace;
 
 #[cfg(feature = "tower")]
 pub use body::ServedBy;

@@ -40,6 +40,10 @@ pub struct BalancerConfig {
     /// longer list is refused as a resolver error, and the last good list stays in use: a
     /// resolver gone wrong cannot make the channel hold connections and memory without bound.
     pub max_endpoints: usize,
+    /// How many [`Notice`](crate::Notice)s may wait to be polled; 0, the default, turns
+    /// notices off (none is built, so a balancer whose adapter does not read them pays
+    /// nothing). When the queue is full, the oldest is dropped and counted.
+    pub notice_capacity: usize,
 }
 
 /// The most endpoints a resolver update may list unless [`BalancerConfig::max_endpoints`]
@@ -58,6 +62,7 @@ impl Default for BalancerConfig {
             backoff: BackoffConfig::default(),
             resolution: ResolutionConfig::default(),
             max_endpoints: DEFAULT_MAX_ENDPOINTS,
+            notice_capacity: 0,
         }
     }
 }
@@ -106,6 +111,14 @@ impl BalancerConfig {
     /// Sets the most endpoints a resolver update may list.
     pub fn max_endpoints(mut self, max: usize) -> Self {
         self.max_endpoints = max;
+        self
+    }
+
+    /// Turns notices on, with room for `capacity` waiting (see
+    /// [`BalancerConfig::notice_capacity`]; [`DEFAULT_NOTICE_CAPACITY`](crate::DEFAULT_NOTICE_CAPACITY)
+    /// suits an adapter that drains them with the actions); 0 turns them off.
+    pub fn notices(mut self, capacity: usize) -> Self {
+        self.notice_capacity = capacity;
         self
     }
 

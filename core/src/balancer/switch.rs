@@ -24,8 +24,11 @@ use std::time::Instant;
 use crate::address::{Address, Endpoint};
 use crate::call::{CallOutcome, LoadReport};
 use crate::hasher::FastSet;
+use crate::notice::Notice;
 use crate::picker::{Picker, QueuePicker};
-use crate::policy::{Controller, Policy, PolicyConfig, SubchannelUpdate, TimerToken};
+use crate::policy::{
+    Controller, Policy, PolicyConfig, PolicyDetails, SubchannelUpdate, TimerToken,
+};
 use crate::probe::ProbeResult;
 use crate::resolver::ResolverError;
 use crate::rng::Rng;
@@ -108,8 +111,33 @@ impl Switch {
         // u32::MAX never comes round in practice; wrapping keeps it panic-free if it did.
         self.next_generation = self.next_generation.wrapping_add(1);
         self.pending = Some(Side::new(key.clone(), policy, generation));
+        if core.notices.enabled() {
+            core.notices.push(Notice::PolicySwitchStarted {
+                from: self.current.name.clone(),
+                to: policy.name().to_owned(),
+            });
+        }
         if self.current.state != ConnectivityState::Ready {
             self.promote(core);
+        }
+    }
+
+    /// The name of the policy the channel is moving to: the pending one during a switch.
+    pub(super) fn latest_name(&self) -> &str {
+        match &self.pending {
+            Some(side) => &side.name,
+            None => &self.current.name,
+        }
+    }
+
+    /// What the policy that owns `id` knows of it.
+    pub(super) fn describe_subchannel(&self, id: SubchannelId, details: &mut PolicyDetails) {
+        let side = match self.owner(id) {
+            Which::Pending => self.pending.as_ref(),
+            Which::Current => Some(&self.current),
+        };
+        if let Some(side) = side {
+            side.policy.describe_subchannel(id, details);
         }
     }
 
@@ -277,6 +305,12 @@ impl Switch {
         for id in old_subchannels {
             core.remove_subchannel(id);
         }
+        if core.notices.enabled() {
+            core.notices.push(Notice::PolicySwitched {
+                from: old.name.clone(),
+                to: self.current.name.clone(),
+            });
+        }
         drop(old);
         let picker = self
             .current
@@ -377,5 +411,20 @@ impl Controller for SideController<'_> {
 
     fn rng(&mut self) -> &mut Rng {
         &mut self.core.rng
+    }
+
+    fn notices_enabled(&self) -> bool {
+        self.core.notices.enabled()
+    }
+
+    fn notify(&mut self, notice: Notice) {
+        self.core.notices.push(notice);
+    }
+
+    fn subchannel_address(&self, subchannel: SubchannelId) -> Option<Address> {
+        self.core
+            .subchannels
+            .get_with_address(&subchannel)
+            .map(|(_, address)| address.clone())
     }
 }

@@ -71,4 +71,16 @@ impl<K: Copy> Controller for ChildController<'_, K> {
     fn rng(&mut self) -> &mut Rng {
         self.inner.rng()
     }
+
+    fn notices_enabled(&self) -> bool {
+        self.inner.notices_enabled()
+    }
+
+    fn notify(&mut self, notice: crate::notice::Notice) {
+        self.inner.notify(notice);
+    }
+
+    fn subchannel_address(&self, subchannel: SubchannelId) -> Option<Address> {
+        self.inner.subchannel_address(subchannel)
+    }
 }

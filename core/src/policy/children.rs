@@ -123,6 +123,18 @@ impl Controller for ChildController<'_> {
     fn rng(&mut self) -> &mut Rng {
         self.inner.rng()
     }
+
+    fn notices_enabled(&self) -> bool {
+        self.inner.notices_enabled()
+    }
+
+    fn notify(&mut self, notice: crate::notice::Notice) {
+        self.inner.notify(notice);
+    }
+
+    fn subchannel_address(&self, subchannel: SubchannelId) -> Option<Address> {
+        self.inner.subchannel_address(subchannel)
+    }
 }
 
 impl Children {
@@ -276,6 +288,21 @@ impl Children {
             .position(|child| child.as_ref().is_some_and(|child| child.id == id));
         if let Some(slot) = found {
             self.with(slot as u32, ctl, |policy, ctl| policy.timer(token, ctl));
+        }
+    }
+
+    /// What the child that owns `subchannel` knows of it.
+    pub(crate) fn describe_subchannel(
+        &self,
+        subchannel: SubchannelId,
+        details: &mut crate::policy::PolicyDetails,
+    ) {
+        let child = self
+            .owners
+            .get(&subchannel)
+            .and_then(|&slot| self.slots.get(slot as usize)?.as_ref());
+        if let Some(child) = child {
+            child.policy.describe_subchannel(subchannel, details);
         }
     }
 

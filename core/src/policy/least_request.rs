@@ -26,7 +26,8 @@ use crate::picker::{Pick, PickRequest, Picker};
 use crate::policy::candidates::Candidates;
 use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, ReadyValues, Spread};
 use crate::policy::{
-    parse_bool, parse_whole, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError,
+    parse_bool, parse_whole, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyDetails,
+    PolicyParamError,
 };
 use crate::rng::AtomicRng;
 use crate::subchannel::SubchannelId;
@@ -158,6 +159,17 @@ impl Spread for LeastRequest {
             call_ended(counter);
         }
         false
+    }
+
+    fn describe_subchannel(
+        &self,
+        subchannel: SubchannelId,
+        _: Option<(EndpointKey, &())>,
+        details: &mut PolicyDetails,
+    ) {
+        if let Some(counter) = self.outstanding.get(&subchannel) {
+            details.in_flight = Some(counter.load(Ordering::Relaxed));
+        }
     }
 }
 

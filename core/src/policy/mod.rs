@@ -30,10 +30,11 @@
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::address::{Address, Endpoint};
 use crate::call::{CallOutcome, LoadReport};
+use crate::notice::Notice;
 use crate::picker::Picker;
 use crate::probe::ProbeResult;
 use crate::resolver::ResolverError;
@@ -146,6 +147,43 @@ pub trait Controller {
 
     /// The seeded random generator: the only randomness a policy should use.
     fn rng(&mut self) -> &mut Rng;
+
+    /// Whether the balancer keeps [`Notice`]s: a policy builds one only if so. The default
+    /// says no; a controller that wraps another says what the one it wraps says.
+    fn notices_enabled(&self) -> bool {
+        false
+    }
+
+    /// Tells the balancer's adapter what the policy did ([`Notice::Ejected`],
+    /// [`Notice::WeightsUpdated`], or a notice of a user's own policy), if notices are on. The
+    /// default drops it; a controller that wraps another passes it on.
+    fn notify(&mut self, notice: Notice) {
+        let _ = notice;
+    }
+
+    /// The address of a subchannel, `None` for an unknown or removed one (to name it in a
+    /// notice). The default knows none; a controller that wraps another asks it.
+    fn subchannel_address(&self, subchannel: SubchannelId) -> Option<Address> {
+        let _ = subchannel;
+        None
+    }
+}
+
+/// What a policy knows of one of its subchannels, for observability
+/// ([`Balancer::snapshot`](crate::Balancer::snapshot)): each field is `None` where the policy
+/// does not keep such a thing.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PolicyDetails {
+    /// Its weight (weighted_round_robin: from load reports once they count, else the resolver's
+    /// static weight).
+    pub weight: Option<f64>,
+    /// Whether outlier detection ejected its address.
+    pub ejected: Option<bool>,
+    /// Its latency estimate (p2c_ewma).
+    pub latency_estimate: Option<Duration>,
+    /// Its calls in flight (least_request, p2c_ewma).
+    pub in_flight: Option<usize>,
 }
 
 /// A load-balancing policy. Built-in policies implement it exactly as a user's own does.
@@ -218,6 +256,12 @@ pub trait Policy: Send + fmt::Debug {
         ctl: &mut dyn Controller,
     ) {
         let _ = (subchannel, result, ctl);
+    }
+
+    /// Fills in what the policy knows of `subchannel` (one it created), for a snapshot. The
+    /// default knows nothing; a policy that wraps others asks the one that owns it.
+    fn describe_subchannel(&self, subchannel: SubchannelId, details: &mut PolicyDetails) {
+        let _ = (subchannel, details);
     }
 
     /// A service config gave this policy new settings (`config` names the same policy): take

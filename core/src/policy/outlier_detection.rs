@@ -34,8 +34,11 @@ use std::time::{Duration, Instant};
 use crate::address::{Address, Endpoint};
 use crate::backoff::later;
 use crate::call::{CallOutcome, LoadReport};
+use crate::notice::Notice;
 use crate::picker::Picker;
-use crate::policy::{Controller, Policy, SlotController, SubchannelUpdate, TimerToken};
+use crate::policy::{
+    Controller, Policy, PolicyDetails, SlotController, SubchannelUpdate, TimerToken,
+};
 use crate::probe::ProbeResult;
 use crate::resolver::ResolverError;
 use crate::rng::Rng;
@@ -171,6 +174,18 @@ impl Controller for ChildController<'_> {
     fn rng(&mut self) -> &mut Rng {
         self.inner.rng()
     }
+
+    fn notices_enabled(&self) -> bool {
+        self.inner.notices_enabled()
+    }
+
+    fn notify(&mut self, notice: crate::notice::Notice) {
+        self.inner.notify(notice);
+    }
+
+    fn subchannel_address(&self, subchannel: SubchannelId) -> Option<Address> {
+        self.inner.subchannel_address(subchannel)
+    }
 }
 
 /// The outlier_detection policy.
@@ -232,7 +247,27 @@ impl OutlierDetection {
         if let Some(record) = self.book.records.get_mut(address) {
             record.ejected_at = Some(now);
             record.multiplier = record.multiplier.saturating_add(1);
+            let times = record.multiplier;
+            self.announce(address, ctl, |subchannel, address| Notice::Ejected {
+                subchannel,
+                address,
+                times,
+            });
             self.tell_child(address, true, ctl);
+        }
+    }
+
+    /// A notice for each of `address`'s subchannels, if notices are on.
+    fn announce(
+        &self,
+        address: &Address,
+        ctl: &mut dyn Controller,
+        notice: impl Fn(SubchannelId, Address) -> Notice,
+    ) {
+        if ctl.notices_enabled() {
+            for id in self.book.subchannels_of(address) {
+                ctl.notify(notice(id, address.clone()));
+            }
         }
     }
 
@@ -343,6 +378,10 @@ impl OutlierDetection {
             }
         }
         for address in returning {
+            self.announce(&address, ctl, |subchannel, address| Notice::Restored {
+                subchannel,
+                address,
+            });
             self.tell_child(&address, false, ctl);
         }
         self.schedule_interval(ctl);
@@ -442,6 +481,13 @@ impl Policy for OutlierDetection {
 
     fn wants_call_outcomes(&self) -> bool {
         self.config.enabled() || self.child.wants_call_outcomes()
+    }
+
+    fn describe_subchannel(&self, subchannel: SubchannelId, details: &mut PolicyDetails) {
+        if self.config.enabled() && self.book.subchannels.contains_key(&subchannel) {
+            details.ejected = Some(self.book.is_ejected(subchannel));
+        }
+        self.child.describe_subchannel(subchannel, details);
     }
 
     fn call_finished(

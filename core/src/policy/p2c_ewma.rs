@@ -26,7 +26,7 @@ use crate::call::CallOutcome;
 use crate::picker::{Pick, PickRequest, Picker};
 use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, ReadyValues, Spread};
 use crate::policy::{
-    parse_millis, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError,
+    parse_millis, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyDetails, PolicyParamError,
 };
 use crate::rng::AtomicRng;
 use crate::subchannel::SubchannelId;
@@ -264,6 +264,19 @@ impl Spread for Ewma {
     fn tick(&mut self, _: Option<&ReadyEndpoints<'_, ()>>, now: Instant) -> bool {
         self.decay(now);
         false
+    }
+
+    fn describe_subchannel(
+        &self,
+        subchannel: SubchannelId,
+        _: Option<(EndpointKey, &())>,
+        details: &mut PolicyDetails,
+    ) {
+        if let Some(tracked) = self.meters.get(&subchannel) {
+            let nanos = tracked.meter.estimate().clamp(0.0, u64::MAX as f64);
+            details.latency_estimate = Some(Duration::from_nanos(nanos as u64));
+            details.in_flight = Some(tracked.meter.in_flight.load(Ordering::Relaxed));
+        }
     }
 }
 

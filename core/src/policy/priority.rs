@@ -223,6 +223,10 @@ impl TreeLevel for Priority {
         &mut self.children
     }
 
+    fn children_ref(&self) -> &Children {
+        &self.children
+    }
+
     fn published(&mut self) -> &mut Published {
         &mut self.published
     }

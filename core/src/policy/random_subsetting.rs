@@ -137,6 +137,14 @@ impl Policy for RandomSubsetting {
         self.child.wants_call_outcomes()
     }
 
+    fn describe_subchannel(
+        &self,
+        subchannel: SubchannelId,
+        details: &mut crate::policy::PolicyDetails,
+    ) {
+        self.child.describe_subchannel(subchannel, details);
+    }
+
     fn call_finished(
         &mut self,
         subchannel: SubchannelId,

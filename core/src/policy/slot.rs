@@ -88,4 +88,16 @@ impl Controller for SlotController<'_> {
     fn rng(&mut self) -> &mut Rng {
         self.inner.rng()
     }
+
+    fn notices_enabled(&self) -> bool {
+        self.inner.notices_enabled()
+    }
+
+    fn notify(&mut self, notice: crate::notice::Notice) {
+        self.inner.notify(notice);
+    }
+
+    fn subchannel_address(&self, subchannel: SubchannelId) -> Option<Address> {
+        self.inner.subchannel_address(subchannel)
+    }
 }

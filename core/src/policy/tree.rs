@@ -24,6 +24,9 @@ pub(crate) trait TreeLevel: Send + fmt::Debug {
     /// Its children.
     fn children(&mut self) -> &mut Children;
 
+    /// Its children, to read.
+    fn children_ref(&self) -> &Children;
+
     /// What it published last.
     fn published(&mut self) -> &mut Published;
 
@@ -113,6 +116,16 @@ impl<T: TreeLevel> Policy for Tree<T> {
 
     fn wants_call_outcomes(&self) -> bool {
         self.level.wants_call_outcomes()
+    }
+
+    fn describe_subchannel(
+        &self,
+        subchannel: SubchannelId,
+        details: &mut crate::policy::PolicyDetails,
+    ) {
+        self.level
+            .children_ref()
+            .describe_subchannel(subchannel, details);
     }
 
     fn call_finished(

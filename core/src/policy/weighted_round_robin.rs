@@ -31,32 +31,27 @@
 //! [`Balancer::handle_load_report`](crate::Balancer::handle_load_report)), and reports that ride
 //! on calls are ignored, as A58 says; the weight math, blackout and expiry are the same.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::address::Endpoint;
 use crate::call::{CallOutcome, LoadReport};
 use crate::hasher::FastMap;
-use crate::picker::{fast_quotient, fast_remainder, Pick, PickRequest, Picker};
+use crate::notice::{Notice, SubchannelWeight};
+use crate::picker::Picker;
 use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, Spread};
 use crate::policy::{
-    parse_bool, parse_millis, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError,
+    parse_bool, parse_millis, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyDetails,
+    PolicyParamError,
 };
 use crate::subchannel::SubchannelId;
 
+mod picker;
+
+use picker::{scale, WeightedPicker, MAX_WEIGHT};
+
 /// The shortest weight update period (A58): shorter settings are raised to it.
 pub const MIN_WEIGHT_UPDATE_PERIOD: Duration = Duration::from_millis(100);
-
-/// The largest scaled weight.
-const MAX_WEIGHT: u16 = u16::MAX;
-/// Weights are clamped to this many times their mean at most...
-const MAX_RATIO: f64 = 10.0;
-/// ...and this fraction of it at least.
-const MIN_RATIO: f64 = 0.1;
-/// A pick gives up searching after this many tries (it cannot need more than the number of
-/// endpoints without other threads' picks in between; the clamp makes even that unlikely).
-const MAX_TRIES: usize = 1000;
 
 /// Settings of weighted_round_robin, with A58's defaults.
 #[derive(Clone, Debug, PartialEq)]
@@ -201,6 +196,8 @@ struct Reported {
     non_empty_since: Option<Instant>,
     /// When the last non-empty report arrived.
     last_updated: Option<Instant>,
+    /// The weight counted when the weights were last computed (past its blackout, not expired).
+    counted: bool,
 }
 
 impl Reported {
@@ -249,6 +246,9 @@ pub(crate) struct Weights {
     reported: FastMap<EndpointKey, Reported>,
     /// The scaled weights in the current picker, in its order; empty for plain round robin.
     published: Vec<u16>,
+    /// The weight an endpoint without a usable report got when the weights were last computed
+    /// from reports (the mean of those with one); `None` when they came from static weights.
+    by_reports: Option<f64>,
 }
 
 /// A READY endpoint as the picker is built from it: its key, subchannel and static weight.
@@ -268,6 +268,7 @@ impl Weights {
             config,
             reported: FastMap::default(),
             published: Vec::new(),
+            by_reports: None,
         }
     }
 
@@ -309,14 +310,19 @@ impl Weights {
         let reported: Vec<f64> = ready
             .iter()
             .map(|(key, _, _)| {
-                self.reported
-                    .get_mut(key)
-                    .map_or(0.0, |reported| reported.current(now, config))
+                self.reported.get_mut(key).map_or(0.0, |reported| {
+                    let weight = reported.current(now, config);
+                    reported.counted = weight > 0.0;
+                    weight
+                })
             })
             .collect();
-        if reported.iter().filter(|weight| **weight > 0.0).count() >= 2 {
+        let known: Vec<f64> = reported.iter().copied().filter(|w| *w > 0.0).collect();
+        if known.len() >= 2 {
+            self.by_reports = Some(known.iter().sum::<f64>() / known.len() as f64);
             scale(&reported)
         } else {
+            self.by_reports = None;
             let statics: Vec<f64> = ready.iter().map(|(_, _, w)| f64::from(*w)).collect();
             scale(&statics)
         }
@@ -392,7 +398,39 @@ impl Spread for Weights {
     ) -> Arc<dyn Picker> {
         let entries = entries(ready);
         let start = ctl.rng().next_u64() as u32;
-        Arc::new(self.weighted_picker(&entries, ctl.now(), start))
+        let before = ctl.notices_enabled().then(|| self.published.clone());
+        let picker = self.weighted_picker(&entries, ctl.now(), start);
+        if before.is_some_and(|before| before != self.published) {
+            let weights = picker
+                .ready
+                .iter()
+                .filter_map(|&(id, weight)| {
+                    let address = ctl.subchannel_address(id)?;
+                    Some(SubchannelWeight::new(id, address, weight))
+                })
+                .collect();
+            ctl.notify(Notice::WeightsUpdated { weights });
+        }
+        Arc::new(picker)
+    }
+
+    fn describe_subchannel(
+        &self,
+        _: SubchannelId,
+        endpoint: Option<(EndpointKey, &u32)>,
+        details: &mut PolicyDetails,
+    ) {
+        let Some((key, static_weight)) = endpoint else {
+            return;
+        };
+        details.weight = Some(match self.by_reports {
+            Some(mean) => self
+                .reported
+                .get(&key)
+                .filter(|reported| reported.counted)
+                .map_or(mean, |reported| reported.weight),
+            None => f64::from(*static_weight),
+        });
     }
 
     fn wants_call_outcomes(&self) -> bool {
@@ -429,161 +467,9 @@ impl Spread for Weights {
     }
 }
 
-/// Scales `weights` (0 for unknown) for the stride scheduler: unknown weights get the mean of
-/// the known, all are clamped to `MIN_RATIO..=MAX_RATIO` times that mean, the largest becomes
-/// 65,535. Empty when a plain round robin would do the same: fewer than two endpoints, fewer
-/// than two known weights, or all weights equal.
-fn scale(weights: &[f64]) -> Vec<u16> {
-    let known: Vec<f64> = weights
-        .iter()
-        .copied()
-        .filter(|weight| weight.is_finite() && *weight > 0.0)
-        .collect();
-    if weights.len() < 2 || known.len() < 2 {
-        return Vec::new();
-    }
-    let mean = known.iter().sum::<f64>() / known.len() as f64;
-    if !(mean.is_finite() && mean > 0.0) {
-        return Vec::new();
-    }
-    let clamped: Vec<f64> = weights
-        .iter()
-        .map(|weight| {
-            let weight = if weight.is_finite() && *weight > 0.0 {
-                *weight
-            } else {
-                mean
-            };
-            weight.clamp(mean * MIN_RATIO, mean * MAX_RATIO)
-        })
-        .collect();
-    let max = clamped.iter().copied().fold(0.0_f64, f64::max);
-    let scaled: Vec<u16> = clamped
-        .iter()
-        .map(|weight| {
-            let scaled = (weight / max * f64::from(MAX_WEIGHT)).round();
-            scaled.clamp(1.0, f64::from(MAX_WEIGHT)) as u16
-        })
-        .collect();
-    if scaled.iter().all(|weight| *weight == scaled[0]) {
-        return Vec::new();
-    }
-    scaled
-}
-
-/// The static stride scheduler over READY subchannels and their scaled weights.
-///
-/// The counter is 32 bits, so the visit number and the index come from two multiplications
-/// rather than a division; when it wraps (every 2^32 tries) the pattern restarts, harmlessly.
-#[derive(Debug)]
-pub(crate) struct WeightedPicker {
-    ready: Box<[(SubchannelId, u16)]>,
-    next: AtomicU32,
-    /// `u64::MAX / len + 1`, for the quotient and remainder by `len`.
-    reciprocal: u64,
-}
-
-impl WeightedPicker {
-    fn new(mut ready: Vec<(SubchannelId, u16)>, start: u32) -> Self {
-        ready.truncate(u32::MAX as usize);
-        let len = ready.len() as u64;
-        let reciprocal = u64::MAX.checked_div(len).map_or(0, |q| q.wrapping_add(1));
-        WeightedPicker {
-            ready: ready.into_boxed_slice(),
-            next: AtomicU32::new(start),
-            reciprocal,
-        }
-    }
-}
-
-impl Picker for WeightedPicker {
-    fn pick(&self, _: &PickRequest<'_>) -> Pick {
-        let len = self.ready.len() as u32;
-        match len {
-            0 => return Pick::Queue,
-            1 => return Pick::Ready(self.ready[0].0),
-            _ => {}
-        }
-        let modulus = u64::from(MAX_WEIGHT);
-        let mut last = self.ready[0].0;
-        for _ in 0..MAX_TRIES {
-            let step = self.next.fetch_add(1, Ordering::Relaxed);
-            let generation = fast_quotient(step, self.reciprocal);
-            let index = fast_remainder(step, len, self.reciprocal);
-            let Some(&(subchannel, weight)) = self.ready.get(index as usize) else {
-                break;
-            };
-            let weight = u64::from(weight);
-            // Both terms are reduced first: nothing overflows.
-            let offset = (u64::from(index) % modulus) * (modulus / 2);
-            if (weight * (u64::from(generation) % modulus) + offset) % modulus >= modulus - weight {
-                return Pick::Ready(subchannel);
-            }
-            last = subchannel;
-        }
-        Pick::Ready(last)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scaling_makes_the_largest_weight_the_maximum() {
-        assert_eq!(scale(&[1.0, 2.0, 3.0]), vec![21845, 43690, 65535]);
-    }
-
-    #[test]
-    fn equal_or_missing_weights_mean_plain_round_robin() {
-        assert!(scale(&[5.0, 5.0, 5.0]).is_empty());
-        assert!(
-            scale(&[0.0, 7.0, 0.0]).is_empty(),
-            "one known weight is not enough"
-        );
-        assert!(scale(&[3.0]).is_empty());
-        assert!(scale(&[]).is_empty());
-    }
-
-    #[test]
-    fn unknown_weights_get_the_mean_and_outliers_are_clamped() {
-        // Known 2 and 4: mean 3; the unknown one counts as 3.
-        assert_eq!(scale(&[2.0, 4.0, 0.0]), vec![32768, 65535, 49151]);
-        // The mean of (1, 1, 1000) is 334: 1000 is under ten times that and stands, while 1 is
-        // raised to a tenth of it, 33.4.
-        let scaled = scale(&[1.0, 1.0, 1000.0]);
-        assert_eq!(scaled[2], 65535);
-        assert_eq!(scaled[0], (33.4_f64 / 1000.0 * 65535.0).round() as u16);
-        // Many light endpoints and one heavy: the heavy one is capped at ten times the mean.
-        let mut weights = vec![1.0; 99];
-        weights.push(10_000.0);
-        let scaled = scale(&weights);
-        let mean = (99.0 + 10_000.0) / 100.0;
-        assert_eq!(
-            scaled[0],
-            (mean * MIN_RATIO / (mean * MAX_RATIO) * 65535.0).round() as u16
-        );
-    }
-
-    #[test]
-    fn picks_follow_the_weights_exactly_over_a_cycle() {
-        let ids: Vec<SubchannelId> = (1..=3).map(SubchannelId::from_u64).collect();
-        let picker = WeightedPicker::new(
-            ids.iter().copied().zip(scale(&[1.0, 2.0, 3.0])).collect(),
-            0,
-        );
-        let mut counts = [0usize; 3];
-        for _ in 0..60_000 {
-            match picker.pick(&PickRequest::new()) {
-                Pick::Ready(id) => counts[ids.iter().position(|x| *x == id).unwrap()] += 1,
-                other => panic!("{other:?}"),
-            }
-        }
-        for (count, share) in counts.iter().zip([1.0, 2.0, 3.0]) {
-            let expected = 60_000.0 * share / 6.0;
-            assert!((*count as f64 - expected).abs() < 60.0, "{counts:?}");
-        }
-    }
 
     #[test]
     fn reported_weights_wait_out_the_blackout_and_expire() {

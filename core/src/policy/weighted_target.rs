@@ -239,6 +239,10 @@ impl TreeLevel for WeightedTargetPolicy {
         &mut self.children
     }
 
+    fn children_ref(&self) -> &Children {
+        &self.children
+    }
+
     fn published(&mut self) -> &mut Published {
         &mut self.published
     }

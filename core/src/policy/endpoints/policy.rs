@@ -3,7 +3,9 @@
 
 use crate::address::Endpoint;
 use crate::call::{CallOutcome, LoadReport};
-use crate::policy::{Controller, Policy, PolicyConfig, SubchannelUpdate, TimerToken};
+use crate::policy::{
+    Controller, Policy, PolicyConfig, PolicyDetails, SubchannelUpdate, TimerToken,
+};
 use crate::probe::ProbeResult;
 use crate::resolver::ResolverError;
 use crate::subchannel::SubchannelId;
@@ -27,6 +29,16 @@ impl<S: Spread> EndpointPolicy<S> {
 impl<S: Spread> Policy for EndpointPolicy<S> {
     fn wants_call_outcomes(&self) -> bool {
         self.shown.spread.wants_call_outcomes()
+    }
+
+    fn describe_subchannel(&self, subchannel: SubchannelId, details: &mut PolicyDetails) {
+        let owner = self.endpoints.owner(subchannel).and_then(|key| {
+            let child = self.endpoints.get(key)?;
+            Some((key, &child.kept))
+        });
+        self.shown
+            .spread
+            .describe_subchannel(subchannel, owner, details);
     }
 
     fn call_finished(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::address::Endpoint;
 use crate::call::{CallOutcome, LoadReport};
 use crate::picker::Picker;
-use crate::policy::{Controller, PolicyConfig};
+use crate::policy::{Controller, PolicyConfig, PolicyDetails};
 use crate::probe::ProbeResult;
 use crate::slab::{Slab, SlabKey};
 use crate::subchannel::SubchannelId;
@@ -148,6 +148,17 @@ pub trait Spread: Send + fmt::Debug {
     fn tick_period(&self, now: Instant) -> Option<Duration> {
         let _ = now;
         None
+    }
+
+    /// Fills in what the spread knows of `subchannel` (of `endpoint`, if it is still there),
+    /// for a snapshot: a weight, a latency estimate, calls in flight. The default knows nothing.
+    fn describe_subchannel(
+        &self,
+        subchannel: SubchannelId,
+        endpoint: Option<(EndpointKey, &Self::Endpoint)>,
+        details: &mut PolicyDetails,
+    ) {
+        let _ = (subchannel, endpoint, details);
     }
 
     /// The spread's timer fired. `ready` is the READY endpoints if the policy's published state
