@@ -22,6 +22,10 @@ pub struct CallOutcome {
     /// ([`Picker::pick_with_note`](crate::Picker::pick_with_note)); [`PickNote::NONE`] if the
     /// adapter has none.
     pub note: PickNote,
+    /// Whether the call was sent at all. A pick the adapter could not use (its connection had
+    /// just gone) is reported [`CallOutcome::unsent`]: policies that count calls in flight
+    /// count it as ended, and none learns a latency or a failure from it.
+    pub sent: bool,
 }
 
 impl CallOutcome {
@@ -32,6 +36,16 @@ impl CallOutcome {
             latency,
             load: None,
             note: PickNote::NONE,
+            sent: true,
+        }
+    }
+
+    /// A pick that was never used: the adapter found its subchannel's connection gone and
+    /// picked again. It ends the pick's call in flight and teaches nothing else.
+    pub fn unsent() -> Self {
+        CallOutcome {
+            sent: false,
+            ..CallOutcome::new(Code::Unavailable, Duration::ZERO)
         }
     }
 

@@ -182,3 +182,40 @@ fn p2c_ewma_shows_each_latency_estimate() {
     assert_eq!(after, in_flight.saturating_sub(1));
     assert_eq!(info(&h, 2).policy.weight, None);
 }
+
+#[test]
+fn a_pick_never_sent_ends_its_call_in_flight_and_teaches_no_latency() {
+    for policy in [PolicyConfig::p2c_ewma(), PolicyConfig::least_latency()] {
+        let mut h = ready(policy, update(&[1]));
+        let one = info(&h, 1).id;
+        let estimate = info(&h, 1).policy.latency_estimate;
+        let in_flight = |h: &Harness| info(h, 1).policy.in_flight.expect("counts calls in flight");
+        let before = in_flight(&h);
+        let Pick::Ready(id) = h.picker().pick(&PickRequest::new()) else {
+            panic!("READY")
+        };
+        assert_eq!(id, one);
+        assert_eq!(in_flight(&h), before + 1);
+        // Time passes, so a zero latency learned would move p2c_ewma's estimate.
+        h.advance(Duration::from_secs(1));
+        h.lb.handle_call_outcome(one, CallOutcome::unsent(), h.now);
+        assert_eq!(in_flight(&h), before);
+        assert_eq!(info(&h, 1).policy.latency_estimate, estimate);
+    }
+}
+
+#[test]
+fn outlier_detection_counts_no_failure_for_a_pick_never_sent() {
+    let policy = PolicyConfig::new(OutlierDetectionConfig::new(PolicyConfig::round_robin()));
+    let ports = [1, 2, 3, 4, 5];
+    let mut h = ready(policy, update(&ports));
+    for &port in &ports[..4] {
+        calls_ended(&mut h, &addr(port), 100, true);
+    }
+    let five = info(&h, 5).id;
+    for _ in 0..100 {
+        h.lb.handle_call_outcome(five, CallOutcome::unsent(), h.now);
+    }
+    h.advance(Duration::from_secs(10));
+    assert_eq!(info(&h, 5).policy.ejected, Some(false));
+}

@@ -648,7 +648,12 @@ impl<T: Clone> Channel<T> {
                         });
                     }
                     // Its connection just went away, or a call found it dead: wait for the
-                    // picker that knows it.
+                    // picker that knows it. The pick counted a call in flight there (in
+                    // least_request, say): end it, as a call never sent.
+                    if snapshot.wants_outcomes {
+                        let unsent = CallOutcome::unsent().with_note(note);
+                        let _ = handle.inbox.try_send(Input::CallEnded(subchannel, unsent));
+                    }
                 }
                 Pick::Queue if handle.shared.first_to_ask_exit_idle() => {
                     let _ = handle.inbox.try_send(Input::ExitIdle);

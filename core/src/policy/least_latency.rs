@@ -39,7 +39,8 @@ use crate::picker::{Pick, PickNote, PickRequest, Picker};
 use crate::policy::candidates::{Candidates, MAX_CANDIDATES};
 use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, Spread};
 use crate::policy::{
-    parse_millis, parse_whole, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyParamError,
+    parse_millis, parse_whole, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyDetails,
+    PolicyParamError,
 };
 use crate::rng::AtomicRng;
 use crate::subchannel::{IdMap, SubchannelId};
@@ -270,6 +271,9 @@ impl LeastLatency {
             .in_flight
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             .map_or(0, |before| before - 1);
+        if !outcome.sent {
+            return; // a pick never used: no service time to learn
+        }
         // The calls in flight when this one was sent, itself included; without a note, those
         // left at its end and itself.
         let sent_with = match outcome.note.get() {
@@ -375,6 +379,20 @@ impl Spread for LeastLatency {
     ) -> bool {
         self.record(subchannel, outcome);
         true
+    }
+
+    /// A snapshot shows the service time per call it learned and the calls in flight.
+    fn describe_subchannel(
+        &self,
+        subchannel: SubchannelId,
+        _: Option<(EndpointKey, &())>,
+        details: &mut PolicyDetails,
+    ) {
+        if let Some(tracked) = self.meters.get(&subchannel) {
+            let nanos = tracked.meter.estimate().clamp(0.0, u64::MAX as f64);
+            details.latency_estimate = Some(Duration::from_nanos(nanos as u64));
+            details.in_flight = Some(tracked.meter.in_flight.load(Ordering::Relaxed) as usize);
+        }
     }
 
     /// While calls end (since the last tick), estimates without answers keep drifting.

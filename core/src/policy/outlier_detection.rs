@@ -496,7 +496,8 @@ impl Policy for OutlierDetection {
         outcome: &CallOutcome,
         ctl: &mut dyn Controller,
     ) {
-        if self.config.enabled() {
+        // A pick never used is neither a success nor a failure of its endpoint.
+        if self.config.enabled() && outcome.sent {
             let record = self
                 .book
                 .subchannels

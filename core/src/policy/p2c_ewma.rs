@@ -166,6 +166,9 @@ impl Ewma {
             .meter
             .in_flight
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        if !outcome.sent {
+            return; // a pick never used: no latency to learn
+        }
         let rtt = outcome.latency.as_nanos() as f64;
         let estimate = tracked.meter.estimate();
         let next = if rtt > estimate {
