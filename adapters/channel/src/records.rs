@@ -182,9 +182,9 @@ impl Records {
                     connection_attempts: record.attempts,
                     last_error: info.last_error,
                     calls: record.backend.calls(),
-                    weight: None,
-                    ejected: None,
-                    latency_estimate: None,
+                    weight: info.policy.weight,
+                    ejected: info.policy.ejected,
+                    latency_estimate: info.policy.latency_estimate,
                 }
             })
             .collect();

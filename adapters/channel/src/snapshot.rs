@@ -82,14 +82,13 @@ pub struct SubchannelSnapshot {
     pub last_error: Option<Arc<str>>,
     /// The calls picked for it.
     pub calls: CallCounts,
-    /// The weight its policy gives it (weighted_round_robin): filled when the policy reports
-    /// it, `None` until then.
+    /// The weight its policy gives it (weighted_round_robin), `None` under a policy that
+    /// weighs nothing.
     pub weight: Option<f64>,
-    /// Whether outlier detection has ejected it: filled when the policy reports it, `None`
-    /// until then.
+    /// Whether outlier detection has ejected it, `None` without outlier detection.
     pub ejected: Option<bool>,
-    /// Its policy's latency estimate (p2c_ewma): filled when the policy reports it, `None`
-    /// until then.
+    /// Its policy's latency estimate (p2c_ewma, least_latency), `None` under a policy that
+    /// keeps none.
     pub latency_estimate: Option<Duration>,
 }
 

@@ -146,3 +146,40 @@ async fn a_snapshot_quotes_the_resolvers_error() {
     assert!(snapshot.subchannels.is_empty());
     assert_eq!(snapshot.state, ConnectivityState::TransientFailure);
 }
+
+#[tokio::test]
+async fn a_snapshot_shows_what_the_policy_knows_of_each_subchannel() {
+    let servers = servers(2, ServerOptions::new()).await;
+    let target = format!("ipv4:{},{}", servers[0].address(), servers[1].address());
+    let policy = PolicyConfig::new(croupier::policy::OutlierDetectionConfig::new(
+        PolicyConfig::p2c_ewma(),
+    ));
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target)
+        .policy(policy)
+        .build()
+        .unwrap();
+    until(&channel, |subchannels| {
+        subchannels
+            .iter()
+            .filter(|s| s.state == ConnectivityState::Ready)
+            .count()
+            == 2
+    })
+    .await;
+    let mut client = EchoClient::new(channel.clone());
+    for _ in 0..4 {
+        call(&mut client, "hi").await.expect("an echo");
+    }
+    let snapshot = tokio::time::timeout(PATIENCE, channel.snapshot())
+        .await
+        .expect("a snapshot in time");
+    for server in &servers {
+        let subchannel = snapshot
+            .subchannel(&Address::Socket(server.address()))
+            .expect("a subchannel per server");
+        // p2c_ewma's estimate and outlier detection's verdict, through the wrapper.
+        assert!(subchannel.latency_estimate.is_some(), "{subchannel:?}");
+        assert_eq!(subchannel.ejected, Some(false), "{subchannel:?}");
+        assert_eq!(subchannel.weight, None);
+    }
+}
