@@ -14,15 +14,22 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use support::{call, servers, until, GrpcChannel, PATIENCE};
 
-/// The exporter's address: installed once for the whole binary.
+/// The exporter's address: installed once for the whole binary. It is installed from a thread
+/// with no runtime, so that it serves from a runtime of its own for the life of the process:
+/// installed within a test's runtime, it would stop when that test ends, under the other.
 fn exporter() -> SocketAddr {
     static ADDRESS: OnceLock<SocketAddr> = OnceLock::new();
     *ADDRESS.get_or_init(|| {
         let address = closed_port();
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(address)
-            .install()
-            .expect("the exporter listens on loopback");
+        std::thread::spawn(move || {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .with_http_listener(address)
+                .install()
+                .map_err(|error| error.to_string())
+        })
+        .join()
+        .expect("the exporter's installer does not panic")
+        .expect("the exporter listens on loopback");
         address
     })
 }
