@@ -37,13 +37,13 @@ use std::time::{Duration, Instant};
 use crate::call::CallOutcome;
 use crate::picker::{Pick, PickNote, PickRequest, Picker};
 use crate::policy::candidates::{Candidates, MAX_CANDIDATES};
-use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, Spread};
+use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, ReadyValues, Spread};
 use crate::policy::{
     parse_millis, parse_whole, Controller, Policy, PolicyBuilder, PolicyConfig, PolicyDetails,
     PolicyParamError,
 };
 use crate::rng::AtomicRng;
-use crate::subchannel::{IdMap, SubchannelId};
+use crate::subchannel::SubchannelId;
 
 /// Settings of least_latency.
 #[derive(Clone, Debug, PartialEq)]
@@ -231,7 +231,7 @@ struct Tracked {
 #[derive(Debug)]
 struct LeastLatency {
     config: LeastLatencyConfig,
-    meters: IdMap<Tracked>,
+    meters: ReadyValues<Tracked>,
     /// The average of every call's service-time sample, in nanoseconds.
     typical: f64,
     /// A call ended since the last drift.
@@ -248,7 +248,7 @@ impl LeastLatency {
         let typical = config.default_service_time.as_nanos() as f64;
         LeastLatency {
             config,
-            meters: IdMap::default(),
+            meters: ReadyValues::default(),
             typical,
             traffic: false,
             drifted: None,
@@ -321,20 +321,17 @@ impl LeastLatency {
     /// The picker over `ready`; meters of subchannels no longer READY are dropped, new ones
     /// start at the typical service time.
     fn metered_picker(&mut self, ready: &[SubchannelId], seed: u64) -> LeastLatencyPicker {
-        let live: crate::hasher::FastSet<SubchannelId> = ready.iter().copied().collect();
-        self.meters.retain(|id, _| live.contains(id));
         let typical = self.typical;
-        let metered = ready
-            .iter()
-            .take(u32::MAX as usize)
-            .map(|id| {
-                let tracked = self.meters.entry(*id).or_insert_with(|| Tracked {
-                    meter: Arc::new(Meter::new(typical)),
-                    answered: false,
-                });
-                (*id, Arc::clone(&tracked.meter))
-            })
-            .collect::<Vec<_>>();
+        let ready = &ready[..ready.len().min(u32::MAX as usize)];
+        let metered = self.meters.refresh(
+            ready.iter().copied(),
+            ready.len(),
+            || Tracked {
+                meter: Arc::new(Meter::new(typical)),
+                answered: false,
+            },
+            |id, tracked| (id, Arc::clone(&tracked.meter)),
+        );
         LeastLatencyPicker {
             ready: metered.into_boxed_slice(),
             choices: self.config.choices(),
@@ -487,7 +484,7 @@ mod tests {
     }
 
     fn estimate_ms(spread: &LeastLatency, id: SubchannelId) -> f64 {
-        spread.meters[&id].meter.estimate() / 1e6
+        spread.meters.get(&id).expect("a meter").meter.estimate() / 1e6
     }
 
     fn ended(latency_ms: u64, sent_with: u64) -> CallOutcome {
@@ -581,11 +578,17 @@ mod tests {
         for _ in 0..20 {
             picker.pick(&PickRequest::new());
         }
-        let fast = spread.meters[&ready[0]]
+        let fast = spread
+            .meters
+            .get(&ready[0])
+            .expect("a meter")
             .meter
             .in_flight
             .load(Ordering::Relaxed);
-        let slow = spread.meters[&ready[1]]
+        let slow = spread
+            .meters
+            .get(&ready[1])
+            .expect("a meter")
             .meter
             .in_flight
             .load(Ordering::Relaxed);

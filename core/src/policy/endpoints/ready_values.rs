@@ -1,5 +1,5 @@
-//! A value per READY subchannel, kept across pickers: least_request's outstanding counts and
-//! p2c_ewma's latency meters.
+//! A value per READY subchannel, kept across pickers: least_request's outstanding counts, and
+//! p2c_ewma's and least_latency's meters.
 
 use crate::subchannel::{DenseIdMap, SubchannelId};
 
