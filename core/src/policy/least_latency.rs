@@ -344,13 +344,7 @@ impl Spread for LeastLatency {
     type Endpoint = ();
 
     fn reconfigure(&mut self, config: &PolicyConfig) -> bool {
-        match config.downcast_ref::<LeastLatencyConfig>() {
-            Some(config) => {
-                self.config = config.clone();
-                true
-            }
-            None => false,
-        }
+        config.replace(&mut self.config)
     }
 
     fn picker(

@@ -322,6 +322,19 @@ impl PolicyConfig {
         self.settings.downcast_ref::<B>()
     }
 
+    /// Copies these settings over `settings` if they are of its kind (a spread's usual
+    /// [`Spread::reconfigure`](endpoints::Spread::reconfigure)); `false`, with nothing changed,
+    /// if they are another policy's.
+    pub(crate) fn replace<B: PolicyBuilder + Clone + 'static>(&self, settings: &mut B) -> bool {
+        match self.downcast_ref::<B>() {
+            Some(new) => {
+                settings.clone_from(new);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// pick_first with default settings: one connection, to the first address that answers.
     pub fn pick_first() -> Self {
         PolicyConfig::new(PickFirstConfig::default())

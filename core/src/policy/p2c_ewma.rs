@@ -225,13 +225,7 @@ impl Spread for Ewma {
     type Endpoint = ();
 
     fn reconfigure(&mut self, config: &PolicyConfig) -> bool {
-        match config.downcast_ref::<PeakEwmaConfig>() {
-            Some(config) => {
-                self.config = config.clone();
-                true
-            }
-            None => false,
-        }
+        config.replace(&mut self.config)
     }
 
     fn picker(

@@ -358,13 +358,7 @@ impl Spread for Weights {
     type Endpoint = u32;
 
     fn reconfigure(&mut self, config: &PolicyConfig) -> bool {
-        match config.downcast_ref::<WeightedRoundRobinConfig>() {
-            Some(config) => {
-                self.config = config.clone();
-                true
-            }
-            None => false,
-        }
+        config.replace(&mut self.config)
     }
 
     fn add_endpoint(&mut self, _: EndpointKey, endpoint: &Endpoint) -> u32 {
