@@ -4,12 +4,11 @@
 //! subchannel updates back to the right list.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::address::Address;
 use crate::picker::Picker;
-use crate::policy::{Controller, SlotController, TimerToken};
-use crate::rng::Rng;
+use crate::policy::wrapping::Wrapping;
+use crate::policy::{Controller, SlotController};
 use crate::status::ConnectivityState;
 use crate::subchannel::{DenseIdMap, SubchannelId};
 
@@ -23,9 +22,13 @@ pub(crate) struct ChildController<'a, K = u32> {
     pub(crate) key: K,
 }
 
-impl<K: Copy> Controller for ChildController<'_, K> {
-    fn now(&self) -> Instant {
-        self.inner.now()
+impl<K: Copy> Wrapping for ChildController<'_, K> {
+    fn inner(&self) -> &dyn Controller {
+        &self.inner
+    }
+
+    fn inner_mut(&mut self) -> &mut dyn Controller {
+        &mut self.inner
     }
 
     fn create_subchannel(&mut self, address: &Address) -> SubchannelId {
@@ -39,48 +42,12 @@ impl<K: Copy> Controller for ChildController<'_, K> {
         self.inner.reserve_subchannels(additional);
     }
 
-    fn connect(&mut self, subchannel: SubchannelId) {
-        self.inner.connect(subchannel);
-    }
-
     fn remove_subchannel(&mut self, subchannel: SubchannelId) {
         self.owners.remove(&subchannel);
         self.inner.remove_subchannel(subchannel);
     }
 
-    fn subchannel_state(&self, subchannel: SubchannelId) -> Option<ConnectivityState> {
-        self.inner.subchannel_state(subchannel)
-    }
-
     fn publish(&mut self, _: ConnectivityState, _: Arc<dyn Picker>) {
         // Children report through their state; the parent publishes.
-    }
-
-    fn request_resolution(&mut self) {
-        self.inner.request_resolution();
-    }
-
-    fn request_probe(&mut self, subchannel: SubchannelId) {
-        self.inner.request_probe(subchannel);
-    }
-
-    fn set_timer(&mut self, at: Instant, token: TimerToken) {
-        self.inner.set_timer(at, token);
-    }
-
-    fn rng(&mut self) -> &mut Rng {
-        self.inner.rng()
-    }
-
-    fn notices_enabled(&self) -> bool {
-        self.inner.notices_enabled()
-    }
-
-    fn notify(&mut self, notice: crate::notice::Notice) {
-        self.inner.notify(notice);
-    }
-
-    fn subchannel_address(&self, subchannel: SubchannelId) -> Option<Address> {
-        self.inner.subchannel_address(subchannel)
     }
 }

@@ -6,17 +6,16 @@
 //! and the parent, told that something changed, aggregates them its way.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::address::{Address, Endpoint};
 use crate::call::{CallOutcome, LoadReport};
 use crate::picker::{Picker, QueuePicker};
+use crate::policy::wrapping::Wrapping;
 use crate::policy::{
     Controller, Policy, PolicyConfig, SlotController, SubchannelUpdate, TimerToken,
 };
 use crate::probe::ProbeResult;
 use crate::resolver::ResolverError;
-use crate::rng::Rng;
 use crate::status::ConnectivityState;
 use crate::subchannel::{IdMap, SubchannelId};
 
@@ -68,9 +67,13 @@ struct ChildController<'a> {
     changed: &'a mut Vec<u32>,
 }
 
-impl Controller for ChildController<'_> {
-    fn now(&self) -> Instant {
-        self.inner.now()
+impl Wrapping for ChildController<'_> {
+    fn inner(&self) -> &dyn Controller {
+        &self.inner
+    }
+
+    fn inner_mut(&mut self) -> &mut dyn Controller {
+        &mut self.inner
     }
 
     fn create_subchannel(&mut self, address: &Address) -> SubchannelId {
@@ -79,23 +82,11 @@ impl Controller for ChildController<'_> {
         id
     }
 
-    fn reserve_subchannels(&mut self, additional: usize) {
-        self.inner.reserve_subchannels(additional);
-    }
-
-    fn connect(&mut self, subchannel: SubchannelId) {
-        self.inner.connect(subchannel);
-    }
-
     fn remove_subchannel(&mut self, subchannel: SubchannelId) {
         if self.owners.get(&subchannel) == Some(&self.slot) {
             self.owners.remove(&subchannel);
             self.inner.remove_subchannel(subchannel);
         }
-    }
-
-    fn subchannel_state(&self, subchannel: SubchannelId) -> Option<ConnectivityState> {
-        self.inner.subchannel_state(subchannel)
     }
 
     fn publish(&mut self, state: ConnectivityState, picker: Arc<dyn Picker>) {
@@ -110,30 +101,6 @@ impl Controller for ChildController<'_> {
         if !self.quiet {
             self.inner.request_resolution();
         }
-    }
-
-    fn request_probe(&mut self, subchannel: SubchannelId) {
-        self.inner.request_probe(subchannel);
-    }
-
-    fn set_timer(&mut self, at: Instant, token: TimerToken) {
-        self.inner.set_timer(at, token);
-    }
-
-    fn rng(&mut self) -> &mut Rng {
-        self.inner.rng()
-    }
-
-    fn notices_enabled(&self) -> bool {
-        self.inner.notices_enabled()
-    }
-
-    fn notify(&mut self, notice: crate::notice::Notice) {
-        self.inner.notify(notice);
-    }
-
-    fn subchannel_address(&self, subchannel: SubchannelId) -> Option<Address> {
-        self.inner.subchannel_address(subchannel)
     }
 }
 
@@ -409,6 +376,7 @@ pub(crate) fn group_by_child(
 mod tests {
     use super::*;
     use crate::rng::Rng;
+    use std::time::Instant;
 
     /// Records the timers it is given.
     #[derive(Debug, Default)]

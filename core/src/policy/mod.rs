@@ -64,6 +64,7 @@ mod timer;
 mod tree;
 pub mod weighted_round_robin;
 pub mod weighted_target;
+mod wrapping;
 
 pub use least_latency::LeastLatencyConfig;
 pub use least_request::LeastRequestConfig;

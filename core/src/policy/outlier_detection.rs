@@ -28,20 +28,18 @@
 //! generator, so ejections are deterministic.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::address::{Address, Endpoint};
 use crate::backoff::later;
 use crate::call::{CallOutcome, LoadReport};
 use crate::notice::Notice;
-use crate::picker::Picker;
+use crate::policy::wrapping::Wrapping;
 use crate::policy::{
     Controller, Policy, PolicyDetails, SlotController, SubchannelUpdate, TimerToken,
 };
 use crate::probe::ProbeResult;
 use crate::resolver::ResolverError;
-use crate::rng::Rng;
 use crate::status::ConnectivityState;
 use crate::subchannel::{IdMap, SubchannelId};
 
@@ -120,9 +118,13 @@ struct ChildController<'a> {
     book: &'a mut Book,
 }
 
-impl Controller for ChildController<'_> {
-    fn now(&self) -> Instant {
-        self.inner.now()
+impl Wrapping for ChildController<'_> {
+    fn inner(&self) -> &dyn Controller {
+        &self.inner
+    }
+
+    fn inner_mut(&mut self) -> &mut dyn Controller {
+        &mut self.inner
     }
 
     fn create_subchannel(&mut self, address: &Address) -> SubchannelId {
@@ -137,10 +139,6 @@ impl Controller for ChildController<'_> {
         id
     }
 
-    fn connect(&mut self, subchannel: SubchannelId) {
-        self.inner.connect(subchannel);
-    }
-
     fn remove_subchannel(&mut self, subchannel: SubchannelId) {
         self.book.subchannels.remove(&subchannel);
         self.inner.remove_subchannel(subchannel);
@@ -153,38 +151,6 @@ impl Controller for ChildController<'_> {
         } else {
             Some(state)
         }
-    }
-
-    fn publish(&mut self, state: ConnectivityState, picker: Arc<dyn Picker>) {
-        self.inner.publish(state, picker);
-    }
-
-    fn request_resolution(&mut self) {
-        self.inner.request_resolution();
-    }
-
-    fn request_probe(&mut self, subchannel: SubchannelId) {
-        self.inner.request_probe(subchannel);
-    }
-
-    fn set_timer(&mut self, at: Instant, token: TimerToken) {
-        self.inner.set_timer(at, token);
-    }
-
-    fn rng(&mut self) -> &mut Rng {
-        self.inner.rng()
-    }
-
-    fn notices_enabled(&self) -> bool {
-        self.inner.notices_enabled()
-    }
-
-    fn notify(&mut self, notice: crate::notice::Notice) {
-        self.inner.notify(notice);
-    }
-
-    fn subchannel_address(&self, subchannel: SubchannelId) -> Option<Address> {
-        self.inner.subchannel_address(subchannel)
     }
 }
 
