@@ -70,6 +70,36 @@ impl Candidates {
         candidates
     }
 
+    /// Two distinct indices below `len` (the same one twice only when `len` is 1): what
+    /// [`Candidates::distinct`] draws for `k` = 2, number for number, without building the array
+    /// or searching it, for the two-choice picks that are most policies' default.
+    #[inline]
+    pub(crate) fn distinct_pair(rng: &AtomicRng, len: usize) -> (u32, u32) {
+        let mut local = Rng::new(rng.next_u64());
+        let offset = local.quick_index(len);
+        if len <= 2 {
+            return (offset as u32, wrap(offset + len - 1, len));
+        }
+        // Floyd's two steps: j = len - 2, then j = len - 1 (see the module documentation).
+        let first = wrap(local.quick_index(len - 1) + offset, len);
+        let drawn = wrap(local.quick_index(len) + offset, len);
+        let second = if drawn == first {
+            wrap(len - 1 + offset, len)
+        } else {
+            drawn
+        };
+        (first, second)
+    }
+
+    /// Two indices below `len`, each drawn on its own: what [`Candidates::with_replacement`]
+    /// draws for `k` = 2, number for number.
+    #[inline]
+    pub(crate) fn pair_with_replacement(rng: &AtomicRng, len: usize) -> (u32, u32) {
+        let mut local = Rng::new(rng.next_u64());
+        let first = local.quick_index(len) as u32;
+        (first, local.quick_index(len) as u32)
+    }
+
     /// The indices, in the order drawn.
     #[inline]
     pub(crate) fn as_slice(&self) -> &[u32] {
@@ -126,6 +156,29 @@ mod tests {
                     let share = f64::from(first[i]) / first_expected;
                     assert!((0.9..1.1).contains(&share), "{len}/{k}: first {first:?}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn the_two_choice_draws_match_the_general_ones_number_for_number() {
+        for len in [1, 2, 3, 4, 7, 100, 1000, 200_000] {
+            let (general, pair) = (AtomicRng::new(len as u64), AtomicRng::new(len as u64));
+            for _ in 0..2_000 {
+                let drawn = Candidates::distinct(&general, len, 2);
+                let (a, b) = Candidates::distinct_pair(&pair, len);
+                let expected = match drawn.as_slice() {
+                    [a] => (*a, *a),
+                    [a, b] => (*a, *b),
+                    other => panic!("{other:?}"),
+                };
+                assert_eq!((a, b), expected, "len {len}");
+            }
+            let (general, pair) = (AtomicRng::new(9), AtomicRng::new(9));
+            for _ in 0..2_000 {
+                let drawn = Candidates::with_replacement(&general, len, 2);
+                let (a, b) = Candidates::pair_with_replacement(&pair, len);
+                assert_eq!([a, b], drawn.as_slice(), "len {len}");
             }
         }
     }

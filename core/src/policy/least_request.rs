@@ -256,6 +256,22 @@ impl Picker for LeastRequestPicker {
             chosen.1.fetch_add(1, Ordering::Relaxed);
             return Pick::Ready(chosen.0);
         }
+        if self.choices == 2 {
+            let (a, b) = if self.distinct {
+                Candidates::distinct_pair(&self.rng, len)
+            } else {
+                Candidates::pair_with_replacement(&self.rng, len)
+            };
+            let (a, b) = (&self.ready[a as usize], &self.ready[b as usize]);
+            // The first drawn wins a tie, as below.
+            let best = if b.1.load(Ordering::Relaxed) < a.1.load(Ordering::Relaxed) {
+                b
+            } else {
+                a
+            };
+            best.1.fetch_add(1, Ordering::Relaxed);
+            return Pick::Ready(best.0);
+        }
         let drawn = self.draw();
         let (&first, rest) = drawn.as_slice().split_first().unwrap_or((&0, &[]));
         let mut best = &self.ready[first as usize];
