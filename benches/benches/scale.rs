@@ -64,6 +64,8 @@ fn scale(c: &mut Criterion) {
         PolicyConfig::least_request(),
         PolicyConfig::weighted_round_robin(),
         PolicyConfig::p2c_ewma(),
+        PolicyConfig::least_latency(),
+        PolicyConfig::prequal(),
     ] {
         for n in SIZES {
             let name = format!("{}/all_ready_one_by_one", policy.name());

@@ -151,12 +151,14 @@ fn round_robin_endpoints_becoming_ready_one_by_one_cost_linear_work_and_memory()
 }
 
 #[test]
-fn every_policy_on_round_robins_machinery_is_linear_too() {
+fn every_policy_on_the_endpoint_layer_is_linear_too() {
     for policy in [
         PolicyConfig::random(),
         PolicyConfig::least_request(),
         PolicyConfig::weighted_round_robin(),
         PolicyConfig::p2c_ewma(),
+        PolicyConfig::least_latency(),
+        PolicyConfig::prequal(),
     ] {
         let small = all_ready_one_at_a_time(&policy, 10_000);
         let large = all_ready_one_at_a_time(&policy, 100_000);
