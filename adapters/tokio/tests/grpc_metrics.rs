@@ -8,11 +8,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
-use croupier::{ConnectivityState, PolicyConfig};
+use std::time::Duration;
+
+use croupier::retry::{CodeSet, RetryPolicy};
+use croupier::{Code, ConnectivityState, PolicyConfig};
 use croupier_echo_grpc::{EchoClient, ServerOptions};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
-use support::{call, servers, until, GrpcChannel, PATIENCE};
+use support::{call, echo, servers, until, GrpcChannel, PATIENCE};
 
 /// The exporter's address: installed once for the whole binary. It is installed from a thread
 /// with no runtime, so that it serves from a runtime of its own for the life of the process:
@@ -188,6 +191,10 @@ async fn a_scrape_counts_the_calls_of_each_backend_and_each_attempt_exactly() {
         attempts("grpc_client_attempt_duration_count", failed),
         FAILED as f64
     );
+    // One call per attempt here (no retries): the call's own duration, once per call.
+    let calls = |status| attempts("grpc_client_call_duration_count", status);
+    assert_eq!(calls(ok), SUCCEEDED as f64);
+    assert_eq!(calls(failed), FAILED as f64);
     // Sent: EchoRequest { message } is the field's tag, its length and its text.
     let sent = "grpc_client_attempt_sent_total_compressed_message_size_sum";
     assert_eq!(attempts(sent, ok), (SUCCEEDED * (2 + 2)) as f64);
@@ -260,10 +267,94 @@ async fn an_attempt_with_no_backend_to_pick_is_counted_with_its_status() {
         value(&page, "grpc_client_attempt_duration_count", &unavailable),
         3.0
     );
+    assert_eq!(
+        value(&page, "grpc_client_call_duration_count", &unavailable),
+        3.0
+    );
     assert!(samples(
         &page,
         "croupier_client_backend_calls",
         &[("grpc_target", target.as_str())]
     )
     .is_empty());
+}
+
+#[tokio::test]
+async fn a_call_is_recorded_once_across_its_attempts_with_the_status_it_ended_with() {
+    let exporter = exporter();
+    let options = ServerOptions::new()
+        .fail_message("fail")
+        .stall_message("stall");
+    let servers = servers(2, options).await;
+    let retry = RetryPolicy::new(
+        2,
+        Duration::from_millis(1),
+        Duration::from_millis(1),
+        1.0,
+        CodeSet::new().with(Code::FailedPrecondition),
+    )
+    .unwrap();
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(support::target(&servers))
+        .policy(PolicyConfig::round_robin())
+        .retry_policy(retry)
+        .build()
+        .unwrap();
+    until(&channel, |subchannels| {
+        subchannels
+            .iter()
+            .all(|s| s.state == ConnectivityState::Ready)
+            && subchannels.len() == 2
+    })
+    .await;
+    let mut client = EchoClient::new(channel.clone());
+
+    // Retried once: one call, two attempts, each FAILED_PRECONDITION.
+    let status = call(&mut client, "fail").await.expect_err("a failure");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    // Past its deadline: DEADLINE_EXCEEDED, once.
+    let mut late = echo("stall");
+    late.set_timeout(Duration::from_millis(200));
+    let status = tokio::time::timeout(PATIENCE, client.unary_echo(late))
+        .await
+        .expect("the deadline ends the call")
+        .expect_err("past its deadline");
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+    // Given up by its caller before any answer: CANCELLED, once.
+    let given_up =
+        tokio::time::timeout(Duration::from_millis(200), client.unary_echo(echo("stall"))).await;
+    assert!(given_up.is_err(), "the stalled call is still waiting");
+    // And one that succeeds at once.
+    call(&mut client, "hi").await.expect("an echo");
+
+    let target = channel.target().to_string();
+    let page = scrape(exporter).await;
+    let of = |name: &str, status: &str| {
+        value(
+            &page,
+            name,
+            &[
+                ("grpc_target", target.as_str()),
+                ("grpc_method", METHOD),
+                ("grpc_status", status),
+            ],
+        )
+    };
+    let calls = |status| of("grpc_client_call_duration_count", status);
+    let attempts = |status| of("grpc_client_attempt_duration_count", status);
+    assert_eq!(calls("FAILED_PRECONDITION"), 1.0);
+    assert_eq!(attempts("FAILED_PRECONDITION"), 2.0);
+    assert_eq!(calls("DEADLINE_EXCEEDED"), 1.0);
+    assert_eq!(calls("CANCELLED"), 1.0);
+    assert_eq!(calls("OK"), 1.0);
+    let all: f64 = samples(
+        &page,
+        "grpc_client_call_duration_count",
+        &[("grpc_target", target.as_str())],
+    )
+    .values()
+    .sum();
+    assert_eq!(all, 4.0, "each call once");
+    // The deadline bounds the call's duration: 200 ms, give or take the machine's load.
+    let late_sum = of("grpc_client_call_duration_sum", "DEADLINE_EXCEEDED");
+    assert!((0.2..0.7).contains(&late_sum), "{late_sum} s");
 }
