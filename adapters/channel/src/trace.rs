@@ -1,7 +1,7 @@
 //! The channel's logs, through `tracing`: a span per channel (its target) and per subchannel
 //! (its id and address), and the core's [`Notice`]s as events in them, at levels that fit. State
 //! changes and attempts are `debug`; failures, refusals and ejections `warn`; resolver results,
-//! policy switches and returns from ejection `info`; picks only `trace`. Every event's target is
+//! policy switches and returns from ejection `info`; picks and scheduler updates only `trace`. Every event's target is
 //! `croupier`, so `RUST_LOG=croupier=debug` shows them all. Addresses, states and error messages
 //! are logged; payloads, header values and credentials never are (no event sees them).
 //!
@@ -150,6 +150,11 @@ mod on {
                 }
                 Notice::WeightsUpdated { .. } => {
                     debug!(target: "croupier", parent: &channel, "{notice}");
+                }
+                // One per scheduler weighted_round_robin builds, for its metrics: the weights
+                // that changed are the WeightsUpdated above.
+                Notice::SchedulerUpdated { .. } => {
+                    trace!(target: "croupier", parent: &channel, "{notice}");
                 }
                 Notice::Dropped { count } => {
                     warn!(target: "croupier", parent: &channel, count, "notices dropped: the driver fell behind");
