@@ -249,8 +249,8 @@ impl<C: Connector> ChannelBuilder<C> {
         let seed = self.seed.unwrap_or_else(random_seed);
         let now = self.runtime.now();
         let mut config = self.config;
-        // The driver logs the core's notices; a larger queue asked for is kept.
-        config.notice_capacity = config.notice_capacity.max(trace::notice_capacity());
+        // The driver logs and counts the core's notices; a larger queue asked for is kept.
+        config.notice_capacity = config.notice_capacity.max(crate::driver::NOTICE_CAPACITY);
         let balancer = Balancer::new(config, seed, now);
         let shared = Arc::new(Shared::new(
             Addressed::<C::Connection>::is_broken::<C>,

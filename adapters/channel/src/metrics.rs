@@ -18,6 +18,11 @@ use arc_swap::ArcSwap;
 use croupier::{Address, Code};
 use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Unit};
 
+mod lb;
+
+pub(crate) use lb::PolicyMetrics;
+pub use lb::{WRR_NOT_YET_USABLE, WRR_RR_FALLBACK, WRR_STALE, WRR_WEIGHTS};
+
 /// Each call's time from its start to its end, across all its attempts, in seconds (A66;
 /// `grpc.method`, `grpc.target`, `grpc.status`): the calls through the channel's `Service`.
 pub const CALL_DURATION: &str = "grpc.client.call.duration";
@@ -433,6 +438,7 @@ fn describe() {
             "Number of times a subchannel's connection ended."
         );
         describe_gauge!(OPEN_CONNECTIONS, Unit::Count, "Number of open connections.");
+        lb::describe();
     });
 }
 

@@ -20,15 +20,6 @@ mod on {
     use croupier::{Address, ConnectivityState, Notice, Status, SubchannelId};
     use tracing::{debug, info, trace, warn, Span};
 
-    /// Notices a channel keeps for its logs: enough for a burst of thousands of endpoints
-    /// connecting between two drains.
-    const NOTICE_CAPACITY: usize = 65_536;
-
-    /// The config's notice capacity: on, as the channel logs them.
-    pub(crate) fn notice_capacity() -> usize {
-        NOTICE_CAPACITY
-    }
-
     /// The spans of one channel and its live subchannels.
     #[derive(Debug)]
     pub(crate) struct Trace {
@@ -182,11 +173,6 @@ mod on {
 #[cfg(not(feature = "tracing"))]
 mod off {
     use croupier::{Address, Status, SubchannelId};
-
-    /// Notices are off: nothing would read them.
-    pub(crate) fn notice_capacity() -> usize {
-        0
-    }
 
     /// Nothing to keep.
     #[derive(Debug)]

@@ -10,8 +10,10 @@ use std::sync::OnceLock;
 
 use std::time::Duration;
 
+use croupier::policy::WeightedRoundRobinConfig;
 use croupier::retry::{CodeSet, RetryPolicy};
 use croupier::{Code, ConnectivityState, PolicyConfig};
+use croupier_echo_grpc::orca::OrcaLoadReport;
 use croupier_echo_grpc::{EchoClient, ServerOptions};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
@@ -357,4 +359,80 @@ async fn a_call_is_recorded_once_across_its_attempts_with_the_status_it_ended_wi
     // The deadline bounds the call's duration: 200 ms, give or take the machine's load.
     let late_sum = of("grpc_client_call_duration_sum", "DEADLINE_EXCEEDED");
     assert!((0.2..0.7).contains(&late_sum), "{late_sum} s");
+}
+
+#[tokio::test]
+async fn weighted_round_robin_counts_its_fallback_until_the_load_reports_weigh() {
+    let exporter = exporter();
+    // A58 weighs 100 queries per second at utilization 0.25 as 400, at 0.75 as 133.3.
+    let report = |utilization| OrcaLoadReport {
+        rps_fractional: 100.0,
+        application_utilization: utilization,
+        ..OrcaLoadReport::default()
+    };
+    let mut servers = Vec::new();
+    for utilization in [0.25, 0.75] {
+        let options = ServerOptions::new().load_report(&report(utilization));
+        servers.extend(support::servers(1, options).await);
+    }
+    let policy = WeightedRoundRobinConfig::default()
+        .blackout_period(Duration::from_millis(300))
+        .weight_update_period(Duration::from_millis(100));
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(support::target(&servers))
+        .policy(PolicyConfig::new(policy))
+        .build()
+        .unwrap();
+    support::until_ready(&channel, 2).await;
+    let target = channel.target().to_string();
+    let labels = [("grpc_target", target.as_str()), ("grpc_lb_locality", "")];
+    let of = |page: &str, name: &str| value(page, name, &labels);
+
+    // No report yet: every scheduler so far fell back, with no usable weight.
+    let page = scrape(exporter).await;
+    let fallbacks = of(&page, "grpc_lb_wrr_rr_fallback");
+    assert!(fallbacks >= 1.0, "{fallbacks}");
+    let not_yet = of(&page, "grpc_lb_wrr_endpoint_weight_not_yet_usable");
+    assert!(
+        not_yet >= 2.0,
+        "both endpoints of the last update: {not_yet}"
+    );
+    assert_eq!(of(&page, "grpc_lb_wrr_endpoint_weight_stale"), 0.0);
+    assert_eq!(of(&page, "grpc_lb_wrr_endpoint_weights_count"), not_yet);
+    assert_eq!(of(&page, "grpc_lb_wrr_endpoint_weights_sum"), 0.0);
+
+    // Calls bring reports; past the blackout a scheduler weighs by them: 400 and 133.3.
+    let mut client = EchoClient::new(channel.clone());
+    let page = tokio::time::timeout(PATIENCE, async {
+        loop {
+            for _ in 0..10 {
+                call(&mut client, "weigh").await.expect("an echo");
+            }
+            let page = scrape(exporter).await;
+            if of(&page, "grpc_lb_wrr_endpoint_weights_sum") > 0.0 {
+                return page;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the reported weights counted in time");
+    let sum = of(&page, "grpc_lb_wrr_endpoint_weights_sum");
+    let updates = sum / (400.0 + 400.0 / 3.0);
+    assert!(
+        updates >= 1.0 && (updates - updates.round()).abs() < 1e-6,
+        "each weighed update records both weights: {sum}"
+    );
+    assert_eq!(
+        of(&page, "grpc_lb_wrr_rr_fallback"),
+        fallbacks,
+        "no fallback since"
+    );
+    assert_eq!(
+        of(&page, "grpc_lb_wrr_endpoint_weight_not_yet_usable"),
+        not_yet
+    );
+    assert_eq!(
+        of(&page, "grpc_lb_wrr_endpoint_weights_count"),
+        not_yet + 2.0 * updates.round()
+    );
 }
