@@ -127,6 +127,18 @@ pub enum Notice {
         /// resolver gave weights).
         fallback: bool,
     },
+    /// pick_first (the channel's policy, or a child of a priority or weighted_target policy)
+    /// connected, lost its connection, or saw an attempt fail: the facts gRFC A78's pick_first
+    /// metrics count. round_robin's and ring_hash's endpoints, which walk their addresses as
+    /// pick_first does, do not tell these.
+    PickFirst {
+        /// The subchannel.
+        subchannel: SubchannelId,
+        /// Its address.
+        address: Address,
+        /// What happened.
+        event: PickFirstEvent,
+    },
     /// The queue was full: this many older notices were dropped before the ones that follow.
     Dropped {
         /// How many.
@@ -154,6 +166,28 @@ impl SubchannelWeight {
             address,
             weight,
         }
+    }
+}
+
+/// What happened to a connection of pick_first ([`Notice::PickFirst`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PickFirstEvent {
+    /// The subchannel connected and was chosen: calls go to it.
+    Connected,
+    /// An attempt to connect the subchannel failed (or timed out).
+    AttemptFailed,
+    /// The chosen subchannel's connection was lost.
+    Disconnected,
+}
+
+impl fmt::Display for PickFirstEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PickFirstEvent::Connected => "connected and chosen",
+            PickFirstEvent::AttemptFailed => "connection attempt failed",
+            PickFirstEvent::Disconnected => "the chosen connection was lost",
+        })
     }
 }
 
@@ -315,6 +349,11 @@ impl fmt::Display for Notice {
                 }
                 Ok(())
             }
+            Notice::PickFirst {
+                subchannel,
+                address,
+                event,
+            } => write!(f, "{subchannel} {address}: pick_first: {event}"),
             Notice::Dropped { count } => {
                 write!(f, "{count} notices dropped: the queue was full")
             }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use croupier::policy::{OutlierDetectionConfig, WeightedRoundRobinConfig};
 use croupier::{
     BalancerConfig, CallOutcome, ConnectionEvent, ConnectivityState, Endpoint, LoadReport,
-    LoadWeight, Notice, PolicyChoice, PolicyConfig, ResolverUpdate, SubchannelWeight,
-    DEFAULT_NOTICE_CAPACITY,
+    LoadWeight, Notice, PickFirstEvent, PolicyChoice, PolicyConfig, ResolverUpdate,
+    SubchannelWeight, DEFAULT_NOTICE_CAPACITY,
 };
 use support::*;
 
@@ -450,6 +450,62 @@ fn weighted_round_robin_tells_each_scheduler_update_what_the_load_reports_gave()
         .to_string();
     assert!(line.contains("too few usable weights"), "{line}");
     assert!(line.contains("127.0.0.1:2 stale"), "{line}");
+}
+
+/// The pick_first events among `notices`, by port.
+fn pick_first_events(notices: &[Notice]) -> Vec<(u16, PickFirstEvent)> {
+    notices
+        .iter()
+        .filter_map(|notice| match notice {
+            Notice::PickFirst { address, event, .. } => Some((port_of(address), *event)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn pick_first_tells_each_failed_attempt_connection_and_lost_connection() {
+    use PickFirstEvent::{AttemptFailed, Connected, Disconnected};
+    let mut h = harness(PolicyConfig::pick_first());
+    h.resolve(update(&[1, 2]));
+    h.failed(&addr(1));
+    h.connected(&addr(2));
+    let seen = notices(&mut h);
+    assert_eq!(
+        pick_first_events(&seen),
+        [(1, AttemptFailed), (2, Connected)]
+    );
+    let line = seen
+        .iter()
+        .find(|n| matches!(n, Notice::PickFirst { .. }))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.ends_with("127.0.0.1:1: pick_first: connection attempt failed"),
+        "{line}"
+    );
+    // The chosen connection lost, once; the next pass fails both before 1 connects.
+    h.closed(&addr(2));
+    assert_eq!(pick_first_events(&notices(&mut h)), [(2, Disconnected)]);
+    h.exit_idle();
+    h.failed(&addr(1));
+    h.failed(&addr(2));
+    h.advance(Duration::from_secs(2));
+    h.connected(&addr(1));
+    assert_eq!(
+        pick_first_events(&notices(&mut h)),
+        [(1, AttemptFailed), (2, AttemptFailed), (1, Connected)]
+    );
+}
+
+#[test]
+fn round_robin_endpoints_tell_no_pick_first_events() {
+    let mut h = harness(PolicyConfig::round_robin());
+    h.resolve(update(&[1, 2]));
+    h.failed(&addr(1));
+    h.connected(&addr(2));
+    h.closed(&addr(2));
+    assert_eq!(pick_first_events(&notices(&mut h)), []);
 }
 
 #[test]

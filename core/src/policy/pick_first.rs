@@ -29,6 +29,8 @@ use crate::resolver::ResolverError;
 use crate::status::{ConnectivityState, Status};
 use crate::subchannel::SubchannelId;
 
+mod notices;
+
 /// The happy eyeballs delay gRPC uses: 250 ms.
 pub const DEFAULT_HAPPY_EYEBALLS_DELAY: Duration = Duration::from_millis(250);
 
@@ -193,6 +195,13 @@ impl PickFirstList {
     /// Whether the list holds no address (never given any, or given none).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Whether `subchannel` is one of the list's.
+    fn holds(&self, subchannel: SubchannelId) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.subchannel == Some(subchannel))
     }
 
     /// The connected subchannel, while the list is READY.
@@ -620,7 +629,17 @@ impl Policy for PickFirst {
         update: &SubchannelUpdate,
         ctl: &mut dyn Controller,
     ) {
-        if self.list.subchannel_update(subchannel, update, ctl) {
+        let told = ctl.notices_enabled() && self.list.holds(subchannel);
+        let before = self.list.ready_subchannel();
+        let changed = self.list.subchannel_update(subchannel, update, ctl);
+        let after = self.list.ready_subchannel();
+        if let Some(event) = told
+            .then(|| notices::event(subchannel, update.state, before, after))
+            .flatten()
+        {
+            notices::tell(ctl, subchannel, event);
+        }
+        if changed {
             self.publish(ctl);
         }
     }
