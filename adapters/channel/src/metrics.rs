@@ -1,6 +1,6 @@
 //! The channel's metrics (feature `metrics`), through the `metrics` facade: gRPC's names and
 //! labels where gRPC defines them (gRFC A66 per call and per attempt, A94 per subchannel, A78
-//! for weighted_round_robin), and croupier's own per-backend call counter.
+//! for weighted_round_robin and pick_first), and croupier's own per-backend call counter.
 //!
 //! A call registers nothing on its way: the instruments of a method (and of a method on one
 //! backend) are registered the first time a call uses them and kept, so that a pick and a
@@ -21,7 +21,10 @@ use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Unit};
 mod lb;
 
 pub(crate) use lb::PolicyMetrics;
-pub use lb::{WRR_NOT_YET_USABLE, WRR_RR_FALLBACK, WRR_STALE, WRR_WEIGHTS};
+pub use lb::{
+    PICK_FIRST_DISCONNECTIONS, PICK_FIRST_FAILED, PICK_FIRST_SUCCEEDED, WRR_NOT_YET_USABLE,
+    WRR_RR_FALLBACK, WRR_STALE, WRR_WEIGHTS,
+};
 
 /// Each call's time from its start to its end, across all its attempts, in seconds (A66;
 /// `grpc.method`, `grpc.target`, `grpc.status`): the calls through the channel's `Service`.

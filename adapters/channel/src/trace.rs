@@ -147,6 +147,15 @@ mod on {
                 Notice::SchedulerUpdated { .. } => {
                     trace!(target: "croupier", parent: &channel, "{notice}");
                 }
+                // For pick_first's metrics: the subchannel's state change tells it already.
+                Notice::PickFirst {
+                    subchannel,
+                    address,
+                    event,
+                } => {
+                    let span = self.subchannel(*subchannel, address);
+                    trace!(target: "croupier", parent: span, %event, "pick_first");
+                }
                 Notice::Dropped { count } => {
                     warn!(target: "croupier", parent: &channel, count, "notices dropped: the driver fell behind");
                 }

@@ -214,6 +214,13 @@ async fn a_scrape_counts_the_calls_of_each_backend_and_each_attempt_exactly() {
     assert!(subchannel("grpc_subchannel_connection_attempts_failed") >= 1.0);
     assert_eq!(subchannel("grpc_subchannel_open_connections"), 2.0);
     assert!(samples(&page, "grpc_subchannel_disconnections", &[target_label]).is_empty());
+    // round_robin's endpoints walk their addresses as pick_first does, but are not pick_first.
+    for name in [
+        "grpc_lb_pick_first_connection_attempts_succeeded",
+        "grpc_lb_pick_first_connection_attempts_failed",
+    ] {
+        assert!(samples(&page, name, &[target_label]).is_empty(), "{name}");
+    }
 
     // Dropping the channel closes both connections: disconnections, none left open.
     drop(client);
@@ -434,5 +441,52 @@ async fn weighted_round_robin_counts_its_fallback_until_the_load_reports_weigh()
     assert_eq!(
         of(&page, "grpc_lb_wrr_endpoint_weights_count"),
         not_yet + 2.0 * updates.round()
+    );
+}
+
+#[tokio::test]
+async fn pick_first_counts_its_failed_attempts_its_connection_and_its_loss() {
+    let exporter = exporter();
+    let down = closed_port();
+    let mut servers = servers(1, ServerOptions::new()).await;
+    // The address that refuses comes first: pick_first tries it, then connects the second.
+    let target = format!("ipv4:{down},{}", servers[0].address());
+    let channel: GrpcChannel = croupier_tokio::grpc::builder(target)
+        .policy(PolicyConfig::pick_first())
+        .build()
+        .unwrap();
+    let mut client = EchoClient::new(channel.clone());
+    call(&mut client, "hi").await.expect("an echo");
+    let target = channel.target().to_string();
+    let labels = [("grpc_target", target.as_str())];
+    let page = scrape(exporter).await;
+    let of = |page: &str, name: &str| value(page, name, &labels);
+    assert_eq!(
+        of(&page, "grpc_lb_pick_first_connection_attempts_failed"),
+        1.0
+    );
+    assert_eq!(
+        of(&page, "grpc_lb_pick_first_connection_attempts_succeeded"),
+        1.0
+    );
+    assert_eq!(of(&page, "grpc_lb_pick_first_disconnections"), 0.0);
+
+    // The server goes away: its connection, the one chosen, is lost once.
+    drop(servers.remove(0));
+    let page = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let page = scrape(exporter).await;
+            if of(&page, "grpc_lb_pick_first_disconnections") > 0.0 {
+                return page;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the lost connection counted in time");
+    assert_eq!(of(&page, "grpc_lb_pick_first_disconnections"), 1.0);
+    assert_eq!(
+        of(&page, "grpc_lb_pick_first_connection_attempts_succeeded"),
+        1.0
     );
 }

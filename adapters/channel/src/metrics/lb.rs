@@ -1,9 +1,10 @@
 //! The instruments of load-balancing policies (gRFC A78), counted from the core's notices: the
-//! core says what a policy did ([`Notice::SchedulerUpdated`]), and the driver records it here.
+//! core says what a policy did ([`Notice::SchedulerUpdated`] of weighted_round_robin,
+//! [`Notice::PickFirst`]), and the driver records it here.
 
 use std::sync::Arc;
 
-use croupier::{EndpointLoad, LoadWeight, Notice};
+use croupier::{EndpointLoad, LoadWeight, Notice, PickFirstEvent};
 use metrics::{Counter, Histogram, Label};
 
 use super::{counter, histogram};
@@ -21,10 +22,24 @@ pub const WRR_STALE: &str = "grpc.lb.wrr.endpoint_weight_stale";
 /// `grpc.target`, `grpc.lb.locality`).
 pub const WRR_WEIGHTS: &str = "grpc.lb.wrr.endpoint_weights";
 
+/// Times pick_first's chosen connection was lost (A78; `grpc.target`).
+pub const PICK_FIRST_DISCONNECTIONS: &str = "grpc.lb.pick_first.disconnections";
+/// Times pick_first connected a subchannel (A78; `grpc.target`).
+pub const PICK_FIRST_SUCCEEDED: &str = "grpc.lb.pick_first.connection_attempts_succeeded";
+/// pick_first's connection attempts that failed (A78; `grpc.target`).
+pub const PICK_FIRST_FAILED: &str = "grpc.lb.pick_first.connection_attempts_failed";
+
 /// A channel's policy instruments, registered when its policy first does what they count.
 pub(crate) struct PolicyMetrics {
     target: Arc<str>,
     wrr: Option<WrrInstruments>,
+    pick_first: Option<PickFirstInstruments>,
+}
+
+struct PickFirstInstruments {
+    disconnections: Counter,
+    succeeded: Counter,
+    failed: Counter,
 }
 
 impl std::fmt::Debug for PolicyMetrics {
@@ -45,17 +60,40 @@ struct WrrInstruments {
 impl PolicyMetrics {
     /// The policy instruments of the channel to `target`.
     pub(crate) fn new(target: Arc<str>) -> Self {
-        PolicyMetrics { target, wrr: None }
+        PolicyMetrics {
+            target,
+            wrr: None,
+            pick_first: None,
+        }
     }
 
     /// Counts what `notice` tells, if it is a notice these instruments count.
     pub(crate) fn notice(&mut self, notice: &Notice) {
-        if let Notice::SchedulerUpdated {
-            endpoints,
-            fallback,
-        } = notice
-        {
-            self.scheduler_updated(endpoints, *fallback);
+        match notice {
+            Notice::SchedulerUpdated {
+                endpoints,
+                fallback,
+            } => self.scheduler_updated(endpoints, *fallback),
+            Notice::PickFirst { event, .. } => self.pick_first(*event),
+            _ => {}
+        }
+    }
+
+    fn pick_first(&mut self, event: PickFirstEvent) {
+        let target = &self.target;
+        let instruments = self.pick_first.get_or_insert_with(|| {
+            let labels = || vec![Label::new("grpc.target", Arc::clone(target))];
+            PickFirstInstruments {
+                disconnections: counter(PICK_FIRST_DISCONNECTIONS, labels()),
+                succeeded: counter(PICK_FIRST_SUCCEEDED, labels()),
+                failed: counter(PICK_FIRST_FAILED, labels()),
+            }
+        });
+        match event {
+            PickFirstEvent::Connected => instruments.succeeded.increment(1),
+            PickFirstEvent::AttemptFailed => instruments.failed.increment(1),
+            PickFirstEvent::Disconnected => instruments.disconnections.increment(1),
+            _ => {}
         }
     }
 
@@ -113,6 +151,21 @@ pub(super) fn describe() {
         Unit::Count,
         "Endpoints, counted at each scheduler update, whose last load report is older than the \
          weight expiration period."
+    );
+    describe_counter!(
+        PICK_FIRST_DISCONNECTIONS,
+        Unit::Count,
+        "Times the connection pick_first chose was lost."
+    );
+    describe_counter!(
+        PICK_FIRST_SUCCEEDED,
+        Unit::Count,
+        "Connection attempts of pick_first that succeeded."
+    );
+    describe_counter!(
+        PICK_FIRST_FAILED,
+        Unit::Count,
+        "Connection attempts of pick_first that failed."
     );
     describe_histogram!(
         WRR_WEIGHTS,
