@@ -171,13 +171,13 @@ where
     let grpc = is_grpc(request.headers());
     // One deadline for every attempt: a timeout counts from the call's start.
     let started = channel.now();
-    // The method's settings from the config in use: its timeout and wait-for-ready here; its
-    // `call_policy` (retries, hedging) and the channel's `retry_throttle()` are what a retrying
-    // call runs by.
     // The call's own duration (gRFC A66), from here to its end whatever its attempts; dropped
     // before its end, it is recorded CANCELLED.
     #[cfg(feature = "metrics")]
     let whole = channel.call_started(request.uri().path(), started);
+    // The method's settings from the config in use: its timeout and wait-for-ready here; its
+    // `call_policy` (retries, hedging) and the channel's `retry_throttle()` are what a retrying
+    // call runs by.
     let method = channel.method_config(request.uri().path());
     let options = pick_options(
         &request,

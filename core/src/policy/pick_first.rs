@@ -197,13 +197,6 @@ impl PickFirstList {
         self.entries.is_empty()
     }
 
-    /// Whether `subchannel` is one of the list's.
-    fn holds(&self, subchannel: SubchannelId) -> bool {
-        self.entries
-            .iter()
-            .any(|e| e.subchannel == Some(subchannel))
-    }
-
     /// The connected subchannel, while the list is READY.
     pub fn ready_subchannel(&self) -> Option<SubchannelId> {
         self.selected
@@ -629,7 +622,8 @@ impl Policy for PickFirst {
         update: &SubchannelUpdate,
         ctl: &mut dyn Controller,
     ) {
-        let told = ctl.notices_enabled() && self.list.holds(subchannel);
+        // The balancer tells a policy of its own subchannels only.
+        let told = ctl.notices_enabled();
         let before = self.list.ready_subchannel();
         let changed = self.list.subchannel_update(subchannel, update, ctl);
         let after = self.list.ready_subchannel();

@@ -310,20 +310,23 @@ impl Weights {
 
     /// The scaled weights for `ready` at `now`; empty means plain round robin.
     fn scaled(&mut self, ready: &[WeightedEntry], now: Instant) -> Vec<u16> {
-        let config = &self.config;
-        self.loads = ready
-            .iter()
-            .map(|(key, _, _)| {
-                self.reported
-                    .get_mut(key)
-                    .map_or(LoadWeight::NotYetUsable, |reported| {
-                        let weight = reported.current(now, config);
-                        reported.counted = matches!(weight, LoadWeight::Usable(_));
-                        weight
-                    })
-            })
-            .collect();
-        let reported: Vec<f64> = self.loads.iter().map(|load| load.value()).collect();
+        let Weights {
+            config,
+            reported,
+            loads,
+            ..
+        } = self;
+        loads.clear();
+        loads.extend(ready.iter().map(|(key, _, _)| {
+            reported
+                .get_mut(key)
+                .map_or(LoadWeight::NotYetUsable, |reported| {
+                    let weight = reported.current(now, config);
+                    reported.counted = matches!(weight, LoadWeight::Usable(_));
+                    weight
+                })
+        }));
+        let reported: Vec<f64> = loads.iter().map(|load| load.value()).collect();
         let known: Vec<f64> = reported.iter().copied().filter(|w| *w > 0.0).collect();
         if known.len() >= 2 {
             self.by_reports = Some(known.iter().sum::<f64>() / known.len() as f64);

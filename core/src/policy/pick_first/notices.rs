@@ -6,7 +6,7 @@ use crate::policy::Controller;
 use crate::status::ConnectivityState;
 use crate::subchannel::SubchannelId;
 
-/// What `subchannel`, one of the list's, moving to `state` means for pick_first, given its
+/// What `subchannel`, one of pick_first's, moving to `state` means for pick_first, given its
 /// connected subchannel `before` and `after` the move: it connected (it is the one chosen now),
 /// its connection was lost (it was the one chosen), or an attempt of it failed.
 pub(super) fn event(
