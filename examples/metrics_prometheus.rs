@@ -53,7 +53,10 @@ fn serve_metrics() -> Result<(SocketAddr, PrometheusHandle), String> {
         .map_err(|error| format!("no free loopback port for the exporter: {error}"))?;
     let (recorder, exporter) = PrometheusBuilder::new()
         .with_http_listener(address)
-        .set_buckets_for_metric(Matcher::Full(metrics::ATTEMPT_DURATION.into()), &LATENCY)
+        .set_buckets_for_metric(Matcher::Full(metrics::CALL_DURATION.into()), &LATENCY)
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full(metrics::ATTEMPT_DURATION.into()), &LATENCY)
+        })
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full(metrics::ATTEMPT_SENT.into()), &SIZE))
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full(metrics::ATTEMPT_RCVD.into()), &SIZE))
         .and_then(PrometheusBuilder::build)

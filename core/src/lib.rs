@@ -220,7 +220,9 @@ pub use balancer::{
     Action, Balancer, BalancerConfig, BalancerSnapshot, ResolverResult, DEFAULT_MAX_ENDPOINTS,
 };
 pub use call::{CallOutcome, LoadReport};
-pub use notice::{Notice, SubchannelWeight, DEFAULT_NOTICE_CAPACITY};
+pub use notice::{
+    EndpointLoad, LoadWeight, Notice, PickFirstEvent, SubchannelWeight, DEFAULT_NOTICE_CAPACITY,
+};
 pub use picker::{
     FailPicker, Pick, PickNote, PickRequest, Picker, QueuePicker, RoundRobinPicker, SinglePicker,
 };

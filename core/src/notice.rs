@@ -114,6 +114,31 @@ pub enum Notice {
         /// Each READY subchannel's weight in the new picker, in its order.
         weights: Vec<SubchannelWeight>,
     },
+    /// weighted_round_robin built a scheduler (a new picker) for its READY endpoints, whether or
+    /// not their shares changed: what each endpoint's load reports gave it, the facts gRFC A78's
+    /// metrics count per scheduler update. A scheduler is built when the READY endpoints or
+    /// their static weights change, and when a weight update (every `weight_update_period`
+    /// while load reports are live) changes the weights.
+    SchedulerUpdated {
+        /// Each READY subchannel's weight from its load reports, in the picker's order.
+        endpoints: Vec<EndpointLoad>,
+        /// Fewer than two endpoints had a usable weight: the scheduler does not weigh by load
+        /// reports, and falls back to the resolver's weights (plain round robin unless the
+        /// resolver gave weights).
+        fallback: bool,
+    },
+    /// pick_first (the channel's policy, or a child of a priority or weighted_target policy)
+    /// connected, lost its connection, or saw an attempt fail: the facts gRFC A78's pick_first
+    /// metrics count. round_robin's and ring_hash's endpoints, which walk their addresses as
+    /// pick_first does, do not tell these.
+    PickFirst {
+        /// The subchannel.
+        subchannel: SubchannelId,
+        /// Its address.
+        address: Address,
+        /// What happened.
+        event: PickFirstEvent,
+    },
     /// The queue was full: this many older notices were dropped before the ones that follow.
     Dropped {
         /// How many.
@@ -140,6 +165,86 @@ impl SubchannelWeight {
             subchannel,
             address,
             weight,
+        }
+    }
+}
+
+/// What happened to a connection of pick_first ([`Notice::PickFirst`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PickFirstEvent {
+    /// The subchannel connected and was chosen: calls go to it.
+    Connected,
+    /// An attempt to connect the subchannel failed (or timed out).
+    AttemptFailed,
+    /// The chosen subchannel's connection was lost.
+    Disconnected,
+}
+
+impl fmt::Display for PickFirstEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PickFirstEvent::Connected => "connected and chosen",
+            PickFirstEvent::AttemptFailed => "connection attempt failed",
+            PickFirstEvent::Disconnected => "the chosen connection was lost",
+        })
+    }
+}
+
+/// One endpoint's weight from its load reports in a scheduler update
+/// ([`Notice::SchedulerUpdated`]).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct EndpointLoad {
+    /// The endpoint's READY subchannel.
+    pub subchannel: SubchannelId,
+    /// Its address.
+    pub address: Address,
+    /// What its load reports gave it.
+    pub weight: LoadWeight,
+}
+
+impl EndpointLoad {
+    /// `subchannel` at `address`, weighing `weight` by its load reports.
+    pub fn new(subchannel: SubchannelId, address: Address, weight: LoadWeight) -> Self {
+        EndpointLoad {
+            subchannel,
+            address,
+            weight,
+        }
+    }
+}
+
+/// An endpoint's weight from its load reports, as of a scheduler update.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum LoadWeight {
+    /// Its reports have counted for the blackout period and are fresh: this weight
+    /// (`qps / (utilization + eps / qps * penalty)`, before scaling) is usable.
+    Usable(f64),
+    /// No report has come yet, or the first of the current run came less than the blackout
+    /// period ago.
+    NotYetUsable,
+    /// The last report came longer ago than the weight expiration period.
+    Stale,
+}
+
+impl LoadWeight {
+    /// The weight, 0 unless usable (as gRFC A78 records an endpoint without a usable one).
+    pub fn value(self) -> f64 {
+        match self {
+            LoadWeight::Usable(weight) => weight,
+            LoadWeight::NotYetUsable | LoadWeight::Stale => 0.0,
+        }
+    }
+}
+
+impl fmt::Display for LoadWeight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadWeight::Usable(weight) => write!(f, "{weight:.1}"),
+            LoadWeight::NotYetUsable => f.write_str("not yet usable"),
+            LoadWeight::Stale => f.write_str("stale"),
         }
     }
 }
@@ -226,6 +331,29 @@ impl fmt::Display for Notice {
                 }
                 Ok(())
             }
+            Notice::SchedulerUpdated {
+                endpoints,
+                fallback,
+            } => {
+                f.write_str("scheduler updated")?;
+                if *fallback {
+                    f.write_str(" (too few usable weights: by the resolver's weights)")?;
+                }
+                for (i, endpoint) in endpoints.iter().enumerate() {
+                    let separator = if i == 0 { ": " } else { ", " };
+                    write!(
+                        f,
+                        "{separator}{} {} {}",
+                        endpoint.subchannel, endpoint.address, endpoint.weight
+                    )?;
+                }
+                Ok(())
+            }
+            Notice::PickFirst {
+                subchannel,
+                address,
+                event,
+            } => write!(f, "{subchannel} {address}: pick_first: {event}"),
             Notice::Dropped { count } => {
                 write!(f, "{count} notices dropped: the queue was full")
             }

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use croupier::policy::{OutlierDetectionConfig, WeightedRoundRobinConfig};
 use croupier::{
-    BalancerConfig, ConnectionEvent, ConnectivityState, Endpoint, Notice, PolicyChoice,
-    PolicyConfig, ResolverUpdate, SubchannelWeight, DEFAULT_NOTICE_CAPACITY,
+    BalancerConfig, CallOutcome, ConnectionEvent, ConnectivityState, Endpoint, LoadReport,
+    LoadWeight, Notice, PickFirstEvent, PolicyChoice, PolicyConfig, ResolverUpdate,
+    SubchannelWeight, DEFAULT_NOTICE_CAPACITY,
 };
 use support::*;
 
@@ -363,6 +364,148 @@ fn weighted_round_robin_with_equal_weights_tells_none() {
     assert!(!notices(&mut h)
         .iter()
         .any(|n| matches!(n, Notice::WeightsUpdated { .. })));
+}
+
+/// The scheduler updates among `notices`: each endpoint's port and load weight, and whether
+/// the scheduler fell back from load reports.
+fn scheduler_updates(notices: &[Notice]) -> Vec<(Vec<(u16, LoadWeight)>, bool)> {
+    notices
+        .iter()
+        .filter_map(|notice| match notice {
+            Notice::SchedulerUpdated {
+                endpoints,
+                fallback,
+            } => Some((
+                endpoints
+                    .iter()
+                    .map(|endpoint| (port_of(&endpoint.address), endpoint.weight))
+                    .collect(),
+                *fallback,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn weighted_round_robin_tells_each_scheduler_update_what_the_load_reports_gave() {
+    use LoadWeight::{NotYetUsable, Stale, Usable};
+    let mut h = harness(PolicyConfig::new(WeightedRoundRobinConfig::default()));
+    h.resolve(update(&[1, 2, 3]));
+    for port in 1..=3 {
+        h.connected(&addr(port));
+    }
+    // Equal weights, so no WeightsUpdated; but each scheduler is told, falling back to round
+    // robin: no endpoint has reported.
+    let updates = scheduler_updates(&notices(&mut h));
+    assert_eq!(
+        updates.last(),
+        Some(&(
+            vec![(1, NotYetUsable), (2, NotYetUsable), (3, NotYetUsable)],
+            true
+        ))
+    );
+    assert!(updates.iter().all(|(_, fallback)| *fallback), "{updates:?}");
+    // 1 and 2 report (weights 100 / 0.5 and 300 / 1.0), 3 never does. A weight update that
+    // changes nothing builds no scheduler: the one update comes as the blackout ends.
+    let ids: Vec<_> = h.lb.subchannels().iter().map(|s| s.id).collect();
+    let mut seen = Vec::new();
+    for _ in 0..12 {
+        let loads = [
+            (ids[0], LoadReport::new(100.0, 0.5)),
+            (ids[1], LoadReport::new(300.0, 1.0)),
+        ];
+        for (id, load) in loads {
+            h.lb.handle_call_outcome(id, CallOutcome::ok(ms(2)).with_load(load), h.now);
+        }
+        h.drain();
+        h.advance(Duration::from_secs(1));
+        seen.extend(notices(&mut h));
+    }
+    assert_eq!(
+        scheduler_updates(&seen),
+        [(
+            vec![(1, Usable(200.0)), (2, Usable(300.0)), (3, NotYetUsable)],
+            false
+        )]
+    );
+    let line = seen
+        .iter()
+        .find(|n| matches!(n, Notice::SchedulerUpdated { .. }))
+        .unwrap()
+        .to_string();
+    assert!(line.contains("127.0.0.1:1 200.0"), "{line}");
+    assert!(line.contains("127.0.0.1:3 not yet usable"), "{line}");
+    // Three minutes of silence: the reported weights are stale, and the scheduler falls back.
+    h.advance(Duration::from_secs(180));
+    let seen = notices(&mut h);
+    assert_eq!(
+        scheduler_updates(&seen),
+        [(vec![(1, Stale), (2, Stale), (3, NotYetUsable)], true)]
+    );
+    let line = seen
+        .iter()
+        .find(|n| matches!(n, Notice::SchedulerUpdated { .. }))
+        .unwrap()
+        .to_string();
+    assert!(line.contains("too few usable weights"), "{line}");
+    assert!(line.contains("127.0.0.1:2 stale"), "{line}");
+}
+
+/// The pick_first events among `notices`, by port.
+fn pick_first_events(notices: &[Notice]) -> Vec<(u16, PickFirstEvent)> {
+    notices
+        .iter()
+        .filter_map(|notice| match notice {
+            Notice::PickFirst { address, event, .. } => Some((port_of(address), *event)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn pick_first_tells_each_failed_attempt_connection_and_lost_connection() {
+    use PickFirstEvent::{AttemptFailed, Connected, Disconnected};
+    let mut h = harness(PolicyConfig::pick_first());
+    h.resolve(update(&[1, 2]));
+    h.failed(&addr(1));
+    h.connected(&addr(2));
+    let seen = notices(&mut h);
+    assert_eq!(
+        pick_first_events(&seen),
+        [(1, AttemptFailed), (2, Connected)]
+    );
+    let line = seen
+        .iter()
+        .find(|n| matches!(n, Notice::PickFirst { .. }))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.ends_with("127.0.0.1:1: pick_first: connection attempt failed"),
+        "{line}"
+    );
+    // The chosen connection lost, once; the next pass fails both before 1 connects.
+    h.closed(&addr(2));
+    assert_eq!(pick_first_events(&notices(&mut h)), [(2, Disconnected)]);
+    h.exit_idle();
+    h.failed(&addr(1));
+    h.failed(&addr(2));
+    h.advance(Duration::from_secs(2));
+    h.connected(&addr(1));
+    assert_eq!(
+        pick_first_events(&notices(&mut h)),
+        [(1, AttemptFailed), (2, AttemptFailed), (1, Connected)]
+    );
+}
+
+#[test]
+fn round_robin_endpoints_tell_no_pick_first_events() {
+    let mut h = harness(PolicyConfig::round_robin());
+    h.resolve(update(&[1, 2]));
+    h.failed(&addr(1));
+    h.connected(&addr(2));
+    h.closed(&addr(2));
+    assert_eq!(pick_first_events(&notices(&mut h)), []);
 }
 
 #[test]

@@ -161,6 +161,16 @@ impl<B> CallBody<B> {
             call.finish_with(code, self.load);
         }
     }
+
+    /// The call whose response this is ends with the body: `whole` is recorded then, or now
+    /// if the body has ended already (a status in the response's headers).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn ends_call(&mut self, whole: crate::metrics::CallMetrics) {
+        match &mut self.call {
+            Some(call) => call.commit_call(whole),
+            None => whole.ended(self.code.unwrap_or(Code::Internal)),
+        }
+    }
 }
 
 /// An empty body that ends at once and reports nothing (what tonic's interceptors answer with
@@ -251,7 +261,9 @@ pub(crate) fn observe<RB: Body>(
             body.code = Some(code);
             body.load = read_load(body.call.as_ref(), load_report, &parts.headers);
         } else if parts.status != http::StatusCode::OK {
-            body.finish(http_status_code(parts.status));
+            let code = http_status_code(parts.status);
+            body.code = Some(code);
+            body.finish(code);
         }
     } else {
         body.code = Some(if parts.status.is_server_error() {

@@ -249,8 +249,8 @@ impl<C: Connector> ChannelBuilder<C> {
         let seed = self.seed.unwrap_or_else(random_seed);
         let now = self.runtime.now();
         let mut config = self.config;
-        // The driver logs the core's notices; a larger queue asked for is kept.
-        config.notice_capacity = config.notice_capacity.max(trace::notice_capacity());
+        // The driver logs and counts the core's notices; a larger queue asked for is kept.
+        config.notice_capacity = config.notice_capacity.max(crate::driver::NOTICE_CAPACITY);
         let balancer = Balancer::new(config, seed, now);
         let shared = Arc::new(Shared::new(
             Addressed::<C::Connection>::is_broken::<C>,
@@ -440,6 +440,9 @@ pub struct CallGuard {
     /// (for the retry throttle).
     #[cfg(feature = "tower")]
     retry: Option<Box<crate::retry::Committed>>,
+    /// The call's own instruments, once committed to this attempt: its end is the call's.
+    #[cfg(all(feature = "tower", feature = "metrics"))]
+    whole: Option<crate::metrics::CallMetrics>,
 }
 
 impl fmt::Debug for CallGuard {
@@ -520,6 +523,12 @@ impl CallGuard {
         self.report(code, load);
     }
 
+    /// Commits the call's own instruments to this attempt: its end is the call's.
+    #[cfg(all(feature = "tower", feature = "metrics"))]
+    pub(crate) fn commit_call(&mut self, call: crate::metrics::CallMetrics) {
+        self.whole = Some(call);
+    }
+
     /// Hands the call's retry machine, committed to this attempt, the attempt's end.
     #[cfg(feature = "tower")]
     pub(crate) fn commit_retries(&mut self, committed: crate::retry::Committed) {
@@ -530,6 +539,10 @@ impl CallGuard {
         #[cfg(feature = "tower")]
         if let Some(committed) = self.retry.take() {
             committed.ended(code, self.runtime.now());
+        }
+        #[cfg(all(feature = "tower", feature = "metrics"))]
+        if let Some(call) = self.whole.take() {
+            call.ended(code);
         }
         if std::mem::replace(&mut self.ended, true) {
             return;
@@ -644,6 +657,8 @@ impl<T: Clone> Channel<T> {
                                 attempt: None,
                                 #[cfg(feature = "tower")]
                                 retry: None,
+                                #[cfg(all(feature = "tower", feature = "metrics"))]
+                                whole: None,
                             },
                         });
                     }
@@ -824,6 +839,15 @@ impl<T> Channel<T> {
     #[cfg(feature = "tower")]
     pub(crate) fn retries(&self) -> &Retries {
         &self.handle.retries
+    }
+
+    /// A call at `path` through the channel's `Service` starts at `started`: timed until it
+    /// ends (gRFC A66's call duration).
+    #[cfg(all(feature = "tower", feature = "metrics"))]
+    pub(crate) fn call_started(&self, path: &str, started: Instant) -> crate::metrics::CallMetrics {
+        self.handle
+            .metrics
+            .call_started(path, self.runtime(), started)
     }
 }
 

@@ -83,7 +83,18 @@ pub(crate) struct Driver<C: Connector> {
     records: Records,
     /// Where the core's notices are logged.
     pub(crate) trace: Trace,
+    /// What the core's notices of its policy count (gRFC A78).
+    #[cfg(feature = "metrics")]
+    policy_metrics: crate::metrics::PolicyMetrics,
 }
+
+/// Notices a channel keeps for its logs and metrics, enough for a burst of thousands of
+/// endpoints connecting between two drains; none when neither is built in.
+pub(crate) const NOTICE_CAPACITY: usize = if cfg!(any(feature = "tracing", feature = "metrics")) {
+    65_536
+} else {
+    0
+};
 
 impl<C: Connector> Driver<C> {
     pub(crate) fn new(
@@ -116,6 +127,8 @@ impl<C: Connector> Driver<C> {
             last_error: None,
             queries: Vec::new(),
             snapshots: Vec::new(),
+            #[cfg(feature = "metrics")]
+            policy_metrics: crate::metrics::PolicyMetrics::new(Arc::clone(&target)),
             records: Records::new(target, now),
             trace: Trace::new(""),
         }
@@ -405,6 +418,8 @@ impl<C: Connector> Driver<C> {
     fn report_notices(&mut self) {
         while let Some(notice) = self.balancer.poll_notice() {
             self.trace.notice(&notice);
+            #[cfg(feature = "metrics")]
+            self.policy_metrics.notice(&notice);
         }
     }
 

@@ -25,7 +25,8 @@
 //! ## Features
 //!
 //! - `metrics` (off by default): calls and connections recorded through the `metrics` facade,
-//!   with gRPC's names and labels (gRFC A66 per attempt, A94 per subchannel) and a per-backend
+//!   with gRPC's names and labels (gRFC A66 per call and per attempt, A94 per subchannel, A78
+//!   for weighted_round_robin and pick_first) and a per-backend
 //!   call counter (the `metrics` module names them). Without it, [`Channel::snapshot`] still
 //!   counts each subchannel's calls.
 //! - `tracing` (on by default): the channel logs through [`tracing`](https://docs.rs/tracing), in a

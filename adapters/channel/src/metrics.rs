@@ -1,6 +1,6 @@
 //! The channel's metrics (feature `metrics`), through the `metrics` facade: gRPC's names and
-//! labels where gRPC defines them (gRFC A66 per attempt, A94 per subchannel), and croupier's own
-//! per-backend call counter.
+//! labels where gRPC defines them (gRFC A66 per call and per attempt, A94 per subchannel, A78
+//! for weighted_round_robin and pick_first), and croupier's own per-backend call counter.
 //!
 //! A call registers nothing on its way: the instruments of a method (and of a method on one
 //! backend) are registered the first time a call uses them and kept, so that a pick and a
@@ -11,11 +11,24 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
+#[cfg(feature = "tower")]
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use croupier::{Address, Code};
 use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Unit};
 
+mod lb;
+
+pub(crate) use lb::PolicyMetrics;
+pub use lb::{
+    PICK_FIRST_DISCONNECTIONS, PICK_FIRST_FAILED, PICK_FIRST_SUCCEEDED, WRR_NOT_YET_USABLE,
+    WRR_RR_FALLBACK, WRR_STALE, WRR_WEIGHTS,
+};
+
+/// Each call's time from its start to its end, across all its attempts, in seconds (A66;
+/// `grpc.method`, `grpc.target`, `grpc.status`): the calls through the channel's `Service`.
+pub const CALL_DURATION: &str = "grpc.client.call.duration";
 /// Attempts started, with or without a backend to pick (A66; `grpc.method`, `grpc.target`).
 pub const ATTEMPT_STARTED: &str = "grpc.client.attempt.started";
 /// Each attempt's time from its pick to its end, in seconds (A66; with `grpc.status`).
@@ -44,12 +57,26 @@ const MAX_METHODS: usize = 256;
 static METADATA: Metadata<'static> = Metadata::new("croupier", Level::INFO, Some(module_path!()));
 
 /// Registered instruments of one method on a channel: its attempt counter, and its
-/// histograms by status.
+/// histograms (of attempts, of calls) by status.
 struct MethodInstruments {
     method: Arc<str>,
     target: Arc<str>,
     started: Counter,
     by_status: [OnceLock<AttemptInstruments>; 17],
+    /// Calls through the channel's `Service` (feature `tower`), by status.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    calls: [OnceLock<Histogram>; 17],
+}
+
+impl MethodInstruments {
+    /// The labels of its instruments for `code`.
+    fn labels(&self, code: Code) -> Vec<Label> {
+        vec![
+            Label::new("grpc.method", Arc::clone(&self.method)),
+            Label::new("grpc.target", Arc::clone(&self.target)),
+            Label::new("grpc.status", code.as_str()),
+        ]
+    }
 }
 
 struct AttemptInstruments {
@@ -100,9 +127,29 @@ impl ChannelMetrics {
 
     /// An attempt at `path` (`/package.Service/Method`, or none) starts: counted now.
     pub(crate) fn attempt_started(&self, path: Option<&str>) -> AttemptMetrics {
+        let method = self.method(path);
+        method.started.increment(1);
+        AttemptMetrics {
+            method,
+            received: 0,
+            sent: None,
+        }
+    }
+
+    /// A call at `path` starts at `started`, timed by `clock` to its end.
+    #[cfg(feature = "tower")]
+    pub(crate) fn call_started(&self, path: &str, clock: Clock, started: Instant) -> CallMetrics {
+        CallMetrics {
+            method: Some(self.method(Some(path))),
+            clock,
+            started,
+        }
+    }
+
+    /// The instruments of the method at `path`, registered on its first call.
+    fn method(&self, path: Option<&str>) -> Arc<MethodInstruments> {
         let method = path.map_or("other", |path| path.strip_prefix('/').unwrap_or(path));
-        let method = self
-            .methods
+        self.methods
             .get_or_insert(method, |method| MethodInstruments {
                 started: counter(
                     ATTEMPT_STARTED,
@@ -114,13 +161,56 @@ impl ChannelMetrics {
                 method,
                 target: Arc::clone(&self.target),
                 by_status: Default::default(),
-            });
-        method.started.increment(1);
-        AttemptMetrics {
-            method,
-            received: 0,
-            sent: None,
-        }
+                calls: Default::default(),
+            })
+    }
+}
+
+#[cfg(feature = "tower")]
+/// What a call's end is timed by: the channel's runtime clock.
+pub(crate) type Clock = Arc<dyn crate::runtime::Runtime>;
+
+#[cfg(feature = "tower")]
+/// A call in progress through the channel's `Service`: recorded once, when it ends, whatever
+/// its attempts; a call dropped before its end (its caller gave up) ends `CANCELLED`.
+pub(crate) struct CallMetrics {
+    method: Option<Arc<MethodInstruments>>,
+    clock: Clock,
+    started: Instant,
+}
+
+#[cfg(feature = "tower")]
+impl std::fmt::Debug for CallMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallMetrics")
+            .field("method", &self.method.as_ref().map(|m| &m.method))
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "tower")]
+impl CallMetrics {
+    /// The call ended with `code`.
+    pub(crate) fn ended(mut self, code: Code) {
+        self.record(code);
+    }
+
+    fn record(&mut self, code: Code) {
+        let Some(method) = self.method.take() else {
+            return;
+        };
+        let duration = self.clock.now().saturating_duration_since(self.started);
+        method.calls[status_index(code)]
+            .get_or_init(|| histogram(CALL_DURATION, method.labels(code)))
+            .record(duration.as_secs_f64());
+    }
+}
+
+#[cfg(feature = "tower")]
+impl Drop for CallMetrics {
+    fn drop(&mut self) {
+        self.record(Code::Cancelled);
     }
 }
 
@@ -139,20 +229,12 @@ impl AttemptMetrics {
 
     /// The attempt ended with `code` after `duration`; `backend` served it, if it was picked.
     pub(crate) fn ended(self, code: Code, duration: Duration, backend: Option<&BackendMetrics>) {
-        let instruments = self.method.by_status[status_index(code)].get_or_init(|| {
-            let labels = || {
-                vec![
-                    Label::new("grpc.method", Arc::clone(&self.method.method)),
-                    Label::new("grpc.target", Arc::clone(&self.method.target)),
-                    Label::new("grpc.status", code.as_str()),
-                ]
-            };
-            AttemptInstruments {
-                duration: histogram(ATTEMPT_DURATION, labels()),
-                sent: histogram(ATTEMPT_SENT, labels()),
-                rcvd: histogram(ATTEMPT_RCVD, labels()),
-            }
-        });
+        let instruments =
+            self.method.by_status[status_index(code)].get_or_init(|| AttemptInstruments {
+                duration: histogram(ATTEMPT_DURATION, self.method.labels(code)),
+                sent: histogram(ATTEMPT_SENT, self.method.labels(code)),
+                rcvd: histogram(ATTEMPT_RCVD, self.method.labels(code)),
+            });
         instruments.duration.record(duration.as_secs_f64());
         // Sizes for the calls whose messages the channel sees (through its `Service`), whether
         // or not their request reached a connection.
@@ -313,6 +395,11 @@ fn describe() {
     static DESCRIBED: Once = Once::new();
     DESCRIBED.call_once(|| {
         use metrics::{describe_counter, describe_gauge, describe_histogram};
+        describe_histogram!(
+            CALL_DURATION,
+            Unit::Seconds,
+            "Time taken by an RPC, from its start to its end, across all its attempts."
+        );
         describe_counter!(
             ATTEMPT_STARTED,
             Unit::Count,
@@ -354,6 +441,7 @@ fn describe() {
             "Number of times a subchannel's connection ended."
         );
         describe_gauge!(OPEN_CONNECTIONS, Unit::Count, "Number of open connections.");
+        lb::describe();
     });
 }
 

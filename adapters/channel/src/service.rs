@@ -171,6 +171,10 @@ where
     let grpc = is_grpc(request.headers());
     // One deadline for every attempt: a timeout counts from the call's start.
     let started = channel.now();
+    // The call's own duration (gRFC A66), from here to its end whatever its attempts; dropped
+    // before its end, it is recorded CANCELLED.
+    #[cfg(feature = "metrics")]
+    let whole = channel.call_started(request.uri().path(), started);
     // The method's settings from the config in use: its timeout and wait-for-ready here; its
     // `call_policy` (retries, hedging) and the channel's `retry_throttle()` are what a retrying
     // call runs by.
@@ -217,6 +221,17 @@ where
         // Boxed, so that a plain call's future does not carry a retried one's state.
         policy => Box::pin(retry::send(&channel, request, options, deadline, policy)).await,
     };
+    #[cfg(feature = "metrics")]
+    let sent = match sent {
+        Ok(mut response) => {
+            response.body_mut().ends_call(whole);
+            Ok(response)
+        }
+        Err(failure) => {
+            whole.ended(failure.status().code());
+            Err(failure)
+        }
+    };
     match sent {
         Ok(response) => Ok(response),
         Err(Failure::Status(status) | Failure::Transport(_, status)) if grpc => {
@@ -235,6 +250,15 @@ pub(crate) enum Failure {
     /// The connection failed after sending it: the transport's own error, and the gRPC status
     /// it means.
     Transport(BoxError, Status),
+}
+
+impl Failure {
+    /// The gRPC status the failure means.
+    pub(crate) fn status(&self) -> &Status {
+        match self {
+            Failure::Status(status) | Failure::Transport(_, status) => status,
+        }
+    }
 }
 
 /// Sends `request`, on another connection each time one's server did not process it, until its

@@ -1,7 +1,7 @@
 //! The channel's logs, through `tracing`: a span per channel (its target) and per subchannel
 //! (its id and address), and the core's [`Notice`]s as events in them, at levels that fit. State
 //! changes and attempts are `debug`; failures, refusals and ejections `warn`; resolver results,
-//! policy switches and returns from ejection `info`; picks only `trace`. Every event's target is
+//! policy switches and returns from ejection `info`; picks and scheduler updates only `trace`. Every event's target is
 //! `croupier`, so `RUST_LOG=croupier=debug` shows them all. Addresses, states and error messages
 //! are logged; payloads, header values and credentials never are (no event sees them).
 //!
@@ -19,15 +19,6 @@ mod on {
 
     use croupier::{Address, ConnectivityState, Notice, Status, SubchannelId};
     use tracing::{debug, info, trace, warn, Span};
-
-    /// Notices a channel keeps for its logs: enough for a burst of thousands of endpoints
-    /// connecting between two drains.
-    const NOTICE_CAPACITY: usize = 65_536;
-
-    /// The config's notice capacity: on, as the channel logs them.
-    pub(crate) fn notice_capacity() -> usize {
-        NOTICE_CAPACITY
-    }
 
     /// The spans of one channel and its live subchannels.
     #[derive(Debug)]
@@ -151,6 +142,20 @@ mod on {
                 Notice::WeightsUpdated { .. } => {
                     debug!(target: "croupier", parent: &channel, "{notice}");
                 }
+                // One per scheduler weighted_round_robin builds, for its metrics: the weights
+                // that changed are the WeightsUpdated above.
+                Notice::SchedulerUpdated { .. } => {
+                    trace!(target: "croupier", parent: &channel, "{notice}");
+                }
+                // For pick_first's metrics: the subchannel's state change tells it already.
+                Notice::PickFirst {
+                    subchannel,
+                    address,
+                    event,
+                } => {
+                    let span = self.subchannel(*subchannel, address);
+                    trace!(target: "croupier", parent: span, %event, "pick_first");
+                }
                 Notice::Dropped { count } => {
                     warn!(target: "croupier", parent: &channel, count, "notices dropped: the driver fell behind");
                 }
@@ -177,11 +182,6 @@ mod on {
 #[cfg(not(feature = "tracing"))]
 mod off {
     use croupier::{Address, Status, SubchannelId};
-
-    /// Notices are off: nothing would read them.
-    pub(crate) fn notice_capacity() -> usize {
-        0
-    }
 
     /// Nothing to keep.
     #[derive(Debug)]

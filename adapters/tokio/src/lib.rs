@@ -32,7 +32,7 @@
 //! ## Features
 //!
 //! - `metrics` (off by default): the channel's calls and connections recorded through the
-//!   `metrics` facade, with gRPC's names (gRFC A66, A94), named in the `metrics` module;
+//!   `metrics` facade, with gRPC's names (gRFC A66, A94, A78), named in the `metrics` module;
 //!   the README's "Metrics" lists them.
 //! - `grpc` (off by default): an HTTP/2 connector on hyper, and the channel as a
 //!   `tower_service::Service`, so that a tonic-generated client sends through croupier

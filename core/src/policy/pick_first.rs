@@ -29,6 +29,8 @@ use crate::resolver::ResolverError;
 use crate::status::{ConnectivityState, Status};
 use crate::subchannel::SubchannelId;
 
+mod notices;
+
 /// The happy eyeballs delay gRPC uses: 250 ms.
 pub const DEFAULT_HAPPY_EYEBALLS_DELAY: Duration = Duration::from_millis(250);
 
@@ -620,7 +622,18 @@ impl Policy for PickFirst {
         update: &SubchannelUpdate,
         ctl: &mut dyn Controller,
     ) {
-        if self.list.subchannel_update(subchannel, update, ctl) {
+        // The balancer tells a policy of its own subchannels only.
+        let told = ctl.notices_enabled();
+        let before = self.list.ready_subchannel();
+        let changed = self.list.subchannel_update(subchannel, update, ctl);
+        let after = self.list.ready_subchannel();
+        if let Some(event) = told
+            .then(|| notices::event(subchannel, update.state, before, after))
+            .flatten()
+        {
+            notices::tell(ctl, subchannel, event);
+        }
+        if changed {
             self.publish(ctl);
         }
     }

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use crate::address::Endpoint;
 use crate::call::{CallOutcome, LoadReport};
 use crate::hasher::FastMap;
-use crate::notice::{Notice, SubchannelWeight};
+use crate::notice::{EndpointLoad, LoadWeight, Notice, SubchannelWeight};
 use crate::picker::Picker;
 use crate::policy::endpoints::{EndpointKey, EndpointPolicy, ReadyEndpoints, Spread};
 use crate::policy::{
@@ -210,23 +210,23 @@ impl Reported {
         self.weight = weight;
     }
 
-    /// The weight to use at `now`: 0 during the blackout and once expired.
-    fn current(&mut self, now: Instant, config: &WeightedRoundRobinConfig) -> f64 {
+    /// The weight at `now`: not yet usable during the blackout, stale once expired.
+    fn current(&mut self, now: Instant, config: &WeightedRoundRobinConfig) -> LoadWeight {
         let Some(last) = self.last_updated else {
-            return 0.0;
+            return LoadWeight::NotYetUsable;
         };
         if now.saturating_duration_since(last) >= config.weight_expiration_period {
             self.non_empty_since = None;
-            return 0.0;
+            return LoadWeight::Stale;
         }
         match self.non_empty_since {
             Some(since) if now.saturating_duration_since(since) >= config.blackout_period => {
-                self.weight
+                LoadWeight::Usable(self.weight)
             }
-            Some(_) => 0.0,
+            Some(_) => LoadWeight::NotYetUsable,
             // Reconnected since: the blackout starts again with the next report.
-            None if config.blackout_period.is_zero() => self.weight,
-            None => 0.0,
+            None if config.blackout_period.is_zero() => LoadWeight::Usable(self.weight),
+            None => LoadWeight::NotYetUsable,
         }
     }
 
@@ -249,6 +249,9 @@ pub(crate) struct Weights {
     /// The weight an endpoint without a usable report got when the weights were last computed
     /// from reports (the mean of those with one); `None` when they came from static weights.
     by_reports: Option<f64>,
+    /// What each endpoint's reports gave it when the weights were last computed, in the order
+    /// of the READY endpoints then.
+    loads: Vec<LoadWeight>,
 }
 
 /// A READY endpoint as the picker is built from it: its key, subchannel and static weight.
@@ -269,6 +272,7 @@ impl Weights {
             reported: FastMap::default(),
             published: Vec::new(),
             by_reports: None,
+            loads: Vec::new(),
         }
     }
 
@@ -306,17 +310,23 @@ impl Weights {
 
     /// The scaled weights for `ready` at `now`; empty means plain round robin.
     fn scaled(&mut self, ready: &[WeightedEntry], now: Instant) -> Vec<u16> {
-        let config = &self.config;
-        let reported: Vec<f64> = ready
-            .iter()
-            .map(|(key, _, _)| {
-                self.reported.get_mut(key).map_or(0.0, |reported| {
+        let Weights {
+            config,
+            reported,
+            loads,
+            ..
+        } = self;
+        loads.clear();
+        loads.extend(ready.iter().map(|(key, _, _)| {
+            reported
+                .get_mut(key)
+                .map_or(LoadWeight::NotYetUsable, |reported| {
                     let weight = reported.current(now, config);
-                    reported.counted = weight > 0.0;
+                    reported.counted = matches!(weight, LoadWeight::Usable(_));
                     weight
                 })
-            })
-            .collect();
+        }));
+        let reported: Vec<f64> = loads.iter().map(|load| load.value()).collect();
         let known: Vec<f64> = reported.iter().copied().filter(|w| *w > 0.0).collect();
         if known.len() >= 2 {
             self.by_reports = Some(known.iter().sum::<f64>() / known.len() as f64);
@@ -405,6 +415,21 @@ impl Spread for Weights {
                 .collect();
             ctl.notify(Notice::WeightsUpdated { weights });
         }
+        if ctl.notices_enabled() {
+            let endpoints = entries
+                .iter()
+                .zip(&self.loads)
+                .filter_map(|(&(_, id, _), &weight)| {
+                    let address = ctl.subchannel_address(id)?;
+                    Some(EndpointLoad::new(id, address, weight))
+                })
+                .collect();
+            let fallback = self.by_reports.is_none();
+            ctl.notify(Notice::SchedulerUpdated {
+                endpoints,
+                fallback,
+            });
+        }
         Arc::new(picker)
     }
 
@@ -470,30 +495,19 @@ mod tests {
         let config = WeightedRoundRobinConfig::default();
         let t0 = Instant::now();
         let mut reported = Reported::default();
+        let at = |reported: &mut Reported, secs| {
+            reported.current(t0 + Duration::from_secs(secs), &config)
+        };
+        assert_eq!(at(&mut reported, 0), LoadWeight::NotYetUsable);
         reported.update(100.0, t0);
-        assert_eq!(reported.current(t0 + Duration::from_secs(9), &config), 0.0);
-        assert_eq!(
-            reported.current(t0 + Duration::from_secs(10), &config),
-            100.0
-        );
+        assert_eq!(at(&mut reported, 9), LoadWeight::NotYetUsable);
+        assert_eq!(at(&mut reported, 10), LoadWeight::Usable(100.0));
         reported.update(50.0, t0 + Duration::from_secs(20));
-        assert_eq!(
-            reported.current(t0 + Duration::from_secs(30), &config),
-            50.0
-        );
+        assert_eq!(at(&mut reported, 30), LoadWeight::Usable(50.0));
         // Three minutes after the last report the weight is gone, and the blackout starts again.
-        assert_eq!(
-            reported.current(t0 + Duration::from_secs(200), &config),
-            0.0
-        );
+        assert_eq!(at(&mut reported, 200), LoadWeight::Stale);
         reported.update(70.0, t0 + Duration::from_secs(201));
-        assert_eq!(
-            reported.current(t0 + Duration::from_secs(205), &config),
-            0.0
-        );
-        assert_eq!(
-            reported.current(t0 + Duration::from_secs(211), &config),
-            70.0
-        );
+        assert_eq!(at(&mut reported, 205), LoadWeight::NotYetUsable);
+        assert_eq!(at(&mut reported, 211), LoadWeight::Usable(70.0));
     }
 }

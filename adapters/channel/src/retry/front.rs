@@ -380,7 +380,7 @@ where
     fn end(&mut self, attempt: AttemptId, ended: Ended<RB>, pushback: Pushback) {
         let code = match &ended {
             Ended::Answered(_, code, _) => *code,
-            Ended::Failed(Failure::Status(status) | Failure::Transport(_, status)) => status.code(),
+            Ended::Failed(failure) => failure.status().code(),
         };
         self.last = Some((attempt, ended));
         self.machine
@@ -437,9 +437,7 @@ where
         if let Some((_, ended)) = &self.last {
             let last = match ended {
                 Ended::Answered(_, _, said) => said.clone(),
-                Ended::Failed(Failure::Status(status) | Failure::Transport(_, status)) => {
-                    status.message().to_owned()
-                }
+                Ended::Failed(failure) => failure.status().message().to_owned(),
             };
             message.push_str(&format!("; the last failed: {last}"));
         }
