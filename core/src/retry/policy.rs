@@ -98,9 +98,10 @@ impl RetryPolicy {
         })
     }
 
-    /// This policy with `perAttemptRecvTimeout` (gRFC A6): how long one attempt may wait for its
-    /// response, more than zero. The machine does not time attempts; the adapter that starts one
-    /// bounds its wait by this, and the call's own deadline still bounds them all.
+    /// This policy with `perAttemptRecvTimeout` (gRFC A6): how long one attempt may wait, from
+    /// its start, for its response headers, more than zero. An attempt that waits longer is
+    /// cancelled and ends with CANCELLED, which is retried whatever the retryable codes; the
+    /// call's own deadline still bounds every attempt together.
     pub fn with_per_attempt_recv_timeout(
         self,
         timeout: Duration,
@@ -144,7 +145,7 @@ impl RetryPolicy {
         self.retryable_status_codes
     }
 
-    /// `perAttemptRecvTimeout`, if set: the longest one attempt waits for its response.
+    /// `perAttemptRecvTimeout`, if set: the longest one attempt waits for its response headers.
     pub fn per_attempt_recv_timeout(&self) -> Option<Duration> {
         self.per_attempt_recv_timeout
     }
