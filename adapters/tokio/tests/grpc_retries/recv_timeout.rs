@@ -95,6 +95,13 @@ async fn when_every_attempt_stalls_the_call_ends_cancelled_before_its_deadline()
         "{status:?}"
     );
     assert_eq!(script.calls(), 3, "maxAttempts attempts");
+    // Each attempt's stream was reset at its timeout, not at the call's end: the third came
+    // 200 ms after the first was reset.
+    let resets = script.cancelled_before();
+    assert!(
+        resets[2] >= 1,
+        "resets seen as each attempt came: {resets:?}"
+    );
     // Three timeouts and two backoffs of at most 10 ms: well before the deadline.
     assert!(
         took >= RECV_TIMEOUT * 3 && took < RECV_TIMEOUT * 3 + MARGIN,

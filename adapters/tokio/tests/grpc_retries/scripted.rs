@@ -82,6 +82,12 @@ impl Script {
         seen.iter().map(|call| call.peer).collect()
     }
 
+    /// For each call, how many calls the server had seen reset when it came.
+    pub(crate) fn cancelled_before(&self) -> Vec<usize> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter().map(|call| call.cancelled_before).collect()
+    }
+
     pub(crate) fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
@@ -96,6 +102,8 @@ pub(crate) struct Seen {
     timeout: Option<String>,
     /// The address it came from.
     peer: Option<std::net::SocketAddr>,
+    /// How many calls the server had seen reset when it came.
+    cancelled_before: usize,
 }
 
 /// Counts its call cancelled if dropped before it is answered.
@@ -136,6 +144,7 @@ impl Echo for Scripted {
             message: message.clone(),
             timeout,
             peer,
+            cancelled_before: script.cancelled.load(Ordering::SeqCst),
         });
         if let Some((code, pushback)) = script.failure(n) {
             let mut metadata = MetadataMap::new();
