@@ -122,20 +122,22 @@ impl RetryScenario {
         let delay = Duration::from_millis(self.delay_ms.into());
         let built = match self.kind {
             0 => return CallPolicy::None,
-            kind if kind % 2 == 1 => RetryPolicy::new(
-                attempts,
-                delay,
-                Duration::from_millis(self.max_backoff_ms.into()),
-                f64::from(self.multiplier_tenths) / 10.0,
-                codes,
-            )
-            .map(|policy| match self.recv_timeout_ms {
-                0 => policy,
-                ms => policy
-                    .with_per_attempt_recv_timeout(Duration::from_millis(ms.into()))
-                    .expect("more than zero"),
-            })
-            .map(CallPolicy::Retry),
+            kind if kind % 2 == 1 => {
+                let max_backoff = Duration::from_millis(self.max_backoff_ms.into());
+                let multiplier = f64::from(self.multiplier_tenths) / 10.0;
+                match self.recv_timeout_ms {
+                    0 => RetryPolicy::new(attempts, delay, max_backoff, multiplier, codes),
+                    ms => RetryPolicy::with_recv_timeout(
+                        attempts,
+                        delay,
+                        max_backoff,
+                        multiplier,
+                        codes,
+                        Duration::from_millis(ms.into()),
+                    ),
+                }
+                .map(CallPolicy::Retry)
+            }
             _ => HedgingPolicy::new(attempts, delay, codes).map(CallPolicy::Hedging),
         };
         built.unwrap_or_default()

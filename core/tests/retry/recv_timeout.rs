@@ -168,3 +168,65 @@ fn no_timeout_set_means_attempts_wait_for_the_deadline() {
             .is_none()
     );
 }
+
+#[test]
+fn a_policy_with_a_timeout_and_no_codes_retries_timeouts_alone() {
+    let policy = RetryPolicy::with_recv_timeout(3, ms(10), ms(10), 1.0, codes(&[]), ms(100));
+    let policy = CallPolicy::Retry(policy.expect("no codes are allowed with a timeout"));
+    let now = Instant::now();
+    let mut call = RetryCall::new(policy.clone(), channel(), 1, now);
+    drain(&mut call);
+    fail(&mut call, 0, Code::Unavailable, now + ms(50));
+    assert_eq!(
+        drain(&mut call),
+        [finish(0, Code::Unavailable)],
+        "no code retries"
+    );
+    let mut call = RetryCall::new(policy, channel(), 1, now);
+    drain(&mut call);
+    call.handle_timeout(now + ms(100));
+    assert_eq!(drain(&mut call), [timed_out(0)]);
+    assert!(call.poll_timeout().is_some(), "the timeout retries");
+}
+
+#[test]
+fn without_a_timeout_a_policy_needs_a_retryable_code() {
+    let error = RetryPolicy::new(3, ms(10), ms(10), 1.0, codes(&[])).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "retryPolicy.retryableStatusCodes is empty: name at least one status code, or set \
+         perAttemptRecvTimeout"
+    );
+    let zero = RetryPolicy::with_recv_timeout(3, ms(10), ms(10), 1.0, codes(&[]), ms(0));
+    assert!(zero
+        .unwrap_err()
+        .to_string()
+        .contains("perAttemptRecvTimeout is zero"));
+}
+
+#[test]
+fn a_service_config_may_leave_out_retryable_codes_when_it_sets_the_timeout() {
+    let parser = croupier::ServiceConfigParser::new();
+    let with = |fields: &str| {
+        format!(
+            r#"{{"methodConfig": [{{"name": [{{}}], "retryPolicy": {{"maxAttempts": 3,
+                "initialBackoff": "0.1s", "maxBackoff": "1s", "backoffMultiplier": 2{fields}}}}}]}}"#
+        )
+    };
+    let timeout = r#", "perAttemptRecvTimeout": "0.5s""#;
+    for codes in ["", r#", "retryableStatusCodes": []"#] {
+        let json = with(&format!("{codes}{timeout}"));
+        let config = parser.parse(&json).expect("a timeout-only retry policy");
+        let policy = &config.methods.default_config().unwrap().call_policy;
+        let CallPolicy::Retry(retry) = policy else {
+            panic!("a retry policy, got {policy:?}")
+        };
+        assert!(retry.retryable_status_codes().is_empty());
+        assert_eq!(retry.per_attempt_recv_timeout(), Some(ms(500)));
+    }
+    let error = parser.parse(&with("")).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "methodConfig[0].retryPolicy: retryableStatusCodes is required"
+    );
+}
