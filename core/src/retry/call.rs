@@ -41,6 +41,9 @@ pub struct RetryCall {
     running: SmallVec<[Running; MAX_ATTEMPTS_LIMIT as usize]>,
     /// `perAttemptRecvTimeout` of the retry policy, if it sets one.
     recv_timeout: Option<Duration>,
+    /// The running attempt that `recv_timeout` times, and when it passes (a retried call runs
+    /// one attempt at a time; response headers or the attempt's end clear it).
+    recv_deadline: Option<(AttemptId, Instant)>,
     next_id: u32,
     /// Attempts started under the policy (transparent replays aside).
     policy_attempts: u32,
@@ -78,6 +81,7 @@ impl RetryCall {
             ceiling,
             running: SmallVec::new(),
             recv_timeout,
+            recv_deadline: None,
             next_id: 0,
             policy_attempts: 0,
             not_sent_replays: 0,
@@ -150,10 +154,15 @@ impl RetryCall {
         if self.finished {
             return;
         }
-        let Some(running) = self.running.iter_mut().find(|r| r.attempt == attempt) else {
+        if !self.is_running(attempt) {
             return;
-        };
-        running.recv_by = None;
+        }
+        if self
+            .recv_deadline
+            .is_some_and(|(timed, _)| timed == attempt)
+        {
+            self.recv_deadline = None;
+        }
         self.commit(attempt);
     }
 
@@ -197,10 +206,9 @@ impl RetryCall {
         if self.finished {
             return None;
         }
-        let recv_by = self.running.iter().filter_map(|r| r.recv_by).min();
-        match (self.next_attempt_at, recv_by) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        match (self.next_attempt_at, self.recv_deadline) {
+            (Some(next), Some((_, recv_by))) => Some(next.min(recv_by)),
+            (next, recv) => next.or(recv.map(|(_, recv_by)| recv_by)),
         }
     }
 
@@ -293,7 +301,7 @@ impl RetryCall {
     }
 
     fn run_timers(&mut self) {
-        self.expire_recv_timeouts();
+        self.expire_recv_timeout();
         while let Some(at) = self.next_attempt_at {
             if self.finished || at > self.now {
                 return;
@@ -330,21 +338,15 @@ impl RetryCall {
         self.start(previous_attempts, false);
     }
 
-    /// Ends the attempts that have waited `perAttemptRecvTimeout` for their response headers.
-    /// Each is cancelled and ends with CANCELLED; it counts as a failure for the throttle and is
-    /// retried whatever the retryable codes say, while `maxAttempts`, the throttle and a commit
-    /// allow (gRPC's own client does the same).
-    fn expire_recv_timeouts(&mut self) {
-        while !self.finished {
-            let now = self.now;
-            let Some(index) = self
-                .running
-                .iter()
-                .position(|r| r.recv_by.is_some_and(|at| at <= now))
-            else {
-                return;
-            };
-            let attempt = self.running.remove(index).attempt;
+    /// Ends the attempt that has waited `perAttemptRecvTimeout` for its response headers, if
+    /// one has. It is cancelled and ends with CANCELLED; that counts as a failure for the
+    /// throttle and is retried whatever the retryable codes say, while `maxAttempts`, the
+    /// throttle and a commit allow (gRPC's own client does the same).
+    fn expire_recv_timeout(&mut self) {
+        let Some((attempt, at)) = self.recv_deadline else {
+            return;
+        };
+        if at <= self.now && !self.finished && self.take_running(attempt).is_some() {
             self.actions.push_back(RetryAction::TimedOut(attempt));
             if let Some(throttle) = &self.channel.throttle {
                 throttle.record_failure();
@@ -356,11 +358,12 @@ impl RetryCall {
     fn start(&mut self, previous_attempts: u32, transparent: bool) {
         let attempt = AttemptId(self.next_id);
         self.next_id += 1;
-        let recv_by = self.recv_timeout.map(|timeout| later(self.now, timeout));
+        if let Some(timeout) = self.recv_timeout {
+            self.recv_deadline = Some((attempt, later(self.now, timeout)));
+        }
         self.running.push(Running {
             attempt,
             previous_attempts,
-            recv_by,
         });
         self.actions.push_back(RetryAction::Start {
             attempt,
@@ -381,6 +384,12 @@ impl RetryCall {
             .running
             .iter()
             .position(|running| running.attempt == attempt)?;
+        if self
+            .recv_deadline
+            .is_some_and(|(timed, _)| timed == attempt)
+        {
+            self.recv_deadline = None;
+        }
         Some(self.running.remove(index).previous_attempts)
     }
 
@@ -422,6 +431,7 @@ impl RetryCall {
     fn finish(&mut self, attempt: AttemptId, code: Code) {
         self.cancel_running_except(None);
         self.next_attempt_at = None;
+        self.recv_deadline = None;
         self.release_buffer();
         self.finished = true;
         self.actions
@@ -458,8 +468,6 @@ struct Running {
     attempt: AttemptId,
     /// Its `grpc-previous-rpc-attempts`.
     previous_attempts: u32,
-    /// When its `perAttemptRecvTimeout` passes, until its response headers come.
-    recv_by: Option<Instant>,
 }
 
 /// The longest wait the machine plans: a policy's backoff may be any `Duration`, an `Instant` may
