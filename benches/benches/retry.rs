@@ -1,6 +1,7 @@
 //! The cost of one call's retry decisions in the core: a call that succeeds at once, one retried
-//! twice before it succeeds, and one hedged three ways whose last copy wins; each from
-//! `RetryCall::new` to its `Finish`, with a throttle shared by every call.
+//! twice before it succeeds, one hedged three ways whose last copy wins, and one whose first
+//! attempt passes `perAttemptRecvTimeout`; each from `RetryCall::new` to its `Finish`, with a
+//! throttle shared by every call.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -30,6 +31,9 @@ fn retry(c: &mut Criterion) {
     let retry =
         CallPolicy::Retry(RetryPolicy::new(5, ms(100), ms(1000), 2.0, unavailable).unwrap());
     let hedging = CallPolicy::Hedging(HedgingPolicy::new(3, ms(0), unavailable).unwrap());
+    let timed = CallPolicy::Retry(
+        RetryPolicy::with_recv_timeout(5, ms(100), ms(1000), 2.0, unavailable, ms(250)).unwrap(),
+    );
     // A large bucket with a full refill per success: the benchmark never throttles itself.
     let channel = Arc::new(ChannelRetry::new().throttle(RetryThrottle::new(1000, 1000.0).unwrap()));
     let now = Instant::now();
@@ -77,6 +81,24 @@ fn retry(c: &mut Criterion) {
             call.handle_attempt_end(copies[0], Code::Unavailable, Pushback::None, now);
             call.handle_attempt_end(copies[2], Code::Ok, Pushback::None, now);
             black_box(drain(&mut call))
+        })
+    });
+    group.bench_function("call_timed_out_once", |b| {
+        let mut seed = 0;
+        b.iter(|| {
+            seed += 1;
+            let mut call = RetryCall::new(timed.clone(), Arc::clone(&channel), seed, now);
+            started(&mut call);
+            let expires = call.poll_timeout().expect("the attempt's timeout");
+            call.handle_timeout(expires);
+            let retry_at = call.poll_timeout().expect("a retry");
+            call.handle_timeout(retry_at);
+            let mut actions = drain(&mut call);
+            let last = AttemptId::new(1);
+            call.handle_response_headers(last, retry_at);
+            call.handle_attempt_end(last, Code::Ok, Pushback::None, retry_at);
+            actions += drain(&mut call);
+            black_box(actions)
         })
     });
     group.finish();

@@ -5,6 +5,9 @@
 #[path = "support/retry.rs"]
 mod support;
 
+#[path = "retry/recv_timeout.rs"]
+mod recv_timeout;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

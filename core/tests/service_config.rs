@@ -225,7 +225,7 @@ const INVALID: &[(&str, &str)] = &[
     ),
     (
         r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 2, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": []}}]}"#,
-        "methodConfig[0].retryPolicy.retryableStatusCodes: must name at least one status code",
+        "methodConfig[0].retryPolicy.retryableStatusCodes: must name at least one status code, or perAttemptRecvTimeout be set",
     ),
     (
         r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 2, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE", "NOT_A_CODE"]}}]}"#,

@@ -5,7 +5,8 @@
 //! - no more policy attempts than `maxAttempts` (at most 5), each with
 //!   `grpc-previous-rpc-attempts` one more than the last; attempt handles never reused;
 //! - no attempt starts after the call committed or finished;
-//! - a `Cancel` names a running attempt; there is at most one `Commit`;
+//! - a `Cancel` or a `TimedOut` names a running attempt (a timed-out one ends CANCELLED);
+//!   there is at most one `Commit`;
 //! - the call finishes exactly once, with the status of an attempt that ended with it, and by
 //!   then every started attempt has ended or been cancelled;
 //! - the throttle stays within `0..=maxTokens`, and the channel's buffer holds exactly what the
@@ -46,6 +47,8 @@ pub struct RetryScenario {
     pub buffer: (u16, u16),
     /// The jitter seed.
     pub seed: u64,
+    /// A retry policy's `perAttemptRecvTimeout`, in milliseconds (0: none).
+    pub recv_timeout_ms: u16,
     /// What happens, in order.
     pub steps: Vec<RetryStep>,
 }
@@ -119,14 +122,22 @@ impl RetryScenario {
         let delay = Duration::from_millis(self.delay_ms.into());
         let built = match self.kind {
             0 => return CallPolicy::None,
-            kind if kind % 2 == 1 => RetryPolicy::new(
-                attempts,
-                delay,
-                Duration::from_millis(self.max_backoff_ms.into()),
-                f64::from(self.multiplier_tenths) / 10.0,
-                codes,
-            )
-            .map(CallPolicy::Retry),
+            kind if kind % 2 == 1 => {
+                let max_backoff = Duration::from_millis(self.max_backoff_ms.into());
+                let multiplier = f64::from(self.multiplier_tenths) / 10.0;
+                match self.recv_timeout_ms {
+                    0 => RetryPolicy::new(attempts, delay, max_backoff, multiplier, codes),
+                    ms => RetryPolicy::with_recv_timeout(
+                        attempts,
+                        delay,
+                        max_backoff,
+                        multiplier,
+                        codes,
+                        Duration::from_millis(ms.into()),
+                    ),
+                }
+                .map(CallPolicy::Retry)
+            }
             _ => HedgingPolicy::new(attempts, delay, codes).map(CallPolicy::Hedging),
         };
         built.unwrap_or_default()
@@ -323,6 +334,12 @@ impl Checker {
                 let index = self.running.iter().position(|&a| a == attempt);
                 let index = index.unwrap_or_else(|| panic!("{attempt} cancelled, not running"));
                 self.running.remove(index);
+            }
+            RetryAction::TimedOut(attempt) => {
+                let index = self.running.iter().position(|&a| a == attempt);
+                let index = index.unwrap_or_else(|| panic!("{attempt} timed out, not running"));
+                self.running.remove(index);
+                self.ended.insert(attempt, Code::Cancelled);
             }
             RetryAction::Commit(attempt) => {
                 assert!(self.committed.is_none(), "a second commit, to {attempt}");

@@ -216,3 +216,42 @@ fn the_same_seed_gives_the_same_retried_run_and_another_seed_does_not() {
         "{one}"
     );
 }
+
+#[test]
+fn a_per_attempt_recv_timeout_moves_calls_off_a_slow_backend() {
+    use croupier::retry::{CallPolicy, CodeSet, RetryPolicy};
+    // No retryable codes: only attempts that pass 40 ms without an answer are tried again.
+    let policy = RetryPolicy::with_recv_timeout(
+        2,
+        Duration::from_millis(1),
+        Duration::from_millis(1),
+        1.0,
+        CodeSet::new(),
+        Duration::from_millis(40),
+    )
+    .unwrap();
+    let plain = one_slow_backend();
+    let timed = with_spec(
+        &plain,
+        croupier_sim::RetrySpec::new(CallPolicy::Retry(policy)),
+    );
+    for seed in 1..=3 {
+        let without = simulate(&plain, &round_robin(), seed);
+        let with = simulate(&timed, &round_robin(), seed);
+        let (p99_without, p99_with) = (without.quantile(0.99), with.quantile(0.99));
+        println!(
+            "seed {seed}: p99 {p99_without:?} without, {p99_with:?} with the timeout; \
+             {} of {} calls failed",
+            with.failed, with.issued
+        );
+        // A call that waits 40 ms on backend 0 is cancelled there and retried on a fast one.
+        assert!(p99_without > Duration::from_millis(200), "{p99_without:?}");
+        assert!(p99_with < Duration::from_millis(100), "{p99_with:?}");
+        // Every attempt carries the call's work: one of more than four times the mean (e^-4,
+        // under 2% of calls) passes 40 ms on a fast backend too, and fails CANCELLED.
+        assert_eq!((without.failed, with.unfinished), (0, 0));
+        assert!(with.failed * 40 < with.issued, "{} failed", with.failed);
+        let attempts = with.attempts_per_call();
+        assert!((1.02..1.25).contains(&attempts), "{attempts}");
+    }
+}

@@ -90,6 +90,10 @@ pub enum RetryAction {
     },
     /// Cancel `attempt` (reset its stream): another attempt won, or the call finished.
     Cancel(AttemptId),
+    /// `attempt` waited its policy's `perAttemptRecvTimeout` without response headers: cancel it
+    /// (reset its stream, not its connection); its status is CANCELLED. The machine goes on as
+    /// after any failure: a retry, or a `Finish` with this attempt's CANCELLED.
+    TimedOut(AttemptId),
     /// The call is committed to `attempt`: no other attempt will be made, the replay buffer may
     /// be freed and later messages go to this attempt alone.
     Commit(AttemptId),

@@ -37,8 +37,13 @@ pub struct RetryCall {
     channel: Arc<ChannelRetry>,
     rng: Rng,
     ceiling: Option<BackoffCeiling>,
-    /// The attempts running, oldest first, each with its `grpc-previous-rpc-attempts`.
-    running: SmallVec<[(AttemptId, u32); MAX_ATTEMPTS_LIMIT as usize]>,
+    /// The attempts running, oldest first.
+    running: SmallVec<[Running; MAX_ATTEMPTS_LIMIT as usize]>,
+    /// `perAttemptRecvTimeout` of the retry policy, if it sets one.
+    recv_timeout: Option<Duration>,
+    /// The running attempt that `recv_timeout` times, and when it passes (a retried call runs
+    /// one attempt at a time; response headers or the attempt's end clear it).
+    recv_deadline: Option<(AttemptId, Instant)>,
     next_id: u32,
     /// Attempts started under the policy (transparent replays aside).
     policy_attempts: u32,
@@ -62,9 +67,12 @@ impl RetryCall {
     /// from `seed`. Its first attempt's `Start` (and, for hedging with no delay, every copy's) is
     /// queued at once.
     pub fn new(policy: CallPolicy, channel: Arc<ChannelRetry>, seed: u64, now: Instant) -> Self {
-        let ceiling = match &policy {
-            CallPolicy::Retry(retry) => Some(BackoffCeiling::first(retry)),
-            _ => None,
+        let (ceiling, recv_timeout) = match &policy {
+            CallPolicy::Retry(retry) => (
+                Some(BackoffCeiling::first(retry)),
+                retry.per_attempt_recv_timeout(),
+            ),
+            _ => (None, None),
         };
         let mut call = RetryCall {
             policy,
@@ -72,6 +80,8 @@ impl RetryCall {
             rng: Rng::new(seed),
             ceiling,
             running: SmallVec::new(),
+            recv_timeout,
+            recv_deadline: None,
             next_id: 0,
             policy_attempts: 0,
             not_sent_replays: 0,
@@ -104,13 +114,143 @@ impl RetryCall {
         if self.finished || self.take_running(attempt).is_none() {
             return;
         }
-        self.last_end = Some((attempt, code));
         self.count_for_throttle(code, pushback);
+        self.ended(attempt, code, pushback, self.policy.allows(code));
+        self.run_timers();
+    }
+
+    /// `attempt` failed without the server's application seeing it (`why`), with `code`. It is
+    /// replayed at once as a transparent retry, outside `maxAttempts` and the throttle, unless the
+    /// call is committed or has used up its replays of this kind ([`NOT_SENT_REPLAY_LIMIT`],
+    /// [`REFUSED_REPLAY_LIMIT`]): then it counts as an ordinary end with `code`.
+    pub fn handle_attempt_unprocessed(
+        &mut self,
+        attempt: AttemptId,
+        why: Unprocessed,
+        code: Code,
+        now: Instant,
+    ) {
+        self.advance(now);
+        if self.finished || !self.is_running(attempt) {
+            return;
+        }
+        let (used, limit) = match why {
+            Unprocessed::NotSent => (&mut self.not_sent_replays, NOT_SENT_REPLAY_LIMIT),
+            Unprocessed::Refused => (&mut self.refused_replays, REFUSED_REPLAY_LIMIT),
+        };
+        if self.committed.is_some() || *used >= limit {
+            return self.handle_attempt_end(attempt, code, Pushback::None, now);
+        }
+        *used += 1;
+        if let Some(previous_attempts) = self.take_running(attempt) {
+            self.start(previous_attempts, true);
+        }
+    }
+
+    /// `attempt` received its response headers (or a response message): the call commits to it,
+    /// every other attempt is cancelled, and its `perAttemptRecvTimeout` no longer runs.
+    pub fn handle_response_headers(&mut self, attempt: AttemptId, now: Instant) {
+        self.advance(now);
+        if self.finished {
+            return;
+        }
+        if !self.is_running(attempt) {
+            return;
+        }
+        if self
+            .recv_deadline
+            .is_some_and(|(timed, _)| timed == attempt)
+        {
+            self.recv_deadline = None;
+        }
+        self.commit(attempt);
+    }
+
+    /// The application sent `bytes` more of request, which the call must keep for replays. If
+    /// that passes the per-call or the per-channel limit, the call commits to its oldest running
+    /// attempt (the one that has sent the most); with none running (a retry is waiting), it
+    /// finishes with the last attempt's status, as nothing could carry the new message.
+    pub fn handle_request_buffered(&mut self, bytes: u64, now: Instant) {
+        self.advance(now);
+        if self.finished || self.committed.is_some() {
+            return;
+        }
+        if self.channel.buffer.try_take(self.buffered, bytes) {
+            self.buffered += bytes;
+            return;
+        }
+        match self.running.first() {
+            Some(oldest) => self.commit(oldest.attempt),
+            None => self.finish_with_last_end(),
+        }
+    }
+
+    /// Time passed: cancels the attempts whose `perAttemptRecvTimeout` passed (with
+    /// [`RetryAction::TimedOut`]), then starts the retry or hedge that is due. Call it at
+    /// [`RetryCall::poll_timeout`]; an input about an attempt given before it counts, even if
+    /// that attempt's timeout had passed by then.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        self.run_timers();
+    }
+
+    /// The next thing to do, or `None` until the next input.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<RetryAction> {
+        self.actions.pop_front()
+    }
+
+    /// When [`RetryCall::handle_timeout`] must be called next, if ever: a retry's backoff or the
+    /// next hedge is due, or a running attempt's `perAttemptRecvTimeout` passes.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.finished {
+            return None;
+        }
+        match (self.next_attempt_at, self.recv_deadline) {
+            (Some(next), Some((_, recv_by))) => Some(next.min(recv_by)),
+            (next, recv) => next.or(recv.map(|(_, recv_by)| recv_by)),
+        }
+    }
+
+    /// Whether the call has finished.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The attempt the call is committed to, if it is.
+    pub fn committed(&self) -> Option<AttemptId> {
+        self.committed
+    }
+
+    /// The attempts started under the policy so far (retries and hedges, the first included;
+    /// transparent replays not).
+    pub fn policy_attempts(&self) -> u32 {
+        self.policy_attempts
+    }
+
+    /// The transparent replays so far.
+    pub fn transparent_retries(&self) -> u32 {
+        self.not_sent_replays + self.refused_replays
+    }
+
+    /// The attempts running now, oldest first.
+    pub fn running(&self) -> impl ExactSizeIterator<Item = AttemptId> + '_ {
+        self.running.iter().map(|running| running.attempt)
+    }
+
+    /// The request bytes this call holds in its channel's buffer.
+    pub fn buffered(&self) -> u64 {
+        self.buffered
+    }
+
+    /// What follows `attempt`'s end with `code`, taken off the running list: a retry or the next
+    /// hedge if `may_go_on` and the rest of the policy allow, else the call's end.
+    fn ended(&mut self, attempt: AttemptId, code: Code, pushback: Pushback, may_go_on: bool) {
+        self.last_end = Some((attempt, code));
         if code == Code::Ok || self.committed == Some(attempt) {
             return self.commit_and_finish(attempt, code);
         }
         let max_attempts = self.policy.max_attempts();
-        let may_go_on = self.policy.allows(code);
         match &self.policy {
             CallPolicy::Retry(retry) => {
                 let retry_now = may_go_on
@@ -148,116 +288,11 @@ impl RetryCall {
                     self.next_attempt_at = Some(later(self.now, wait));
                 }
                 if self.running.is_empty() && self.next_attempt_at.is_none() {
-                    return self.finish(attempt, code);
+                    self.finish(attempt, code);
                 }
             }
-            CallPolicy::None => return self.finish(attempt, code),
+            CallPolicy::None => self.finish(attempt, code),
         }
-        self.run_timers();
-    }
-
-    /// `attempt` failed without the server's application seeing it (`why`), with `code`. It is
-    /// replayed at once as a transparent retry, outside `maxAttempts` and the throttle, unless the
-    /// call is committed or has used up its replays of this kind ([`NOT_SENT_REPLAY_LIMIT`],
-    /// [`REFUSED_REPLAY_LIMIT`]): then it counts as an ordinary end with `code`.
-    pub fn handle_attempt_unprocessed(
-        &mut self,
-        attempt: AttemptId,
-        why: Unprocessed,
-        code: Code,
-        now: Instant,
-    ) {
-        self.advance(now);
-        if self.finished || !self.is_running(attempt) {
-            return;
-        }
-        let (used, limit) = match why {
-            Unprocessed::NotSent => (&mut self.not_sent_replays, NOT_SENT_REPLAY_LIMIT),
-            Unprocessed::Refused => (&mut self.refused_replays, REFUSED_REPLAY_LIMIT),
-        };
-        if self.committed.is_some() || *used >= limit {
-            return self.handle_attempt_end(attempt, code, Pushback::None, now);
-        }
-        *used += 1;
-        if let Some(previous_attempts) = self.take_running(attempt) {
-            self.start(previous_attempts, true);
-        }
-    }
-
-    /// `attempt` received its response headers (or a response message): the call commits to it,
-    /// and every other attempt is cancelled.
-    pub fn handle_response_headers(&mut self, attempt: AttemptId, now: Instant) {
-        self.advance(now);
-        if !self.finished && self.is_running(attempt) {
-            self.commit(attempt);
-        }
-    }
-
-    /// The application sent `bytes` more of request, which the call must keep for replays. If
-    /// that passes the per-call or the per-channel limit, the call commits to its oldest running
-    /// attempt (the one that has sent the most); with none running (a retry is waiting), it
-    /// finishes with the last attempt's status, as nothing could carry the new message.
-    pub fn handle_request_buffered(&mut self, bytes: u64, now: Instant) {
-        self.advance(now);
-        if self.finished || self.committed.is_some() {
-            return;
-        }
-        if self.channel.buffer.try_take(self.buffered, bytes) {
-            self.buffered += bytes;
-            return;
-        }
-        match self.running.first() {
-            Some(&(oldest, _)) => self.commit(oldest),
-            None => self.finish_with_last_end(),
-        }
-    }
-
-    /// Time passed: starts the retry or hedge that is due. Call it at [`RetryCall::poll_timeout`].
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.advance(now);
-        self.run_timers();
-    }
-
-    /// The next thing to do, or `None` until the next input.
-    #[must_use]
-    pub fn poll_action(&mut self) -> Option<RetryAction> {
-        self.actions.pop_front()
-    }
-
-    /// When [`RetryCall::handle_timeout`] must be called next, if ever.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_attempt_at.filter(|_| !self.finished)
-    }
-
-    /// Whether the call has finished.
-    pub fn is_finished(&self) -> bool {
-        self.finished
-    }
-
-    /// The attempt the call is committed to, if it is.
-    pub fn committed(&self) -> Option<AttemptId> {
-        self.committed
-    }
-
-    /// The attempts started under the policy so far (retries and hedges, the first included;
-    /// transparent replays not).
-    pub fn policy_attempts(&self) -> u32 {
-        self.policy_attempts
-    }
-
-    /// The transparent replays so far.
-    pub fn transparent_retries(&self) -> u32 {
-        self.not_sent_replays + self.refused_replays
-    }
-
-    /// The attempts running now, oldest first.
-    pub fn running(&self) -> impl ExactSizeIterator<Item = AttemptId> + '_ {
-        self.running.iter().map(|&(attempt, _)| attempt)
-    }
-
-    /// The request bytes this call holds in its channel's buffer.
-    pub fn buffered(&self) -> u64 {
-        self.buffered
     }
 
     fn advance(&mut self, now: Instant) {
@@ -266,6 +301,7 @@ impl RetryCall {
     }
 
     fn run_timers(&mut self) {
+        self.expire_recv_timeout();
         while let Some(at) = self.next_attempt_at {
             if self.finished || at > self.now {
                 return;
@@ -302,10 +338,33 @@ impl RetryCall {
         self.start(previous_attempts, false);
     }
 
+    /// Ends the attempt that has waited `perAttemptRecvTimeout` for its response headers, if
+    /// one has. It is cancelled and ends with CANCELLED; that counts as a failure for the
+    /// throttle and is retried whatever the retryable codes say, while `maxAttempts`, the
+    /// throttle and a commit allow (gRPC's own client does the same).
+    fn expire_recv_timeout(&mut self) {
+        let Some((attempt, at)) = self.recv_deadline else {
+            return;
+        };
+        if at <= self.now && !self.finished && self.take_running(attempt).is_some() {
+            self.actions.push_back(RetryAction::TimedOut(attempt));
+            if let Some(throttle) = &self.channel.throttle {
+                throttle.record_failure();
+            }
+            self.ended(attempt, Code::Cancelled, Pushback::None, true);
+        }
+    }
+
     fn start(&mut self, previous_attempts: u32, transparent: bool) {
         let attempt = AttemptId(self.next_id);
         self.next_id += 1;
-        self.running.push((attempt, previous_attempts));
+        if let Some(timeout) = self.recv_timeout {
+            self.recv_deadline = Some((attempt, later(self.now, timeout)));
+        }
+        self.running.push(Running {
+            attempt,
+            previous_attempts,
+        });
         self.actions.push_back(RetryAction::Start {
             attempt,
             previous_attempts,
@@ -314,7 +373,9 @@ impl RetryCall {
     }
 
     fn is_running(&self, attempt: AttemptId) -> bool {
-        self.running.iter().any(|&(running, _)| running == attempt)
+        self.running
+            .iter()
+            .any(|running| running.attempt == attempt)
     }
 
     /// Takes `attempt` off the running list; its `grpc-previous-rpc-attempts` if it was there.
@@ -322,8 +383,14 @@ impl RetryCall {
         let index = self
             .running
             .iter()
-            .position(|&(running, _)| running == attempt)?;
-        Some(self.running.remove(index).1)
+            .position(|running| running.attempt == attempt)?;
+        if self
+            .recv_deadline
+            .is_some_and(|(timed, _)| timed == attempt)
+        {
+            self.recv_deadline = None;
+        }
+        Some(self.running.remove(index).previous_attempts)
     }
 
     /// A6's throttle counts successes, and failures that the policy would retry or hedge past
@@ -364,6 +431,7 @@ impl RetryCall {
     fn finish(&mut self, attempt: AttemptId, code: Code) {
         self.cancel_running_except(None);
         self.next_attempt_at = None;
+        self.recv_deadline = None;
         self.release_buffer();
         self.finished = true;
         self.actions
@@ -372,10 +440,10 @@ impl RetryCall {
 
     fn cancel_running_except(&mut self, keep: Option<AttemptId>) {
         let actions = &mut self.actions;
-        self.running.retain(|&mut (running, _)| {
-            let cancel = Some(running) != keep;
+        self.running.retain(|running| {
+            let cancel = Some(running.attempt) != keep;
             if cancel {
-                actions.push_back(RetryAction::Cancel(running));
+                actions.push_back(RetryAction::Cancel(running.attempt));
             }
             !cancel
         });
@@ -392,6 +460,14 @@ impl Drop for RetryCall {
     fn drop(&mut self) {
         self.release_buffer();
     }
+}
+
+/// One running attempt.
+#[derive(Clone, Copy, Debug)]
+struct Running {
+    attempt: AttemptId,
+    /// Its `grpc-previous-rpc-attempts`.
+    previous_attempts: u32,
 }
 
 /// The longest wait the machine plans: a policy's backoff may be any `Duration`, an `Instant` may

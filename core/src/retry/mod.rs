@@ -11,10 +11,10 @@
 //!    [`RetryCall::handle_response_headers`] (the call commits to it), and the request bytes it
 //!    must keep for replays, [`RetryCall::handle_request_buffered`].
 //! 3. Drain [`RetryCall::poll_action`] after each input: `Start` an attempt (with its
-//!    `grpc-previous-rpc-attempts`), `Cancel` one, `Commit` to one, or `Finish` with one
-//!    attempt's status.
+//!    `grpc-previous-rpc-attempts`), `Cancel` one, cancel one that timed out (`TimedOut`, its
+//!    status CANCELLED), `Commit` to one, or `Finish` with one attempt's status.
 //! 4. Wake at [`RetryCall::poll_timeout`] and call [`RetryCall::handle_timeout`]: a retry's
-//!    backoff or the next hedge is due.
+//!    backoff or the next hedge is due, or an attempt's `perAttemptRecvTimeout` passed.
 //!
 //! The rules are A6's:
 //!
@@ -27,6 +27,12 @@
 //! - Hedging starts a copy every `hedgingDelay` up to `maxAttempts`; a non-fatal status sends the
 //!   next copy at once (or after the pushback), later ones follow at `hedgingDelay`; success or a
 //!   fatal status commits, cancels the others, and ends the call.
+//! - A retry policy's `perAttemptRecvTimeout` runs from each attempt's start (a transparent
+//!   replay's too) until its response headers or its end. An attempt it overtakes is cancelled
+//!   and ends with CANCELLED; that counts as a failure for the throttle and is retried whatever
+//!   `retryableStatusCodes` says, while `maxAttempts`, the throttle and a commit allow; else the
+//!   call ends with it. A6 leaves the field to `retryPolicy`: a hedged call's timers are its
+//!   `hedgingDelay`s.
 //! - Response headers commit the call to their attempt; so does passing the buffer limit (per call
 //!   or per channel): the call goes on with its running attempt and makes no other.
 //! - The throttle takes a token per failed attempt whose status the policy would retry or hedge
@@ -43,7 +49,10 @@
 //!   attempt could carry the new message); passed while hedges run, it commits to the oldest
 //!   running copy, which has sent the most.
 //! - A hedge that the throttle holds back ends the call's hedging; the copies running go on.
-//! - A call's deadline is the adapter's: it ends the call, and drops the machine, when it passes.
+//! - A call's deadline is the adapter's: it ends the call, and drops the machine, when it passes,
+//!   whatever the attempts' `perAttemptRecvTimeout`.
+//! - A call committed by its buffer limit still times its attempt: past the timeout it ends with
+//!   CANCELLED (it cannot be retried), as gRPC's own client does.
 //!
 //! ```
 //! use std::sync::Arc;

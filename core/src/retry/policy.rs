@@ -73,6 +73,48 @@ impl RetryPolicy {
         backoff_multiplier: f64,
         retryable_status_codes: CodeSet,
     ) -> Result<Self, RetryPolicyError> {
+        if retryable_status_codes.is_empty() {
+            return Err(RetryPolicyError::NoRetryableCodes);
+        }
+        RetryPolicy::checked(
+            max_attempts,
+            initial_backoff,
+            max_backoff,
+            backoff_multiplier,
+            retryable_status_codes,
+        )
+    }
+
+    /// A retry policy with `perAttemptRecvTimeout` of `recv_timeout`, checked as
+    /// [`RetryPolicy::new`] but for `retryable_status_codes`, which may be empty here: such a
+    /// policy retries only attempts that wait longer than `recv_timeout` for their response
+    /// headers (as Envoy's `per_try_timeout` does, and gRPC's clients allow).
+    pub fn with_recv_timeout(
+        max_attempts: u32,
+        initial_backoff: Duration,
+        max_backoff: Duration,
+        backoff_multiplier: f64,
+        retryable_status_codes: CodeSet,
+        recv_timeout: Duration,
+    ) -> Result<Self, RetryPolicyError> {
+        RetryPolicy::checked(
+            max_attempts,
+            initial_backoff,
+            max_backoff,
+            backoff_multiplier,
+            retryable_status_codes,
+        )?
+        .with_per_attempt_recv_timeout(recv_timeout)
+    }
+
+    /// The checks of [`RetryPolicy::new`] but for the retryable codes.
+    fn checked(
+        max_attempts: u32,
+        initial_backoff: Duration,
+        max_backoff: Duration,
+        backoff_multiplier: f64,
+        retryable_status_codes: CodeSet,
+    ) -> Result<Self, RetryPolicyError> {
         check_attempts("retryPolicy", max_attempts)?;
         for (field, value) in [
             ("initialBackoff", initial_backoff),
@@ -85,9 +127,6 @@ impl RetryPolicy {
         if !(backoff_multiplier.is_finite() && backoff_multiplier > 0.0) {
             return Err(RetryPolicyError::BadMultiplier(backoff_multiplier));
         }
-        if retryable_status_codes.is_empty() {
-            return Err(RetryPolicyError::NoRetryableCodes);
-        }
         Ok(RetryPolicy {
             max_attempts,
             initial_backoff,
@@ -98,9 +137,10 @@ impl RetryPolicy {
         })
     }
 
-    /// This policy with `perAttemptRecvTimeout` (gRFC A6): how long one attempt may wait for its
-    /// response, more than zero. The machine does not time attempts; the adapter that starts one
-    /// bounds its wait by this, and the call's own deadline still bounds them all.
+    /// This policy with `perAttemptRecvTimeout` (gRFC A6): how long one attempt may wait, from
+    /// its start, for its response headers, more than zero. An attempt that waits longer is
+    /// cancelled and ends with CANCELLED, which is retried whatever the retryable codes; the
+    /// call's own deadline still bounds every attempt together.
     pub fn with_per_attempt_recv_timeout(
         self,
         timeout: Duration,
@@ -144,7 +184,7 @@ impl RetryPolicy {
         self.retryable_status_codes
     }
 
-    /// `perAttemptRecvTimeout`, if set: the longest one attempt waits for its response.
+    /// `perAttemptRecvTimeout`, if set: the longest one attempt waits for its response headers.
     pub fn per_attempt_recv_timeout(&self) -> Option<Duration> {
         self.per_attempt_recv_timeout
     }
@@ -275,7 +315,7 @@ pub enum RetryPolicyError {
     ZeroPerAttemptRecvTimeout,
     /// `backoffMultiplier` is zero, negative or not a number.
     BadMultiplier(f64),
-    /// `retryableStatusCodes` is empty.
+    /// `retryableStatusCodes` is empty, and no `perAttemptRecvTimeout` is set.
     NoRetryableCodes,
     /// Both `retryPolicy` and `hedgingPolicy` are set.
     BothPolicies,
@@ -306,7 +346,8 @@ impl fmt::Display for RetryPolicyError {
                 "retryPolicy.backoffMultiplier is {value}: it must be a number more than zero"
             ),
             RetryPolicyError::NoRetryableCodes => f.write_str(
-                "retryPolicy.retryableStatusCodes is empty: name at least one status code",
+                "retryPolicy.retryableStatusCodes is empty: name at least one status code, or set \
+                 perAttemptRecvTimeout",
             ),
             RetryPolicyError::BothPolicies => f.write_str(
                 "both retryPolicy and hedgingPolicy are set: a method may have only one",

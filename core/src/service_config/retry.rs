@@ -30,19 +30,34 @@ fn required<'a>(node: &Node<'a>, fields: &Object<'a>, key: &'a str) -> Result<No
         .ok_or_else(|| node.invalid(format!("{key} is required")))
 }
 
-/// `retryPolicy` (A6): every field required but `perAttemptRecvTimeout`.
+/// `retryPolicy` (A6): every field required but `perAttemptRecvTimeout`; with it,
+/// `retryableStatusCodes` may be left out or empty (the policy then retries timeouts alone, as
+/// gRPC's clients allow).
 fn retry_policy(node: &Node<'_>) -> Result<RetryPolicy> {
     let fields = node.object()?;
-    let policy = RetryPolicy::new(
-        required(node, &fields, "maxAttempts")?.u32()?,
-        required(node, &fields, "initialBackoff")?.duration()?,
-        required(node, &fields, "maxBackoff")?.duration()?,
-        required(node, &fields, "backoffMultiplier")?.f64()?,
-        status_codes(&required(node, &fields, "retryableStatusCodes")?)?,
-    );
-    let policy = match fields.opt("perAttemptRecvTimeout", Node::duration)? {
-        Some(timeout) => policy.and_then(|policy| policy.with_per_attempt_recv_timeout(timeout)),
-        None => policy,
+    let max_attempts = required(node, &fields, "maxAttempts")?.u32()?;
+    let initial_backoff = required(node, &fields, "initialBackoff")?.duration()?;
+    let max_backoff = required(node, &fields, "maxBackoff")?.duration()?;
+    let multiplier = required(node, &fields, "backoffMultiplier")?.f64()?;
+    let recv_timeout = fields.opt("perAttemptRecvTimeout", Node::duration)?;
+    let policy = match recv_timeout {
+        Some(timeout) => RetryPolicy::with_recv_timeout(
+            max_attempts,
+            initial_backoff,
+            max_backoff,
+            multiplier,
+            fields
+                .opt("retryableStatusCodes", status_codes)?
+                .unwrap_or_default(),
+            timeout,
+        ),
+        None => RetryPolicy::new(
+            max_attempts,
+            initial_backoff,
+            max_backoff,
+            multiplier,
+            status_codes(&required(node, &fields, "retryableStatusCodes")?)?,
+        ),
     };
     policy.map_err(|error| refused(node, &fields, &error))
 }
@@ -108,7 +123,7 @@ fn refused(node: &Node<'_>, fields: &Object<'_>, error: &RetryPolicyError) -> Se
         ),
         RetryPolicyError::NoRetryableCodes => (
             "retryableStatusCodes",
-            "must name at least one status code".into(),
+            "must name at least one status code, or perAttemptRecvTimeout be set".into(),
         ),
         RetryPolicyError::BadMaxTokens(value) => {
             ("maxTokens", format!("must be from 1 to 1000, got {value}"))

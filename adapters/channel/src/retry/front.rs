@@ -5,7 +5,7 @@
 
 use std::future::poll_fn;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use croupier::retry::{
     AttemptId, CallPolicy, Pushback, RetryAction, RetryCall, Unprocessed as Unseen,
@@ -45,6 +45,10 @@ where
     B: Body<Data = bytes::Bytes> + Send + 'static,
     RB: Body + Send + 'static,
 {
+    let recv_timeout = match &policy {
+        CallPolicy::Retry(retry) => retry.per_attempt_recv_timeout(),
+        _ => None,
+    };
     let (head, body) = request.into_parts();
     let (body, watch) = ReplayBody::retained(body, channel.retries().per_call_limit());
     let machine = channel
@@ -56,6 +60,7 @@ where
         options,
         first: Some(body),
         deadline: deadline.as_ref().map(Deadline::at),
+        recv_timeout,
         watch,
         machine,
         running: Vec::new(),
@@ -167,6 +172,8 @@ struct Front<T, B, RB> {
     /// When the call's deadline passes: each attempt after the first tells its server the time
     /// left.
     deadline: Option<Instant>,
+    /// The retry policy's `perAttemptRecvTimeout`, for the status of an attempt it ends.
+    recv_timeout: Option<Duration>,
     watch: BufferWatch<B>,
     machine: RetryCall,
     running: Vec<Running<T, B, RB>>,
@@ -202,6 +209,7 @@ where
                         // and its guard reports it CANCELLED.
                         self.running.retain(|running| running.attempt != attempt);
                     }
+                    RetryAction::TimedOut(attempt) => self.timed_out(attempt),
                     RetryAction::Commit(attempt) => self.watch.commit(attempt.get()),
                     RetryAction::Finish { attempt, code } => {
                         return Poll::Ready(self.finish(attempt, code));
@@ -374,6 +382,29 @@ where
             Ended::Failed(Failure::Transport(error, status)),
             Pushback::None,
         );
+    }
+
+    /// `attempt` waited `perAttemptRecvTimeout` for response headers: dropping its response
+    /// future resets its stream (RST_STREAM CANCEL, the connection stays), its guard reports it
+    /// CANCELLED, and CANCELLED is its status should the call end with it.
+    fn timed_out(&mut self, attempt: AttemptId) {
+        let Some(index) = self.running.iter().position(|r| r.attempt == attempt) else {
+            return;
+        };
+        let running = self.running.remove(index);
+        let to = running.call.as_ref().map_or_else(
+            || "before a pick".to_owned(),
+            |call| format!("from {}", call.address()),
+        );
+        let status = Status::new(
+            Code::Cancelled,
+            format!(
+                "{attempt} had no response headers {to} within the retry policy's \
+                 perAttemptRecvTimeout of {:?}",
+                self.recv_timeout.unwrap_or_default()
+            ),
+        );
+        self.last = Some((attempt, Ended::Failed(Failure::Status(status))));
     }
 
     /// `attempt` ended as `ended` says: the machine decides what follows.

@@ -74,7 +74,11 @@ impl Sim<'_> {
         {
             match action {
                 RetryAction::Start { attempt, .. } => self.start_attempt(retried, attempt),
-                RetryAction::Cancel(attempt) => self.cancel_attempt(retried, attempt),
+                // An attempt past its perAttemptRecvTimeout is cancelled as a losing hedge is;
+                // a simulated answer comes whole, so the timeout bounds the whole attempt.
+                RetryAction::Cancel(attempt) | RetryAction::TimedOut(attempt) => {
+                    self.cancel_attempt(retried, attempt)
+                }
                 RetryAction::Finish { attempt, code } => self.finish(retried, attempt, code),
                 // Commit: nothing to free, the simulated request is not buffered.
                 _ => {}

@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod recv_timeout;
 mod scripted;
 mod service_config;
 mod streaming;

@@ -22,6 +22,8 @@ pub(crate) struct Script {
     pub(crate) fail_rest: Option<tonic::Code>,
     /// The first call is answered after this long.
     pub(crate) slow_first: Option<Duration>,
+    /// Every call is answered after this long (the first after `slow_first`, if set).
+    pub(crate) slow_all: Option<Duration>,
     pub(crate) calls: AtomicUsize,
     /// Each call, in order.
     pub(crate) seen: Mutex<Vec<Seen>>,
@@ -74,6 +76,18 @@ impl Script {
             .collect()
     }
 
+    /// The client address of each call: one connection's calls share it.
+    pub(crate) fn peers(&self) -> Vec<Option<std::net::SocketAddr>> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter().map(|call| call.peer).collect()
+    }
+
+    /// For each call, how many calls the server had seen reset when it came.
+    pub(crate) fn cancelled_before(&self) -> Vec<usize> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter().map(|call| call.cancelled_before).collect()
+    }
+
     pub(crate) fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
@@ -86,6 +100,10 @@ pub(crate) struct Seen {
     message: String,
     /// Its `grpc-timeout`.
     timeout: Option<String>,
+    /// The address it came from.
+    peer: Option<std::net::SocketAddr>,
+    /// How many calls the server had seen reset when it came.
+    cancelled_before: usize,
 }
 
 /// Counts its call cancelled if dropped before it is answered.
@@ -119,11 +137,14 @@ impl Echo for Scripted {
         };
         let previous = header("grpc-previous-rpc-attempts");
         let timeout = header("grpc-timeout");
+        let peer = request.remote_addr();
         let message = request.into_inner().message;
         script.seen.lock().unwrap().push(Seen {
             previous,
             message: message.clone(),
             timeout,
+            peer,
+            cancelled_before: script.cancelled.load(Ordering::SeqCst),
         });
         if let Some((code, pushback)) = script.failure(n) {
             let mut metadata = MetadataMap::new();
@@ -136,7 +157,11 @@ impl Echo for Scripted {
                 metadata,
             ));
         }
-        if let (0, Some(slow)) = (n, script.slow_first) {
+        let slow = match n {
+            0 => script.slow_first.or(script.slow_all),
+            _ => script.slow_all,
+        };
+        if let Some(slow) = slow {
             let mut unanswered = Unanswered(Some(Arc::clone(script)));
             tokio::time::sleep(slow).await;
             unanswered.0 = None;
