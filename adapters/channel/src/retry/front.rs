@@ -19,9 +19,10 @@ use crate::body::{observe, until, CallBody, Deadline};
 use crate::channel::{CallGuard, Channel, PickOptions, Picked};
 use crate::error::{describe_error, BoxError};
 use crate::grpc::{encode_grpc_timeout, grpc_message, grpc_status, http_status_code};
+use crate::message_size::CallLimits;
 use crate::replay::{BufferWatch, ReplayBody};
 use crate::runtime::BoxFuture;
-use crate::service::{clone_head, unprocessed, Connection, Failure};
+use crate::service::{clone_head, refused, unprocessed, Connection, Failure};
 
 /// The header that tells a server how many attempts of the call came before this one.
 const PREVIOUS_ATTEMPTS: &str = "grpc-previous-rpc-attempts";
@@ -39,6 +40,7 @@ pub(crate) async fn send<T, B, RB>(
     options: PickOptions,
     mut deadline: Option<Deadline>,
     policy: CallPolicy,
+    limits: CallLimits,
 ) -> Result<Response<CallBody<RB>>, Failure>
 where
     T: Connection<B, RB>,
@@ -47,6 +49,9 @@ where
 {
     let (head, body) = request.into_parts();
     let (body, watch) = ReplayBody::retained(body, channel.retries().per_call_limit());
+    if let Some(limit) = &limits.send {
+        body.limit_sends(std::sync::Arc::clone(limit));
+    }
     let machine = channel
         .retries()
         .start(policy, channel.retry_throttle(), channel.now());
@@ -58,6 +63,7 @@ where
         deadline: deadline.as_ref().map(Deadline::at),
         watch,
         machine,
+        limits,
         running: Vec::new(),
         tried: Vec::new(),
         last: None,
@@ -71,13 +77,8 @@ where
     match outcome {
         Outcome::Committed(attempt, response, mut call) => {
             call.commit_retries(Committed::new(front.machine, attempt));
-            Ok(observe(
-                response,
-                call,
-                deadline,
-                channel.error_code(),
-                channel.load_report(),
-            ))
+            let connector = (channel.error_code(), channel.load_report());
+            Ok(observe(response, call, deadline, connector, front.limits))
         }
         Outcome::Answered(_, code) if Deadline::overtakes(deadline.as_ref(), code) => {
             Err(Failure::Status(Status::new(
@@ -169,6 +170,8 @@ struct Front<T, B, RB> {
     deadline: Option<Instant>,
     watch: BufferWatch<B>,
     machine: RetryCall,
+    /// The call's message size limits, which every attempt shares.
+    limits: CallLimits,
     running: Vec<Running<T, B, RB>>,
     /// The subchannels earlier attempts went to, for each new pick to pass over.
     tried: Vec<SubchannelId>,
@@ -354,6 +357,11 @@ where
             }
             Sent::Failed(error) => error,
         };
+        if let Some(failure) = refused(&self.limits, &call) {
+            // A request message over the limit: no attempt would send it.
+            call.finish(Code::ResourceExhausted);
+            return self.end(attempt, Ended::Failed(failure), Pushback::Stop);
+        }
         if let Some(why) = unprocessed(&*error) {
             let why = match why.is_refused() {
                 true => Unseen::Refused,
