@@ -307,7 +307,7 @@ where
             // Dropping the response's future resets the stream: the server hears of it.
             None => return Err(no_headers(call, deadline.as_ref(), None)),
         };
-        if let Some(failure) = refused(limits, &call) {
+        if let Some(failure) = refused(limits, Some(&call)) {
             call.finish(Code::ResourceExhausted);
             return Err(failure);
         }
@@ -339,9 +339,12 @@ where
 /// The call's failure if its request was refused for a message over its send limit: not
 /// retried, whatever the policy, as every attempt would send the same message (grpc-go fails
 /// the call the same way, before any attempt sees it).
-pub(crate) fn refused(limits: &CallLimits, call: &CallGuard) -> Option<Failure> {
+pub(crate) fn refused(limits: &CallLimits, call: Option<&CallGuard>) -> Option<Failure> {
     let refused = limits.send.as_ref()?.refused()?;
-    let message = format!("the call to {} failed: {refused}", call.address());
+    let message = match call {
+        Some(call) => format!("the call to {} failed: {refused}", call.address()),
+        None => format!("the call failed: {refused}"),
+    };
     Some(Failure::Status(Status::new(
         Code::ResourceExhausted,
         message,

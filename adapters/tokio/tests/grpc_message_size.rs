@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use croupier_echo_grpc::pb::echo_server::{Echo, EchoServer};
 use croupier_echo_grpc::{EchoClient, EchoRequest, EchoResponse, GrpcEchoServer, ServerOptions};
-use croupier_tokio::croupier::retry::{CodeSet, RetryPolicy};
+use croupier_tokio::croupier::retry::{CodeSet, HedgingPolicy, RetryPolicy};
 use croupier_tokio::croupier::Code as CroupierCode;
 use support::{call, echo, send, GrpcChannel, PATIENCE};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
@@ -376,4 +376,45 @@ async fn a_methods_request_limit_holds_and_its_failure_is_not_retried() {
     request.set_timeout(PATIENCE);
     let status = send(&mut client, request).await.unwrap_err();
     assert_too_large(&status, 203, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_response_is_not_retried_for_its_call_was_committed() {
+    let (address, calls) = sized_server().await;
+    let config = echo_config(
+        r#""maxResponseMessageBytes": 100,
+           "retryPolicy": {
+               "maxAttempts": 5, "initialBackoff": "0.01s", "maxBackoff": "0.01s",
+               "backoffMultiplier": 1, "retryableStatusCodes": ["RESOURCE_EXHAUSTED"]
+           }"#,
+    );
+    let mut client = channel(address, |b| b.default_service_config(config.as_str()));
+    assert_too_large(&call(&mut client, "101").await.unwrap_err(), 101, 100);
+    let (received, ended) = stream(&mut client, "100,101").await;
+    assert_eq!(received, [100]);
+    assert_too_large(&ended.unwrap_err(), 101, 100);
+    // One attempt each: the response's headers had committed them.
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hedged_request_over_the_send_limit_reaches_no_server() {
+    let (address, calls) = sized_server().await;
+    let hedging = HedgingPolicy::new(
+        3,
+        Duration::from_millis(1),
+        CodeSet::new().with(CroupierCode::ResourceExhausted),
+    )
+    .unwrap();
+    let mut client = channel(address, |b| {
+        b.max_encoding_message_size(100).hedging_policy(hedging)
+    });
+    assert_too_large(
+        &call(&mut client, &"z".repeat(200)).await.unwrap_err(),
+        203,
+        100,
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    // A call within the limit goes (its hedges too, maybe).
+    assert!(call(&mut client, "5").await.is_ok());
 }

@@ -234,6 +234,10 @@ where
             _ => self.watch.copy(attempt.get()),
         };
         let (Some(body), Some(mut head)) = (body, clone_head(&self.head)) else {
+            if let Some(failure) = refused(&self.limits, None) {
+                // A hedge after an earlier copy met a message over the limit.
+                return self.end(attempt, Ended::Failed(failure), Pushback::Stop);
+            }
             let status = Status::unavailable(
                 "the request cannot be sent again: its body failed as it was sent",
             );
@@ -357,7 +361,7 @@ where
             }
             Sent::Failed(error) => error,
         };
-        if let Some(failure) = refused(&self.limits, &call) {
+        if let Some(failure) = refused(&self.limits, Some(&call)) {
             // A request message over the limit: no attempt would send it.
             call.finish(Code::ResourceExhausted);
             return self.end(attempt, Ended::Failed(failure), Pushback::Stop);
