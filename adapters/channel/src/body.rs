@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Buf;
 use croupier::{Address, Code, LoadReport, Status};
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
@@ -17,6 +18,7 @@ use crate::backend::Backend;
 use crate::channel::CallGuard;
 use crate::error::{describe_error, BoxError};
 use crate::grpc::{grpc_status, http_status_code, is_grpc, status_headers};
+use crate::message_size::{response_too_large, CallLimits};
 use crate::runtime::{BoxFuture, Runtime};
 
 /// A connector's reading of a call's transport error as a gRPC code.
@@ -123,7 +125,9 @@ pin_project_lite::pin_project! {
     ///
     /// It also ends the call when the call's deadline passes before the body's end: the
     /// connection's body is dropped (for HTTP/2, the stream is reset with `CANCEL`) and the call
-    /// fails `DEADLINE_EXCEEDED`. For a gRPC response that failure, and an error of the
+    /// fails `DEADLINE_EXCEEDED`; likewise, `RESOURCE_EXHAUSTED`, when the header of a gRPC
+    /// message over the call's receive limit arrives (the messages before it are delivered,
+    /// its bytes never read). For a gRPC response that failure, and an error of the
     /// connection's body, come as trailers with `grpc-status` and `grpc-message` (what a gRPC
     /// client reads as the call's status); other responses get an error.
     ///
@@ -141,8 +145,12 @@ pin_project_lite::pin_project! {
         code: Option<Code>,
         // The load report of a trailers-only response (in its headers).
         load: Option<LoadReport>,
-        // The response's messages, counted for the attempt's metrics (feature `metrics`).
+        // The response's messages, read for the receive limit and counted for the attempt's
+        // metrics (feature `metrics`).
         received: crate::grpc::MessageBytes,
+        limits: CallLimits,
+        // The status owed after the data frame that a message over the limit cut short.
+        owed: Option<http::HeaderMap>,
     }
 }
 
@@ -188,6 +196,8 @@ impl<B> Default for CallBody<B> {
             code: None,
             load: None,
             received: crate::grpc::MessageBytes::default(),
+            limits: CallLimits::default(),
+            owed: None,
         }
     }
 }
@@ -231,16 +241,21 @@ impl PartialEq for ServedBy {
 
 impl Eq for ServedBy {}
 
-/// Wraps the response body so that its end reports the call's outcome, and its deadline ends it;
-/// names the backend in the response's extensions ([`ServedBy`]).
+/// Wraps the response body so that its end reports the call's outcome, its deadline ends it, and
+/// so does a message over its receive limit; names the backend in the response's extensions
+/// ([`ServedBy`]).
 pub(crate) fn observe<RB: Body>(
     response: Response<RB>,
     call: CallGuard,
     deadline: Option<Deadline>,
-    error_code: ErrorCode,
-    load_report: LoadReader,
+    connector: (ErrorCode, LoadReader),
+    mut limits: CallLimits,
 ) -> Response<CallBody<RB>> {
+    let (error_code, load_report) = connector;
     let grpc = is_grpc(response.headers());
+    if !grpc {
+        limits.receive = None;
+    }
     let (mut parts, body) = response.into_parts();
     parts.extensions.insert(ServedBy(call.backend()));
     let mut body = CallBody {
@@ -254,6 +269,8 @@ pub(crate) fn observe<RB: Body>(
         code: None,
         load: None,
         received: crate::grpc::MessageBytes::default(),
+        limits,
+        owed: None,
     };
     if grpc {
         // A trailers-only response carries its status (and any load report) in the headers.
@@ -283,6 +300,7 @@ pub(crate) fn observe<RB: Body>(
 impl<B> Body for CallBody<B>
 where
     B: Body,
+    B::Data: From<bytes::Bytes>,
     B::Error: Into<BoxError>,
 {
     type Data = B::Data;
@@ -294,7 +312,7 @@ where
     ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
         let mut this = self.project();
         let Some(inner) = this.inner.as_mut().as_pin_mut() else {
-            return Poll::Ready(None);
+            return Poll::Ready(this.owed.take().map(|status| Ok(Frame::trailers(status))));
         };
         let cut = match inner.poll_frame(cx) {
             Poll::Pending => {
@@ -308,12 +326,27 @@ where
                 Cut::Deadline(None)
             }
             Poll::Ready(Some(Err(error))) => Cut::Failed(error.into()),
+            Poll::Ready(Some(Ok(frame))) if frame.is_data() => {
+                let fed = match frame.data_ref() {
+                    Some(data) => this.received.feed_limited(data, this.limits.receive),
+                    None => crate::grpc::Fed::default(),
+                };
+                #[cfg(feature = "metrics")]
+                if let Some(call) = this.call.as_mut() {
+                    call.received(fed.message_bytes);
+                }
+                let Some(oversized) = fed.oversized else {
+                    return Poll::Ready(Some(Ok(frame)));
+                };
+                // The messages before it go on; it, and all after it, never come.
+                let before = frame
+                    .into_data()
+                    .ok()
+                    .map(|mut data| data.copy_to_bytes(oversized.at));
+                Cut::TooLarge(oversized.length, before.unwrap_or_default())
+            }
             Poll::Ready(Some(Ok(frame))) => {
                 let Some(trailers) = frame.trailers_ref() else {
-                    #[cfg(feature = "metrics")]
-                    if let (Some(data), Some(call)) = (frame.data_ref(), this.call.as_mut()) {
-                        call.received(this.received.feed(data));
-                    }
                     return Poll::Ready(Some(Ok(frame)));
                 };
                 let code = if *this.grpc {
@@ -358,13 +391,28 @@ where
                 }
                 (Code::DeadlineExceeded, message, None)
             }
-            Cut::Failed(error) => {
-                let code = (this.error_code)(&*error).unwrap_or(Code::Unavailable);
-                let message = format!(
-                    "the response from {from} failed: {}",
-                    describe_error(&*error)
-                );
-                (code, message, Some(error))
+            Cut::Failed(error) => match this.limits.send.as_ref().and_then(|s| s.refused()) {
+                // The stream was reset because the request's next message was too large.
+                Some(refused) => (Code::ResourceExhausted, refused.to_owned(), Some(error)),
+                None => {
+                    let code = (this.error_code)(&*error).unwrap_or(Code::Unavailable);
+                    let message = format!(
+                        "the response from {from} failed: {}",
+                        describe_error(&*error)
+                    );
+                    (code, message, Some(error))
+                }
+            },
+            Cut::TooLarge(length, before) => {
+                let limit = this.limits.receive.unwrap_or_default();
+                let message = response_too_large(&from, length, limit);
+                end(this.call, this.deadline, Code::ResourceExhausted, None);
+                let status = status_headers(Code::ResourceExhausted, &message);
+                if before.is_empty() {
+                    return Poll::Ready(Some(Ok(Frame::trailers(status))));
+                }
+                *this.owed = Some(status);
+                return Poll::Ready(Some(Ok(Frame::data(before.into()))));
             }
         };
         end(this.call, this.deadline, code, None);
@@ -377,7 +425,7 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Body::is_end_stream)
+        self.owed.is_none() && self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -393,6 +441,8 @@ enum Cut {
     Deadline(Option<Code>),
     /// The connection's body failed.
     Failed(BoxError),
+    /// A gRPC message of this length, over the receive limit, began after these bytes.
+    TooLarge(u64, bytes::Bytes),
 }
 
 /// The call ended with `code` (and the backend's `load`): report it, and stop timing it.
@@ -562,6 +612,59 @@ pub(crate) mod tests {
         let status = error.downcast_ref::<Status>().expect("a status");
         assert_eq!(status.code(), Code::DeadlineExceeded);
         assert!(matches!(poll(&mut body), Poll::Ready(None)));
+    }
+
+    /// A body that sends one data frame, then waits.
+    struct OneFrame(Option<bytes::Bytes>);
+
+    impl Body for OneFrame {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<bytes::Bytes>, Self::Error>>> {
+            self.0.take().map_or(Poll::Pending, |data| {
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            })
+        }
+    }
+
+    #[test]
+    fn a_message_over_the_limit_ends_the_body_after_the_messages_before_it() {
+        // A message of 2 bytes, then the header of one of 300 and a byte of it.
+        let frame = [0, 0, 0, 0, 2, 1, 2, 0, 0, 0, 1, 44, 9];
+        let mut body = CallBody {
+            inner: Some(OneFrame(Some(bytes::Bytes::copy_from_slice(&frame)))),
+            grpc: true,
+            limits: CallLimits {
+                receive: Some(299),
+                send: None,
+            },
+            ..CallBody::default()
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let Poll::Ready(Some(Ok(first))) = Pin::new(&mut body).poll_frame(&mut cx) else {
+            panic!("the first message comes");
+        };
+        assert_eq!(first.into_data().ok().as_deref(), Some(&frame[..7]));
+        assert!(body.inner.is_none() && !body.is_end_stream());
+        let Poll::Ready(Some(Ok(status))) = Pin::new(&mut body).poll_frame(&mut cx) else {
+            panic!("then the status");
+        };
+        let trailers = status.into_trailers().expect("trailers");
+        assert_eq!(trailers["grpc-status"], "8");
+        assert_eq!(
+            trailers["grpc-message"],
+            "a response message of 300 bytes from the server is larger than the limit of 299 \
+             bytes (maxResponseMessageBytes, or the channel's max_decoding_message_size)"
+        );
+        assert!(body.is_end_stream());
+        assert!(matches!(
+            Pin::new(&mut body).poll_frame(&mut cx),
+            Poll::Ready(None)
+        ));
     }
 
     #[test]

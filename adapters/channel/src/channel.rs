@@ -18,6 +18,7 @@ use crate::backend::Backend;
 use crate::connector::{Addressed, Connector};
 use crate::driver::Driver;
 use crate::inbox::Input;
+use crate::message_size::MessageLimits;
 use crate::names::Names;
 use crate::resolver::{global_resolvers, ResolveNow, Resolver, ResolverContext, ResolverRegistry};
 use crate::retry::{Retries, RetrySettings};
@@ -86,6 +87,8 @@ pub struct ChannelBuilder<C> {
     default_port: u16,
     seed: Option<u64>,
     default_timeout: Option<Duration>,
+    /// The channel's message size limits, where set.
+    message_limits: MessageLimits,
     /// The retry or hedging policy, the throttle and the replay buffer (gRFC A6).
     pub(crate) retry: RetrySettings,
     /// A default service config that did not parse, reported by `build`.
@@ -101,6 +104,7 @@ impl<C> fmt::Debug for ChannelBuilder<C> {
             .field("default_port", &self.default_port)
             .field("seed", &self.seed)
             .field("default_timeout", &self.default_timeout)
+            .field("message_limits", &self.message_limits)
             .field("retry", &self.retry)
             .field("invalid_config", &self.invalid_config)
             .finish_non_exhaustive()
@@ -120,6 +124,7 @@ impl<C: Connector> ChannelBuilder<C> {
             default_port: croupier::target::DEFAULT_PORT,
             seed: None,
             default_timeout: None,
+            message_limits: MessageLimits::default(),
             retry: RetrySettings::default(),
             invalid_config: None,
         }
@@ -208,6 +213,31 @@ impl<C: Connector> ChannelBuilder<C> {
         self
     }
 
+    /// The largest gRPC response message a call accepts, in bytes (its 5-byte header left out;
+    /// tonic's `max_decoding_message_size`, grpc-go's `MaxCallRecvMsgSize`). Unset, a call
+    /// accepts its method's `maxResponseMessageBytes` if the service config names one, else
+    /// [`DEFAULT_MAX_DECODING_MESSAGE_SIZE`] (4 MiB, gRPC's default); set, the lower of this
+    /// and the method's. A larger message ends its call `RESOURCE_EXHAUSTED` as soon as its
+    /// header arrives, before its bytes are read, and resets the call's stream, not the
+    /// connection (the channel's `Service`, feature `tower`).
+    ///
+    /// [`DEFAULT_MAX_DECODING_MESSAGE_SIZE`]: crate::DEFAULT_MAX_DECODING_MESSAGE_SIZE
+    pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+        self.message_limits.receive = Some(limit);
+        self
+    }
+
+    /// The largest gRPC request message a call sends, in bytes (tonic's
+    /// `max_encoding_message_size`, grpc-go's `MaxCallSendMsgSize`). Unset, a call sends what
+    /// its method's `maxRequestMessageBytes` allows, else anything (gRPC's default); set, the
+    /// lower of this and the method's. A larger message is not sent: the call's stream is reset
+    /// and the call ends `RESOURCE_EXHAUSTED` when that message comes (the channel's `Service`,
+    /// feature `tower`), and is not retried.
+    pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+        self.message_limits.send = Some(limit);
+        self
+    }
+
     /// Replaces the connector.
     pub fn connector<D: Connector>(self, connector: D) -> ChannelBuilder<D> {
         self.map_connector(|_| connector)
@@ -225,6 +255,7 @@ impl<C: Connector> ChannelBuilder<C> {
             default_port: self.default_port,
             seed: self.seed,
             default_timeout: self.default_timeout,
+            message_limits: self.message_limits,
             retry: self.retry,
             invalid_config: self.invalid_config,
         }
@@ -290,6 +321,7 @@ impl<C: Connector> ChannelBuilder<C> {
                 target,
                 span,
                 default_timeout: self.default_timeout,
+                message_limits: self.message_limits,
                 retries: self.retry.build(seed),
                 error_code: C::error_code,
                 #[cfg(feature = "tower")]
@@ -316,6 +348,9 @@ struct Handle<T> {
     /// The channel's span: where its calls' events are logged.
     span: trace::ChannelSpan,
     default_timeout: Option<Duration>,
+    /// The message size limits its gRPC calls run by, with their methods' configs.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    message_limits: MessageLimits,
     /// What its calls retry and hedge by.
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     retries: Retries,
@@ -833,6 +868,15 @@ impl<T> Channel<T> {
     #[cfg(feature = "tower")]
     pub(crate) fn load_report(&self) -> crate::body::LoadReader {
         self.handle.load_report
+    }
+
+    /// The message size limits of a gRPC call to a method whose config is `method`.
+    #[cfg(feature = "tower")]
+    pub(crate) fn message_limits(
+        &self,
+        method: Option<&MethodConfig>,
+    ) -> crate::message_size::CallLimits {
+        self.handle.message_limits.for_call(method)
     }
 
     /// What the channel's calls retry and hedge by.

@@ -129,9 +129,10 @@ pub(crate) fn http_status_code(status: http::StatusCode) -> Code {
     }
 }
 
-/// Counts the bytes of gRPC messages in a stream of data frames, leaving out each message's
-/// 5-byte header (compressed flag and length): what gRFC A66's message sizes measure. Frames may
-/// cut a message, or its header, anywhere.
+/// Reads gRPC's message framing in a stream of data frames: each message's 5-byte header
+/// (compressed flag and length), then its bytes. It counts the message bytes (what gRFC A66's
+/// message sizes measure) and finds the first message longer than a limit as soon as its header
+/// is whole, before its bytes come. Frames may cut a message, or its header, anywhere.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct MessageBytes {
     header: [u8; 5],
@@ -141,23 +142,61 @@ pub(crate) struct MessageBytes {
     remaining: u64,
 }
 
-#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+/// What one frame held: its message bytes, and the first message over the limit, if one began.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Fed {
+    /// Message bytes in the frame (headers left out), up to the oversized message's header.
+    pub(crate) message_bytes: u64,
+    /// A message over the limit whose header ended in this frame.
+    pub(crate) oversized: Option<Oversized>,
+}
+
+/// A message longer than the limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Oversized {
+    /// Where in the frame its header starts (0 if it started in an earlier frame): the bytes
+    /// before it belong to earlier messages.
+    pub(crate) at: usize,
+    /// Its length, as its header says.
+    pub(crate) length: u64,
+}
+
 impl MessageBytes {
     /// Reads `data`, the stream's next frame, and returns how many message bytes it held.
+    #[cfg(feature = "metrics")]
     pub(crate) fn feed<D: bytes::Buf>(&mut self, data: &D) -> u64 {
+        self.feed_limited(data, None).message_bytes
+    }
+
+    /// Reads `data`, the stream's next frame, and stops at the first header of a message longer
+    /// than `limit`. Once one is found, the stream is not to be read further.
+    pub(crate) fn feed_limited<D: bytes::Buf>(&mut self, data: &D, limit: Option<u64>) -> Fed {
         let mut slices = [std::io::IoSlice::new(&[]); 8];
         let filled = data.chunks_vectored(&mut slices);
         let mut seen = 0;
-        let mut counted = 0;
+        let mut fed = Fed::default();
         for slice in &slices[..filled] {
+            let (counted, oversized) = self.read(slice, limit, seen);
+            fed.message_bytes += counted;
+            if oversized.is_some() {
+                fed.oversized = oversized;
+                return fed;
+            }
             seen += slice.len();
-            counted += self.read(slice);
         }
         // Chunks past the eight looked at: counted as message bytes, their headers unread.
-        counted + (data.remaining().saturating_sub(seen)) as u64
+        fed.message_bytes += (data.remaining().saturating_sub(seen)) as u64;
+        fed
     }
 
-    fn read(&mut self, mut bytes: &[u8]) -> u64 {
+    /// Reads `bytes`, which start `base` bytes into the frame.
+    fn read(
+        &mut self,
+        mut bytes: &[u8],
+        limit: Option<u64>,
+        base: usize,
+    ) -> (u64, Option<Oversized>) {
+        let end = base + bytes.len();
         let mut counted = 0;
         while !bytes.is_empty() {
             if self.remaining > 0 {
@@ -169,6 +208,8 @@ impl MessageBytes {
                 bytes = &bytes[take..];
                 continue;
             }
+            // A header starts here, or goes on from earlier bytes (of an earlier frame: 0).
+            let starts_at = (end - bytes.len()).saturating_sub(self.filled);
             let take = bytes.len().min(5 - self.filled);
             self.header[self.filled..self.filled + take].copy_from_slice(&bytes[..take]);
             self.filled += take;
@@ -177,9 +218,16 @@ impl MessageBytes {
                 let [_, a, b, c, d] = self.header;
                 self.remaining = u64::from(u32::from_be_bytes([a, b, c, d]));
                 self.filled = 0;
+                if limit.is_some_and(|limit| self.remaining > limit) {
+                    let oversized = Oversized {
+                        at: starts_at,
+                        length: self.remaining,
+                    };
+                    return (counted, Some(oversized));
+                }
             }
         }
-        counted
+        (counted, None)
     }
 }
 
@@ -210,6 +258,71 @@ mod tests {
             .map(|byte| counter.feed(&bytes::Bytes::copy_from_slice(&[*byte])))
             .sum();
         assert_eq!(total, 7);
+    }
+
+    /// A message's frame: its 5-byte header saying `length`, then `body` bytes of it.
+    fn message(length: u32, body: usize) -> Vec<u8> {
+        let mut bytes = vec![0];
+        bytes.extend(length.to_be_bytes());
+        bytes.extend(std::iter::repeat_n(7, body));
+        bytes
+    }
+
+    #[test]
+    fn the_first_message_over_the_limit_is_found_by_its_header_wherever_frames_cut() {
+        // Messages of 10 and 100 bytes (the limit), then one of 101, whose bytes never come.
+        let mut stream = message(10, 10);
+        stream.extend(message(100, 100));
+        let oversized_at = stream.len();
+        stream.extend(message(101, 0));
+        for size in [1, 2, 4, 5, 6, 7, 64, stream.len()] {
+            let mut reader = MessageBytes::default();
+            let mut found = None;
+            let mut counted = 0;
+            for (index, frame) in stream.chunks(size).enumerate() {
+                let fed = reader.feed_limited(&bytes::Bytes::copy_from_slice(frame), Some(100));
+                counted += fed.message_bytes;
+                if let Some(oversized) = fed.oversized {
+                    found = Some((index * size + oversized.at, oversized));
+                    break;
+                }
+            }
+            let (start, oversized) = found.expect("the oversized message");
+            assert_eq!(oversized.length, 101, "in frames of {size}");
+            assert_eq!(counted, 110, "in frames of {size}");
+            // Where its header starts, when it starts in the frame that completes it.
+            let header_in_one_frame = oversized_at / size == (oversized_at + 4) / size;
+            if header_in_one_frame {
+                assert_eq!(start, oversized_at, "in frames of {size}");
+            } else {
+                assert_eq!(oversized.at, 0, "in frames of {size}");
+            }
+        }
+        // Without a limit, or at it, nothing is oversized.
+        let mut reader = MessageBytes::default();
+        let fed = reader.feed_limited(&bytes::Bytes::from(stream.clone()), None);
+        assert_eq!(
+            fed,
+            Fed {
+                message_bytes: 110,
+                oversized: None
+            }
+        );
+        let mut reader = MessageBytes::default();
+        let at_limit = reader.feed_limited(&bytes::Bytes::from(message(100, 100)), Some(100));
+        assert_eq!(at_limit.oversized, None);
+    }
+
+    #[test]
+    fn a_header_split_across_the_chunks_of_one_frame_is_found_where_it_starts() {
+        use bytes::Buf;
+        let first = bytes::Bytes::from(message(3, 3).into_iter().chain([0, 0]).collect::<Vec<_>>());
+        let second = bytes::Bytes::from_static(&[0, 1, 0]);
+        let frame = first.chain(second);
+        let mut reader = MessageBytes::default();
+        let fed = reader.feed_limited(&frame, Some(255));
+        assert_eq!(fed.message_bytes, 3);
+        assert_eq!(fed.oversized, Some(Oversized { at: 8, length: 256 }));
     }
 
     #[test]

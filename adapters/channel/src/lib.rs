@@ -70,6 +70,7 @@ mod error;
 #[cfg(feature = "tower")]
 mod grpc;
 mod inbox;
+mod message_size;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod names;
@@ -96,6 +97,7 @@ pub use connector::{
 pub use dns::{DnsResolver, TxtLookup};
 #[cfg(feature = "tower")]
 pub use error::{describe_error, BoxError};
+pub use message_size::DEFAULT_MAX_DECODING_MESSAGE_SIZE;
 #[cfg(feature = "tower")]
 pub use replay::{ReplayBody, REPLAY_LIMIT};
 pub use resolver::{

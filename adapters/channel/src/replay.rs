@@ -10,6 +10,9 @@ use std::task::{Context, Poll, Waker};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
+use crate::error::BoxError;
+use crate::message_size::{SendCheck, SendLimit};
+
 /// How much of one request body the channel keeps to send again (64 KiB). A request whose body
 /// is larger is still sent, once; if its server does not process it, the call fails.
 pub const REPLAY_LIMIT: usize = 64 * 1024;
@@ -47,6 +50,8 @@ struct Replay<B> {
     ended: bool,
     /// For a call that retries or hedges: what its attempts share beyond the frames.
     retained: Option<Retained>,
+    /// The call's limit on request messages, and the reader of the caller's messages.
+    send_limit: Option<SendCheck>,
 }
 
 /// The part of a replay shared by the attempts of a call that retries or hedges. Every frame is
@@ -86,6 +91,7 @@ impl<B> ReplayBody<B> {
                 spoiled: false,
                 ended: false,
                 retained: None,
+                send_limit: None,
             })),
             cursor: 0,
             copy: 0,
@@ -123,12 +129,20 @@ impl<B> ReplayBody<B> {
                 spoiled: false,
                 ended: true,
                 retained: None,
+                send_limit: None,
             })),
             cursor: 0,
             copy: 0,
             #[cfg(feature = "metrics")]
             sent: None,
         }
+    }
+
+    /// Sends no request message larger than `limit` allows: such a message, once it comes
+    /// from the caller's body, is not sent; every copy then fails (its stream is reset), and
+    /// the limit says why.
+    pub(crate) fn limit_sends(&self, limit: Arc<SendLimit>) {
+        lock(&self.shared).send_limit = Some(SendCheck::new(limit));
     }
 
     /// A copy that starts from the first frame, if everything sent so far was kept.
@@ -253,12 +267,18 @@ where
         });
         total
     }
+}
 
+impl<B> ReplayBody<B>
+where
+    B: Body<Data = bytes::Bytes>,
+    B::Error: Into<BoxError>,
+{
     /// The copy's next frame: a kept one, else the caller's body's next (kept as it passes).
     fn poll_copy(
         &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<bytes::Bytes>, B::Error>>> {
+    ) -> Poll<Option<Result<Frame<bytes::Bytes>, BoxError>>> {
         let this = self;
         let mut guard = lock(&this.shared);
         let shared = &mut *guard;
@@ -278,10 +298,23 @@ where
             // The end, or a stale copy (another one read on and did not keep what it read).
             return Poll::Ready(None);
         }
+        if let Some(refused) = shared.send_limit.as_ref().and_then(SendCheck::refusal) {
+            return Poll::Ready(Some(Err(refused)));
+        }
         let Some(body) = shared.body.as_mut() else {
             return Poll::Ready(None);
         };
-        let polled = body.as_mut().poll_frame(cx);
+        let mut polled = body
+            .as_mut()
+            .poll_frame(cx)
+            .map(|frame| frame.map(|frame| frame.map_err(Into::into)));
+        if let (Poll::Ready(Some(Ok(frame))), Some(check)) =
+            (&mut polled, shared.send_limit.as_mut())
+        {
+            if let Err(refused) = check.admit(frame) {
+                polled = Poll::Ready(Some(Err(refused)));
+            }
+        }
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 let kept = if let Some(data) = frame.data_ref() {
@@ -346,17 +379,19 @@ where
     }
 }
 
+/// Its error is the caller's body's, or the channel's when a message is over the call's limit.
 impl<B> Body for ReplayBody<B>
 where
     B: Body<Data = bytes::Bytes>,
+    B::Error: Into<BoxError>,
 {
     type Data = bytes::Bytes;
-    type Error = B::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<bytes::Bytes>, B::Error>>> {
+    ) -> Poll<Option<Result<Frame<bytes::Bytes>, BoxError>>> {
         let polled = self.poll_copy(cx);
         #[cfg(feature = "metrics")]
         if let (Some(sent), Poll::Ready(Some(Ok(frame)))) = (&mut self.sent, &polled) {

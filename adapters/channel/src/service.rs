@@ -10,6 +10,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::poll_fn;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -25,6 +26,7 @@ use crate::body::{observe, until, Deadline};
 use crate::channel::{CallGuard, Channel, PickOptions, Picked};
 use crate::error::{describe_error, BoxError};
 use crate::grpc::{encode_grpc_timeout, grpc_status, grpc_timeout, insert_status, is_grpc};
+use crate::message_size::CallLimits;
 use crate::replay::ReplayBody;
 use crate::retry;
 use crate::runtime::BoxFuture;
@@ -108,7 +110,14 @@ impl StdError for Unprocessed {
 ///   and what the call waited for;
 /// - the connection failed under the call (the server gone, a reset): the code the connector
 ///   reads in the error ([`Connector::error_code`](crate::Connector::error_code)), by default
-///   `UNAVAILABLE`, with the address and the reason.
+///   `UNAVAILABLE`, with the address and the reason;
+/// - a message over the call's size limit ([`ChannelBuilder::max_decoding_message_size`] and
+///   [`ChannelBuilder::max_encoding_message_size`], with the method's `maxResponseMessageBytes`
+///   and `maxRequestMessageBytes`): `RESOURCE_EXHAUSTED`, naming its size and the limit, the
+///   call's stream reset. A response's is found at its header, before its bytes are read.
+///
+/// [`ChannelBuilder::max_decoding_message_size`]: crate::ChannelBuilder::max_decoding_message_size
+/// [`ChannelBuilder::max_encoding_message_size`]: crate::ChannelBuilder::max_encoding_message_size
 ///
 /// Other requests get the error itself: the channel's [`croupier::Status`], or the transport's
 /// own error for the client to map as it maps any.
@@ -201,25 +210,24 @@ where
         }
         Deadline::new(channel.runtime(), at, timeout)
     });
-    // Only gRPC calls retry or hedge: the policies speak of gRPC status codes.
-    let policy = match grpc {
-        true => channel.retries().call_policy(method.as_deref()),
-        false => CallPolicy::None,
+    // Only gRPC calls retry or hedge, or have message size limits: they speak of gRPC.
+    let (policy, limits) = match grpc {
+        true => (
+            channel.retries().call_policy(method.as_deref()),
+            channel.message_limits(method.as_deref()),
+        ),
+        false => (CallPolicy::None, CallLimits::default()),
     };
+    let connector = (channel.error_code(), channel.load_report());
     let sent = match policy {
-        CallPolicy::None => attempt(&channel, request, options, &mut deadline)
+        CallPolicy::None => attempt(&channel, request, options, &mut deadline, &limits)
             .await
-            .map(|(response, call)| {
-                observe(
-                    response,
-                    call,
-                    deadline,
-                    channel.error_code(),
-                    channel.load_report(),
-                )
-            }),
+            .map(|(response, call)| observe(response, call, deadline, connector, limits)),
         // Boxed, so that a plain call's future does not carry a retried one's state.
-        policy => Box::pin(retry::send(&channel, request, options, deadline, policy)).await,
+        policy => {
+            let call = retry::send(&channel, request, options, deadline, policy, limits);
+            Box::pin(call).await
+        }
     };
     #[cfg(feature = "metrics")]
     let sent = match sent {
@@ -262,18 +270,23 @@ impl Failure {
 }
 
 /// Sends `request`, on another connection each time one's server did not process it, until its
-/// response's headers come or its deadline passes.
+/// response's headers come or its deadline passes; a request message over the call's send limit
+/// ends it.
 async fn attempt<T, B, RB>(
     channel: &Channel<T>,
     request: Request<B>,
     options: PickOptions,
     deadline: &mut Option<Deadline>,
+    limits: &CallLimits,
 ) -> Result<(Response<RB>, CallGuard), Failure>
 where
     T: Connection<B, RB>,
     B: Body<Data = bytes::Bytes> + Send + 'static,
 {
     let mut request = request.map(ReplayBody::new);
+    if let Some(limit) = &limits.send {
+        request.body().limit_sends(Arc::clone(limit));
+    }
     let mut last_error: Option<BoxError> = None;
     for _ in 0..MAX_SEND_ATTEMPTS {
         let (parts, body) = request.into_parts();
@@ -318,6 +331,10 @@ where
             // Dropping the response's future resets the stream: the server hears of it.
             None => return Err(no_headers(call, deadline.as_ref(), None)),
         };
+        if let Some(failure) = refused(limits, Some(&call)) {
+            call.finish(Code::ResourceExhausted);
+            return Err(failure);
+        }
         match (is_unprocessed(&*error), replay, parts) {
             (true, Some(body), Some(parts)) => {
                 // Pick again: the server never saw it.
@@ -341,6 +358,21 @@ where
         "no connection took the request in {MAX_SEND_ATTEMPTS} attempts; last: {}",
         last_error.map_or_else(|| "none".to_owned(), |e| describe_error(&*e))
     ))))
+}
+
+/// The call's failure if its request was refused for a message over its send limit: not
+/// retried, whatever the policy, as every attempt would send the same message (grpc-go fails
+/// the call the same way, before any attempt sees it).
+pub(crate) fn refused(limits: &CallLimits, call: Option<&CallGuard>) -> Option<Failure> {
+    let refused = limits.send.as_ref()?.refused()?;
+    let message = match call {
+        Some(call) => format!("the call to {} failed: {refused}", call.address()),
+        None => format!("the call failed: {refused}"),
+    };
+    Some(Failure::Status(Status::new(
+        Code::ResourceExhausted,
+        message,
+    )))
 }
 
 /// The call's deadline passed before its response's headers came, or before the server's

@@ -59,6 +59,12 @@
 //!   [`default_timeout`](GrpcChannelBuilder::default_timeout)) bounds it until its response
 //!   ends: then its stream is reset and it fails `DEADLINE_EXCEEDED`. A call lost with its
 //!   connection fails `UNAVAILABLE`, naming the address (see `croupier_channel`'s `Service`).
+//! - Message size limits: a response message over the call's limit
+//!   ([`GrpcChannelBuilder::max_decoding_message_size`], 4 MiB by default, or the method's
+//!   `maxResponseMessageBytes` where lower) ends the call `RESOURCE_EXHAUSTED` at its 5-byte
+//!   header, before its bytes are read, resetting only its stream; a request message over
+//!   [`GrpcChannelBuilder::max_encoding_message_size`] (or `maxRequestMessageBytes`) is not
+//!   sent, and the call ends `RESOURCE_EXHAUSTED`, not retried.
 //! - Retries and hedging (gRFC A6), with a policy from
 //!   [`GrpcChannelBuilder::retry_policy`] or [`GrpcChannelBuilder::hedging_policy`]: a call
 //!   that fails before its response headers with a status the policy names is tried again

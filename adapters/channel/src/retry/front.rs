@@ -19,9 +19,10 @@ use crate::body::{observe, until, CallBody, Deadline};
 use crate::channel::{CallGuard, Channel, PickOptions, Picked};
 use crate::error::{describe_error, BoxError};
 use crate::grpc::{encode_grpc_timeout, grpc_message, grpc_status, http_status_code};
+use crate::message_size::CallLimits;
 use crate::replay::{BufferWatch, ReplayBody};
 use crate::runtime::BoxFuture;
-use crate::service::{clone_head, unprocessed, Connection, Failure};
+use crate::service::{clone_head, refused, unprocessed, Connection, Failure};
 
 /// The header that tells a server how many attempts of the call came before this one.
 const PREVIOUS_ATTEMPTS: &str = "grpc-previous-rpc-attempts";
@@ -39,6 +40,7 @@ pub(crate) async fn send<T, B, RB>(
     options: PickOptions,
     mut deadline: Option<Deadline>,
     policy: CallPolicy,
+    limits: CallLimits,
 ) -> Result<Response<CallBody<RB>>, Failure>
 where
     T: Connection<B, RB>,
@@ -51,6 +53,9 @@ where
     };
     let (head, body) = request.into_parts();
     let (body, watch) = ReplayBody::retained(body, channel.retries().per_call_limit());
+    if let Some(limit) = &limits.send {
+        body.limit_sends(std::sync::Arc::clone(limit));
+    }
     let machine = channel
         .retries()
         .start(policy, channel.retry_throttle(), channel.now());
@@ -63,6 +68,7 @@ where
         recv_timeout,
         watch,
         machine,
+        limits,
         running: Vec::new(),
         tried: Vec::new(),
         last: None,
@@ -76,13 +82,8 @@ where
     match outcome {
         Outcome::Committed(attempt, response, mut call) => {
             call.commit_retries(Committed::new(front.machine, attempt));
-            Ok(observe(
-                response,
-                call,
-                deadline,
-                channel.error_code(),
-                channel.load_report(),
-            ))
+            let connector = (channel.error_code(), channel.load_report());
+            Ok(observe(response, call, deadline, connector, front.limits))
         }
         Outcome::Answered(_, code) if Deadline::overtakes(deadline.as_ref(), code) => {
             Err(Failure::Status(Status::new(
@@ -176,6 +177,8 @@ struct Front<T, B, RB> {
     recv_timeout: Option<Duration>,
     watch: BufferWatch<B>,
     machine: RetryCall,
+    /// The call's message size limits, which every attempt shares.
+    limits: CallLimits,
     running: Vec<Running<T, B, RB>>,
     /// The subchannels earlier attempts went to, for each new pick to pass over.
     tried: Vec<SubchannelId>,
@@ -239,6 +242,10 @@ where
             _ => self.watch.copy(attempt.get()),
         };
         let (Some(body), Some(mut head)) = (body, clone_head(&self.head)) else {
+            if let Some(failure) = refused(&self.limits, None) {
+                // A hedge after an earlier copy met a message over the limit.
+                return self.end(attempt, Ended::Failed(failure), Pushback::Stop);
+            }
             let status = Status::unavailable(
                 "the request cannot be sent again: its body failed as it was sent",
             );
@@ -362,6 +369,11 @@ where
             }
             Sent::Failed(error) => error,
         };
+        if let Some(failure) = refused(&self.limits, Some(&call)) {
+            // A request message over the limit: no attempt would send it.
+            call.finish(Code::ResourceExhausted);
+            return self.end(attempt, Ended::Failed(failure), Pushback::Stop);
+        }
         if let Some(why) = unprocessed(&*error) {
             let why = match why.is_refused() {
                 true => Unseen::Refused,

@@ -148,6 +148,27 @@ where
         self.channel(|b| b.default_timeout(timeout))
     }
 
+    /// The largest response message a call accepts, in bytes (default 4 MiB, gRPC's; tonic's
+    /// client setting of the same name). A method's `maxResponseMessageBytes` in the service
+    /// config lowers it for that method; set here, it also bounds one that would raise it. A
+    /// larger message ends its call `RESOURCE_EXHAUSTED`, naming its size and the limit, as
+    /// soon as its 5-byte header arrives, before its bytes are read: the call's stream is
+    /// reset, the connection and its other calls go on. See
+    /// [`ChannelBuilder::max_decoding_message_size`].
+    pub fn max_decoding_message_size(self, limit: usize) -> Self {
+        self.channel(|b| b.max_decoding_message_size(limit))
+    }
+
+    /// The largest request message a call sends, in bytes (default: unlimited, as gRPC;
+    /// tonic's client setting of the same name). A method's `maxRequestMessageBytes` lowers it
+    /// for that method. A larger message is not sent: the call's stream is reset and the call
+    /// ends `RESOURCE_EXHAUSTED` when that message comes (for a streaming request, the messages
+    /// before it have gone), and is not retried. See
+    /// [`ChannelBuilder::max_encoding_message_size`].
+    pub fn max_encoding_message_size(self, limit: usize) -> Self {
+        self.channel(|b| b.max_encoding_message_size(limit))
+    }
+
     /// Retries gRPC calls by `policy` (gRFC A6), in place of a hedging policy: see
     /// [`ChannelBuilder::retry_policy`] and the crate's "Retries and hedging".
     pub fn retry_policy(self, policy: RetryPolicy) -> Self {
