@@ -318,14 +318,19 @@ impl LeastLatency {
         self.traffic = false;
     }
 
-    /// The picker over `ready`; meters of subchannels no longer READY are dropped, new ones
-    /// start at the typical service time.
-    fn metered_picker(&mut self, ready: &[SubchannelId], seed: u64) -> LeastLatencyPicker {
+    /// The picker over the `len` subchannels `ready`; meters of subchannels no longer READY are
+    /// dropped, new ones start at the typical service time.
+    fn metered_picker(
+        &mut self,
+        ready: impl Iterator<Item = SubchannelId>,
+        len: usize,
+        seed: u64,
+    ) -> LeastLatencyPicker {
         let typical = self.typical;
-        let ready = &ready[..ready.len().min(u32::MAX as usize)];
+        let len = len.min(u32::MAX as usize);
         let metered = self.meters.refresh(
-            ready.iter().copied(),
-            ready.len(),
+            ready.take(len),
+            len,
             || Tracked {
                 meter: Arc::new(Meter::new(typical)),
                 answered: false,
@@ -353,8 +358,7 @@ impl Spread for LeastLatency {
         ctl: &mut dyn Controller,
     ) -> Arc<dyn Picker> {
         let seed = ctl.rng().next_u64();
-        let ready: Vec<SubchannelId> = ready.subchannels().collect();
-        Arc::new(self.metered_picker(&ready, seed))
+        Arc::new(self.metered_picker(ready.subchannels(), ready.len(), seed))
     }
 
     fn wants_call_outcomes(&self) -> bool {
@@ -489,7 +493,7 @@ mod tests {
     fn a_latency_is_divided_by_the_calls_in_flight_it_was_sent_with() {
         let id = SubchannelId::from_u64(1);
         let mut spread = LeastLatency::new(LeastLatencyConfig::default().rise(1.0));
-        let _picker = spread.metered_picker(&[id], 1);
+        let _picker = spread.metered_picker([id].into_iter(), 1, 1);
         assert_eq!(estimate_ms(&spread, id), 10.0);
         // 80 ms with three others ahead of it: 20 ms each.
         spread.record(id, &ended(80, 4));
@@ -516,7 +520,7 @@ mod tests {
         let id = SubchannelId::from_u64(1);
         let config = LeastLatencyConfig::default().rise(0.5).fall(0.05);
         let mut spread = LeastLatency::new(config);
-        let _picker = spread.metered_picker(&[id], 1);
+        let _picker = spread.metered_picker([id].into_iter(), 1, 1);
         spread.record(id, &ended(30, 1));
         assert!((estimate_ms(&spread, id) - 20.0).abs() < 1e-9); // half way up
         spread.record(id, &ended(0, 1));
@@ -535,7 +539,7 @@ mod tests {
             .rise(1.0)
             .drift(Duration::from_secs(1));
         let mut spread = LeastLatency::new(config);
-        let _picker = spread.metered_picker(&[slow, fast], 1);
+        let _picker = spread.metered_picker([slow, fast].into_iter(), 2, 1);
         spread.record(slow, &ended(1000, 1));
         spread.record(fast, &ended(10, 1));
         spread.drift(t0);
@@ -559,7 +563,7 @@ mod tests {
     fn the_cheapest_candidate_wins_and_its_note_counts_the_calls_in_flight() {
         let ready = ids(2);
         let mut spread = LeastLatency::new(LeastLatencyConfig::default().rise(1.0));
-        let picker = spread.metered_picker(&ready, 5);
+        let picker = spread.metered_picker(ready.iter().copied(), ready.len(), 5);
         spread.record(ready[1], &ended(50, 1));
         // 10 ms x (k + 1) stays at or below 50 ms up to k = 4 calls in flight; the fifth call
         // costs the same on both and goes to the first drawn.
@@ -594,7 +598,7 @@ mod tests {
     fn a_retry_takes_a_candidate_its_call_has_not_tried() {
         let ready = ids(12);
         let mut spread = LeastLatency::new(LeastLatencyConfig::default().rise(1.0));
-        let picker = spread.metered_picker(&ready, 9);
+        let picker = spread.metered_picker(ready.iter().copied(), ready.len(), 9);
         for &id in &ready[1..] {
             spread.record(id, &ended(500, 1));
         }

@@ -202,12 +202,19 @@ impl Ewma {
         self.traffic = false;
     }
 
-    /// The picker over `ready`; meters of subchannels no longer READY are dropped.
-    fn metered_picker(&mut self, ready: &[SubchannelId], now: Instant, seed: u64) -> EwmaPicker {
+    /// The picker over the `len` subchannels `ready`; meters of subchannels no longer READY
+    /// are dropped.
+    fn metered_picker(
+        &mut self,
+        ready: impl Iterator<Item = SubchannelId>,
+        len: usize,
+        now: Instant,
+        seed: u64,
+    ) -> EwmaPicker {
         let default = self.config.default_rtt.as_nanos() as f64;
         let metered = self.meters.refresh(
-            ready.iter().copied(),
-            ready.len(),
+            ready,
+            len,
             || Tracked {
                 meter: Arc::new(Meter::new(default)),
                 updated: now,
@@ -234,8 +241,7 @@ impl Spread for Ewma {
         ctl: &mut dyn Controller,
     ) -> Arc<dyn Picker> {
         let seed = ctl.rng().next_u64();
-        let ready: Vec<SubchannelId> = ready.subchannels().collect();
-        Arc::new(self.metered_picker(&ready, ctl.now(), seed))
+        Arc::new(self.metered_picker(ready.subchannels(), ready.len(), ctl.now(), seed))
     }
 
     fn wants_call_outcomes(&self) -> bool {
@@ -338,7 +344,7 @@ mod tests {
 
     fn ewma_with(ids: &[SubchannelId], now: Instant) -> (Ewma, EwmaPicker) {
         let mut ewma = Ewma::new(PeakEwmaConfig::default());
-        let picker = ewma.metered_picker(ids, now, 7);
+        let picker = ewma.metered_picker(ids.iter().copied(), ids.len(), now, 7);
         (ewma, picker)
     }
 
