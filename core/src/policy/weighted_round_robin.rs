@@ -327,9 +327,12 @@ impl Weights {
                 })
         }));
         let reported: Vec<f64> = loads.iter().map(|load| load.value()).collect();
-        let known: Vec<f64> = reported.iter().copied().filter(|w| *w > 0.0).collect();
-        if known.len() >= 2 {
-            self.by_reports = Some(known.iter().sum::<f64>() / known.len() as f64);
+        let (known, sum) = reported
+            .iter()
+            .filter(|w| **w > 0.0)
+            .fold((0usize, 0.0), |(known, sum), w| (known + 1, sum + w));
+        if known >= 2 {
+            self.by_reports = Some(sum / known as f64);
             scale(&reported)
         } else {
             self.by_reports = None;
